@@ -1,0 +1,78 @@
+//! The documented keys: name, default and meaning.
+
+/// One documented config key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeySpec {
+    /// The key.
+    pub name: &'static str,
+    /// Built-in default (`$HOME` is expanded).
+    pub default: Option<&'static str>,
+    /// What it means.
+    pub doc: &'static str,
+}
+
+const fn key(name: &'static str, default: Option<&'static str>, doc: &'static str) -> KeySpec {
+    KeySpec { name, default, doc }
+}
+
+/// Every key OCG reads. `OCG_*` keys not listed here are rejected as typos.
+pub const KEYS: &[KeySpec] = &[
+    key("OCG_CONFIG", None, "path of the env.config file"),
+    key("OCG_HOST", Some("127.0.0.1"), "gateway bind address"),
+    key("OCG_PORT", Some("55003"), "gateway port"),
+    key("OCG_ALLOW_PUBLIC_BIND", Some("false"), "allow a non-loopback OCG_HOST"),
+    key("OCG_AGENT_SOCK", Some("/tmp/ocg-agent.sock"), "the agent's Unix socket"),
+    key("OCG_PID_DIR", Some("/tmp/ocg"), "pid files and announced addresses"),
+    key("OCG_LOG_DIR", Some("/tmp"), "service logs ocg-<service>.log"),
+    key("OCG_DATA_DIR", Some("$HOME/.ocg"), "database, indexes, models, workspace"),
+    key("OCG_EMBEDDING_PORT", Some("50000"), "first port the embedding service tries"),
+    key("OCG_EMBEDDING_PORT_MAX", Some("60000"), "last port the embedding service tries"),
+    key("OCG_EMBEDDING_URL", None, "embedding service URL (default: announced address)"),
+    key("OCG_START_TIMEOUT", Some("30"), "seconds a service may take to become healthy"),
+    key("OCG_UI_TOKEN", None, "gateway token for the web UI and API"),
+    key("OCG_HOOKS_TOKEN", None, "token for webhook ingress"),
+    key("OCG_WORKSPACE", None, "root directory of the agent's tools"),
+    key("OCG_AGENT_ADDR", None, "optional TCP address of the agent"),
+    key("OCG_AUTO_RECALL", None, "recall memories before each turn"),
+    key("OCG_RECALL_LIMIT", None, "memories recalled per turn"),
+    key("OCG_RECALL_MINSCORE", None, "minimum recall score"),
+    key("LLAMA_SERVER_BIN", None, "the llama.cpp llama-server program"),
+    key("LLAMA_PORT", None, "fixed llama-server port (default: first free in 18000-19000)"),
+    key("EMBEDDING_MODEL_PATH", None, "GGUF embedding model"),
+    key("OPENAI_API_KEY", None, "OpenAI-compatible provider key"),
+    key("OPENAI_BASE_URL", None, "OpenAI-compatible provider URL"),
+    key("OPENAI_MODEL", None, "OpenAI-compatible model"),
+    key("ANTHROPIC_API_KEY", None, "Anthropic key"),
+    key("ANTHROPIC_MODEL", None, "Anthropic model"),
+    key("TELEGRAM_BOT_TOKEN", None, "Telegram bot token"),
+];
+
+pub(crate) fn find(name: &str) -> Option<&'static KeySpec> {
+    KEYS.iter().find(|spec| spec.name == name)
+}
+
+/// The known key closest to `name` by edit distance, if close enough to be a typo.
+pub(crate) fn closest(name: &str) -> Option<&'static str> {
+    KEYS.iter()
+        .map(|spec| (edit_distance(name, spec.name), spec.name))
+        .filter(|(distance, _)| *distance <= 3)
+        .min()
+        .map(|(_, name)| name)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut previous = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let current = row[j + 1];
+            row[j + 1] = (previous + usize::from(ca != *cb))
+                .min(row[j] + 1)
+                .min(current + 1);
+            previous = current;
+        }
+    }
+    row[b.len()]
+}

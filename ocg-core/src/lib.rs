@@ -1,0 +1,52 @@
+//! # ocg-core: the contracts of OCG
+//!
+//! OCG is three services and a process manager. This crate is what they agree
+//! on, and nothing heavier: the traits each concern is reached through
+//! ([`Agent`], [`Embedder`], [`Channel`], [`ProcessSupervisor`]), the wire
+//! types that cross process boundaries ([`ChatEvent`], [`Message`],
+//! [`HealthReport`], embedding and search shapes), config resolution
+//! ([`config`]) and one error type ([`Error`]).
+//!
+//! It depends on serde, serde_json, thiserror, async-trait and futures-core
+//! only, so `cargo add ocg-core` stays a small, fast build. No runtime is
+//! assumed: the traits are `async` through `async-trait` and streams are
+//! [`futures_core::Stream`]s, so any executor can drive them.
+//!
+//! Every trait is usable as a trait object (`Arc<dyn Agent>`): a library that
+//! talks to another service takes the trait object and the binary wires in the
+//! concrete client. The `testing` feature adds in-memory fakes of each trait
+//! ([`testing`]) for tests and for SDK users who want to swap a piece out.
+#![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod agent;
+mod channel;
+pub mod config;
+mod embedder;
+mod embedding;
+mod error;
+mod health;
+mod supervisor;
+mod wire;
+
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+pub mod testing;
+
+pub use agent::{Agent, ChatStream};
+pub use channel::{
+    Attachment, AttachmentKind, Channel, ChannelState, ChannelStatus, ChatTarget, InboundHandler,
+    IncomingMessage, OutgoingMessage, Sender, SentMessage, TextFormat,
+};
+pub use config::{Config, ConfigError};
+pub use embedder::{Embedder, EmbedderInfo};
+pub use embedding::{SearchHit, SearchQuery, SearchRequest, VectorItem};
+pub use error::{Error, Result};
+pub use health::{HealthCheck, HealthReport, HealthStatus};
+pub use supervisor::{
+    ProcessSupervisor, Readiness, RunningService, ServiceSpec, ServiceState, StopOutcome,
+};
+pub use wire::{ChatEvent, ChatReply, ChatRequest, Message, Role, ToolCall, Usage};
+
+/// The version of the OCG contracts, reported by every service's `/health`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
