@@ -29,6 +29,12 @@ pub trait Embedder: Send + Sync {
     /// Model and dimension.
     async fn info(&self) -> Result<EmbedderInfo>;
 
+    /// Whether the embedder is reachable and ready; the error says why not.
+    /// Defaults to asking for [`info`](Embedder::info).
+    async fn check(&self) -> Result<()> {
+        self.info().await.map(|_| ())
+    }
+
     /// Embed one text.
     async fn embed_one(&self, text: &str) -> Result<Vec<f32>> {
         let mut vectors = self.embed(&[text.to_owned()]).await?;
@@ -46,6 +52,9 @@ impl<T: Embedder + ?Sized> Embedder for Arc<T> {
     async fn info(&self) -> Result<EmbedderInfo> {
         (**self).info().await
     }
+    async fn check(&self) -> Result<()> {
+        (**self).check().await
+    }
 }
 
 #[async_trait]
@@ -55,5 +64,8 @@ impl<T: Embedder + ?Sized> Embedder for Box<T> {
     }
     async fn info(&self) -> Result<EmbedderInfo> {
         (**self).info().await
+    }
+    async fn check(&self) -> Result<()> {
+        (**self).check().await
     }
 }

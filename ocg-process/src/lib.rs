@@ -1,1 +1,59 @@
-//! wip
+//! # ocg-process: running OCG's services as real processes
+//!
+//! [`PidFileSupervisor`] implements `ocg-core`'s
+//! [`ProcessSupervisor`](ocg_core::ProcessSupervisor) the way OCG's users know
+//! it from the docs:
+//!
+//! - every service runs in its own session and process group, so a stop
+//!   signal reaches its children too (llama-server under the embedding
+//!   service) and a terminal's Ctrl-C does not;
+//! - `<pid-dir>/ocg-<service>.pid` records the pid **and the process start
+//!   time** from `/proc/<pid>/stat`, written atomically; a pid that is alive
+//!   with another start time belongs to someone else and is never signalled;
+//! - a stop escalates SIGTERM → SIGINT → SIGKILL on the process group, each
+//!   step waiting until the group is gone (zombies do not count) or its grace
+//!   period ends;
+//! - readiness is an HTTP `/health` over TCP or over a Unix socket, with a
+//!   timeout and an early exit when the child dies first;
+//! - logs go to `<log-dir>/ocg-<service>.log`, opened without following
+//!   symlinks, mode 0600.
+//!
+//! [`ForegroundSupervisor`] keeps services attached and restarts crashed ones
+//! with exponential backoff; [`stack`] knows the three OCG services and the
+//! order they start and stop in.
+#![warn(missing_docs)]
+
+mod error;
+mod foreground;
+pub mod log_file;
+mod pid_file;
+pub mod probe;
+pub mod proc_stat;
+mod signal;
+#[allow(unsafe_code)]
+mod spawn;
+pub mod stack;
+mod supervisor;
+
+pub use error::ProcessError;
+pub use foreground::{ForegroundSupervisor, RestartPolicy};
+pub use pid_file::PidRecord;
+pub use signal::StopSchedule;
+pub use supervisor::PidFileSupervisor;
+
+/// Completes when the process receives SIGTERM or SIGINT: the shutdown
+/// trigger of every OCG service and of `ocg start --foreground`.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT received, shutting down"),
+    }
+}

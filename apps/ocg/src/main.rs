@@ -1,1 +1,210 @@
-fn main() {}
+//! `ocg`: the process manager of the three OCG services.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use ocg_core::StopOutcome;
+use ocg_core::config::{Config, Sources};
+use ocg_process::stack::{self, SERVICES, Stack};
+use ocg_process::{ForegroundSupervisor, RestartPolicy};
+use tracing_subscriber::EnvFilter;
+
+/// OCG: a local-first AI agent platform. Starts, stops and inspects its services.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Cli {
+    /// env.config file (default ./env.config when present; also OCG_CONFIG).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Directory of pid files (OCG_PID_DIR, default /tmp/ocg).
+    #[arg(long, global = true)]
+    pid_dir: Option<PathBuf>,
+    /// Directory of service logs (OCG_LOG_DIR, default /tmp).
+    #[arg(long, global = true)]
+    log_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Stop running services, then start embedding, agent and gateway.
+    Start {
+        /// Stay attached: restart crashed services, stop all on Ctrl-C.
+        #[arg(long)]
+        foreground: bool,
+    },
+    /// Stop gateway, agent and embedding.
+    Stop {
+        /// SIGKILL at once instead of SIGTERM, SIGINT, SIGKILL.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Stop, then start.
+    Restart,
+    /// One line per service and the overall health; exit 0 only when all is well.
+    Status {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a service's log.
+    Logs {
+        /// embedding, agent or gateway.
+        #[arg(value_parser = clap::builder::PossibleValuesParser::new(SERVICES))]
+        service: String,
+        /// Keep printing what is appended.
+        #[arg(short, long)]
+        follow: bool,
+        /// How many lines to print first.
+        #[arg(short = 'n', long, default_value_t = 50)]
+        lines: usize,
+    },
+    /// Print the version.
+    Version,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse()).await {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Command::Version = cli.command {
+        println!("ocg {}", env!("CARGO_PKG_VERSION"));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let path_flag = |p: Option<PathBuf>| p.map(|p| p.display().to_string());
+    let config = Config::load(
+        &Sources::from_process_env()
+            .with_file(cli.config)
+            .flag("OCG_PID_DIR", path_flag(cli.pid_dir))
+            .flag("OCG_LOG_DIR", path_flag(cli.log_dir)),
+    )?;
+    let exe = std::env::current_exe().context("cannot locate the ocg executable")?;
+    let bin_dir = exe
+        .parent()
+        .context("the ocg executable has no directory")?;
+    let gateway_url = config.gateway_url();
+    let stack = Stack::new(config, bin_dir);
+
+    match cli.command {
+        Command::Start { foreground: false } => start(&stack, &gateway_url).await,
+        Command::Start { foreground: true } => {
+            print_stops(&stack.stop(false).await);
+            let supervisor =
+                ForegroundSupervisor::new(stack.supervisor().clone(), RestartPolicy::default());
+            println!("Starting in the foreground; Ctrl-C stops all services.");
+            supervisor
+                .run(&stack.specs(), ocg_process::shutdown_signal())
+                .await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Stop { force } => {
+            let outcomes = stack.stop(force).await;
+            print_stops(&outcomes);
+            Ok(if outcomes.iter().all(|(_, o)| o.is_ok()) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Restart => start(&stack, &gateway_url).await,
+        Command::Status { json } => {
+            let status = stack.status().await;
+            if json {
+                println!("{:#}", status.to_json());
+            } else {
+                print!("{}", status.render());
+            }
+            Ok(if status.is_healthy() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Logs {
+            service,
+            follow,
+            lines,
+        } => {
+            let path = stack.supervisor().log_file(&service);
+            let mut out = std::io::stdout().lock();
+            for line in ocg_process::log_file::tail(&path, lines)
+                .with_context(|| format!("cannot read {}", path.display()))?
+            {
+                writeln!(out, "{line}")?;
+            }
+            if follow {
+                // Ends when stdout closes (e.g. `| head`) or on Ctrl-C.
+                tokio::select! {
+                    result = ocg_process::log_file::follow(&path, &mut out) => {
+                        if let Err(error) = result {
+                            if error.kind() != std::io::ErrorKind::BrokenPipe {
+                                return Err(error.into());
+                            }
+                        }
+                    }
+                    () = ocg_process::shutdown_signal() => {}
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Version => unreachable!("handled before config resolution"),
+    }
+}
+
+async fn start(stack: &Stack, gateway_url: &str) -> anyhow::Result<ExitCode> {
+    let result = stack
+        .start(|name, pid| {
+            println!("{}: started (PID {pid})", stack::display_name(name));
+        })
+        .await;
+    match result {
+        Ok(()) => {
+            println!("OCG is running. Gateway: {gateway_url}/");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(failure) => {
+            eprintln!("error: {}", failure.error);
+            eprintln!("last lines of {}:", failure.log_file.display());
+            for line in &failure.log_tail {
+                eprintln!("  {line}");
+            }
+            eprintln!("stopped the services this start had started");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn print_stops(outcomes: &[(String, Result<StopOutcome, ocg_process::ProcessError>)]) {
+    for (name, outcome) in outcomes {
+        let name = stack::display_name(name);
+        match outcome {
+            Ok(StopOutcome::NotRunning) => println!("{name}: not running"),
+            Ok(StopOutcome::StalePidFileRemoved { pid }) => {
+                println!("{name}: removed stale pid file (PID {pid} was not ours)")
+            }
+            Ok(StopOutcome::Stopped {
+                pid,
+                signal,
+                elapsed_ms,
+            }) => println!("{name}: stopped (PID {pid}, {signal}, {elapsed_ms} ms)"),
+            Err(error) => eprintln!("{name}: {error}"),
+        }
+    }
+}

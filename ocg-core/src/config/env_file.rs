@@ -358,7 +358,9 @@ mod tests {
             ("D='x' trailing\n", 1),
         ] {
             match parse(text) {
-                Err(ConfigError::Syntax { line: got, path, .. }) => {
+                Err(ConfigError::Syntax {
+                    line: got, path, ..
+                }) => {
                     assert_eq!(got, line, "{text:?}");
                     assert_eq!(path, Path::new("env.config"));
                 }
@@ -387,7 +389,15 @@ mod tests {
 
     #[test]
     fn quoting_round_trips_awkward_values() {
-        for value in ["", "a b", "q\"uote", "back\\slash", "new\nline", "$HOME", "#x"] {
+        for value in [
+            "",
+            "a b",
+            "q\"uote",
+            "back\\slash",
+            "new\nline",
+            "$HOME",
+            "#x",
+        ] {
             let mut file = EnvFile::default();
             file.set("K", value).unwrap();
             assert_eq!(parse(&file.render()).unwrap().get("K"), Some(value));

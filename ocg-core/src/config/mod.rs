@@ -398,11 +398,15 @@ impl TryFrom<RawConfig> for Config {
         let host: IpAddr = raw.required("OCG_HOST", |v| {
             v.parse().map_err(|_| format!("{v:?} is not an IP address"))
         })?;
-        let allow_public_bind = raw.parse("OCG_ALLOW_PUBLIC_BIND", parse_bool)?.unwrap_or(false);
+        let allow_public_bind = raw
+            .parse("OCG_ALLOW_PUBLIC_BIND", parse_bool)?
+            .unwrap_or(false);
         if !host.is_loopback() && !allow_public_bind {
             return Err(raw.invalid(
                 "OCG_HOST",
-                format!("{host} is not a loopback address; set OCG_ALLOW_PUBLIC_BIND=true to bind it"),
+                format!(
+                    "{host} is not a loopback address; set OCG_ALLOW_PUBLIC_BIND=true to bind it"
+                ),
             ));
         }
         let embedding_port = raw.required("OCG_EMBEDDING_PORT", parse_port)?;

@@ -26,7 +26,10 @@ fn defaults_match_the_documented_process_model() {
     assert_eq!(config.embedding_port, 50000);
     assert_eq!(config.embedding_port_max, 60000);
     assert_eq!(config.gateway_url(), "http://127.0.0.1:55003");
-    assert_eq!(config.embedding_addr_file(), Path::new("/tmp/ocg/ocg-embedding.addr"));
+    assert_eq!(
+        config.embedding_addr_file(),
+        Path::new("/tmp/ocg/ocg-embedding.addr")
+    );
 }
 
 #[test]
@@ -68,8 +71,12 @@ fn ocg_config_env_names_the_file() {
 
 #[test]
 fn a_missing_explicit_file_is_an_error() {
-    let err = Config::load(&sources(Some(Path::new("/nonexistent/env.config")), &[], &[]))
-        .unwrap_err();
+    let err = Config::load(&sources(
+        Some(Path::new("/nonexistent/env.config")),
+        &[],
+        &[],
+    ))
+    .unwrap_err();
     assert!(matches!(err, ConfigError::Read { .. }), "{err}");
 }
 
@@ -84,9 +91,12 @@ fn malformed_values_name_key_and_origin() {
     assert!(text.contains("line 2"), "{text}");
     assert!(text.contains("\"eighty\""), "{text}");
 
-    let err = Config::load(&sources(None, &[("OCG_ALLOW_PUBLIC_BIND", "maybe")], &[]))
-        .unwrap_err();
-    assert!(err.to_string().contains("OCG_ALLOW_PUBLIC_BIND (environment)"), "{err}");
+    let err = Config::load(&sources(None, &[("OCG_ALLOW_PUBLIC_BIND", "maybe")], &[])).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("OCG_ALLOW_PUBLIC_BIND (environment)"),
+        "{err}"
+    );
 
     let err = Config::load(&sources(None, &[("OCG_EMBEDDING_URL", "ftp://x")], &[])).unwrap_err();
     assert!(err.to_string().contains("OCG_EMBEDDING_URL"), "{err}");

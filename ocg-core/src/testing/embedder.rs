@@ -84,9 +84,13 @@ mod tests {
     #[test]
     fn shared_words_are_closer_than_unrelated_text() {
         let embedder = DeterministicEmbedder::new(64);
-        let texts: Vec<String> = ["the cat sat on the mat", "a cat on a mat", "stock prices fell"]
-            .map(String::from)
-            .to_vec();
+        let texts: Vec<String> = [
+            "the cat sat on the mat",
+            "a cat on a mat",
+            "stock prices fell",
+        ]
+        .map(String::from)
+        .to_vec();
         let v = block_on(embedder.embed(&texts)).unwrap();
         assert!((cosine(&v[0], &v[0]) - 1.0).abs() < 1e-5);
         assert!(cosine(&v[0], &v[1]) > cosine(&v[0], &v[2]));

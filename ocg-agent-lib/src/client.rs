@@ -1,0 +1,231 @@
+//! [`AgentClient`]: the agent over its Unix socket.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use ocg_core::{
+    Agent, ChatEvent, ChatRequest, ChatStream, Error, HealthCheck, HealthReport, HealthStatus,
+    Result,
+};
+
+use crate::sse::SseDecoder;
+
+/// [`Agent`] implemented over the agent's Unix socket.
+///
+/// Every call opens its connection through the socket path, so an agent that
+/// restarted is reached again without any reconnect logic; while it is down
+/// calls fail at once with [`Error::Unavailable`] instead of hanging.
+#[derive(Debug, Clone)]
+pub struct AgentClient {
+    socket: PathBuf,
+    http: reqwest::Client,
+}
+
+impl AgentClient {
+    /// A client of the agent listening on `socket`.
+    pub fn new(socket: impl Into<PathBuf>) -> Self {
+        let socket = socket.into();
+        let http = reqwest::Client::builder()
+            .unix_socket(socket.as_path())
+            .connect_timeout(Duration::from_secs(2))
+            .build()
+            .unwrap_or_default();
+        AgentClient { socket, http }
+    }
+
+    /// The socket path.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    fn unavailable(&self, error: &reqwest::Error) -> Error {
+        let why = if error.is_connect() {
+            "connection refused"
+        } else if error.is_timeout() {
+            "timed out"
+        } else {
+            "request failed"
+        };
+        Error::unavailable("agent", format!("{why} on {}", self.socket.display()))
+    }
+
+    async fn fetch_health(&self) -> Result<HealthReport> {
+        let response = self
+            .http
+            .get("http://agent/health")
+            .timeout(Duration::from_secs(3))
+            .send()
+            .await
+            .map_err(|e| self.unavailable(&e))?;
+        if !response.status().is_success() {
+            return Err(Error::unavailable(
+                "agent",
+                format!("health answered HTTP {}", response.status()),
+            ));
+        }
+        response
+            .json()
+            .await
+            .map_err(|e| Error::unavailable("agent", format!("bad health answer: {e}")))
+    }
+}
+
+#[async_trait]
+impl Agent for AgentClient {
+    async fn chat_stream(&self, request: ChatRequest) -> Result<ChatStream> {
+        let response = self
+            .http
+            .post("http://agent/v1/chat/stream")
+            .json(&request)
+            .send()
+            .await
+            .map_err(|e| self.unavailable(&e))?;
+        let status = response.status();
+        if !status.is_success() {
+            let body: serde_json::Value = response.json().await.unwrap_or_default();
+            let code = body["error"]["code"].as_str().unwrap_or("unavailable");
+            let message = body["error"]["message"]
+                .as_str()
+                .map_or_else(|| format!("agent answered HTTP {status}"), str::to_owned);
+            return Err(if status.is_client_error() && code == "invalid_input" {
+                Error::InvalidInput(message)
+            } else {
+                Error::Remote {
+                    code: code.to_owned(),
+                    message,
+                }
+            });
+        }
+
+        let mut bytes = response.bytes_stream();
+        let mut decoder = SseDecoder::default();
+        let events = async_stream(move |emit| async move {
+            while let Some(chunk) = bytes.next().await {
+                let Ok(chunk) = chunk else { break };
+                for data in decoder.feed(&chunk) {
+                    let event = serde_json::from_str::<ChatEvent>(&data).unwrap_or_else(|e| {
+                        ChatEvent::Error {
+                            code: "protocol".into(),
+                            message: format!("undecodable event from the agent: {e}"),
+                        }
+                    });
+                    let terminal = event.is_terminal();
+                    if emit.send(event).await.is_err() || terminal {
+                        return;
+                    }
+                }
+            }
+            let _ = emit
+                .send(ChatEvent::Error {
+                    code: "unavailable".into(),
+                    message: "the agent closed the stream before the turn ended".into(),
+                })
+                .await;
+        });
+        Ok(events)
+    }
+
+    async fn health(&self) -> HealthReport {
+        self.fetch_health()
+            .await
+            .unwrap_or_else(|error| HealthReport {
+                service: "agent".into(),
+                status: HealthStatus::Unhealthy,
+                version: String::new(),
+                pid: 0,
+                uptime_secs: 0,
+                checks: vec![HealthCheck {
+                    name: "socket".into(),
+                    status: HealthStatus::Unhealthy,
+                    detail: Some(error.to_string()),
+                }],
+            })
+    }
+}
+
+/// A stream fed by a producer task through a small bounded channel; dropping
+/// the stream ends the producer (and with it the HTTP request, which the
+/// agent sees as a disconnect and cancels the turn).
+fn async_stream<F, Fut>(producer: F) -> ChatStream
+where
+    F: FnOnce(tokio::sync::mpsc::Sender<ChatEvent>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+    let task = tokio::spawn(producer(tx));
+    let abort = task.abort_handle();
+    struct AbortOnDrop(tokio::task::AbortHandle);
+    impl Drop for AbortOnDrop {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+    let guard = AbortOnDrop(abort);
+    Box::pin(futures_util::stream::poll_fn(move |cx| {
+        let _keep = &guard;
+        rx.poll_recv(cx)
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ocg_core::Message;
+
+    #[tokio::test]
+    async fn an_absent_agent_is_unhealthy_at_once() {
+        let client = AgentClient::new("/nonexistent/ocg-agent.sock");
+        let report = client.health().await;
+        assert_eq!(report.status, HealthStatus::Unhealthy);
+        let error = client
+            .chat(ChatRequest::user("web:1", "hi"))
+            .await
+            .unwrap_err();
+        assert_eq!(error.code(), "unavailable");
+    }
+
+    #[tokio::test]
+    async fn streams_events_over_a_real_socket() {
+        use axum::response::sse::{Event, Sse};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.sock");
+        let listener = tokio::net::UnixListener::bind(&path).unwrap();
+        let router = axum::Router::new().route(
+            "/v1/chat/stream",
+            axum::routing::post(|| async {
+                let events = [
+                    ChatEvent::Delta { text: "Hel".into() },
+                    ChatEvent::Delta { text: "lo".into() },
+                    ChatEvent::Done {
+                        message: Message::assistant("Hello"),
+                        usage: None,
+                        session_key: Some("web:1".into()),
+                    },
+                ]
+                .map(|e| Ok::<_, std::convert::Infallible>(Event::default().json_data(e).unwrap()));
+                Sse::new(futures_util::stream::iter(events))
+            }),
+        );
+        tokio::spawn(async move { axum::serve(listener, router).await });
+
+        let client = AgentClient::new(&path);
+        let mut stream = client
+            .chat_stream(ChatRequest::user("web:1", "hi"))
+            .await
+            .unwrap();
+        let mut deltas = String::new();
+        while let Some(event) = stream.next().await {
+            match event {
+                ChatEvent::Delta { text } => deltas.push_str(&text),
+                ChatEvent::Done { message, .. } => {
+                    assert_eq!(message.content, "Hello");
+                    break;
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(deltas, "Hello");
+    }
+}

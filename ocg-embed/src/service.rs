@@ -1,0 +1,148 @@
+//! The embedding service: router and server.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use ocg_core::{HealthReport, VERSION};
+use tokio::net::TcpListener;
+
+use crate::{AddressFile, EmbedError};
+
+/// What the service's handlers share.
+#[derive(Debug, Clone)]
+pub struct EmbeddingState {
+    started: Instant,
+}
+
+impl EmbeddingState {
+    /// Fresh state; uptime counts from now.
+    pub fn new() -> Self {
+        EmbeddingState {
+            started: Instant::now(),
+        }
+    }
+}
+
+impl Default for EmbeddingState {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The service's routes: `GET /health`.
+pub fn router(state: Arc<EmbeddingState>) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .with_state(state)
+}
+
+async fn health(State(state): State<Arc<EmbeddingState>>) -> Json<HealthReport> {
+    Json(HealthReport::from_checks(
+        "embedding",
+        VERSION,
+        state.started.elapsed().as_secs(),
+        Vec::new(),
+    ))
+}
+
+/// Bind the first free port from `first` to `last` on `host`.
+pub async fn bind_first_free(
+    host: IpAddr,
+    first: u16,
+    last: u16,
+) -> Result<TcpListener, EmbedError> {
+    let mut last_error = None;
+    for port in first..=last {
+        match TcpListener::bind(SocketAddr::new(host, port)).await {
+            Ok(listener) => return Ok(listener),
+            Err(error) => last_error = Some(error),
+        }
+    }
+    Err(EmbedError::NoFreePort {
+        host: host.to_string(),
+        first,
+        last,
+        last_error: last_error.unwrap_or_else(|| std::io::Error::other("empty port range")),
+    })
+}
+
+/// Refuse to start when the announced address answers as an embedding
+/// service: a second instance would only split the index.
+pub async fn refuse_second_instance(address: &AddressFile) -> Result<(), EmbedError> {
+    let Some(url) = address.read() else {
+        return Ok(());
+    };
+    let probe = async {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .no_proxy()
+            .build()
+            .ok()?;
+        let response = client.get(format!("{url}/health")).send().await.ok()?;
+        let report: HealthReport = response.json().await.ok()?;
+        Some(report.service == "embedding")
+    };
+    match tokio::time::timeout(Duration::from_secs(2), probe).await {
+        Ok(Some(true)) => Err(EmbedError::AlreadyRunning(url)),
+        _ => Ok(()),
+    }
+}
+
+/// Serve `router` on `listener`, announcing the address in `address` until
+/// `shutdown` completes; in-flight requests finish before this returns.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    address: &AddressFile,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), EmbedError> {
+    let local = listener.local_addr().map_err(EmbedError::Serve)?;
+    let url = format!("http://{local}");
+    address.write(&url)?;
+    tracing::info!(%url, file = %address.path().display(), "embedding service listening");
+    let result = axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await;
+    address.withdraw(&url);
+    result.map_err(EmbedError::Serve)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    #[tokio::test]
+    async fn health_reports_the_service() {
+        let response = router(Arc::new(EmbeddingState::new()))
+            .oneshot(Request::get("/health").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let report: HealthReport = serde_json::from_slice(&body).unwrap();
+        assert_eq!(report.service, "embedding");
+        assert_eq!(report.pid, std::process::id());
+    }
+
+    #[tokio::test]
+    async fn takes_the_next_port_when_the_first_is_busy() {
+        let first = bind_first_free("127.0.0.1".parse().unwrap(), 40100, 40200)
+            .await
+            .unwrap();
+        let taken = first.local_addr().unwrap().port();
+        let second = bind_first_free("127.0.0.1".parse().unwrap(), taken, taken + 50)
+            .await
+            .unwrap();
+        assert!(second.local_addr().unwrap().port() > taken);
+        let none = bind_first_free("127.0.0.1".parse().unwrap(), taken, taken).await;
+        assert!(matches!(none, Err(EmbedError::NoFreePort { .. })));
+    }
+}
