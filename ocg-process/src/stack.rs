@@ -120,13 +120,13 @@ impl Stack {
         ]
     }
 
-    /// Stop what the pid dir records, then start the services in order, each
-    /// healthy before the next. On failure, stop what this call started.
+    /// Start the services in order, each healthy before the next. On failure,
+    /// stop what this call started. Call [`stop`](Stack::stop) first: a
+    /// service that is still running makes its start fail.
     pub async fn start(
         &self,
         mut on_started: impl FnMut(&str, u32),
     ) -> Result<(), Box<StartFailure>> {
-        self.stop(false).await;
         let specs = self.specs();
         for (index, spec) in specs.iter().enumerate() {
             match self.supervisor.launch(spec).await {

@@ -168,7 +168,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// The documented start: stop what the pid dir records, then start in order.
 async fn start(stack: &Stack, gateway_url: &str) -> anyhow::Result<ExitCode> {
+    print_stops(&stack.stop(false).await);
     let result = stack
         .start(|name, pid| {
             println!("{}: started (PID {pid})", stack::display_name(name));

@@ -1,0 +1,207 @@
+//! Helpers for the integration tests: a private OCG installation per test.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+/// The directory holding the built binaries (`target/debug`): the test
+/// executable lives in `target/debug/deps`. Build them first with
+/// `cargo build --workspace`.
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap().to_owned();
+    assert!(
+        dir.join("ocg").is_file(),
+        "{} has no ocg binary: run `cargo build --workspace` before the tests",
+        dir.display()
+    );
+    dir
+}
+
+/// A free TCP port on 127.0.0.1 (free when asked; tests use it at once).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One OCG installation in a temporary directory: its own pid dir, logs,
+/// socket, data dir and ports. Dropping it stops whatever it started.
+#[derive(Debug)]
+pub struct Install {
+    pub dir: tempfile::TempDir,
+    pub gateway_port: u16,
+    pub embedding_port: u16,
+}
+
+impl Install {
+    pub fn new() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("ocg-test-")
+            .tempdir()
+            .unwrap();
+        Install {
+            dir,
+            gateway_port: free_port(),
+            embedding_port: free_port(),
+        }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn pid_dir(&self) -> PathBuf {
+        self.path("pids")
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.path("agent.sock")
+    }
+
+    pub fn env(&self) -> Vec<(String, String)> {
+        let path = |p: PathBuf| p.display().to_string();
+        vec![
+            ("OCG_PID_DIR".into(), path(self.pid_dir())),
+            ("OCG_LOG_DIR".into(), path(self.path("logs"))),
+            ("OCG_DATA_DIR".into(), path(self.path("data"))),
+            ("OCG_AGENT_SOCK".into(), path(self.socket())),
+            ("OCG_PORT".into(), self.gateway_port.to_string()),
+            ("OCG_EMBEDDING_PORT".into(), self.embedding_port.to_string()),
+            (
+                "OCG_EMBEDDING_PORT_MAX".into(),
+                (self.embedding_port + 20).to_string(),
+            ),
+            ("OCG_START_TIMEOUT".into(), "10".into()),
+        ]
+    }
+
+    /// A command for binary `name` in this installation's environment.
+    pub fn command(&self, name: &str) -> Command {
+        let mut command = Command::new(bin_dir().join(name));
+        command
+            .current_dir(self.dir.path())
+            .env_remove("OCG_CONFIG")
+            .env_remove("OCG_EMBEDDING_URL")
+            .envs(self.env());
+        command
+    }
+
+    /// Run `ocg <args>` to completion.
+    pub fn ocg(&self, args: &[&str]) -> Run {
+        Run(self.command("ocg").args(args).output().unwrap())
+    }
+
+    /// The pid recorded for `service`, if any.
+    pub fn recorded_pid(&self, service: &str) -> Option<u32> {
+        let text =
+            std::fs::read_to_string(self.pid_dir().join(format!("ocg-{service}.pid"))).ok()?;
+        text.split_whitespace().next()?.parse().ok()
+    }
+
+    pub fn gateway_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.gateway_port)
+    }
+}
+
+impl Default for Install {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for Install {
+    fn drop(&mut self) {
+        let _ = self.command("ocg").args(["stop", "--force"]).output();
+    }
+}
+
+/// A finished command.
+#[derive(Debug)]
+pub struct Run(pub Output);
+
+impl Run {
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.0.stdout).into_owned()
+    }
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.0.stderr).into_owned()
+    }
+    pub fn code(&self) -> i32 {
+        self.0.status.code().unwrap_or(-1)
+    }
+    /// Assert success, showing the output otherwise.
+    pub fn ok(self) -> Self {
+        assert!(
+            self.0.status.success(),
+            "exit {}\nstdout:\n{}\nstderr:\n{}",
+            self.code(),
+            self.stdout(),
+            self.stderr()
+        );
+        self
+    }
+}
+
+/// Whether `pid` is a live (non-zombie) process.
+pub fn alive(pid: u32) -> bool {
+    ocg_process::proc_stat::read(pid).is_some_and(|s| !s.is_zombie())
+}
+
+/// Poll `condition` until it holds or `limit` passes.
+pub fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if condition() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    condition()
+}
+
+/// `GET url` with a plain HTTP/1.1 request; the status code and body.
+pub fn http_get(url: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let authority = url.strip_prefix("http://")?.split('/').next()?;
+    let path = &url["http://".len() + authority.len()..];
+    let path = if path.is_empty() { "/" } else { path };
+    let mut stream = std::net::TcpStream::connect(authority).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).ok()?;
+    let status = answer.split_whitespace().nth(1)?.parse().ok()?;
+    let body = answer.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
+    Some((status, body))
+}
+
+/// Whether `path` exists.
+pub fn exists(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok()
+}
+
+/// `GET path` over the Unix socket at `socket`; the status code and body.
+pub fn unix_http_get(socket: &Path, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::os::unix::net::UnixStream::connect(socket).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: agent\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).ok()?;
+    let status = answer.split_whitespace().nth(1)?.parse().ok()?;
+    let body = answer.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
+    Some((status, body))
+}

@@ -1,0 +1,341 @@
+//! The four real binaries: `ocg start|stop|status|restart|logs` and the
+//! services alone.
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::Stdio;
+use std::time::Duration;
+
+use ocg_tests::{Install, alive, exists, http_get, unix_http_get, wait_until};
+
+#[test]
+fn start_status_stop_follow_the_documented_process_model() {
+    let install = Install::new();
+    let start = install.ocg(&["start"]).ok();
+    let out = start.stdout();
+    let order: Vec<usize> = ["Embedding: started", "Agent: started", "Gateway: started"]
+        .iter()
+        .map(|s| {
+            out.find(s)
+                .unwrap_or_else(|| panic!("{s} missing in {out}"))
+        })
+        .collect();
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "start order: {out}");
+    assert!(out.contains(&install.gateway_url()), "{out}");
+
+    let pids: Vec<u32> = ["embedding", "agent", "gateway"]
+        .iter()
+        .map(|s| install.recorded_pid(s).unwrap())
+        .collect();
+    let status = install.ocg(&["status"]).ok();
+    assert_eq!(
+        status.stdout(),
+        format!(
+            "Embedding: running (PID {})\nAgent: running (PID {})\nGateway: running (PID {})\nHealth: ok\n",
+            pids[0], pids[1], pids[2]
+        )
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&install.ocg(&["status", "--json"]).ok().stdout()).unwrap();
+    assert_eq!(json["healthy"], true);
+    assert_eq!(json["services"][1]["pid"], pids[1]);
+    assert_eq!(
+        json["services"][2]["health"]["report"]["checks"][0]["name"],
+        "agent"
+    );
+
+    // Each service leads its own session and process group.
+    for pid in &pids {
+        let stat = ocg_process::proc_stat::read(*pid).unwrap();
+        assert_eq!(stat.pgrp, i32::try_from(*pid).unwrap());
+        assert_eq!(
+            nix::unistd::getsid(Some(nix::unistd::Pid::from_raw(stat.pgrp)))
+                .unwrap()
+                .as_raw(),
+            stat.pgrp
+        );
+    }
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&install.socket()), 0o600);
+    assert_eq!(mode(&install.path("logs/ocg-gateway.log")), 0o600);
+    let (code, body) = http_get(&format!("{}/health", install.gateway_url())).unwrap();
+    assert_eq!(code, 200);
+    assert!(body.contains("\"service\":\"gateway\""), "{body}");
+
+    let stop = install.ocg(&["stop"]).ok();
+    let out = stop.stdout();
+    let order: Vec<usize> = ["Gateway: stopped", "Agent: stopped", "Embedding: stopped"]
+        .iter()
+        .map(|s| {
+            out.find(s)
+                .unwrap_or_else(|| panic!("{s} missing in {out}"))
+        })
+        .collect();
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "stop order: {out}");
+    assert!(
+        out.contains("SIGTERM"),
+        "cooperative services stop at SIGTERM: {out}"
+    );
+    for pid in pids {
+        assert!(wait_until(Duration::from_secs(2), || !alive(pid)));
+    }
+    assert!(!exists(&install.socket()), "agent removed its socket");
+    assert!(!exists(&install.pid_dir().join("ocg-agent.pid")));
+    assert!(!exists(&install.pid_dir().join("ocg-embedding.addr")));
+
+    let stopped = install.ocg(&["status"]);
+    assert_eq!(stopped.code(), 1);
+    assert!(
+        stopped
+            .stdout()
+            .starts_with("Embedding: stopped\nAgent: stopped\nGateway: stopped\n")
+    );
+    let again = install.ocg(&["stop"]).ok();
+    assert!(
+        again.stdout().contains("Gateway: not running"),
+        "{}",
+        again.stdout()
+    );
+}
+
+#[test]
+fn start_twice_replaces_the_running_services() {
+    let install = Install::new();
+    install.ocg(&["start"]).ok();
+    let first = install.recorded_pid("agent").unwrap();
+    let second_start = install.ocg(&["start"]).ok();
+    assert!(
+        second_start.stdout().contains("Agent: stopped"),
+        "{}",
+        second_start.stdout()
+    );
+    let second = install.recorded_pid("agent").unwrap();
+    assert_ne!(first, second);
+    assert!(wait_until(Duration::from_secs(2), || !alive(first)));
+    install.ocg(&["status"]).ok();
+
+    let restart = install.ocg(&["restart"]).ok();
+    assert!(restart.stdout().contains("Gateway: started"));
+    assert_ne!(install.recorded_pid("agent").unwrap(), second);
+    install.ocg(&["status"]).ok();
+}
+
+#[test]
+fn a_gateway_that_cannot_bind_rolls_the_start_back() {
+    let install = Install::new();
+    let _taken = std::net::TcpListener::bind(("127.0.0.1", install.gateway_port)).unwrap();
+    let start = install.ocg(&["start"]);
+    assert_ne!(start.code(), 0);
+    let err = start.stderr();
+    assert!(err.contains("gateway"), "{err}");
+    assert!(err.contains("last lines of"), "{err}");
+    assert!(
+        err.contains("Address already in use") || err.contains("address in use"),
+        "{err}"
+    );
+    let started: Vec<u32> = start
+        .stdout()
+        .lines()
+        .filter_map(|l| l.split("(PID ").nth(1)?.trim_end_matches(')').parse().ok())
+        .collect();
+    assert_eq!(
+        started.len(),
+        2,
+        "embedding and agent had started: {}",
+        start.stdout()
+    );
+    for pid in started {
+        assert!(
+            wait_until(Duration::from_secs(2), || !alive(pid)),
+            "{pid} left running"
+        );
+    }
+    for service in ["embedding", "agent", "gateway"] {
+        assert_eq!(install.recorded_pid(service), None);
+    }
+}
+
+#[test]
+fn status_tells_stale_and_unhealthy_states() {
+    let install = Install::new();
+    install.ocg(&["start"]).ok();
+    let agent = install.recorded_pid("agent").unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(agent).unwrap()),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    assert!(wait_until(Duration::from_secs(2), || !alive(agent)));
+    let status = install.ocg(&["status"]);
+    assert_eq!(status.code(), 1);
+    let out = status.stdout();
+    assert!(
+        out.contains(&format!(
+            "Agent: stale pid file (PID {agent} is not running)"
+        )),
+        "{out}"
+    );
+    assert!(out.contains("Gateway: running"), "{out}");
+    assert!(
+        out.contains("Health: agent: stale pid file; gateway: agent:"),
+        "{out}"
+    );
+    let stop = install.ocg(&["stop"]).ok();
+    assert!(
+        stop.stdout().contains("Agent: removed stale pid file"),
+        "{}",
+        stop.stdout()
+    );
+}
+
+#[test]
+fn second_instances_are_refused() {
+    let install = Install::new();
+    install.ocg(&["start"]).ok();
+    for (binary, needle) in [
+        ("ocg-agent", "already running"),
+        ("ocg-gateway", "another gateway"),
+        ("ocg-embedding", "already running"),
+    ] {
+        let run = install.command(binary).output().unwrap();
+        assert!(!run.status.success(), "{binary} started twice");
+        let err = String::from_utf8_lossy(&run.stderr);
+        assert!(err.contains(needle), "{binary}: {err}");
+    }
+    install.ocg(&["status"]).ok();
+}
+
+#[test]
+fn services_run_alone_with_the_same_config_and_shut_down_cleanly() {
+    let install = Install::new();
+    std::fs::write(
+        install.path("env.config"),
+        format!(
+            "# written by the test\nOCG_AGENT_SOCK={}\n",
+            install.path("alone.sock").display()
+        ),
+    )
+    .unwrap();
+    let spawn = |name: &str| {
+        install
+            .command(name)
+            .env_remove("OCG_AGENT_SOCK")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut embedding = spawn("ocg-embedding");
+    let addr_file = install.pid_dir().join("ocg-embedding.addr");
+    assert!(wait_until(Duration::from_secs(5), || exists(&addr_file)));
+    let mut agent = spawn("ocg-agent");
+    let socket = install.path("alone.sock");
+    assert!(
+        wait_until(Duration::from_secs(5), || exists(&socket)),
+        "env.config names the socket"
+    );
+
+    let (code, body) = unix_http_get(&socket, "/health").unwrap();
+    assert_eq!(code, 200);
+    assert!(body.contains("\"service\":\"agent\""), "{body}");
+    assert!(
+        body.contains("{\"name\":\"embedding\",\"status\":\"ok\"}"),
+        "the agent found the embedding service through its announced address: {body}"
+    );
+
+    for child in [&mut agent, &mut embedding] {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap()),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        assert!(child.wait().unwrap().success(), "graceful exit on SIGTERM");
+    }
+    assert!(!exists(&socket), "socket removed");
+    assert!(!exists(&addr_file), "address withdrawn");
+}
+
+#[test]
+fn foreground_restarts_a_killed_service_and_stops_all_on_sigterm() {
+    let install = Install::new();
+    let ocg = install
+        .command("ocg")
+        .args(["start", "--foreground"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(15), || install.ocg(&["status"]).code()
+            == 0),
+        "foreground start became healthy"
+    );
+    let agent = install.recorded_pid("agent").unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(agent).unwrap()),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(15), || {
+            install.recorded_pid("agent").is_some_and(|p| p != agent)
+                && install.ocg(&["status"]).code() == 0
+        }),
+        "agent restarted: {}",
+        install.ocg(&["status"]).stdout()
+    );
+    let pids: Vec<u32> = ["embedding", "agent", "gateway"]
+        .iter()
+        .map(|s| install.recorded_pid(s).unwrap())
+        .collect();
+
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(ocg.id()).unwrap()),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let output = ocg.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{log}");
+    assert!(log.contains("restarting"), "{log}");
+    for pid in pids {
+        assert!(
+            wait_until(Duration::from_secs(2), || !alive(pid)),
+            "{pid} survived"
+        );
+    }
+    assert_eq!(install.recorded_pid("gateway"), None);
+}
+
+#[test]
+fn logs_prints_the_tail_and_rejects_unknown_services() {
+    let install = Install::new();
+    install.ocg(&["start"]).ok();
+    let logs = install.ocg(&["logs", "gateway", "-n", "5"]).ok();
+    assert!(
+        logs.stdout().contains("gateway listening"),
+        "{}",
+        logs.stdout()
+    );
+    let bad = install.ocg(&["logs", "nonsense"]);
+    assert_eq!(bad.code(), 2);
+    let version = install.ocg(&["version"]).ok();
+    assert!(version.stdout().starts_with("ocg "));
+}
+
+#[test]
+fn a_malformed_config_is_a_clear_error() {
+    let install = Install::new();
+    std::fs::write(
+        install.path("env.config"),
+        "# c\nOCG_ALLOW_PUBLIC_BIND=maybe\n",
+    )
+    .unwrap();
+    let start = install.ocg(&["start"]);
+    assert_eq!(start.code(), 1);
+    let err = start.stderr();
+    assert!(
+        err.contains("OCG_ALLOW_PUBLIC_BIND") && err.contains("line 2"),
+        "{err}"
+    );
+    assert_eq!(install.recorded_pid("embedding"), None, "nothing started");
+}

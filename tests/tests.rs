@@ -1,0 +1,5 @@
+//! Integration tests of OCG, one module per topic.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod process;
+mod stack;
