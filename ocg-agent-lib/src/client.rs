@@ -10,6 +10,7 @@ use ocg_core::{
     Result,
 };
 
+use crate::AgentError;
 use crate::sse::SseDecoder;
 
 /// [`Agent`] implemented over the agent's Unix socket.
@@ -25,14 +26,14 @@ pub struct AgentClient {
 
 impl AgentClient {
     /// A client of the agent listening on `socket`.
-    pub fn new(socket: impl Into<PathBuf>) -> Self {
+    pub fn new(socket: impl Into<PathBuf>) -> Result<Self, AgentError> {
         let socket = socket.into();
         let http = reqwest::Client::builder()
             .unix_socket(socket.as_path())
             .connect_timeout(Duration::from_secs(2))
             .build()
-            .unwrap_or_default();
-        AgentClient { socket, http }
+            .map_err(|e| AgentError::Client(e.to_string()))?;
+        Ok(AgentClient { socket, http })
     }
 
     /// The socket path.
@@ -176,7 +177,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_absent_agent_is_unhealthy_at_once() {
-        let client = AgentClient::new("/nonexistent/ocg-agent.sock");
+        let client = AgentClient::new("/nonexistent/ocg-agent.sock").unwrap();
         let report = client.health().await;
         assert_eq!(report.status, HealthStatus::Unhealthy);
         let error = client
@@ -210,7 +211,7 @@ mod tests {
         );
         tokio::spawn(async move { axum::serve(listener, router).await });
 
-        let client = AgentClient::new(&path);
+        let client = AgentClient::new(&path).unwrap();
         let mut stream = client
             .chat_stream(ChatRequest::user("web:1", "hi"))
             .await

@@ -18,6 +18,9 @@ pub enum AgentError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The HTTP client could not be built.
+    #[error("cannot build the agent client: {0}")]
+    Client(String),
     /// Serving failed.
     #[error("server error: {0}")]
     Serve(#[source] std::io::Error),

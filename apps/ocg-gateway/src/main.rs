@@ -49,7 +49,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .flag("OCG_HOST", args.host)
             .flag("OCG_PORT", args.port),
     )?;
-    let agent = Arc::new(AgentClient::new(&config.agent_socket));
+    let agent = Arc::new(AgentClient::new(&config.agent_socket)?);
     let router = ocg_gateway_lib::router(GatewayState::new(agent));
     let addr = SocketAddr::new(config.host, config.port);
     ocg_gateway_lib::serve(

@@ -22,7 +22,7 @@ async fn main() -> anyhow::Result<()> {
         },
     ));
 
-    let agent: Arc<dyn Agent> = Arc::new(AgentClient::new(&path));
+    let agent: Arc<dyn Agent> = Arc::new(AgentClient::new(&path)?);
     let health = agent.health().await;
     println!("agent health over {}: {:?}", path.display(), health.status);
 

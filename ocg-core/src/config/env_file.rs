@@ -192,13 +192,14 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
         name.to_string_lossy(),
         std::process::id()
     ));
+    // create_new refuses anything already at the temporary path, a planted
+    // symlink included; a leftover of a crashed writer with our pid goes first.
+    let _ = fs::remove_file(&tmp);
     let result = (|| {
         let mut out = fs::OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .mode(0o600)
-            .custom_flags(nix_o_nofollow())
             .open(&tmp)?;
         out.set_permissions(fs::Permissions::from_mode(0o600))?;
         out.write_all(bytes)?;
@@ -213,12 +214,6 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
         let _ = fs::remove_file(&tmp);
     }
     result
-}
-
-/// `O_NOFOLLOW` on Linux: never write through a symlink planted at the
-/// temporary path.
-const fn nix_o_nofollow() -> i32 {
-    0o400000
 }
 
 fn is_valid_key(key: &str) -> bool {
