@@ -166,15 +166,29 @@ pub fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) -> bool 
 
 /// `GET url` with a plain HTTP/1.1 request; the status code and body.
 pub fn http_get(url: &str) -> Option<(u16, String)> {
-    use std::io::{Read, Write};
     let authority = url.strip_prefix("http://")?.split('/').next()?;
     let path = &url["http://".len() + authority.len()..];
     let path = if path.is_empty() { "/" } else { path };
-    let mut stream = std::net::TcpStream::connect(authority).ok()?;
+    let stream = std::net::TcpStream::connect(authority).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    exchange(stream, authority, path)
+}
+
+/// `GET path` over the Unix socket at `socket`; the status code and body.
+pub fn unix_http_get(socket: &Path, path: &str) -> Option<(u16, String)> {
+    let stream = std::os::unix::net::UnixStream::connect(socket).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    exchange(stream, "agent", path)
+}
+
+fn exchange(
+    mut stream: impl std::io::Read + std::io::Write,
+    host: &str,
+    path: &str,
+) -> Option<(u16, String)> {
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
     )
     .ok()?;
     let mut answer = String::new();
@@ -187,21 +201,4 @@ pub fn http_get(url: &str) -> Option<(u16, String)> {
 /// Whether `path` exists.
 pub fn exists(path: &Path) -> bool {
     std::fs::symlink_metadata(path).is_ok()
-}
-
-/// `GET path` over the Unix socket at `socket`; the status code and body.
-pub fn unix_http_get(socket: &Path, path: &str) -> Option<(u16, String)> {
-    use std::io::{Read, Write};
-    let mut stream = std::os::unix::net::UnixStream::connect(socket).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: agent\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).ok()?;
-    let status = answer.split_whitespace().nth(1)?.parse().ok()?;
-    let body = answer.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
-    Some((status, body))
 }
