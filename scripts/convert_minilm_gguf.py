@@ -175,7 +175,8 @@ def convert(model_dir: Path, out_path: Path, outtype: str) -> None:
     w.add_bos_token_id(special["cls"])
     w.add_uint32("tokenizer.ggml.cls_token_id", special["cls"])  # no helper in gguf 0.19
     w.add_sep_token_id(special["sep"])
-    w.add_eos_token_id(special["sep"])
+    # No EOS id on purpose: an encoder has no end-of-generation token, and
+    # marking [SEP] as EOS only makes llama.cpp warn that EOS is not an EOG token.
     w.add_unk_token_id(special["unk"])
     w.add_pad_token_id(special["pad"])
     w.add_mask_token_id(special["mask"])

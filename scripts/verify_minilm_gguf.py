@@ -19,6 +19,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -137,11 +138,12 @@ class Server:
         self.url = f"http://127.0.0.1:{port}"
         self.log = open(log_path, "wb")
         self.log_path = log_path
-        # -np/-ub/-b: each request is one sequence and must fit in one ubatch for
-        # non-causal models, and 512 is the model's position limit anyway.
+        # A non-causal model must see each input in one ubatch, and the server
+        # forces n_batch = n_ubatch for embeddings anyway; 512 is also the
+        # model's position limit. 4 slots x 512 lets one request carry a batch.
         cmd = [binary, "-m", gguf, "--embeddings", "--pooling", "mean",
                "--host", "127.0.0.1", "--port", str(port),
-               "-c", "2048", "-np", "4", "-b", "2048", "-ub", "512", "-t", "2"]
+               "-c", "2048", "-np", "4", "-b", "512", "-ub", "512"]
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
 
     def wait_ready(self, timeout: float = 60.0):
@@ -208,13 +210,13 @@ def main() -> int:
         llama_ids = [http_json(srv.url + "/tokenize", {"content": s, "add_special": True})["tokens"]
                      for s in SENTENCES]
     except Exception as e:  # noqa: BLE001 - report and show the server log
-        print(f"FAIL: {e}\n--- llama-server log tail ---\n{srv.tail()}", file=sys.stderr)
+        print(f"FAIL: {e}\n--- llama-server log tail ({srv.log_path}) ---\n{srv.tail()}", file=sys.stderr)
         return 1
     finally:
         srv.stop()
 
     if got.shape != ref_emb.shape:
-        print(f"FAIL: shape {got.shape} from server, expected {ref_emb.shape}")
+        print(f"FAIL: shape {got.shape} from server, expected {ref_emb.shape} (server log: {srv.log_path})")
         return 1
 
     print(f"dimension: {got.shape[1]}   reference: {t_ref:.2f}s   server batch of {len(SENTENCES)}: {t_srv*1000:.0f} ms")
@@ -244,8 +246,9 @@ def main() -> int:
         failures.append("semantic")
 
     if failures:
-        print(f"FAILED: {failures}")
+        print(f"FAILED: {failures} (server log: {srv.log_path})")
         return 1
+    shutil.rmtree(tmp, ignore_errors=True)
     print(f"OK: all {len(SENTENCES)} sentences >= {args.min_cos} cosine, token ids identical, paraphrase > unrelated")
     return 0
 

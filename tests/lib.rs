@@ -77,6 +77,9 @@ impl Install {
                 (self.embedding_port + 20).to_string(),
             ),
             ("OCG_START_TIMEOUT".into(), "10".into()),
+            // A remote provider that is never called unless a test chats: the
+            // process tests must not load the local model.
+            ("OPENAI_BASE_URL".into(), "http://127.0.0.1:9/v1".into()),
         ]
     }
 
@@ -87,6 +90,11 @@ impl Install {
             .current_dir(self.dir.path())
             .env_remove("OCG_CONFIG")
             .env_remove("OCG_EMBEDDING_URL")
+            .env_remove("OPENAI_API_KEY")
+            .env_remove("ANTHROPIC_API_KEY")
+            .env_remove("API_KEY")
+            .env_remove("BASE_URL")
+            .env_remove("MODEL")
             .envs(self.env());
         command
     }

@@ -11,6 +11,7 @@ use ocg_core::{
 };
 
 use crate::AgentError;
+use crate::event_stream::spawn_event_stream;
 use crate::sse::SseDecoder;
 
 /// [`Agent`] implemented over the agent's Unix socket.
@@ -102,7 +103,7 @@ impl Agent for AgentClient {
 
         let mut bytes = response.bytes_stream();
         let mut decoder = SseDecoder::default();
-        let events = async_stream(move |emit| async move {
+        let events = spawn_event_stream(move |emit| async move {
             while let Some(chunk) = bytes.next().await {
                 let Ok(chunk) = chunk else { break };
                 for data in decoder.feed(&chunk) {
@@ -144,30 +145,6 @@ impl Agent for AgentClient {
                 }],
             })
     }
-}
-
-/// A stream fed by a producer task through a small bounded channel; dropping
-/// the stream ends the producer (and with it the HTTP request, which the
-/// agent sees as a disconnect and cancels the turn).
-fn async_stream<F, Fut>(producer: F) -> ChatStream
-where
-    F: FnOnce(tokio::sync::mpsc::Sender<ChatEvent>) -> Fut,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
-{
-    let (tx, mut rx) = tokio::sync::mpsc::channel(16);
-    let task = tokio::spawn(producer(tx));
-    let abort = task.abort_handle();
-    struct AbortOnDrop(tokio::task::AbortHandle);
-    impl Drop for AbortOnDrop {
-        fn drop(&mut self) {
-            self.0.abort();
-        }
-    }
-    let guard = AbortOnDrop(abort);
-    Box::pin(futures_util::stream::poll_fn(move |cx| {
-        let _keep = &guard;
-        rx.poll_recv(cx)
-    }))
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 use std::path::PathBuf;
 
-/// What can go wrong in the agent service.
+/// What can go wrong in the agent.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum AgentError {
@@ -18,10 +18,70 @@ pub enum AgentError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// A file or directory could not be used.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
     /// The HTTP client could not be built.
     #[error("cannot build the agent client: {0}")]
     Client(String),
+    /// No session with that key.
+    #[error("no session {0:?}")]
+    SessionNotFound(String),
+    /// The request is unusable.
+    #[error("{0}")]
+    InvalidInput(String),
+    /// The session database failed.
+    #[cfg(feature = "runtime")]
+    #[error("session store: {0}")]
+    Store(#[from] rusqlite::Error),
+    /// The model failed (code from the provider: `llm_rate_limited`, …).
+    #[error("{message}")]
+    Llm {
+        /// Stable code.
+        code: &'static str,
+        /// What happened.
+        message: String,
+    },
+    /// The local model could not be run.
+    #[error("local model: {0}")]
+    LocalModel(String),
     /// Serving failed.
     #[error("server error: {0}")]
     Serve(#[source] std::io::Error),
+    /// A bug or a failed background task.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl AgentError {
+    /// The stable code of this error in JSON bodies.
+    pub fn code(&self) -> &'static str {
+        match self {
+            AgentError::SessionNotFound(_) => "session_not_found",
+            AgentError::InvalidInput(_) => "invalid_input",
+            #[cfg(feature = "runtime")]
+            AgentError::Store(_) => "store_error",
+            AgentError::LocalModel(_) => "llm_unavailable",
+            AgentError::Llm { code, .. } => code,
+            _ => "internal_error",
+        }
+    }
+}
+
+impl From<AgentError> for ocg_core::Error {
+    fn from(error: AgentError) -> Self {
+        match error {
+            AgentError::SessionNotFound(key) => ocg_core::Error::NotFound(format!("session {key}")),
+            AgentError::InvalidInput(message) => ocg_core::Error::InvalidInput(message),
+            other => ocg_core::Error::Remote {
+                code: other.code().to_owned(),
+                message: other.to_string(),
+            },
+        }
+    }
 }

@@ -1,14 +1,26 @@
-//! # ocg-agent-lib: the agent service
+//! # ocg-agent-lib: the agent
 //!
-//! - [`server`]: the agent's RPC router and its Unix-socket server. The
-//!   socket is created mode 0600 (umask set around `bind`, so there is no
-//!   window in which others could connect), a live socket at the path makes a
-//!   second instance fail with a clear error, a dead one is replaced, and the
-//!   file is removed on shutdown.
-//! - [`AgentClient`] (feature `client`): `ocg-core`'s [`Agent`](ocg_core::Agent)
-//!   over the socket: plain HTTP/1.1 + JSON, streamed turns as Server-Sent
-//!   Events whose payloads are [`ChatEvent`](ocg_core::ChatEvent)s. Debug it
-//!   with `curl --unix-socket /tmp/ocg-agent.sock http://agent/health`.
+//! With the `runtime` feature (default):
+//!
+//! - [`AgentRuntime`] implements `ocg-core`'s [`Agent`](ocg_core::Agent) in
+//!   process: it builds the context of a turn from the session's history
+//!   ([`context`]), streams the model's answer through an [`LlmProvider`]
+//!   ([`providers`]), runs tool calls through a [`ToolExecutor`], and stores
+//!   the whole turn atomically in SQLite ([`sessions`]). Turns of one
+//!   session are serialized; different sessions run in parallel.
+//! - [`local`]: the no-account default, a `llama-server` child running a
+//!   small local chat model, spoken to as an OpenAI-compatible provider.
+//! - [`server`]: the agent's RPC router on a Unix socket (0600), and
+//!   optionally on TCP with a token.
+//!
+//! With the `client` feature (default): [`AgentClient`], the same
+//! [`Agent`](ocg_core::Agent) over the socket: plain HTTP/1.1 + JSON, streamed
+//! turns as Server-Sent Events whose payloads are
+//! [`ChatEvent`](ocg_core::ChatEvent)s. Debug it with
+//! `curl --unix-socket /tmp/ocg-agent.sock http://agent/health`.
+//!
+//! The gateway depends on this crate with `client` only, so it links neither
+//! SQLite nor the providers.
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -16,10 +28,37 @@
 #[cfg_attr(docsrs, doc(cfg(feature = "client")))]
 mod client;
 mod error;
-pub mod server;
+#[cfg(any(feature = "client", feature = "runtime"))]
+mod event_stream;
 #[cfg(feature = "client")]
 mod sse;
+
+#[cfg(feature = "runtime")]
+pub mod context;
+#[cfg(feature = "runtime")]
+pub mod local;
+#[cfg(feature = "runtime")]
+pub mod providers;
+#[cfg(feature = "runtime")]
+mod runtime;
+#[cfg(feature = "runtime")]
+pub mod server;
+#[cfg(feature = "runtime")]
+pub mod sessions;
+#[cfg(feature = "runtime")]
+pub mod settings;
+#[cfg(feature = "runtime")]
+mod tools;
 
 #[cfg(feature = "client")]
 pub use client::AgentClient;
 pub use error::AgentError;
+#[cfg(feature = "runtime")]
+pub use providers::LlmProvider;
+#[cfg(feature = "runtime")]
+pub use runtime::{AgentRuntime, RuntimeConfig};
+#[cfg(feature = "runtime")]
+pub use tools::{NoTools, ToolExecutor, ToolOutput};
+
+#[cfg(all(test, feature = "runtime"))]
+mod test_support;

@@ -1,67 +1,317 @@
 //! The agent's RPC server on a Unix socket.
 
+use std::convert::Infallible;
 use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::Duration;
 
-use axum::extract::State;
-use axum::routing::get;
+use axum::extract::{FromRequest, Path, Query, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
+use futures_util::StreamExt;
 use nix::sys::stat::{Mode, umask};
-use ocg_core::{Embedder, HealthCheck, HealthReport, VERSION};
+use ocg_core::{Agent, ChatReply, ChatRequest, HealthReport};
+use serde::Deserialize;
 use tokio::net::{UnixListener, UnixStream};
 
-use crate::AgentError;
+use crate::runtime::RuntimeStats;
+use crate::sessions::{SessionInfo, StoredMessage};
+use crate::{AgentError, AgentRuntime};
 
-/// What the agent's handlers share.
-#[derive(Clone)]
-pub struct AgentState {
-    started: Instant,
-    embedder: Option<Arc<dyn Embedder>>,
+/// An error answer: `{"error": {"code", "message"}}` with an HTTP status.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: String,
+    message: String,
 }
 
-impl std::fmt::Debug for AgentState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AgentState")
-            .field("started", &self.started)
-            .field("embedder", &self.embedder.is_some())
-            .finish()
-    }
-}
-
-impl AgentState {
-    /// State whose health includes `embedder`'s (the embedding service).
-    pub fn new(embedder: Option<Arc<dyn Embedder>>) -> Self {
-        AgentState {
-            started: Instant::now(),
-            embedder,
+impl ApiError {
+    fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code: code.to_owned(),
+            message: message.into(),
         }
     }
+}
 
-    /// The agent's health: ok, or degraded when the embedder does not answer.
-    pub async fn health(&self) -> HealthReport {
-        let mut checks = Vec::new();
-        if let Some(embedder) = &self.embedder {
-            checks.push(match embedder.check().await {
-                Ok(()) => HealthCheck::ok("embedding", None),
-                Err(error) => HealthCheck::failing("embedding", error.to_string()),
-            });
-        }
-        HealthReport::from_checks("agent", VERSION, self.started.elapsed().as_secs(), checks)
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
+        (self.status, Json(body)).into_response()
     }
 }
 
-/// The agent's routes: `GET /health`.
-pub fn router(state: Arc<AgentState>) -> Router {
+impl From<AgentError> for ApiError {
+    fn from(error: AgentError) -> Self {
+        let status = match &error {
+            AgentError::SessionNotFound(_) => StatusCode::NOT_FOUND,
+            AgentError::InvalidInput(_) => StatusCode::BAD_REQUEST,
+            AgentError::LocalModel(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AgentError::Llm { .. } => StatusCode::BAD_GATEWAY,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError::new(status, error.code(), error.to_string())
+    }
+}
+
+impl From<ocg_core::Error> for ApiError {
+    fn from(error: ocg_core::Error) -> Self {
+        use ocg_core::Error;
+        let status = match &error {
+            Error::InvalidInput(_) => StatusCode::BAD_REQUEST,
+            Error::NotFound(_) => StatusCode::NOT_FOUND,
+            Error::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError::new(status, error.code(), error.to_string())
+    }
+}
+
+/// A JSON body whose rejections are [`ApiError`]s with stable codes.
+#[derive(Debug)]
+pub struct ApiJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for ApiJson<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        match Json::<T>::from_request(request, state).await {
+            Ok(Json(value)) => Ok(ApiJson(value)),
+            Err(rejection) => {
+                let status = rejection.status();
+                let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                    "payload_too_large"
+                } else {
+                    "invalid_json"
+                };
+                Err(ApiError::new(status, code, rejection.body_text()))
+            }
+        }
+    }
+}
+
+/// The agent's routes:
+///
+/// | route | what |
+/// |---|---|
+/// | `GET /health` | health report |
+/// | `POST /v1/chat` | one turn, the final [`ChatReply`](ocg_core::ChatReply) |
+/// | `POST /v1/chat/stream` | one turn as SSE [`ChatEvent`]s; disconnecting cancels it |
+/// | `GET /v1/sessions` | sessions, most recent first |
+/// | `GET /v1/sessions/{key}/history?offset&limit&archived` | a page of messages |
+/// | `POST /v1/sessions/{key}/reset` | forget the messages |
+/// | `POST /v1/sessions/{key}/rename` `{"title"}` | set the title |
+/// | `POST /v1/sessions/{key}/compact` | summarize and archive old turns now |
+/// | `DELETE /v1/sessions/{key}` | delete |
+/// | `GET /v1/stats` | counters |
+pub fn router(runtime: AgentRuntime) -> Router {
     Router::new()
         .route("/health", get(health))
-        .with_state(state)
+        .route("/v1/chat", post(chat))
+        .route("/v1/chat/stream", post(chat_stream))
+        .route("/v1/sessions", get(list_sessions))
+        .route("/v1/sessions/{key}", delete(delete_session))
+        .route("/v1/sessions/{key}/history", get(history))
+        .route("/v1/sessions/{key}/reset", post(reset_session))
+        .route("/v1/sessions/{key}/rename", post(rename_session))
+        .route("/v1/sessions/{key}/compact", post(compact_session))
+        .route("/v1/stats", get(stats))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .with_state(runtime)
 }
 
-async fn health(State(state): State<Arc<AgentState>>) -> Json<HealthReport> {
-    Json(state.health().await)
+/// [`router`] behind a bearer token, for the optional TCP listener:
+/// everything but `GET /health` needs `Authorization: Bearer <token>`.
+pub fn router_with_token(runtime: AgentRuntime, token: String) -> Router {
+    let token = Arc::new(token);
+    router(runtime).layer(middleware::from_fn(move |request: Request, next: Next| {
+        let token = token.clone();
+        async move {
+            if request.uri().path() == "/health" || bearer_matches(&request, &token) {
+                next.run(request).await
+            } else {
+                ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    "a valid bearer token is required",
+                )
+                .into_response()
+            }
+        }
+    }))
+}
+
+fn bearer_matches(request: &Request, token: &str) -> bool {
+    let Some(given) = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    else {
+        return false;
+    };
+    // Constant time in the token's content (the length is not secret).
+    given.len() == token.len()
+        && given
+            .bytes()
+            .zip(token.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
+async fn health(State(runtime): State<AgentRuntime>) -> Json<HealthReport> {
+    Json(runtime.health().await)
+}
+
+async fn chat(
+    State(runtime): State<AgentRuntime>,
+    ApiJson(request): ApiJson<ChatRequest>,
+) -> Result<Json<ChatReply>, ApiError> {
+    let reply = runtime.chat(request).await.map_err(|error| match error {
+        ocg_core::Error::Remote { code, message } => {
+            let status = if code.starts_with("llm_") {
+                StatusCode::BAD_GATEWAY
+            } else {
+                StatusCode::INTERNAL_SERVER_ERROR
+            };
+            ApiError::new(status, &code, message)
+        }
+        other => other.into(),
+    })?;
+    Ok(Json(reply))
+}
+
+async fn chat_stream(
+    State(runtime): State<AgentRuntime>,
+    ApiJson(request): ApiJson<ChatRequest>,
+) -> Result<Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let events = runtime.chat_stream(request).await?;
+    let sse = events.map(|event| {
+        Ok(Event::default()
+            .json_data(&event)
+            .unwrap_or_else(|_| Event::default().data("{\"type\":\"error\",\"code\":\"internal_error\",\"message\":\"unencodable event\"}")))
+    });
+    Ok(Sse::new(sse).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+async fn list_sessions(
+    State(runtime): State<AgentRuntime>,
+) -> Result<Json<Vec<SessionInfo>>, ApiError> {
+    Ok(Json(runtime.store().list().await?))
+}
+
+#[derive(Debug, Deserialize)]
+struct HistoryQuery {
+    #[serde(default)]
+    offset: u64,
+    #[serde(default = "default_limit")]
+    limit: u64,
+    #[serde(default)]
+    archived: bool,
+}
+
+fn default_limit() -> u64 {
+    100
+}
+
+async fn history(
+    State(runtime): State<AgentRuntime>,
+    Path(key): Path<String>,
+    query: Result<Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Vec<StoredMessage>>, ApiError> {
+    let Query(query) = query
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
+    let limit = query.limit.clamp(1, 1000);
+    Ok(Json(
+        runtime
+            .store()
+            .history(&key, query.offset, limit, query.archived)
+            .await?,
+    ))
+}
+
+async fn reset_session(
+    State(runtime): State<AgentRuntime>,
+    Path(key): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    runtime.store().reset(&key).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn delete_session(
+    State(runtime): State<AgentRuntime>,
+    Path(key): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    runtime.store().delete(&key).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Rename {
+    title: String,
+}
+
+async fn rename_session(
+    State(runtime): State<AgentRuntime>,
+    Path(key): Path<String>,
+    ApiJson(rename): ApiJson<Rename>,
+) -> Result<StatusCode, ApiError> {
+    let title = rename.title.trim();
+    if title.is_empty() || title.chars().count() > 200 {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+            "a title is 1 to 200 characters",
+        ));
+    }
+    runtime.store().rename(&key, title).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn compact_session(
+    State(runtime): State<AgentRuntime>,
+    Path(key): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    runtime.store().history(&key, 0, 1, false).await?;
+    let archived = runtime.compact(&key).await?;
+    Ok(Json(serde_json::json!({ "archived": archived })))
+}
+
+async fn stats(State(runtime): State<AgentRuntime>) -> Result<Json<RuntimeStats>, ApiError> {
+    Ok(Json(runtime.stats().await?))
+}
+
+/// Serve `router` on TCP `addr` until `shutdown` completes.
+pub async fn serve_tcp(
+    addr: std::net::SocketAddr,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), AgentError> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| AgentError::Bind {
+            path: PathBuf::from(addr.to_string()),
+            source,
+        })?;
+    tracing::info!(%addr, "agent listening on TCP (token required)");
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(AgentError::Serve)
 }
 
 /// A bound agent socket; the file is removed when it is served out.
@@ -79,7 +329,7 @@ impl AgentSocket {
     /// that is [`AgentError::AlreadyRunning`]. One that refuses is left over
     /// from a dead agent and is replaced. Anything else at `path` is left
     /// alone and is an error.
-    pub async fn bind(path: &Path) -> Result<Self, AgentError> {
+    pub async fn bind(path: &std::path::Path) -> Result<Self, AgentError> {
         let bind_error = |source| AgentError::Bind {
             path: path.to_owned(),
             source,
@@ -115,7 +365,7 @@ impl AgentSocket {
     }
 
     /// The socket path.
-    pub fn path(&self) -> &Path {
+    pub fn path(&self) -> &std::path::Path {
         &self.path
     }
 
@@ -138,88 +388,4 @@ impl AgentSocket {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use axum::body::Body;
-    use axum::http::Request;
-    use http_body_util::BodyExt;
-    use ocg_core::HealthStatus;
-    use ocg_core::testing::DeterministicEmbedder;
-    use tower::ServiceExt;
-
-    struct DownEmbedder;
-
-    #[async_trait::async_trait]
-    impl Embedder for DownEmbedder {
-        async fn embed(&self, _: &[String]) -> ocg_core::Result<Vec<Vec<f32>>> {
-            Err(ocg_core::Error::unavailable(
-                "embedding",
-                "connection refused",
-            ))
-        }
-        async fn info(&self) -> ocg_core::Result<ocg_core::EmbedderInfo> {
-            Err(ocg_core::Error::unavailable(
-                "embedding",
-                "connection refused",
-            ))
-        }
-    }
-
-    async fn health_of(state: AgentState) -> HealthReport {
-        let response = router(Arc::new(state))
-            .oneshot(Request::get("/health").body(Body::empty()).unwrap())
-            .await
-            .unwrap();
-        let body = response.into_body().collect().await.unwrap().to_bytes();
-        serde_json::from_slice(&body).unwrap()
-    }
-
-    #[tokio::test]
-    async fn health_tells_whether_embedding_answers() {
-        let up = health_of(AgentState::new(Some(Arc::new(DeterministicEmbedder::new(
-            8,
-        )))))
-        .await;
-        assert_eq!(up.status, HealthStatus::Ok);
-        let down = health_of(AgentState::new(Some(Arc::new(DownEmbedder)))).await;
-        assert_eq!(down.status, HealthStatus::Degraded);
-        assert_eq!(
-            down.problems(),
-            vec!["embedding: embedding unavailable: connection refused"]
-        );
-    }
-
-    #[tokio::test]
-    async fn socket_is_private_exclusive_and_cleaned_up() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("agent.sock");
-        let socket = AgentSocket::bind(&path).await.unwrap();
-        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o600);
-        assert!(matches!(
-            AgentSocket::bind(&path).await,
-            Err(AgentError::AlreadyRunning(_))
-        ));
-
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(
-            socket.serve(router(Arc::new(AgentState::new(None))), async {
-                let _ = stopped.await;
-            }),
-        );
-        stop.send(()).unwrap();
-        server.await.unwrap().unwrap();
-        assert!(!path.exists(), "socket file removed on shutdown");
-
-        // A dead socket file is replaced; a regular file is not touched.
-        drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
-        AgentSocket::bind(&path).await.unwrap();
-        let file = dir.path().join("not-a-socket");
-        std::fs::write(&file, "data").unwrap();
-        assert!(matches!(
-            AgentSocket::bind(&file).await,
-            Err(AgentError::NotASocket(_))
-        ));
-        assert_eq!(std::fs::read_to_string(&file).unwrap(), "data");
-    }
-}
+mod tests;

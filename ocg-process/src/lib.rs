@@ -23,6 +23,7 @@
 //! order they start and stop in.
 #![warn(missing_docs)]
 
+pub mod child;
 mod error;
 mod foreground;
 pub mod log_file;

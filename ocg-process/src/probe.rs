@@ -59,6 +59,20 @@ pub async fn fetch_health(
     target: &HealthTarget,
     timeout: Duration,
 ) -> Result<HealthReport, String> {
+    get_ok(target, timeout)
+        .await?
+        .json::<HealthReport>()
+        .await
+        .map_err(|e| format!("health answer is not a health report: {e}"))
+}
+
+/// `GET` the target and succeed on any 2xx answer (for programs such as
+/// llama-server whose health body is their own).
+pub async fn probe_ok(target: &HealthTarget, timeout: Duration) -> Result<(), String> {
+    get_ok(target, timeout).await.map(drop)
+}
+
+async fn get_ok(target: &HealthTarget, timeout: Duration) -> Result<reqwest::Response, String> {
     let builder = reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(timeout)
@@ -81,10 +95,7 @@ pub async fn fetch_health(
     if !status.is_success() {
         return Err(format!("health answered HTTP {status}"));
     }
-    response
-        .json::<HealthReport>()
-        .await
-        .map_err(|e| format!("health answer is not a health report: {e}"))
+    Ok(response)
 }
 
 fn describe(error: reqwest::Error) -> String {
@@ -117,7 +128,7 @@ pub(crate) async fn wait_ready(
         }
         match HealthTarget::of(readiness) {
             Ok(None) => return Ok(()),
-            Ok(Some(target)) => match fetch_health(&target, Duration::from_secs(2)).await {
+            Ok(Some(target)) => match probe_ok(&target, Duration::from_secs(2)).await {
                 Ok(_) => return Ok(()),
                 Err(e) => last_error = e,
             },

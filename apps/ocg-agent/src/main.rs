@@ -5,7 +5,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
-use ocg_agent_lib::server::{self, AgentSocket, AgentState};
+use ocg_agent_lib::server::{self, AgentSocket};
+use ocg_agent_lib::sessions::SessionStore;
+use ocg_agent_lib::settings::AgentSettings;
+use ocg_agent_lib::{AgentRuntime, NoTools};
 use ocg_core::config::{Config, Sources};
 use ocg_embed::{AddressFile, EmbeddingClient, EmbeddingEndpoint};
 use tracing_subscriber::EnvFilter;
@@ -43,17 +46,44 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "OCG_AGENT_SOCK",
         args.socket.map(|p| p.display().to_string()),
     ))?;
+    let settings = AgentSettings::from_config(&config)?;
     let endpoint = match &config.embedding_url {
         Some(url) => EmbeddingEndpoint::Fixed(url.clone()),
         None => EmbeddingEndpoint::Announced(AddressFile::new(config.embedding_addr_file())),
     };
-    let state = AgentState::new(Some(Arc::new(EmbeddingClient::new(endpoint))));
+    // Bind first: a second instance must fail before it starts a model.
     let socket = AgentSocket::bind(&config.agent_socket).await?;
-    socket
-        .serve(
-            server::router(Arc::new(state)),
-            ocg_process::shutdown_signal(),
-        )
-        .await?;
+    let store = SessionStore::open(&settings.database)?;
+    let provider = settings.build_provider()?;
+    tracing::info!(
+        provider = provider.name(),
+        model = provider.model(),
+        "agent ready"
+    );
+    let runtime = AgentRuntime::new(
+        provider,
+        store,
+        Arc::new(NoTools),
+        Some(Arc::new(EmbeddingClient::new(endpoint))),
+        settings.runtime.clone(),
+    );
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let until_stopped = move || {
+        let mut stopped = stopped.clone();
+        async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        }
+    };
+    let tcp = settings.tcp.clone().map(|(addr, token)| {
+        let router = server::router_with_token(runtime.clone(), token);
+        tokio::spawn(server::serve_tcp(addr, router, until_stopped()))
+    });
+    let unix = tokio::spawn(socket.serve(server::router(runtime), until_stopped()));
+    ocg_process::shutdown_signal().await;
+    let _ = stop.send(true);
+    unix.await??;
+    if let Some(tcp) = tcp {
+        tcp.await??;
+    }
     Ok(())
 }

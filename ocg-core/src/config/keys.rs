@@ -72,9 +72,51 @@ pub const KEYS: &[KeySpec] = &[
     key("OCG_AUTO_RECALL", None, "recall memories before each turn"),
     key("OCG_RECALL_LIMIT", None, "memories recalled per turn"),
     key("OCG_RECALL_MINSCORE", None, "minimum recall score"),
+    key("OCG_SYSTEM_PROMPT", None, "the agent's system prompt"),
+    key(
+        "OCG_CONTEXT_WINDOW",
+        None,
+        "the chat model's context window in tokens",
+    ),
+    key(
+        "OCG_MAX_TOKENS",
+        Some("1024"),
+        "tokens reserved for each answer",
+    ),
+    key("OCG_MAX_TOOL_ROUNDS", Some("8"), "tool rounds per turn"),
+    key(
+        "OCG_COMPACTION_THRESHOLD",
+        Some("0.75"),
+        "compact past this share of the window",
+    ),
+    key(
+        "OCG_LLM_TIMEOUT",
+        Some("120"),
+        "seconds an LLM request may stay silent",
+    ),
+    key(
+        "OCG_PROVIDERS",
+        None,
+        "provider order, e.g. openai,anthropic",
+    ),
+    key(
+        "OCG_CHAT_MODEL_PATH",
+        Some("$HOME/.cache/ocg/models/smollm2-135m-instruct.gguf"),
+        "local GGUF chat model",
+    ),
+    key(
+        "OCG_LLAMA_THREADS",
+        None,
+        "CPU threads of local llama-server children",
+    ),
+    key(
+        "OCG_AGENT_TOKEN",
+        None,
+        "token of the optional TCP listener",
+    ),
     key(
         "LLAMA_SERVER_BIN",
-        None,
+        Some("$HOME/.cache/ocg/bin/llama-server"),
         "the llama.cpp llama-server program",
     ),
     key(
@@ -86,7 +128,11 @@ pub const KEYS: &[KeySpec] = &[
     key("OPENAI_API_KEY", None, "OpenAI-compatible provider key"),
     key("OPENAI_BASE_URL", None, "OpenAI-compatible provider URL"),
     key("OPENAI_MODEL", None, "OpenAI-compatible model"),
+    key("API_KEY", None, "fallback for OPENAI_API_KEY"),
+    key("BASE_URL", None, "fallback for OPENAI_BASE_URL"),
+    key("MODEL", None, "fallback for OPENAI_MODEL"),
     key("ANTHROPIC_API_KEY", None, "Anthropic key"),
+    key("ANTHROPIC_BASE_URL", None, "Anthropic API URL"),
     key("ANTHROPIC_MODEL", None, "Anthropic model"),
     key("TELEGRAM_BOT_TOKEN", None, "Telegram bot token"),
 ];

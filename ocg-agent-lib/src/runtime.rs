@@ -1,0 +1,810 @@
+//! [`AgentRuntime`]: the in-process agent.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Instant;
+
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use ocg_core::{
+    Agent, ChatEvent, ChatRequest, ChatStream, Embedder, HealthCheck, HealthReport, Message, Role,
+    ToolCall, Usage, VERSION,
+};
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use crate::context::{ContextBudget, compaction_slice, estimate_tokens, message_tokens};
+use crate::event_stream::spawn_event_stream;
+use crate::providers::{CompletionRequest, LlmProvider, ProviderEvent};
+use crate::sessions::{NewMessage, SessionContext, SessionStore};
+use crate::{AgentError, ToolExecutor, ToolOutput};
+
+/// How the runtime behaves.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuntimeConfig {
+    /// Prompt budget and system prompt.
+    pub budget: ContextBudget,
+    /// Tool rounds allowed per turn.
+    pub max_tool_rounds: u32,
+    /// A workspace instructions file (`AGENTS.md`) appended to the system
+    /// prompt when it exists; read each turn, at most 64 KiB.
+    pub agents_file: Option<PathBuf>,
+}
+
+/// The longest session key accepted.
+pub const MAX_SESSION_KEY: usize = 200;
+
+/// Counters for `/v1/stats`.
+#[derive(Debug, Default)]
+struct Counters {
+    turns: AtomicU64,
+    errors: AtomicU64,
+    active: AtomicI64,
+    prompt_tokens: AtomicU64,
+    completion_tokens: AtomicU64,
+}
+
+/// A snapshot of the runtime's counters.
+#[derive(Debug, Clone, Serialize)]
+pub struct RuntimeStats {
+    /// Turns completed since start.
+    pub turns: u64,
+    /// Turns that ended in an error.
+    pub errors: u64,
+    /// Turns running now.
+    pub active_turns: i64,
+    /// Prompt tokens reported by the model.
+    pub prompt_tokens: u64,
+    /// Completion tokens reported by the model.
+    pub completion_tokens: u64,
+    /// Seconds since start.
+    pub uptime_secs: u64,
+    /// Provider name.
+    pub provider: String,
+    /// Default model.
+    pub model: String,
+    /// Stored sessions.
+    pub sessions: u64,
+    /// Stored messages.
+    pub messages: u64,
+}
+
+struct Inner {
+    provider: Arc<dyn LlmProvider>,
+    store: SessionStore,
+    tools: Arc<dyn ToolExecutor>,
+    embedder: Option<Arc<dyn Embedder>>,
+    config: RuntimeConfig,
+    locks: Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>,
+    counters: Counters,
+    started: Instant,
+}
+
+/// The agent, in process: implements [`Agent`].
+#[derive(Clone)]
+pub struct AgentRuntime {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for AgentRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentRuntime")
+            .field("provider", &self.inner.provider.name())
+            .field("model", &self.inner.provider.model())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a turn failed: the `error` event's code and message.
+struct TurnError {
+    code: &'static str,
+    message: String,
+}
+
+impl From<AgentError> for TurnError {
+    fn from(error: AgentError) -> Self {
+        TurnError {
+            code: error.code(),
+            message: error.to_string(),
+        }
+    }
+}
+
+impl From<TurnError> for AgentError {
+    fn from(error: TurnError) -> Self {
+        AgentError::Llm {
+            code: error.code,
+            message: error.message,
+        }
+    }
+}
+
+impl AgentRuntime {
+    /// A runtime answering with `provider`, storing in `store`, acting
+    /// through `tools`; `embedder` (the embedding service) is reported in
+    /// health checks.
+    pub fn new(
+        provider: Arc<dyn LlmProvider>,
+        store: SessionStore,
+        tools: Arc<dyn ToolExecutor>,
+        embedder: Option<Arc<dyn Embedder>>,
+        config: RuntimeConfig,
+    ) -> Self {
+        AgentRuntime {
+            inner: Arc::new(Inner {
+                provider,
+                store,
+                tools,
+                embedder,
+                config,
+                locks: Mutex::default(),
+                counters: Counters::default(),
+                started: Instant::now(),
+            }),
+        }
+    }
+
+    /// The session store.
+    pub fn store(&self) -> &SessionStore {
+        &self.inner.store
+    }
+
+    /// Summarize and archive the older half of `key`'s history now.
+    /// Returns how many messages were archived (0 when there is too little).
+    pub async fn compact(&self, key: &str) -> Result<u64, AgentError> {
+        let lock = self.inner.session_lock(key);
+        let _turn = lock.lock().await;
+        Ok(self.inner.compact(key).await?)
+    }
+
+    /// Counters and totals.
+    pub async fn stats(&self) -> Result<RuntimeStats, AgentError> {
+        let store = self.inner.store.stats().await?;
+        let c = &self.inner.counters;
+        Ok(RuntimeStats {
+            turns: c.turns.load(Ordering::Relaxed),
+            errors: c.errors.load(Ordering::Relaxed),
+            active_turns: c.active.load(Ordering::Relaxed),
+            prompt_tokens: c.prompt_tokens.load(Ordering::Relaxed),
+            completion_tokens: c.completion_tokens.load(Ordering::Relaxed),
+            uptime_secs: self.inner.started.elapsed().as_secs(),
+            provider: self.inner.provider.name().to_owned(),
+            model: self.inner.provider.model().to_owned(),
+            sessions: store.sessions,
+            messages: store.messages,
+        })
+    }
+}
+
+/// Check a request before starting its turn.
+pub(crate) fn validate(request: &ChatRequest) -> Result<(), AgentError> {
+    if let Some(key) = &request.session_key {
+        if key.is_empty() || key.len() > MAX_SESSION_KEY || key.chars().any(char::is_control) {
+            return Err(AgentError::InvalidInput(format!(
+                "a session key is 1 to {MAX_SESSION_KEY} characters without control characters"
+            )));
+        }
+    }
+    match request.messages.last() {
+        None => Err(AgentError::InvalidInput(
+            "messages must not be empty".into(),
+        )),
+        Some(last) if last.role != Role::User => Err(AgentError::InvalidInput(
+            "the last message must be from the user".into(),
+        )),
+        Some(last) if last.content.trim().is_empty() => {
+            Err(AgentError::InvalidInput("the user message is empty".into()))
+        }
+        Some(_) if request.session_key.is_some() && request.messages.len() != 1 => {
+            Err(AgentError::InvalidInput(
+                "a session turn carries exactly one user message; the session holds the history"
+                    .into(),
+            ))
+        }
+        Some(_) => Ok(()),
+    }
+}
+
+#[async_trait]
+impl Agent for AgentRuntime {
+    async fn chat_stream(&self, request: ChatRequest) -> ocg_core::Result<ChatStream> {
+        validate(&request)?;
+        let inner = self.inner.clone();
+        Ok(spawn_event_stream(move |events| async move {
+            inner.counters.active.fetch_add(1, Ordering::Relaxed);
+            let result = inner.turn(request, &events).await;
+            inner.counters.active.fetch_sub(1, Ordering::Relaxed);
+            let last = match result {
+                Ok(done) => {
+                    inner.counters.turns.fetch_add(1, Ordering::Relaxed);
+                    done
+                }
+                Err(error) => {
+                    inner.counters.errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(code = %error.code, message = %error.message, "turn failed");
+                    ChatEvent::Error {
+                        code: error.code.to_owned(),
+                        message: error.message,
+                    }
+                }
+            };
+            let _ = events.send(last).await;
+        }))
+    }
+
+    async fn health(&self) -> HealthReport {
+        let inner = &self.inner;
+        let mut checks = vec![match inner.provider.check().await {
+            Ok(()) => HealthCheck::ok(
+                "llm",
+                Some(format!(
+                    "{} {}",
+                    inner.provider.name(),
+                    inner.provider.model()
+                )),
+            ),
+            Err(why) => HealthCheck::failing("llm", why),
+        }];
+        checks.push(match inner.store.stats().await {
+            Ok(_) => HealthCheck::ok("sessions", None),
+            Err(error) => HealthCheck::failing("sessions", error.to_string()),
+        });
+        if let Some(embedder) = &inner.embedder {
+            checks.push(match embedder.check().await {
+                Ok(()) => HealthCheck::ok("embedding", None),
+                Err(error) => HealthCheck::failing("embedding", error.to_string()),
+            });
+        }
+        HealthReport::from_checks("agent", VERSION, inner.started.elapsed().as_secs(), checks)
+    }
+}
+
+impl Inner {
+    fn session_lock(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(lock) = locks.get(key).and_then(Weak::upgrade) {
+            return lock;
+        }
+        if locks.len() > 1024 {
+            locks.retain(|_, weak| weak.strong_count() > 0);
+        }
+        let lock = Arc::new(tokio::sync::Mutex::new(()));
+        locks.insert(key.to_owned(), Arc::downgrade(&lock));
+        lock
+    }
+
+    fn system_prompt(&self) -> String {
+        let mut prompt = self.config.budget.system_prompt.clone();
+        if let Some(path) = &self.config.agents_file {
+            if let Ok(text) = std::fs::read_to_string(path) {
+                let text: String = text.chars().take(64 * 1024).collect();
+                prompt.push_str("\n\n# Workspace instructions (AGENTS.md)\n");
+                prompt.push_str(&text);
+            }
+        }
+        prompt
+    }
+
+    async fn turn(
+        self: &Arc<Self>,
+        request: ChatRequest,
+        events: &mpsc::Sender<ChatEvent>,
+    ) -> Result<ChatEvent, TurnError> {
+        let session_key = request.session_key.clone();
+        let lock = session_key.as_deref().map(|key| self.session_lock(key));
+        let _turn = match &lock {
+            Some(lock) => Some(lock.lock().await),
+            None => None,
+        };
+
+        let user_text = request
+            .messages
+            .last()
+            .map(|m| m.content.trim())
+            .unwrap_or("");
+        if let (Some(key), "/compact") = (session_key.as_deref(), user_text) {
+            let archived = self.compact(key).await?;
+            let text = if archived == 0 {
+                "Nothing to compact yet.".to_owned()
+            } else {
+                format!("Compacted: {archived} older messages were summarized and archived.")
+            };
+            return Ok(ChatEvent::Done {
+                message: Message::assistant(text),
+                usage: None,
+                session_key,
+            });
+        }
+
+        let budget = ContextBudget {
+            system_prompt: self.system_prompt(),
+            ..self.config.budget.clone()
+        };
+        let (session, mut conversation) = match session_key.as_deref() {
+            Some(key) => {
+                let session = self.store.context(key).await?;
+                let prompt = budget.build(&session, &request.messages);
+                (Some(session), prompt)
+            }
+            None => {
+                let mut prompt = request.messages.clone();
+                if prompt.first().is_none_or(|m| m.role != Role::System) {
+                    prompt.insert(0, Message::system(budget.system_prompt.clone()));
+                }
+                (None, prompt)
+            }
+        };
+
+        let mut produced: Vec<NewMessage> = request
+            .messages
+            .iter()
+            .map(|m| NewMessage {
+                tokens: message_tokens(m),
+                message: m.clone(),
+            })
+            .collect();
+        let mut usage_total: Option<Usage> = None;
+        let tools = self.tools.definitions();
+        let mut final_message = None;
+
+        for _round in 0..self.config.max_tool_rounds.max(1) {
+            let completion = CompletionRequest {
+                messages: conversation.clone(),
+                tools: tools.clone(),
+                model: request.model.clone(),
+                max_tokens: request.max_tokens.or(Some(budget.max_answer_tokens)),
+                temperature: request.temperature,
+            };
+            let mut stream = self
+                .provider
+                .stream(&completion)
+                .await
+                .map_err(provider_error)?;
+            let mut text = String::new();
+            let mut calls: Vec<ToolCall> = Vec::new();
+            let mut round_usage = None;
+            let mut finished = false;
+            while let Some(event) = stream.next().await {
+                match event.map_err(provider_error)? {
+                    ProviderEvent::TextDelta(delta) => {
+                        text.push_str(&delta);
+                        let _ = events.send(ChatEvent::Delta { text: delta }).await;
+                    }
+                    ProviderEvent::ToolCall(call) => calls.push(call),
+                    ProviderEvent::Done { usage, .. } => {
+                        round_usage = usage;
+                        finished = true;
+                        break;
+                    }
+                }
+            }
+            if !finished {
+                return Err(TurnError {
+                    code: "llm_protocol",
+                    message: "the model's stream ended early".into(),
+                });
+            }
+            if let Some(usage) = round_usage {
+                self.counters
+                    .prompt_tokens
+                    .fetch_add(u64::from(usage.prompt_tokens), Ordering::Relaxed);
+                self.counters
+                    .completion_tokens
+                    .fetch_add(u64::from(usage.completion_tokens), Ordering::Relaxed);
+                let total = usage_total.get_or_insert_with(Usage::default);
+                total.prompt_tokens += usage.prompt_tokens;
+                total.completion_tokens += usage.completion_tokens;
+                total.total_tokens += usage.total_tokens;
+            }
+            let mut assistant = Message::assistant(text);
+            assistant.tool_calls = calls.clone();
+            let tokens = round_usage
+                .map(|u| u.completion_tokens)
+                .filter(|t| *t > 0)
+                .unwrap_or_else(|| message_tokens(&assistant));
+            conversation.push(assistant.clone());
+            produced.push(NewMessage {
+                message: assistant.clone(),
+                tokens,
+            });
+            if calls.is_empty() {
+                final_message = Some(assistant);
+                break;
+            }
+            for result in self.run_tools(session_key.as_deref(), &calls, events).await {
+                conversation.push(result.clone());
+                produced.push(NewMessage {
+                    tokens: estimate_tokens(&result.content),
+                    message: result,
+                });
+            }
+        }
+        let message = final_message.unwrap_or_else(|| {
+            Message::assistant(format!(
+                "I stopped after {} rounds of tool calls without a final answer.",
+                self.config.max_tool_rounds
+            ))
+        });
+
+        if let Some(key) = session_key.as_deref() {
+            self.store.append_turn(key, produced).await?;
+            if let Some(session) = session {
+                // Compaction runs after the reply, under the session lock, so
+                // the next turn sees the archived history.
+                let grown = SessionContext {
+                    summary: session.summary,
+                    messages: self.store.context(key).await?.messages,
+                };
+                if budget.needs_compaction(&grown) {
+                    let inner = self.clone();
+                    let key = key.to_owned();
+                    tokio::spawn(async move {
+                        let lock = inner.session_lock(&key);
+                        let _turn = lock.lock().await;
+                        if let Err(error) = inner.compact(&key).await {
+                            tracing::warn!(session = %key, error = %error.message, "automatic compaction failed");
+                        }
+                    });
+                }
+            }
+        }
+        Ok(ChatEvent::Done {
+            message,
+            usage: usage_total,
+            session_key,
+        })
+    }
+
+    async fn run_tools(
+        &self,
+        session_key: Option<&str>,
+        calls: &[ToolCall],
+        events: &mpsc::Sender<ChatEvent>,
+    ) -> Vec<Message> {
+        for call in calls {
+            let _ = events
+                .send(ChatEvent::ToolStart {
+                    id: call.id.clone(),
+                    name: call.name.clone(),
+                    arguments: call.arguments.clone(),
+                })
+                .await;
+        }
+        let outputs = futures_util::future::join_all(calls.iter().map(|call| async move {
+            if !call.arguments.is_object() {
+                return ToolOutput {
+                    content: format!(
+                        "error: the arguments of {} are not a JSON object: {}",
+                        call.name, call.arguments
+                    ),
+                    ok: false,
+                };
+            }
+            self.tools.call(session_key, call).await
+        }))
+        .await;
+        let mut results = Vec::with_capacity(calls.len());
+        for (call, output) in calls.iter().zip(outputs) {
+            let _ = events
+                .send(ChatEvent::ToolEnd {
+                    id: call.id.clone(),
+                    name: call.name.clone(),
+                    result: output.content.clone(),
+                    ok: output.ok,
+                })
+                .await;
+            let mut message = Message::new(Role::Tool, output.content);
+            message.tool_call_id = Some(call.id.clone());
+            results.push(message);
+        }
+        results
+    }
+
+    async fn compact(&self, key: &str) -> Result<u64, TurnError> {
+        let session = self.store.context(key).await?;
+        let Some((up_to, transcript)) = compaction_slice(&session) else {
+            return Ok(0);
+        };
+        let mut material = String::new();
+        if let Some(previous) = &session.summary {
+            material.push_str("Earlier summary:\n");
+            material.push_str(previous);
+            material.push_str("\n\n");
+        }
+        material.push_str("Conversation to summarize:\n");
+        material.push_str(&transcript);
+        let request = CompletionRequest {
+            messages: vec![
+                Message::system(
+                    "Summarize the conversation below for your own later reference. Keep every \
+                     fact, name, number, decision and open task; drop pleasantries. Write plain \
+                     prose, at most 300 words.",
+                ),
+                Message::user(material),
+            ],
+            max_tokens: Some(512),
+            ..Default::default()
+        };
+        let summary = self
+            .provider
+            .complete(&request)
+            .await
+            .map_err(provider_error)?;
+        let archived = self.store.compact(key, up_to, summary.text).await?;
+        tracing::info!(session = %key, archived, "compacted");
+        Ok(archived)
+    }
+}
+
+fn provider_error(error: crate::providers::ProviderError) -> TurnError {
+    TurnError {
+        code: error.code(),
+        message: error.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::{Reply, ScriptedProvider};
+
+    struct Upper;
+
+    #[async_trait]
+    impl ToolExecutor for Upper {
+        fn definitions(&self) -> Vec<crate::providers::ToolSpec> {
+            vec![crate::providers::ToolSpec {
+                name: "upper".into(),
+                description: "uppercase text".into(),
+                parameters: serde_json::json!({"type":"object","properties":{"text":{"type":"string"}}}),
+            }]
+        }
+        async fn call(&self, _: Option<&str>, call: &ToolCall) -> ToolOutput {
+            ToolOutput {
+                content: call.arguments["text"].as_str().unwrap_or("").to_uppercase(),
+                ok: true,
+            }
+        }
+    }
+
+    fn config(window: u32) -> RuntimeConfig {
+        RuntimeConfig {
+            budget: ContextBudget {
+                system_prompt: "sys".into(),
+                context_window: window,
+                max_answer_tokens: 16,
+                compaction_threshold: 0.75,
+            },
+            max_tool_rounds: 3,
+            agents_file: None,
+        }
+    }
+
+    fn runtime(provider: Arc<ScriptedProvider>, window: u32) -> AgentRuntime {
+        AgentRuntime::new(
+            provider,
+            SessionStore::in_memory().unwrap(),
+            Arc::new(Upper),
+            None,
+            config(window),
+        )
+    }
+
+    fn call(id: &str, arguments: serde_json::Value) -> ToolCall {
+        ToolCall {
+            id: id.into(),
+            name: "upper".into(),
+            arguments,
+        }
+    }
+
+    async fn events(runtime: &AgentRuntime, request: ChatRequest) -> Vec<ChatEvent> {
+        runtime.chat_stream(request).await.unwrap().collect().await
+    }
+
+    #[tokio::test]
+    async fn tool_calls_run_stream_and_are_stored_with_the_turn() {
+        let provider = Arc::new(ScriptedProvider::with(vec![
+            Reply::Tools(vec![
+                call("a", serde_json::json!({"text": "hi"})),
+                call("b", serde_json::Value::String("{broken".into())),
+            ]),
+            Reply::Text("HI it is"),
+        ]));
+        let runtime = runtime(provider.clone(), 8192);
+        let got = events(&runtime, ChatRequest::user("s:1", "shout hi")).await;
+        let kinds: Vec<&str> = got
+            .iter()
+            .map(|e| match e {
+                ChatEvent::ToolStart { .. } => "start",
+                ChatEvent::ToolEnd { .. } => "end",
+                ChatEvent::Delta { .. } => "delta",
+                ChatEvent::Done { .. } => "done",
+                _ => "other",
+            })
+            .collect();
+        assert_eq!(kinds, ["start", "start", "end", "end", "delta", "done"]);
+        assert!(matches!(&got[2], ChatEvent::ToolEnd { result, ok: true, .. } if result == "HI"));
+        assert!(
+            matches!(&got[3], ChatEvent::ToolEnd { ok: false, result, .. } if result.contains("not a JSON object"))
+        );
+
+        // The second model call saw the tool results.
+        let second = provider.requests.lock().unwrap()[1].clone();
+        let roles: Vec<Role> = second.messages.iter().map(|m| m.role).collect();
+        assert_eq!(
+            roles,
+            [
+                Role::System,
+                Role::User,
+                Role::Assistant,
+                Role::Tool,
+                Role::Tool
+            ]
+        );
+        assert_eq!(second.tools.len(), 1);
+
+        let stored = runtime.store().context("s:1").await.unwrap().messages;
+        assert_eq!(
+            stored.len(),
+            5,
+            "user, assistant(tool calls), 2 tool results, answer"
+        );
+        assert!(stored.iter().all(|m| m.turn == 1));
+        assert_eq!(stored[4].message.content, "HI it is");
+    }
+
+    #[tokio::test]
+    async fn the_tool_loop_stops_after_the_configured_rounds() {
+        let provider = Arc::new(ScriptedProvider::with(vec![
+            Reply::Tools(vec![call("1", serde_json::json!({"text": "a"}))]),
+            Reply::Tools(vec![call("2", serde_json::json!({"text": "a"}))]),
+            Reply::Tools(vec![call("3", serde_json::json!({"text": "a"}))]),
+            Reply::Text("never reached"),
+        ]));
+        let runtime = runtime(provider, 8192);
+        let reply = runtime
+            .chat(ChatRequest::user("s:loop", "go"))
+            .await
+            .unwrap();
+        assert!(
+            reply.message.content.contains("3 rounds"),
+            "{}",
+            reply.message.content
+        );
+    }
+
+    #[tokio::test]
+    async fn history_is_sent_and_stateless_turns_store_nothing() {
+        let provider = Arc::new(ScriptedProvider::default());
+        let runtime = runtime(provider.clone(), 8192);
+        runtime.chat(ChatRequest::user("s:h", "one")).await.unwrap();
+        runtime.chat(ChatRequest::user("s:h", "two")).await.unwrap();
+        let sent = provider.requests.lock().unwrap()[1].messages.clone();
+        let texts: Vec<&str> = sent.iter().map(|m| m.content.as_str()).collect();
+        assert_eq!(texts, ["sys", "one", "echo: one", "two"]);
+
+        let stateless = ChatRequest {
+            messages: vec![
+                Message::user("a"),
+                Message::assistant("b"),
+                Message::user("c"),
+            ],
+            ..Default::default()
+        };
+        let reply = runtime.chat(stateless).await.unwrap();
+        assert_eq!(reply.message.content, "echo: c");
+        assert_eq!(reply.session_key, None);
+        assert_eq!(runtime.store().stats().await.unwrap().sessions, 1);
+    }
+
+    #[tokio::test]
+    async fn turns_of_one_session_are_serialized() {
+        let provider = Arc::new(ScriptedProvider::default());
+        let runtime = runtime(provider, 8192);
+        let turns: Vec<_> = (0..8)
+            .map(|i| {
+                let runtime = runtime.clone();
+                tokio::spawn(async move {
+                    runtime
+                        .chat(ChatRequest::user("s:same", format!("m{i}")))
+                        .await
+                })
+            })
+            .collect();
+        for turn in turns {
+            turn.await.unwrap().unwrap();
+        }
+        let stored = runtime.store().context("s:same").await.unwrap().messages;
+        assert_eq!(stored.len(), 16);
+        // Each turn's user message is directly followed by its own answer.
+        for pair in stored.chunks(2) {
+            assert_eq!(
+                pair[1].message.content,
+                format!("echo: {}", pair[0].message.content)
+            );
+            assert_eq!(pair[0].turn, pair[1].turn);
+        }
+    }
+
+    #[tokio::test]
+    async fn compact_summarizes_old_turns_and_keeps_the_archive() {
+        let provider = Arc::new(ScriptedProvider::with(vec![
+            Reply::Text("a1"),
+            Reply::Text("a2"),
+            Reply::Text("a3"),
+            Reply::Text("SUMMARY: they talked"),
+        ]));
+        let runtime = runtime(provider.clone(), 100_000);
+        for q in ["q1", "q2", "q3"] {
+            runtime.chat(ChatRequest::user("s:c", q)).await.unwrap();
+        }
+        let reply = runtime
+            .chat(ChatRequest::user("s:c", "/compact"))
+            .await
+            .unwrap();
+        assert!(
+            reply.message.content.starts_with("Compacted"),
+            "{}",
+            reply.message.content
+        );
+        let context = runtime.store().context("s:c").await.unwrap();
+        assert_eq!(context.summary.as_deref(), Some("SUMMARY: they talked"));
+        assert!(context.messages.len() < 6);
+        assert_eq!(
+            runtime
+                .store()
+                .history("s:c", 0, 100, true)
+                .await
+                .unwrap()
+                .len(),
+            6
+        );
+        // The next turn starts with the system prompt and the summary.
+        runtime.chat(ChatRequest::user("s:c", "q4")).await.unwrap();
+        let last = provider
+            .requests
+            .lock()
+            .unwrap()
+            .last()
+            .unwrap()
+            .messages
+            .clone();
+        assert_eq!(last[0].content, "sys");
+        assert!(last[1].content.contains("SUMMARY: they talked"));
+    }
+
+    #[tokio::test]
+    async fn a_small_window_compacts_by_itself() {
+        let provider = Arc::new(ScriptedProvider::default());
+        // usable = 80 - 16 = 64 tokens; three turns of long text pass 75 % of it.
+        let runtime = runtime(provider, 80);
+        for i in 0..3 {
+            runtime
+                .chat(ChatRequest::user(
+                    "s:auto",
+                    format!("{i} {}", "word ".repeat(20)),
+                ))
+                .await
+                .unwrap();
+        }
+        let mut compacted = false;
+        for _ in 0..50 {
+            if runtime
+                .store()
+                .context("s:auto")
+                .await
+                .unwrap()
+                .summary
+                .is_some()
+            {
+                compacted = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert!(compacted, "automatic compaction ran");
+    }
+}

@@ -1,0 +1,543 @@
+//! Sessions in SQLite: every message of every turn, written one turn per
+//! transaction.
+//!
+//! The database runs in WAL mode with a busy timeout, so readers never block
+//! the writer and a concurrent writer waits instead of failing. A turn (the
+//! user's message and everything the model and tools produced for it) is
+//! inserted in one transaction after the turn completes: a crash mid-turn
+//! leaves no half turn, and a turn whose `done` was sent is on disk.
+//!
+//! Compaction archives the oldest messages and stores a summary of them in
+//! the same transaction. Archived messages stay queryable through
+//! [`SessionStore::history`].
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use ocg_core::{Message, Role, ToolCall};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+
+use crate::AgentError;
+
+/// A stored message.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StoredMessage {
+    /// Row id; increases with time.
+    pub id: i64,
+    /// The turn it belongs to (per session, from 1).
+    pub turn: i64,
+    /// The message.
+    #[serde(flatten)]
+    pub message: Message,
+    /// Tokens (reported by the model for its answers, estimated otherwise).
+    pub tokens: u32,
+    /// Unix time in milliseconds.
+    pub created_at_ms: i64,
+    /// Whether compaction archived it.
+    pub archived: bool,
+}
+
+/// A message to store, with its token count.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewMessage {
+    /// The message.
+    pub message: Message,
+    /// Its tokens.
+    pub tokens: u32,
+}
+
+/// A session in the list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SessionInfo {
+    /// Its key (`web:<id>`, `telegram:<chat_id>`, …).
+    pub key: String,
+    /// A title set by rename.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// Creation time (Unix ms).
+    pub created_at_ms: i64,
+    /// Last turn (Unix ms).
+    pub updated_at_ms: i64,
+    /// Messages not archived.
+    pub messages: u64,
+    /// Messages archived by compaction.
+    pub archived: u64,
+}
+
+/// What the model sees of a session.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SessionContext {
+    /// The latest compaction summary.
+    pub summary: Option<String>,
+    /// Messages not archived, oldest first.
+    pub messages: Vec<StoredMessage>,
+}
+
+/// Totals for `/v1/stats`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct StoreStats {
+    /// Sessions.
+    pub sessions: u64,
+    /// Messages (archived included).
+    pub messages: u64,
+}
+
+/// The session database. Cheap to clone; calls run on tokio's blocking pool.
+#[derive(Debug, Clone)]
+pub struct SessionStore {
+    conn: Arc<Mutex<Connection>>,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS sessions (
+    key TEXT PRIMARY KEY,
+    title TEXT,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS messages (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    session_key TEXT NOT NULL REFERENCES sessions(key) ON DELETE CASCADE,
+    turn INTEGER NOT NULL,
+    role TEXT NOT NULL,
+    content TEXT NOT NULL,
+    tool_calls TEXT,
+    tool_call_id TEXT,
+    tokens INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    archived INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS messages_by_session ON messages(session_key, archived, id);
+CREATE TABLE IF NOT EXISTS summaries (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    session_key TEXT NOT NULL REFERENCES sessions(key) ON DELETE CASCADE,
+    content TEXT NOT NULL,
+    covers_up_to INTEGER NOT NULL,
+    created_at INTEGER NOT NULL
+);
+";
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::System => "system",
+        Role::User => "user",
+        Role::Assistant => "assistant",
+        Role::Tool => "tool",
+    }
+}
+
+fn parse_role(name: &str) -> Role {
+    match name {
+        "system" => Role::System,
+        "assistant" => Role::Assistant,
+        "tool" => Role::Tool,
+        _ => Role::User,
+    }
+}
+
+fn read_message(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredMessage> {
+    let tool_calls: Option<String> = row.get("tool_calls")?;
+    let tool_calls: Vec<ToolCall> = tool_calls
+        .and_then(|json| serde_json::from_str(&json).ok())
+        .unwrap_or_default();
+    Ok(StoredMessage {
+        id: row.get("id")?,
+        turn: row.get("turn")?,
+        message: Message {
+            role: parse_role(&row.get::<_, String>("role")?),
+            content: row.get("content")?,
+            tool_calls,
+            tool_call_id: row.get("tool_call_id")?,
+        },
+        tokens: row.get("tokens")?,
+        created_at_ms: row.get("created_at")?,
+        archived: row.get::<_, i64>("archived")? != 0,
+    })
+}
+
+impl SessionStore {
+    /// Open (or create) the database at `path`.
+    pub fn open(path: &Path) -> Result<Self, AgentError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| AgentError::Io {
+                path: dir.to_owned(),
+                source,
+            })?;
+        }
+        Self::init(Connection::open(path)?)
+    }
+
+    /// A private in-memory database (tests, examples).
+    pub fn in_memory() -> Result<Self, AgentError> {
+        Self::init(Connection::open_in_memory()?)
+    }
+
+    fn init(conn: Connection) -> Result<Self, AgentError> {
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        // NORMAL in WAL mode: a committed turn survives a crash of the
+        // process (kill -9); only a power loss may drop the last commits.
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(SessionStore {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Connection) -> Result<T, AgentError> + Send + 'static,
+    ) -> Result<T, AgentError> {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = conn.lock().unwrap_or_else(|p| p.into_inner());
+            work(&mut conn)
+        })
+        .await
+        .map_err(|e| AgentError::Internal(format!("session store task failed: {e}")))?
+    }
+
+    /// Store one turn's messages in one transaction.
+    pub async fn append_turn(
+        &self,
+        key: &str,
+        messages: Vec<NewMessage>,
+    ) -> Result<i64, AgentError> {
+        let key = key.to_owned();
+        self.run(move |conn| {
+            let tx = conn.transaction()?;
+            let now = now_ms();
+            tx.execute(
+                "INSERT INTO sessions (key, created_at, updated_at) VALUES (?1, ?2, ?2)
+                 ON CONFLICT(key) DO UPDATE SET updated_at = excluded.updated_at",
+                params![key, now],
+            )?;
+            let turn: i64 = tx.query_row(
+                "SELECT COALESCE(MAX(turn), 0) + 1 FROM messages WHERE session_key = ?1",
+                params![key],
+                |row| row.get(0),
+            )?;
+            {
+                let mut insert = tx.prepare_cached(
+                    "INSERT INTO messages
+                     (session_key, turn, role, content, tool_calls, tool_call_id, tokens, created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )?;
+                for new in &messages {
+                    let m = &new.message;
+                    let tool_calls = (!m.tool_calls.is_empty())
+                        .then(|| serde_json::to_string(&m.tool_calls))
+                        .transpose()
+                        .map_err(|e| AgentError::Internal(e.to_string()))?;
+                    insert.execute(params![
+                        key,
+                        turn,
+                        role_name(m.role),
+                        m.content,
+                        tool_calls,
+                        m.tool_call_id,
+                        new.tokens,
+                        now
+                    ])?;
+                }
+            }
+            tx.commit()?;
+            Ok(turn)
+        })
+        .await
+    }
+
+    /// What the model sees of `key`: the latest summary and the messages not archived.
+    pub async fn context(&self, key: &str) -> Result<SessionContext, AgentError> {
+        let key = key.to_owned();
+        self.run(move |conn| {
+            let summary = conn
+                .query_row(
+                    "SELECT content FROM summaries WHERE session_key = ?1 ORDER BY id DESC LIMIT 1",
+                    params![key],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            let mut select = conn.prepare_cached(
+                "SELECT * FROM messages WHERE session_key = ?1 AND archived = 0 ORDER BY id",
+            )?;
+            let messages = select
+                .query_map(params![key], read_message)?
+                .collect::<Result<_, _>>()?;
+            Ok(SessionContext { summary, messages })
+        })
+        .await
+    }
+
+    /// A page of `key`'s messages, oldest first; archived ones only when asked.
+    pub async fn history(
+        &self,
+        key: &str,
+        offset: u64,
+        limit: u64,
+        include_archived: bool,
+    ) -> Result<Vec<StoredMessage>, AgentError> {
+        let key = key.to_owned();
+        self.run(move |conn| {
+            ensure_session(conn, &key)?;
+            let mut select = conn.prepare_cached(
+                "SELECT * FROM messages WHERE session_key = ?1 AND (?2 OR archived = 0)
+                 ORDER BY id LIMIT ?3 OFFSET ?4",
+            )?;
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let offset = i64::try_from(offset).unwrap_or(i64::MAX);
+            let rows = select
+                .query_map(params![key, include_archived, limit, offset], read_message)?
+                .collect::<Result<_, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    /// All sessions, most recently used first.
+    pub async fn list(&self) -> Result<Vec<SessionInfo>, AgentError> {
+        self.run(|conn| {
+            let mut select = conn.prepare_cached(
+                "SELECT s.key, s.title, s.created_at, s.updated_at,
+                        COALESCE(SUM(m.archived = 0), 0), COALESCE(SUM(m.archived = 1), 0)
+                 FROM sessions s LEFT JOIN messages m ON m.session_key = s.key
+                 GROUP BY s.key ORDER BY s.updated_at DESC, s.key",
+            )?;
+            let rows = select
+                .query_map([], |row| {
+                    Ok(SessionInfo {
+                        key: row.get(0)?,
+                        title: row.get(1)?,
+                        created_at_ms: row.get(2)?,
+                        updated_at_ms: row.get(3)?,
+                        messages: row.get(4)?,
+                        archived: row.get(5)?,
+                    })
+                })?
+                .collect::<Result<_, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    /// Forget `key`'s messages and summaries; the session stays.
+    pub async fn reset(&self, key: &str) -> Result<(), AgentError> {
+        let key = key.to_owned();
+        self.run(move |conn| {
+            let tx = conn.transaction()?;
+            ensure_session(&tx, &key)?;
+            tx.execute("DELETE FROM messages WHERE session_key = ?1", params![key])?;
+            tx.execute("DELETE FROM summaries WHERE session_key = ?1", params![key])?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Delete `key` and everything in it.
+    pub async fn delete(&self, key: &str) -> Result<(), AgentError> {
+        let key = key.to_owned();
+        self.run(move |conn| {
+            let deleted = conn.execute("DELETE FROM sessions WHERE key = ?1", params![key])?;
+            if deleted == 0 {
+                return Err(AgentError::SessionNotFound(key));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Set `key`'s title.
+    pub async fn rename(&self, key: &str, title: &str) -> Result<(), AgentError> {
+        let (key, title) = (key.to_owned(), title.to_owned());
+        self.run(move |conn| {
+            let updated = conn.execute(
+                "UPDATE sessions SET title = ?2 WHERE key = ?1",
+                params![key, title],
+            )?;
+            if updated == 0 {
+                return Err(AgentError::SessionNotFound(key));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Archive `key`'s messages up to id `up_to` and record `summary` of them,
+    /// in one transaction. Returns how many messages were archived.
+    pub async fn compact(&self, key: &str, up_to: i64, summary: String) -> Result<u64, AgentError> {
+        let key = key.to_owned();
+        self.run(move |conn| {
+            let tx = conn.transaction()?;
+            let archived = tx.execute(
+                "UPDATE messages SET archived = 1
+                 WHERE session_key = ?1 AND archived = 0 AND id <= ?2",
+                params![key, up_to],
+            )?;
+            tx.execute(
+                "INSERT INTO summaries (session_key, content, covers_up_to, created_at)
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![key, summary, up_to, now_ms()],
+            )?;
+            tx.commit()?;
+            Ok(archived as u64)
+        })
+        .await
+    }
+
+    /// Totals.
+    pub async fn stats(&self) -> Result<StoreStats, AgentError> {
+        self.run(|conn| {
+            Ok(StoreStats {
+                sessions: conn.query_row("SELECT COUNT(*) FROM sessions", [], |r| r.get(0))?,
+                messages: conn.query_row("SELECT COUNT(*) FROM messages", [], |r| r.get(0))?,
+            })
+        })
+        .await
+    }
+}
+
+fn ensure_session(conn: &Connection, key: &str) -> Result<(), AgentError> {
+    let exists: bool = conn.query_row(
+        "SELECT EXISTS(SELECT 1 FROM sessions WHERE key = ?1)",
+        params![key],
+        |row| row.get(0),
+    )?;
+    if exists {
+        Ok(())
+    } else {
+        Err(AgentError::SessionNotFound(key.to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(role: Role, text: &str) -> NewMessage {
+        NewMessage {
+            message: Message::new(role, text),
+            tokens: 3,
+        }
+    }
+
+    #[tokio::test]
+    async fn turns_history_compaction_and_operations() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SessionStore::open(&dir.path().join("ocg.db")).unwrap();
+        let turn = store
+            .append_turn(
+                "web:1",
+                vec![msg(Role::User, "hi"), msg(Role::Assistant, "hello")],
+            )
+            .await
+            .unwrap();
+        assert_eq!(turn, 1);
+        let mut call = Message::assistant("");
+        call.tool_calls.push(ToolCall {
+            id: "c1".into(),
+            name: "read".into(),
+            arguments: serde_json::json!({"path": "a"}),
+        });
+        let mut result = Message::new(Role::Tool, "file text");
+        result.tool_call_id = Some("c1".into());
+        store
+            .append_turn(
+                "web:1",
+                vec![
+                    msg(Role::User, "read a"),
+                    NewMessage {
+                        message: call.clone(),
+                        tokens: 5,
+                    },
+                    NewMessage {
+                        message: result,
+                        tokens: 2,
+                    },
+                    msg(Role::Assistant, "done"),
+                ],
+            )
+            .await
+            .unwrap();
+        let context = store.context("web:1").await.unwrap();
+        assert_eq!(context.messages.len(), 6);
+        assert_eq!(context.messages[3].message, call, "tool calls round-trip");
+        assert_eq!(
+            context.messages[4].message.tool_call_id.as_deref(),
+            Some("c1")
+        );
+        assert_eq!(context.messages[5].turn, 2);
+
+        let page = store.history("web:1", 1, 2, false).await.unwrap();
+        assert_eq!(
+            page.iter()
+                .map(|m| m.message.content.as_str())
+                .collect::<Vec<_>>(),
+            ["hello", "read a"]
+        );
+
+        let up_to = context.messages[1].id;
+        assert_eq!(
+            store
+                .compact("web:1", up_to, "greetings".into())
+                .await
+                .unwrap(),
+            2
+        );
+        let context = store.context("web:1").await.unwrap();
+        assert_eq!(context.summary.as_deref(), Some("greetings"));
+        assert_eq!(context.messages.len(), 4);
+        assert_eq!(
+            store.history("web:1", 0, 100, true).await.unwrap().len(),
+            6,
+            "archive stays queryable"
+        );
+
+        store.rename("web:1", "My chat").await.unwrap();
+        let list = store.list().await.unwrap();
+        assert_eq!(list[0].title.as_deref(), Some("My chat"));
+        assert_eq!((list[0].messages, list[0].archived), (4, 2));
+
+        store.reset("web:1").await.unwrap();
+        assert!(store.context("web:1").await.unwrap().messages.is_empty());
+        store.delete("web:1").await.unwrap();
+        assert!(matches!(
+            store.delete("web:1").await,
+            Err(AgentError::SessionNotFound(_))
+        ));
+        assert!(matches!(
+            store.history("nope", 0, 10, false).await,
+            Err(AgentError::SessionNotFound(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn concurrent_writers_on_two_connections_wait_instead_of_failing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ocg.db");
+        let a = SessionStore::open(&path).unwrap();
+        let b = SessionStore::open(&path).unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..20 {
+            let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+            tasks.push(tokio::spawn(async move {
+                store
+                    .append_turn(&format!("s:{}", i % 3), vec![msg(Role::User, "x")])
+                    .await
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap().unwrap();
+        }
+        assert_eq!(a.stats().await.unwrap().messages, 20);
+    }
+}
