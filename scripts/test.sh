@@ -11,6 +11,11 @@ if ((${#need_apt[@]})); then
     apt-get update -qq && apt-get install -y -qq "${need_apt[@]}"
 fi
 
+# The real llama-server and models (local chat default, embeddings): built
+# and converted once, cached in ~/.cache/ocg (OCG_CACHE_DIR).
+eval "$(scripts/setup-llama.sh)"
+export LLAMA_SERVER_BIN EMBEDDING_MODEL_PATH CHAT_MODEL_PATH
+
 cargo build --workspace --bins --locked
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

@@ -1,6 +1,8 @@
 //! Helpers for the integration tests: a private OCG installation per test.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+pub mod fake_llm;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -36,6 +38,8 @@ pub struct Install {
     pub dir: tempfile::TempDir,
     pub gateway_port: u16,
     pub embedding_port: u16,
+    /// Settings added after (and so overriding) the defaults above.
+    pub extra: Vec<(String, String)>,
 }
 
 impl Install {
@@ -48,7 +52,14 @@ impl Install {
             dir,
             gateway_port: free_port(),
             embedding_port: free_port(),
+            extra: Vec::new(),
         }
+    }
+
+    /// Add (or override) a setting for every program this installation runs.
+    pub fn with(mut self, key: &str, value: &str) -> Self {
+        self.extra.push((key.to_owned(), value.to_owned()));
+        self
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -65,7 +76,7 @@ impl Install {
 
     pub fn env(&self) -> Vec<(String, String)> {
         let path = |p: PathBuf| p.display().to_string();
-        vec![
+        let defaults: Vec<(String, String)> = vec![
             ("OCG_PID_DIR".into(), path(self.pid_dir())),
             ("OCG_LOG_DIR".into(), path(self.path("logs"))),
             ("OCG_DATA_DIR".into(), path(self.path("data"))),
@@ -80,7 +91,11 @@ impl Install {
             // A remote provider that is never called unless a test chats: the
             // process tests must not load the local model.
             ("OPENAI_BASE_URL".into(), "http://127.0.0.1:9/v1".into()),
-        ]
+        ];
+        defaults
+            .into_iter()
+            .chain(self.extra.iter().cloned())
+            .collect()
     }
 
     /// A command for binary `name` in this installation's environment.
@@ -209,4 +224,24 @@ fn exchange(
 /// Whether `path` exists.
 pub fn exists(path: &Path) -> bool {
     std::fs::symlink_metadata(path).is_ok()
+}
+
+/// `POST path` with a JSON body over the Unix socket; the status code and body.
+pub fn unix_http_post(socket: &Path, path: &str, json: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::os::unix::net::UnixStream::connect(socket).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(120)))
+        .ok()?;
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: agent\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{json}",
+        json.len()
+    )
+    .ok()?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).ok()?;
+    let status = answer.split_whitespace().nth(1)?.parse().ok()?;
+    let body = answer.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
+    Some((status, body))
 }

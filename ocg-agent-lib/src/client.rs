@@ -74,6 +74,98 @@ impl AgentClient {
     }
 }
 
+/// A session as listed by the agent.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct SessionSummary {
+    /// Its key.
+    pub key: String,
+    /// Its title, if renamed.
+    #[serde(default)]
+    pub title: Option<String>,
+    /// Last turn (Unix ms).
+    pub updated_at_ms: i64,
+    /// Messages not archived.
+    pub messages: u64,
+    /// Messages archived by compaction.
+    pub archived: u64,
+}
+
+impl AgentClient {
+    async fn call(&self, method: reqwest::Method, path: &str) -> Result<serde_json::Value> {
+        let response = self
+            .http
+            .request(method, format!("http://agent{path}"))
+            .send()
+            .await
+            .map_err(|e| self.unavailable(&e))?;
+        let status = response.status();
+        let body: serde_json::Value = if status == reqwest::StatusCode::NO_CONTENT {
+            serde_json::Value::Null
+        } else {
+            response
+                .json()
+                .await
+                .map_err(|e| Error::unavailable("agent", format!("bad answer: {e}")))?
+        };
+        if status.is_success() {
+            return Ok(body);
+        }
+        let code = body["error"]["code"]
+            .as_str()
+            .unwrap_or("unavailable")
+            .to_owned();
+        let message = body["error"]["message"]
+            .as_str()
+            .unwrap_or("request failed")
+            .to_owned();
+        Err(match status.as_u16() {
+            404 => Error::NotFound(message),
+            400 => Error::InvalidInput(message),
+            _ => Error::Remote { code, message },
+        })
+    }
+
+    /// Sessions, most recent first.
+    pub async fn sessions(&self) -> Result<Vec<SessionSummary>> {
+        let body = self.call(reqwest::Method::GET, "/v1/sessions").await?;
+        serde_json::from_value(body)
+            .map_err(|e| Error::unavailable("agent", format!("bad session list: {e}")))
+    }
+
+    /// Forget a session's messages.
+    pub async fn reset(&self, key: &str) -> Result<()> {
+        self.call(
+            reqwest::Method::POST,
+            &format!("/v1/sessions/{}/reset", encode(key)),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Summarize and archive a session's older turns; how many messages were archived.
+    pub async fn compact(&self, key: &str) -> Result<u64> {
+        let body = self
+            .call(
+                reqwest::Method::POST,
+                &format!("/v1/sessions/{}/compact", encode(key)),
+            )
+            .await?;
+        Ok(body["archived"].as_u64().unwrap_or(0))
+    }
+}
+
+/// Percent-encode a session key for a path segment.
+fn encode(key: &str) -> String {
+    key.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b':' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 #[async_trait]
 impl Agent for AgentClient {
     async fn chat_stream(&self, request: ChatRequest) -> Result<ChatStream> {

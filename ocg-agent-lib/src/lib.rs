@@ -51,7 +51,9 @@ pub mod settings;
 mod tools;
 
 #[cfg(feature = "client")]
-pub use client::AgentClient;
+pub use client::{AgentClient, SessionSummary};
+#[cfg(feature = "client")]
+pub mod terminal;
 pub use error::AgentError;
 #[cfg(feature = "runtime")]
 pub use providers::LlmProvider;

@@ -213,9 +213,18 @@ impl Agent for AgentRuntime {
         validate(&request)?;
         let inner = self.inner.clone();
         Ok(spawn_event_stream(move |events| async move {
+            // A guard, not a decrement after the turn: a cancelled turn's task
+            // is dropped at an await point and runs no code after it.
+            struct Active<'a>(&'a AtomicI64);
+            impl Drop for Active<'_> {
+                fn drop(&mut self) {
+                    self.0.fetch_sub(1, Ordering::Relaxed);
+                }
+            }
             inner.counters.active.fetch_add(1, Ordering::Relaxed);
+            let active = Active(&inner.counters.active);
             let result = inner.turn(request, &events).await;
-            inner.counters.active.fetch_sub(1, Ordering::Relaxed);
+            drop(active);
             let last = match result {
                 Ok(done) => {
                     inner.counters.turns.fetch_add(1, Ordering::Relaxed);

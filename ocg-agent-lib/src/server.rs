@@ -204,7 +204,10 @@ async fn chat_stream(
             .json_data(&event)
             .unwrap_or_else(|_| Event::default().data("{\"type\":\"error\",\"code\":\"internal_error\",\"message\":\"unencodable event\"}")))
     });
-    Ok(Sse::new(sse).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+    // A comment every second while the model is silent: a write to a
+    // closed connection is how a disconnected client is noticed, and that
+    // cancels the turn.
+    Ok(Sse::new(sse).keep_alive(KeepAlive::new().interval(Duration::from_secs(1))))
 }
 
 async fn list_sessions(

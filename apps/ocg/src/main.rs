@@ -6,6 +6,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use ocg_agent_lib::AgentClient;
+use ocg_agent_lib::terminal::TerminalChat;
 use ocg_core::StopOutcome;
 use ocg_core::config::{Config, Sources};
 use ocg_process::stack::{self, SERVICES, Stack};
@@ -63,6 +65,16 @@ enum Command {
         #[arg(short = 'n', long, default_value_t = 50)]
         lines: usize,
     },
+    /// Chat with the agent in the terminal (`echo hi | ocg chat` prints only the reply).
+    #[command(alias = "agent")]
+    Chat {
+        /// The session to continue.
+        #[arg(long, default_value = "cli:default")]
+        session: String,
+        /// Send this message and print the reply, instead of reading input.
+        #[arg(short, long)]
+        message: Option<String>,
+    },
     /// Print the version.
     Version,
 }
@@ -100,6 +112,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         .parent()
         .context("the ocg executable has no directory")?;
     let gateway_url = config.gateway_url();
+    let config_socket = config.agent_socket.clone();
     let stack = Stack::new(config, bin_dir);
 
     match cli.command {
@@ -164,7 +177,43 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Chat { session, message } => chat(&config_socket, session, message).await,
         Command::Version => unreachable!("handled before config resolution"),
+    }
+}
+
+/// `ocg chat`: interactive on a terminal, one message and its reply in a pipe.
+async fn chat(
+    socket: &std::path::Path,
+    session: String,
+    message: Option<String>,
+) -> anyhow::Result<ExitCode> {
+    use std::io::{IsTerminal, Read};
+    let mut chat = TerminalChat::new(AgentClient::new(socket)?, session);
+    let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
+    let message = match message {
+        Some(message) => Some(message),
+        None if !std::io::stdin().is_terminal() => {
+            let mut text = String::new();
+            std::io::stdin().read_to_string(&mut text)?;
+            Some(text)
+        }
+        None => None,
+    };
+    match message {
+        Some(text) if text.trim().is_empty() => {
+            anyhow::bail!("nothing to send: the message is empty")
+        }
+        Some(text) => Ok(if chat.ask(text.trim(), &mut out, &mut err).await? {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        }),
+        None => {
+            chat.run(std::io::stdin().lock(), &mut out, &mut err)
+                .await?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

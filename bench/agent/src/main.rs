@@ -1,0 +1,243 @@
+//! Run with: bench/agent.sh   (builds release binaries, then runs this)
+//!
+//! Agent overhead per turn. Baseline: the same fake OpenAI-compatible server
+//! called directly with the same streamed request, in the same run. The
+//! agent runs as the real release binary on a temporary socket, storing
+//! every turn in SQLite. Prints one table.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use ocg_tests::fake_llm;
+
+const TURNS: usize = 2000;
+const CONCURRENCY: usize = 32;
+const RSS_TURNS: usize = 10_000;
+
+fn percentile(samples: &mut [f64], p: f64) -> f64 {
+    samples.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let index = ((samples.len() as f64 - 1.0) * p).round() as usize;
+    samples[index]
+}
+
+fn rss_mb(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap();
+    kb / 1024.0
+}
+
+struct Agent {
+    child: Child,
+    socket: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_agent(bin: &Path, llm_url: &str) -> Agent {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("agent.sock");
+    let child = Command::new(bin)
+        .current_dir(dir.path())
+        .env_clear()
+        .env("HOME", dir.path())
+        .env("OCG_AGENT_SOCK", &socket)
+        .env("OCG_DATA_DIR", dir.path().join("data"))
+        .env("OCG_PID_DIR", dir.path().join("pids"))
+        .env("OPENAI_BASE_URL", llm_url)
+        .env("OPENAI_MODEL", "gpt-4o-mini")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while !socket.exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "agent did not start"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Agent {
+        child,
+        socket,
+        _dir: dir,
+    }
+}
+
+/// One streamed completion from the fake, read to the end: (total, first chunk).
+async fn direct(client: &reqwest::Client, url: &str) -> (f64, f64) {
+    let start = Instant::now();
+    let body = serde_json::json!({
+        "model": "gpt-4o-mini", "stream": true,
+        "messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "hi"}]
+    });
+    let response = client
+        .post(format!("{url}/chat/completions"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let mut stream = response.bytes_stream();
+    let mut first = None;
+    while let Some(chunk) = stream.next().await {
+        chunk.unwrap();
+        first.get_or_insert_with(|| start.elapsed().as_secs_f64() * 1000.0);
+    }
+    (start.elapsed().as_secs_f64() * 1000.0, first.unwrap_or(0.0))
+}
+
+/// One turn through the agent's socket, streamed: (total, first delta).
+async fn through_agent(client: &reqwest::Client, session: &str) -> (f64, f64) {
+    let start = Instant::now();
+    let body = serde_json::json!({"session_key": session, "messages": [{"role": "user", "content": "hi"}]});
+    let response = client
+        .post("http://agent/v1/chat/stream")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success());
+    let mut stream = response.bytes_stream();
+    let mut first = None;
+    let mut text = String::new();
+    while let Some(chunk) = stream.next().await {
+        text.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+        if first.is_none() && text.contains("\"delta\"") {
+            first = Some(start.elapsed().as_secs_f64() * 1000.0);
+        }
+    }
+    assert!(text.contains("\"type\":\"done\""), "turn failed: {text}");
+    (start.elapsed().as_secs_f64() * 1000.0, first.unwrap_or(0.0))
+}
+
+async fn run<F, Fut>(n: usize, concurrency: usize, f: F) -> (Vec<f64>, Vec<f64>, f64)
+where
+    F: Fn(usize) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = (f64, f64)> + Send,
+{
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for worker in 0..concurrency {
+        let f = f.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut out = Vec::new();
+            for i in 0..n / concurrency {
+                out.push(f(worker * 1_000_000 + i).await);
+            }
+            out
+        }));
+    }
+    let mut totals = Vec::new();
+    let mut firsts = Vec::new();
+    for task in tasks {
+        for (total, first) in task.await.unwrap() {
+            totals.push(total);
+            firsts.push(first);
+        }
+    }
+    let rate = totals.len() as f64 / start.elapsed().as_secs_f64();
+    (totals, firsts, rate)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let bin = std::env::args()
+        .nth(1)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("target/release/ocg-agent"));
+    let fake = fake_llm::start_openai();
+    let agent = start_agent(&bin, &fake.base_url);
+    let http = reqwest::Client::builder().no_proxy().build()?;
+    let unix = reqwest::Client::builder()
+        .unix_socket(agent.socket.as_path())
+        .build()?;
+    let rss_start = rss_mb(agent.child.id());
+
+    // Warm up both paths.
+    for i in 0..50 {
+        direct(&http, &fake.base_url).await;
+        through_agent(&unix, &format!("warm:{i}")).await;
+    }
+
+    let mut rows = Vec::new();
+    for concurrency in [1, CONCURRENCY] {
+        let url = fake.base_url.clone();
+        let client = http.clone();
+        let (mut base, mut base_first, base_rate) = run(TURNS, concurrency, move |_| {
+            let client = client.clone();
+            let url = url.clone();
+            async move { direct(&client, &url).await }
+        })
+        .await;
+        let client = unix.clone();
+        let (mut agent_t, mut agent_first, agent_rate) =
+            run(TURNS, concurrency, move |i| {
+                let client = client.clone();
+                // 100 sessions per worker, so histories stay realistic in length.
+                async move {
+                    through_agent(&client, &format!("bench:{}:{}", i / 1_000_000, i % 100)).await
+                }
+            })
+            .await;
+        rows.push((
+            concurrency,
+            percentile(&mut base, 0.5),
+            percentile(&mut base, 0.99),
+            percentile(&mut agent_t, 0.5),
+            percentile(&mut agent_t, 0.99),
+            percentile(&mut base_first, 0.5),
+            percentile(&mut agent_first, 0.5),
+            base_rate,
+            agent_rate,
+        ));
+    }
+
+    let client = unix.clone();
+    let done_before = rows.len() * TURNS + 50;
+    run(RSS_TURNS.saturating_sub(done_before), 8, move |i| {
+        let client = client.clone();
+        async move { through_agent(&client, &format!("rss:{}", i % 500)).await }
+    })
+    .await;
+    let rss_end = rss_mb(agent.child.id());
+
+    println!();
+    println!(
+        "Agent overhead per turn: real ocg-agent (release) over its Unix socket, streamed, SQLite storage,"
+    );
+    println!(
+        "vs the same fake OpenAI-compatible server called directly (baseline), same run, {TURNS} turns per row."
+    );
+    println!();
+    println!(
+        "| sessions in parallel | direct p50 / p99 (ms) | agent p50 / p99 (ms) | overhead p50 / p99 (ms) | first token direct / agent p50 (ms) | turns/s direct / agent (ratio) |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for (c, b50, b99, a50, a99, bf, af, br, ar) in rows {
+        println!(
+            "| {c} | {b50:.3} / {b99:.3} | {a50:.3} / {a99:.3} | {:.3} / {:.3} | {bf:.3} / {af:.3} | {br:.0} / {ar:.0} ({:.2}x) |",
+            a50 - b50,
+            a99 - b99,
+            ar / br
+        );
+    }
+    println!();
+    println!(
+        "RSS of ocg-agent: {rss_start:.1} MB at start, {rss_end:.1} MB after {RSS_TURNS} turns (budget 30 MB)"
+    );
+    Ok(())
+}
