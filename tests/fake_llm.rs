@@ -11,6 +11,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use axum::serve::ListenerExt;
 use axum::{Json, Router};
 
 /// What the fake does for one request.
@@ -79,7 +80,11 @@ fn start(router: Router<Arc<Shared>>, suffix: &str) -> FakeLlm {
             .build()
             .unwrap();
         runtime.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            let listener = tokio::net::TcpListener::from_std(listener)
+                .unwrap()
+                .tap_io(|tcp| {
+                    let _ = tcp.set_nodelay(true);
+                });
             axum::serve(listener, app).await.unwrap();
         });
     });
@@ -112,7 +117,9 @@ fn next_script(shared: &Shared, body: &serde_json::Value) -> Script {
 fn sse(events: Vec<(Duration, String)>) -> Response {
     let stream = futures_util::stream::unfold(events.into_iter(), |mut events| async move {
         let (wait, data) = events.next()?;
-        tokio::time::sleep(wait).await;
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
         Some((Ok::<_, Infallible>(Bytes::from(data)), events))
     });
     Response::builder()

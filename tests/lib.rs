@@ -245,3 +245,68 @@ pub fn unix_http_post(socket: &Path, path: &str, json: &str) -> Option<(u16, Str
     let body = answer.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
     Some((status, body))
 }
+
+/// `method url` with `body` (sent as `application/json`) over a plain
+/// HTTP/1.1 TCP connection; the status code and body.
+pub fn http_send(method: &str, url: &str, body: &[u8]) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let authority = url.strip_prefix("http://")?.split('/').next()?;
+    let path = &url["http://".len() + authority.len()..];
+    let path = if path.is_empty() { "/" } else { path };
+    let mut stream = std::net::TcpStream::connect(authority).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(120)))
+        .ok()?;
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .ok()?;
+    // A server may answer (413) before reading a large body: ignore a
+    // write error and read what it said.
+    let _ = stream.write_all(body);
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let status = answer.split_whitespace().nth(1)?.parse().ok()?;
+    let body = answer.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
+    Some((status, body))
+}
+
+/// The real `llama-server` and embedding model: from `LLAMA_SERVER_BIN` and
+/// `EMBEDDING_MODEL_PATH`, else where `scripts/setup-llama.sh` caches them.
+pub fn embedding_model() -> (String, String) {
+    let cache = std::env::var("OCG_CACHE_DIR")
+        .unwrap_or_else(|_| format!("{}/.cache/ocg", std::env::var("HOME").unwrap_or_default()));
+    let bin =
+        std::env::var("LLAMA_SERVER_BIN").unwrap_or_else(|_| format!("{cache}/bin/llama-server"));
+    let model = std::env::var("EMBEDDING_MODEL_PATH")
+        .unwrap_or_else(|_| format!("{cache}/models/all-minilm-l6-v2-f16.gguf"));
+    assert!(
+        Path::new(&bin).is_file() && Path::new(&model).is_file(),
+        "no llama-server ({bin}) or embedding model ({model}): run scripts/setup-llama.sh"
+    );
+    (bin, model)
+}
+
+/// Helpers shared by the benchmark programs.
+pub mod bench {
+    /// The `p`-quantile (0..=1) of `samples` (sorted in place).
+    pub fn percentile(samples: &mut [f64], p: f64) -> f64 {
+        samples.sort_by(f64::total_cmp);
+        let index = ((samples.len() as f64 - 1.0) * p).round() as usize;
+        samples.get(index).copied().unwrap_or(f64::NAN)
+    }
+
+    /// Resident memory of `pid` in MB.
+    pub fn rss_mb(pid: u32) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let kb: f64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(f64::NAN);
+        kb / 1024.0
+    }
+}

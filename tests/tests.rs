@@ -2,5 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod agent;
+mod embedding;
+mod gateway;
 mod process;
 mod stack;

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use futures_util::StreamExt;
 use ocg_core::{
     Agent, ChatEvent, ChatRequest, ChatStream, Error, HealthCheck, HealthReport, HealthStatus,
-    Result,
+    HistoryEntry, Result, SessionInfo,
 };
 
 use crate::AgentError;
@@ -74,30 +74,18 @@ impl AgentClient {
     }
 }
 
-/// A session as listed by the agent.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
-pub struct SessionSummary {
-    /// Its key.
-    pub key: String,
-    /// Its title, if renamed.
-    #[serde(default)]
-    pub title: Option<String>,
-    /// Last turn (Unix ms).
-    pub updated_at_ms: i64,
-    /// Messages not archived.
-    pub messages: u64,
-    /// Messages archived by compaction.
-    pub archived: u64,
-}
-
 impl AgentClient {
-    async fn call(&self, method: reqwest::Method, path: &str) -> Result<serde_json::Value> {
-        let response = self
-            .http
-            .request(method, format!("http://agent{path}"))
-            .send()
-            .await
-            .map_err(|e| self.unavailable(&e))?;
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<serde_json::Value> {
+        let mut request = self.http.request(method, format!("http://agent{path}"));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.map_err(|e| self.unavailable(&e))?;
         let status = response.status();
         let body: serde_json::Value = if status == reqwest::StatusCode::NO_CONTENT {
             serde_json::Value::Null
@@ -125,33 +113,22 @@ impl AgentClient {
         })
     }
 
-    /// Sessions, most recent first.
-    pub async fn sessions(&self) -> Result<Vec<SessionSummary>> {
-        let body = self.call(reqwest::Method::GET, "/v1/sessions").await?;
-        serde_json::from_value(body)
-            .map_err(|e| Error::unavailable("agent", format!("bad session list: {e}")))
-    }
-
-    /// Forget a session's messages.
-    pub async fn reset(&self, key: &str) -> Result<()> {
-        self.call(
-            reqwest::Method::POST,
-            &format!("/v1/sessions/{}/reset", encode(key)),
-        )
-        .await
-        .map(drop)
-    }
-
     /// Summarize and archive a session's older turns; how many messages were archived.
     pub async fn compact(&self, key: &str) -> Result<u64> {
         let body = self
             .call(
                 reqwest::Method::POST,
                 &format!("/v1/sessions/{}/compact", encode(key)),
+                None,
             )
             .await?;
         Ok(body["archived"].as_u64().unwrap_or(0))
     }
+}
+
+fn decode_body<T: serde::de::DeserializeOwned>(body: serde_json::Value) -> Result<T> {
+    serde_json::from_value(body)
+        .map_err(|e| Error::unavailable("agent", format!("unexpected answer: {e}")))
 }
 
 /// Percent-encode a session key for a path segment.
@@ -219,6 +196,57 @@ impl Agent for AgentClient {
                 .await;
         });
         Ok(events)
+    }
+
+    async fn sessions(&self) -> Result<Vec<SessionInfo>> {
+        let body = self
+            .call(reqwest::Method::GET, "/v1/sessions", None)
+            .await?;
+        decode_body(body)
+    }
+
+    async fn history(
+        &self,
+        key: &str,
+        offset: u64,
+        limit: u64,
+        include_archived: bool,
+    ) -> Result<Vec<HistoryEntry>> {
+        let path = format!(
+            "/v1/sessions/{}/history?offset={offset}&limit={limit}&archived={include_archived}",
+            encode(key)
+        );
+        decode_body(self.call(reqwest::Method::GET, &path, None).await?)
+    }
+
+    async fn rename_session(&self, key: &str, title: &str) -> Result<()> {
+        let path = format!("/v1/sessions/{}/rename", encode(key));
+        let body = serde_json::json!({ "title": title });
+        self.call(reqwest::Method::POST, &path, Some(body))
+            .await
+            .map(drop)
+    }
+
+    async fn reset_session(&self, key: &str) -> Result<()> {
+        let path = format!("/v1/sessions/{}/reset", encode(key));
+        self.call(reqwest::Method::POST, &path, None)
+            .await
+            .map(drop)
+    }
+
+    async fn delete_session(&self, key: &str) -> Result<()> {
+        let path = format!("/v1/sessions/{}", encode(key));
+        self.call(reqwest::Method::DELETE, &path, None)
+            .await
+            .map(drop)
+    }
+
+    async fn models(&self) -> Result<Vec<String>> {
+        let stats = self.call(reqwest::Method::GET, "/v1/stats", None).await?;
+        Ok(stats["model"]
+            .as_str()
+            .map(|m| vec![m.to_owned()])
+            .unwrap_or_default())
     }
 
     async fn health(&self) -> HealthReport {

@@ -13,7 +13,8 @@
 
 use ocg_core::{Message, Role};
 
-use crate::sessions::{SessionContext, StoredMessage};
+use crate::sessions::SessionContext;
+use ocg_core::HistoryEntry;
 
 /// Estimated tokens of `text` as one message.
 pub fn estimate_tokens(text: &str) -> u32 {
@@ -118,7 +119,7 @@ impl ContextBudget {
 }
 
 /// Index ranges of whole turns in `messages` (which are in id order).
-fn turns(messages: &[StoredMessage]) -> Vec<std::ops::Range<usize>> {
+fn turns(messages: &[HistoryEntry]) -> Vec<std::ops::Range<usize>> {
     let mut ranges: Vec<std::ops::Range<usize>> = Vec::new();
     for (index, message) in messages.iter().enumerate() {
         match ranges.last_mut() {
@@ -177,8 +178,8 @@ pub fn compaction_slice(session: &SessionContext) -> Option<(i64, String)> {
 mod tests {
     use super::*;
 
-    fn stored(id: i64, turn: i64, role: Role, text: &str, tokens: u32) -> StoredMessage {
-        StoredMessage {
+    fn stored(id: i64, turn: i64, role: Role, text: &str, tokens: u32) -> HistoryEntry {
+        HistoryEntry {
             id,
             turn,
             message: Message::new(role, text),

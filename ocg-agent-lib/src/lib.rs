@@ -51,7 +51,7 @@ pub mod settings;
 mod tools;
 
 #[cfg(feature = "client")]
-pub use client::{AgentClient, SessionSummary};
+pub use client::AgentClient;
 #[cfg(feature = "client")]
 pub mod terminal;
 pub use error::AgentError;

@@ -9,8 +9,8 @@ use std::time::Instant;
 use async_trait::async_trait;
 use futures_util::StreamExt;
 use ocg_core::{
-    Agent, ChatEvent, ChatRequest, ChatStream, Embedder, HealthCheck, HealthReport, Message, Role,
-    ToolCall, Usage, VERSION,
+    Agent, ChatEvent, ChatRequest, ChatStream, Embedder, HealthCheck, HealthReport, HistoryEntry,
+    Message, Role, ToolCall, Usage, VERSION,
 };
 use serde::Serialize;
 use tokio::sync::mpsc;
@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use crate::context::{ContextBudget, compaction_slice, estimate_tokens, message_tokens};
 use crate::event_stream::spawn_event_stream;
 use crate::providers::{CompletionRequest, LlmProvider, ProviderEvent};
-use crate::sessions::{NewMessage, SessionContext, SessionStore};
+use crate::sessions::{NewMessage, SessionStore};
 use crate::{AgentError, ToolExecutor, ToolOutput};
 
 /// How the runtime behaves.
@@ -243,6 +243,50 @@ impl Agent for AgentRuntime {
         }))
     }
 
+    async fn sessions(&self) -> ocg_core::Result<Vec<ocg_core::SessionInfo>> {
+        Ok(self.inner.store.list().await?)
+    }
+
+    async fn history(
+        &self,
+        key: &str,
+        offset: u64,
+        limit: u64,
+        include_archived: bool,
+    ) -> ocg_core::Result<Vec<ocg_core::HistoryEntry>> {
+        Ok(self
+            .inner
+            .store
+            .history(key, offset, limit, include_archived)
+            .await?)
+    }
+
+    async fn rename_session(&self, key: &str, title: &str) -> ocg_core::Result<()> {
+        let title = title.trim();
+        if title.is_empty() || title.chars().count() > 200 {
+            return Err(ocg_core::Error::InvalidInput(
+                "a title is 1 to 200 characters".into(),
+            ));
+        }
+        Ok(self.inner.store.rename(key, title).await?)
+    }
+
+    async fn reset_session(&self, key: &str) -> ocg_core::Result<()> {
+        let lock = self.inner.session_lock(key);
+        let _turn = lock.lock().await;
+        Ok(self.inner.store.reset(key).await?)
+    }
+
+    async fn delete_session(&self, key: &str) -> ocg_core::Result<()> {
+        let lock = self.inner.session_lock(key);
+        let _turn = lock.lock().await;
+        Ok(self.inner.store.delete(key).await?)
+    }
+
+    async fn models(&self) -> ocg_core::Result<Vec<String>> {
+        Ok(vec![self.inner.provider.model().to_owned()])
+    }
+
     async fn health(&self) -> HealthReport {
         let inner = &self.inner;
         let mut checks = vec![match inner.provider.check().await {
@@ -438,15 +482,23 @@ impl Inner {
         });
 
         if let Some(key) = session_key.as_deref() {
+            let produced_tokens: Vec<u32> = produced.iter().map(|m| m.tokens).collect();
             self.store.append_turn(key, produced).await?;
-            if let Some(session) = session {
+            if let Some(mut session) = session {
                 // Compaction runs after the reply, under the session lock, so
-                // the next turn sees the archived history.
-                let grown = SessionContext {
-                    summary: session.summary,
-                    messages: self.store.context(key).await?.messages,
-                };
-                if budget.needs_compaction(&grown) {
+                // the next turn sees the archived history. The stored history
+                // is what was loaded plus this turn: no second read.
+                session
+                    .messages
+                    .extend(produced_tokens.into_iter().map(|tokens| HistoryEntry {
+                        id: 0,
+                        turn: 0,
+                        message: Message::assistant(""),
+                        tokens,
+                        created_at_ms: 0,
+                        archived: false,
+                    }));
+                if budget.needs_compaction(&session) {
                     let inner = self.clone();
                     let key = key.to_owned();
                     tokio::spawn(async move {

@@ -21,8 +21,8 @@ use serde::Deserialize;
 use tokio::net::{UnixListener, UnixStream};
 
 use crate::runtime::RuntimeStats;
-use crate::sessions::{SessionInfo, StoredMessage};
 use crate::{AgentError, AgentRuntime};
+use ocg_core::{HistoryEntry, SessionInfo};
 
 /// An error answer: `{"error": {"code", "message"}}` with an HTTP status.
 #[derive(Debug)]
@@ -213,7 +213,7 @@ async fn chat_stream(
 async fn list_sessions(
     State(runtime): State<AgentRuntime>,
 ) -> Result<Json<Vec<SessionInfo>>, ApiError> {
-    Ok(Json(runtime.store().list().await?))
+    Ok(Json(runtime.sessions().await?))
 }
 
 #[derive(Debug, Deserialize)]
@@ -234,13 +234,12 @@ async fn history(
     State(runtime): State<AgentRuntime>,
     Path(key): Path<String>,
     query: Result<Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Vec<StoredMessage>>, ApiError> {
+) -> Result<Json<Vec<HistoryEntry>>, ApiError> {
     let Query(query) = query
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
     let limit = query.limit.clamp(1, 1000);
     Ok(Json(
         runtime
-            .store()
             .history(&key, query.offset, limit, query.archived)
             .await?,
     ))
@@ -250,7 +249,7 @@ async fn reset_session(
     State(runtime): State<AgentRuntime>,
     Path(key): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    runtime.store().reset(&key).await?;
+    runtime.reset_session(&key).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -258,7 +257,7 @@ async fn delete_session(
     State(runtime): State<AgentRuntime>,
     Path(key): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    runtime.store().delete(&key).await?;
+    runtime.delete_session(&key).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -273,15 +272,7 @@ async fn rename_session(
     Path(key): Path<String>,
     ApiJson(rename): ApiJson<Rename>,
 ) -> Result<StatusCode, ApiError> {
-    let title = rename.title.trim();
-    if title.is_empty() || title.chars().count() > 200 {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_input",
-            "a title is 1 to 200 characters",
-        ));
-    }
-    runtime.store().rename(&key, title).await?;
+    runtime.rename_session(&key, &rename.title).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

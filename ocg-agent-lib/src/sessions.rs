@@ -15,29 +15,11 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use ocg_core::{Message, Role, ToolCall};
+use ocg_core::{HistoryEntry, Message, Role, SessionInfo, ToolCall};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
 use crate::AgentError;
-
-/// A stored message.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct StoredMessage {
-    /// Row id; increases with time.
-    pub id: i64,
-    /// The turn it belongs to (per session, from 1).
-    pub turn: i64,
-    /// The message.
-    #[serde(flatten)]
-    pub message: Message,
-    /// Tokens (reported by the model for its answers, estimated otherwise).
-    pub tokens: u32,
-    /// Unix time in milliseconds.
-    pub created_at_ms: i64,
-    /// Whether compaction archived it.
-    pub archived: bool,
-}
 
 /// A message to store, with its token count.
 #[derive(Debug, Clone, PartialEq)]
@@ -48,31 +30,13 @@ pub struct NewMessage {
     pub tokens: u32,
 }
 
-/// A session in the list.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct SessionInfo {
-    /// Its key (`web:<id>`, `telegram:<chat_id>`, …).
-    pub key: String,
-    /// A title set by rename.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub title: Option<String>,
-    /// Creation time (Unix ms).
-    pub created_at_ms: i64,
-    /// Last turn (Unix ms).
-    pub updated_at_ms: i64,
-    /// Messages not archived.
-    pub messages: u64,
-    /// Messages archived by compaction.
-    pub archived: u64,
-}
-
 /// What the model sees of a session.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct SessionContext {
     /// The latest compaction summary.
     pub summary: Option<String>,
     /// Messages not archived, oldest first.
-    pub messages: Vec<StoredMessage>,
+    pub messages: Vec<HistoryEntry>,
 }
 
 /// Totals for `/v1/stats`.
@@ -84,10 +48,16 @@ pub struct StoreStats {
     pub messages: u64,
 }
 
+/// Read-only connections opened beside the writer (WAL lets them read while
+/// it writes, so a turn's context never queues behind another turn's commit).
+const READERS: usize = 2;
+
 /// The session database. Cheap to clone; calls run on tokio's blocking pool.
 #[derive(Debug, Clone)]
 pub struct SessionStore {
-    conn: Arc<Mutex<Connection>>,
+    writer: Arc<Mutex<Connection>>,
+    readers: Arc<Vec<Mutex<Connection>>>,
+    next_reader: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 const SCHEMA: &str = "
@@ -143,12 +113,12 @@ fn parse_role(name: &str) -> Role {
     }
 }
 
-fn read_message(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredMessage> {
+fn read_message(row: &rusqlite::Row<'_>) -> rusqlite::Result<HistoryEntry> {
     let tool_calls: Option<String> = row.get("tool_calls")?;
     let tool_calls: Vec<ToolCall> = tool_calls
         .and_then(|json| serde_json::from_str(&json).ok())
         .unwrap_or_default();
-    Ok(StoredMessage {
+    Ok(HistoryEntry {
         id: row.get("id")?,
         turn: row.get("turn")?,
         message: Message {
@@ -172,7 +142,19 @@ impl SessionStore {
                 source,
             })?;
         }
-        Self::init(Connection::open(path)?)
+        let mut store = Self::init(Connection::open(path)?)?;
+        let mut readers = Vec::with_capacity(READERS);
+        for _ in 0..READERS {
+            let reader = Connection::open_with_flags(
+                path,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                    | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )?;
+            reader.busy_timeout(std::time::Duration::from_secs(5))?;
+            readers.push(Mutex::new(reader));
+        }
+        store.readers = Arc::new(readers);
+        Ok(store)
     }
 
     /// A private in-memory database (tests, examples).
@@ -189,17 +171,42 @@ impl SessionStore {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.execute_batch(SCHEMA)?;
         Ok(SessionStore {
-            conn: Arc::new(Mutex::new(conn)),
+            writer: Arc::new(Mutex::new(conn)),
+            readers: Arc::new(Vec::new()),
+            next_reader: Arc::default(),
         })
     }
 
+    /// Run `work` on the writer connection.
     async fn run<T: Send + 'static>(
         &self,
         work: impl FnOnce(&mut Connection) -> Result<T, AgentError> + Send + 'static,
     ) -> Result<T, AgentError> {
-        let conn = self.conn.clone();
+        let conn = self.writer.clone();
         tokio::task::spawn_blocking(move || {
             let mut conn = conn.lock().unwrap_or_else(|p| p.into_inner());
+            work(&mut conn)
+        })
+        .await
+        .map_err(|e| AgentError::Internal(format!("session store task failed: {e}")))?
+    }
+
+    /// Run read-only `work` on a reader connection (the writer for an
+    /// in-memory database, which has no other connections).
+    async fn read<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Connection) -> Result<T, AgentError> + Send + 'static,
+    ) -> Result<T, AgentError> {
+        if self.readers.is_empty() {
+            return self.run(work).await;
+        }
+        let readers = self.readers.clone();
+        let index = self
+            .next_reader
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            % readers.len();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = readers[index].lock().unwrap_or_else(|p| p.into_inner());
             work(&mut conn)
         })
         .await
@@ -259,7 +266,7 @@ impl SessionStore {
     /// What the model sees of `key`: the latest summary and the messages not archived.
     pub async fn context(&self, key: &str) -> Result<SessionContext, AgentError> {
         let key = key.to_owned();
-        self.run(move |conn| {
+        self.read(move |conn| {
             let summary = conn
                 .query_row(
                     "SELECT content FROM summaries WHERE session_key = ?1 ORDER BY id DESC LIMIT 1",
@@ -285,9 +292,9 @@ impl SessionStore {
         offset: u64,
         limit: u64,
         include_archived: bool,
-    ) -> Result<Vec<StoredMessage>, AgentError> {
+    ) -> Result<Vec<HistoryEntry>, AgentError> {
         let key = key.to_owned();
-        self.run(move |conn| {
+        self.read(move |conn| {
             ensure_session(conn, &key)?;
             let mut select = conn.prepare_cached(
                 "SELECT * FROM messages WHERE session_key = ?1 AND (?2 OR archived = 0)
@@ -305,7 +312,7 @@ impl SessionStore {
 
     /// All sessions, most recently used first.
     pub async fn list(&self) -> Result<Vec<SessionInfo>, AgentError> {
-        self.run(|conn| {
+        self.read(|conn| {
             let mut select = conn.prepare_cached(
                 "SELECT s.key, s.title, s.created_at, s.updated_at,
                         COALESCE(SUM(m.archived = 0), 0), COALESCE(SUM(m.archived = 1), 0)
@@ -396,7 +403,7 @@ impl SessionStore {
 
     /// Totals.
     pub async fn stats(&self) -> Result<StoreStats, AgentError> {
-        self.run(|conn| {
+        self.read(|conn| {
             Ok(StoreStats {
                 sessions: conn.query_row("SELECT COUNT(*) FROM sessions", [], |r| r.get(0))?,
                 messages: conn.query_row("SELECT COUNT(*) FROM messages", [], |r| r.get(0))?,

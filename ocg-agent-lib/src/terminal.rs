@@ -107,7 +107,7 @@ impl TerminalChat {
                 self.session = argument.trim().to_owned();
                 writeln!(out, "session {}", self.session)?;
             }
-            "/reset" => match self.client.reset(&self.session).await {
+            "/reset" => match self.client.reset_session(&self.session).await {
                 Ok(()) => writeln!(out, "session {} reset", self.session)?,
                 Err(ocg_core::Error::NotFound(_)) => {
                     writeln!(out, "session {} is empty", self.session)?

@@ -7,7 +7,51 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use futures_core::Stream;
 
-use crate::{ChatEvent, ChatReply, ChatRequest, Error, HealthReport, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::{ChatEvent, ChatReply, ChatRequest, Error, HealthReport, Message, Result};
+
+/// A session as listed by an agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionInfo {
+    /// Its key (`web:<id>`, `telegram:<chat_id>`, `api:<user>`, …).
+    pub key: String,
+    /// A title set by rename.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// Creation time (Unix ms).
+    pub created_at_ms: i64,
+    /// Last turn (Unix ms).
+    pub updated_at_ms: i64,
+    /// Messages not archived.
+    pub messages: u64,
+    /// Messages archived by compaction.
+    pub archived: u64,
+}
+
+/// A stored message of a session.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    /// Row id; increases with time.
+    pub id: i64,
+    /// The turn it belongs to (per session, from 1).
+    pub turn: i64,
+    /// The message.
+    #[serde(flatten)]
+    pub message: Message,
+    /// Tokens (reported by the model for its answers, estimated otherwise).
+    pub tokens: u32,
+    /// Unix time in milliseconds.
+    pub created_at_ms: i64,
+    /// Whether compaction archived it.
+    pub archived: bool,
+}
+
+fn unsupported<T>(what: &str) -> Result<T> {
+    Err(Error::Unsupported(format!(
+        "this agent does not offer {what}"
+    )))
+}
 
 /// A stream of [`ChatEvent`]s for one turn.
 pub type ChatStream = Pin<Box<dyn Stream<Item = ChatEvent> + Send>>;
@@ -33,6 +77,47 @@ pub trait Agent: Send + Sync {
     /// The agent's health, including what it depends on. Never fails: an
     /// unreachable agent reports itself as unhealthy.
     async fn health(&self) -> HealthReport;
+
+    /// Sessions, most recently used first.
+    async fn sessions(&self) -> Result<Vec<SessionInfo>> {
+        unsupported("sessions")
+    }
+
+    /// A page of a session's messages, oldest first; archived ones only when
+    /// asked. An unknown session is [`Error::NotFound`].
+    async fn history(
+        &self,
+        key: &str,
+        offset: u64,
+        limit: u64,
+        include_archived: bool,
+    ) -> Result<Vec<HistoryEntry>> {
+        let _ = (key, offset, limit, include_archived);
+        unsupported("session history")
+    }
+
+    /// Set a session's title.
+    async fn rename_session(&self, key: &str, title: &str) -> Result<()> {
+        let _ = (key, title);
+        unsupported("renaming sessions")
+    }
+
+    /// Forget a session's messages; the session stays.
+    async fn reset_session(&self, key: &str) -> Result<()> {
+        let _ = key;
+        unsupported("resetting sessions")
+    }
+
+    /// Delete a session.
+    async fn delete_session(&self, key: &str) -> Result<()> {
+        let _ = key;
+        unsupported("deleting sessions")
+    }
+
+    /// The models this agent answers with (for `GET /v1/models`).
+    async fn models(&self) -> Result<Vec<String>> {
+        Ok(Vec::new())
+    }
 
     /// Run a turn to the end and return its final message.
     async fn chat(&self, request: ChatRequest) -> Result<ChatReply> {
@@ -72,6 +157,30 @@ impl<T: Agent + ?Sized> Agent for Arc<T> {
     async fn chat(&self, request: ChatRequest) -> Result<ChatReply> {
         (**self).chat(request).await
     }
+    async fn sessions(&self) -> Result<Vec<SessionInfo>> {
+        (**self).sessions().await
+    }
+    async fn history(
+        &self,
+        key: &str,
+        offset: u64,
+        limit: u64,
+        include_archived: bool,
+    ) -> Result<Vec<HistoryEntry>> {
+        (**self).history(key, offset, limit, include_archived).await
+    }
+    async fn rename_session(&self, key: &str, title: &str) -> Result<()> {
+        (**self).rename_session(key, title).await
+    }
+    async fn reset_session(&self, key: &str) -> Result<()> {
+        (**self).reset_session(key).await
+    }
+    async fn delete_session(&self, key: &str) -> Result<()> {
+        (**self).delete_session(key).await
+    }
+    async fn models(&self) -> Result<Vec<String>> {
+        (**self).models().await
+    }
 }
 
 #[async_trait]
@@ -84,5 +193,29 @@ impl<T: Agent + ?Sized> Agent for Box<T> {
     }
     async fn chat(&self, request: ChatRequest) -> Result<ChatReply> {
         (**self).chat(request).await
+    }
+    async fn sessions(&self) -> Result<Vec<SessionInfo>> {
+        (**self).sessions().await
+    }
+    async fn history(
+        &self,
+        key: &str,
+        offset: u64,
+        limit: u64,
+        include_archived: bool,
+    ) -> Result<Vec<HistoryEntry>> {
+        (**self).history(key, offset, limit, include_archived).await
+    }
+    async fn rename_session(&self, key: &str, title: &str) -> Result<()> {
+        (**self).rename_session(key, title).await
+    }
+    async fn reset_session(&self, key: &str) -> Result<()> {
+        (**self).reset_session(key).await
+    }
+    async fn delete_session(&self, key: &str) -> Result<()> {
+        (**self).delete_session(key).await
+    }
+    async fn models(&self) -> Result<Vec<String>> {
+        (**self).models().await
     }
 }

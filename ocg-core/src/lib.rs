@@ -33,7 +33,7 @@ mod wire;
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
 
-pub use agent::{Agent, ChatStream};
+pub use agent::{Agent, ChatStream, HistoryEntry, SessionInfo};
 pub use channel::{
     Attachment, AttachmentKind, Channel, ChannelState, ChannelStatus, ChatTarget, InboundHandler,
     IncomingMessage, OutgoingMessage, Sender, SentMessage, TextFormat,

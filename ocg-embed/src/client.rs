@@ -3,7 +3,10 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use ocg_core::{Embedder, EmbedderInfo, Error, HealthReport, HealthStatus, Result};
+use ocg_core::{
+    Embedder, EmbedderInfo, Error, HealthReport, HealthStatus, Result, SearchHit, SearchRequest,
+    VectorItem,
+};
 use serde::Deserialize;
 
 use crate::EmbeddingEndpoint;
@@ -22,6 +25,19 @@ pub struct EmbeddingClient {
 #[derive(Deserialize)]
 struct EmbedAnswer {
     vectors: Vec<Vec<f32>>,
+}
+
+#[derive(Deserialize)]
+struct InfoAnswer {
+    model: Option<String>,
+    dimension: Option<usize>,
+    #[serde(default)]
+    embedder_error: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct SearchAnswer {
+    hits: Vec<SearchHit>,
 }
 
 #[derive(Deserialize)]
@@ -53,6 +69,47 @@ impl EmbeddingClient {
             .base_url()
             .map_err(|message| Error::unavailable("embedding", message))?;
         Ok(format!("{base}{path}"))
+    }
+
+    /// Insert or replace items of `collection` (created on first use);
+    /// items with text and no vector are embedded by the service.
+    pub async fn upsert(&self, collection: &str, items: &[VectorItem]) -> Result<()> {
+        let response = self
+            .http
+            .post(self.url(&format!("/collections/{collection}/items"))?)
+            .json(&serde_json::json!({ "items": items }))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        decode::<serde_json::Value>(response).await.map(|_| ())
+    }
+
+    /// Delete items of `collection` by id; the ids that existed.
+    pub async fn delete(&self, collection: &str, ids: &[String]) -> Result<Vec<String>> {
+        #[derive(Deserialize)]
+        struct Deleted {
+            deleted: Vec<String>,
+        }
+        let response = self
+            .http
+            .post(self.url(&format!("/collections/{collection}/delete"))?)
+            .json(&serde_json::json!({ "ids": ids }))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        decode::<Deleted>(response).await.map(|d| d.deleted)
+    }
+
+    /// Similarity search.
+    pub async fn search(&self, request: &SearchRequest) -> Result<Vec<SearchHit>> {
+        let response = self
+            .http
+            .post(self.url("/search")?)
+            .json(request)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        decode::<SearchAnswer>(response).await.map(|a| a.hits)
     }
 
     /// The service's health report.
@@ -87,6 +144,9 @@ async fn decode<T: serde::de::DeserializeOwned>(response: reqwest::Response) -> 
             .map_err(|e| Error::unavailable("embedding", format!("unexpected answer: {e}")));
     }
     match serde_json::from_slice::<ErrorAnswer>(&bytes) {
+        Ok(answer) if status == reqwest::StatusCode::NOT_FOUND => {
+            Err(Error::NotFound(answer.error.message))
+        }
         Ok(answer) if status.is_client_error() && answer.error.code != "not_found" => {
             Err(Error::InvalidInput(answer.error.message))
         }
@@ -125,7 +185,16 @@ impl Embedder for EmbeddingClient {
             .send()
             .await
             .map_err(unavailable)?;
-        decode(response).await
+        let answer: InfoAnswer = decode(response).await?;
+        match (answer.model, answer.dimension) {
+            (Some(model), Some(dimension)) => Ok(EmbedderInfo { model, dimension }),
+            _ => Err(Error::unavailable(
+                "embedding",
+                answer
+                    .embedder_error
+                    .unwrap_or_else(|| "no embedding model".into()),
+            )),
+        }
     }
 
     async fn check(&self) -> Result<()> {
@@ -159,7 +228,8 @@ mod tests {
     async fn checks_a_live_service() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        let router = crate::service::router(std::sync::Arc::default());
+        let router =
+            crate::service::router(std::sync::Arc::new(crate::service::EmbeddingState::new()));
         tokio::spawn(async move { axum::serve(listener, router).await });
         let client = EmbeddingClient::new(EmbeddingEndpoint::Fixed(url));
         client.check().await.unwrap();

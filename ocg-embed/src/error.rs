@@ -1,6 +1,10 @@
 use std::path::PathBuf;
 
 /// What can go wrong in the embedding service.
+///
+/// Each variant has a stable [`code`](EmbedError::code) and, for the HTTP
+/// API, a [`status`](EmbedError::status); handlers answer
+/// `{"error":{"code","message"}}` with both.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum EmbedError {
@@ -30,4 +34,131 @@ pub enum EmbedError {
     /// Serving failed.
     #[error("server error: {0}")]
     Serve(#[source] std::io::Error),
+    /// The request is unusable; nothing was stored.
+    #[error("{message}")]
+    InvalidInput {
+        /// Stable code (`invalid_input`, `invalid_vector`, `empty_text`, …).
+        code: &'static str,
+        /// What is wrong, for a person.
+        message: String,
+    },
+    /// A text is longer than the model takes in one piece.
+    #[error("text {index} is {tokens} tokens long; the model takes at most {max} (split it)")]
+    TooLong {
+        /// Position of the text in the request.
+        index: usize,
+        /// Its length in tokens.
+        tokens: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The named collection does not exist.
+    #[error("collection {0:?} does not exist")]
+    UnknownCollection(String),
+    /// The named item does not exist.
+    #[error("item {id:?} does not exist in collection {collection:?}")]
+    UnknownItem {
+        /// Collection.
+        collection: String,
+        /// Item id.
+        id: String,
+    },
+    /// The collection's vectors were made by another model (or have another
+    /// length) than the current embedder's: re-index it.
+    #[error(
+        "collection {collection:?} holds {stored}-dimensional vectors from {stored_model}, but the embedder now makes {current}-dimensional vectors with {current_model}; re-index it with `ocg-embedding reindex --collection {collection}` or POST /collections/{collection}/reindex"
+    )]
+    DimensionMismatch {
+        /// Collection.
+        collection: String,
+        /// Its dimension.
+        stored: usize,
+        /// The model its texts were embedded with.
+        stored_model: String,
+        /// The embedder's dimension.
+        current: usize,
+        /// The embedder's model.
+        current_model: String,
+    },
+    /// Re-indexing is impossible as asked.
+    #[error("{0}")]
+    Conflict(String),
+    /// The embedder (llama-server) is not ready or failed.
+    #[error("embedder unavailable: {0}")]
+    EmbedderUnavailable(String),
+    /// The SQLite store failed.
+    #[cfg(feature = "server")]
+    #[error("store: {0}")]
+    Store(#[from] rusqlite::Error),
+    /// The FAISS index failed.
+    #[cfg(feature = "server")]
+    #[error("vector index: {0}")]
+    Index(#[from] faiss::error::Error),
+    /// A file of the store could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A background task died.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl EmbedError {
+    /// Shorthand for [`EmbedError::InvalidInput`].
+    pub fn invalid(code: &'static str, message: impl Into<String>) -> Self {
+        EmbedError::InvalidInput {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// The stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            EmbedError::NoFreePort { .. } => "no_free_port",
+            EmbedError::AlreadyRunning(_) => "already_running",
+            EmbedError::AddressFile { .. } | EmbedError::Io { .. } => "io",
+            EmbedError::Serve(_) => "serve",
+            EmbedError::InvalidInput { code, .. } => code,
+            EmbedError::TooLong { .. } => "input_too_long",
+            EmbedError::UnknownCollection(_) => "collection_not_found",
+            EmbedError::UnknownItem { .. } => "not_found",
+            EmbedError::DimensionMismatch { .. } => "dimension_mismatch",
+            EmbedError::Conflict(_) => "conflict",
+            EmbedError::EmbedderUnavailable(_) => "embedder_unavailable",
+            #[cfg(feature = "server")]
+            EmbedError::Store(_) => "store",
+            #[cfg(feature = "server")]
+            EmbedError::Index(_) => "index",
+            EmbedError::Internal(_) => "internal",
+        }
+    }
+
+    /// The HTTP status this error is answered with.
+    pub fn status(&self) -> u16 {
+        match self {
+            EmbedError::InvalidInput { code, .. } if *code == "body_too_large" => 413,
+            EmbedError::InvalidInput { .. } | EmbedError::TooLong { .. } => 400,
+            EmbedError::UnknownCollection(_) | EmbedError::UnknownItem { .. } => 404,
+            EmbedError::DimensionMismatch { .. } | EmbedError::Conflict(_) => 409,
+            EmbedError::EmbedderUnavailable(_) => 503,
+            _ => 500,
+        }
+    }
+}
+
+impl From<ocg_core::Error> for EmbedError {
+    fn from(error: ocg_core::Error) -> Self {
+        match error {
+            ocg_core::Error::InvalidInput(message) => EmbedError::invalid("invalid_input", message),
+            ocg_core::Error::Remote { code, message } if code == "input_too_long" => {
+                EmbedError::invalid("input_too_long", message)
+            }
+            other => EmbedError::EmbedderUnavailable(other.to_string()),
+        }
+    }
 }

@@ -7,15 +7,36 @@
 //!   [`Embedder`](ocg_core::Embedder) over the service's HTTP API, for the
 //!   agent. It follows the announced address, so it survives the service
 //!   restarting on another port.
+//! - Feature `server` (the `ocg-embedding` binary): [`llama::LlamaEmbedder`]
+//!   supervises llama.cpp's `llama-server` and embeds through it;
+//!   [`store::VectorStore`] keeps collections in SQLite (the source of
+//!   truth) and searches them with FAISS ([`index`]); [`api`] is the HTTP
+//!   API over both. FAISS is compiled from source (cmake, BLAS), which is why
+//!   the agent, using only `client`, never links it.
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod announce;
+#[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
+pub mod api;
 #[cfg(feature = "client")]
 #[cfg_attr(docsrs, doc(cfg(feature = "client")))]
 mod client;
 mod error;
+#[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
+pub mod index;
+#[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
+pub mod llama;
 pub mod service;
+#[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
+pub mod settings;
+#[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
+pub mod store;
 
 pub use announce::{AddressFile, EmbeddingEndpoint};
 #[cfg(feature = "client")]

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
-use ocg_core::{HealthReport, VERSION};
+use ocg_core::{HealthCheck, HealthReport, VERSION};
 use tokio::net::TcpListener;
 
 use crate::{AddressFile, EmbedError};
@@ -16,14 +16,37 @@ use crate::{AddressFile, EmbedError};
 #[derive(Debug, Clone)]
 pub struct EmbeddingState {
     started: Instant,
+    #[cfg(feature = "server")]
+    engine: Option<crate::api::Engine>,
 }
 
 impl EmbeddingState {
-    /// Fresh state; uptime counts from now.
+    /// State of a service without embedder or store: only `/health` answers.
     pub fn new() -> Self {
         EmbeddingState {
             started: Instant::now(),
+            #[cfg(feature = "server")]
+            engine: None,
         }
+    }
+
+    /// State of the full service: embeddings from `engine`'s embedder,
+    /// collections in its store.
+    #[cfg(feature = "server")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "server")))]
+    pub fn with_engine(engine: crate::api::Engine) -> Self {
+        EmbeddingState {
+            started: Instant::now(),
+            engine: Some(engine),
+        }
+    }
+
+    async fn checks(&self) -> Vec<HealthCheck> {
+        #[cfg(feature = "server")]
+        if let Some(engine) = &self.engine {
+            return vec![engine.llama_check().await];
+        }
+        Vec::new()
     }
 }
 
@@ -33,11 +56,16 @@ impl Default for EmbeddingState {
     }
 }
 
-/// The service's routes: `GET /health`.
+/// The service's routes: `GET /health` and, with the `server` feature and
+/// an engine, the embedding and vector API (see [`crate::api`]).
 pub fn router(state: Arc<EmbeddingState>) -> Router {
-    Router::new()
-        .route("/health", get(health))
-        .with_state(state)
+    let router = Router::new().route("/health", get(health));
+    #[cfg(feature = "server")]
+    let router = match &state.engine {
+        Some(engine) => router.merge(crate::api::routes(engine.clone())),
+        None => router,
+    };
+    router.with_state(state)
 }
 
 async fn health(State(state): State<Arc<EmbeddingState>>) -> Json<HealthReport> {
@@ -45,7 +73,7 @@ async fn health(State(state): State<Arc<EmbeddingState>>) -> Json<HealthReport> 
         "embedding",
         VERSION,
         state.started.elapsed().as_secs(),
-        Vec::new(),
+        state.checks().await,
     ))
 }
 

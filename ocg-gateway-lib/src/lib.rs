@@ -1,14 +1,30 @@
 //! # ocg-gateway-lib: the front door
 //!
-//! The gateway serves people and programs over HTTP and takes any
-//! `Arc<dyn Agent>` (`ocg-core`'s [`Agent`](ocg_core::Agent)): the agent
+//! The gateway serves people and programs over HTTP and WebSocket and takes
+//! any `Arc<dyn Agent>` (`ocg-core`'s [`Agent`](ocg_core::Agent)): the agent
 //! behind its Unix socket (`AgentClient` from `ocg-agent-lib`) or one running
-//! in the same process. [`router`] builds the routes; [`serve`] binds them,
-//! refusing non-loopback addresses unless explicitly allowed.
+//! in the same process.
+//!
+//! - [`router`]: the web UI, the OpenAI-compatible API, WebSocket chat,
+//!   sessions, status and webhooks ([`ROUTES`] lists them).
+//! - [`auth`]: the UI token (256 bits from the OS, stored 0600), the HttpOnly
+//!   login cookie, constant-time comparison, and a per-client limit on failed
+//!   attempts.
+//! - [`serve`]: binds, refusing non-loopback addresses unless allowed.
+//!
+//! The protocol is documented in `docs/gateway.md`.
 #![warn(missing_docs)]
 
+pub mod auth;
 mod error;
+mod hooks;
+mod openai;
 mod routes;
+mod ui;
+pub mod ws;
 
-pub use error::GatewayError;
-pub use routes::{GatewayState, router, serve};
+pub use error::{ApiError, GatewayError};
+pub use hooks::RunState;
+pub use routes::{
+    GatewayState, JsonBody, MAX_BODY, ROUTES, TokenSource, router, serve, token_file, ui_token,
+};

@@ -1,37 +1,112 @@
-use std::net::SocketAddr;
+//! The gateway's router: which routes exist and who may call them.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::State;
-use axum::routing::get;
+use axum::body::Body;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{DefaultBodyLimit, FromRequest, Path, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use axum::{Json, Router};
-use ocg_core::{Agent, HealthCheck, HealthReport, HealthStatus, VERSION};
+use futures_util::StreamExt;
+use ocg_core::{
+    Agent, Config, HealthCheck, HealthReport, HealthStatus, HistoryEntry, SessionInfo, VERSION,
+};
+use serde::Deserialize;
 use tokio::net::TcpListener;
 
-use crate::GatewayError;
+use crate::auth::{Auth, Denied};
+use crate::hooks::Hooks;
+use crate::ws::{self, WsLimits};
+use crate::{ApiError, GatewayError, hooks, openai, ui};
 
-/// What the gateway's handlers share.
+/// Largest request body accepted.
+pub const MAX_BODY: usize = 1024 * 1024;
+
+/// Every route: method, path, who may call it.
+pub const ROUTES: &[(&str, &str, &str)] = &[
+    ("GET", "/health", "public"),
+    ("GET", "/", "public (the web UI)"),
+    ("GET", "/assets/app.js", "public"),
+    ("GET", "/assets/style.css", "public"),
+    (
+        "POST",
+        "/login",
+        "public (takes the token, sets the cookie)",
+    ),
+    ("POST", "/logout", "public"),
+    ("GET", "/api/me", "token"),
+    ("GET", "/api/status", "token"),
+    ("GET", "/api/sessions", "token"),
+    ("GET", "/api/sessions/{key}/history", "token"),
+    ("POST", "/api/sessions/{key}/rename", "token"),
+    ("DELETE", "/api/sessions/{key}", "token"),
+    ("POST", "/v1/chat/completions", "token"),
+    ("GET", "/v1/models", "token"),
+    (
+        "GET",
+        "/v1/chat/stream",
+        "token (cookie or auth frame), WebSocket",
+    ),
+    ("POST", "/hooks/agent", "hooks token"),
+    ("GET", "/hooks/runs/{id}", "hooks token"),
+];
+
+/// Everything the gateway's handlers share.
 #[derive(Clone)]
 pub struct GatewayState {
-    agent: Arc<dyn Agent>,
+    pub(crate) agent: Arc<dyn Agent>,
+    pub(crate) auth: Arc<Auth>,
+    pub(crate) hooks: Option<Arc<Hooks>>,
+    pub(crate) ws_limits: WsLimits,
     started: Instant,
 }
+
+pub(crate) type AppState = GatewayState;
 
 impl std::fmt::Debug for GatewayState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GatewayState")
             .field("started", &self.started)
+            .field("hooks", &self.hooks.is_some())
             .finish_non_exhaustive()
     }
 }
 
 impl GatewayState {
-    /// State fronting `agent`.
-    pub fn new(agent: Arc<dyn Agent>) -> Self {
+    /// A gateway fronting `agent`, accepting the UI token `token`.
+    pub fn new(agent: Arc<dyn Agent>, token: String) -> Self {
         GatewayState {
             agent,
+            auth: Arc::new(Auth::new(token, Vec::new())),
+            hooks: None,
+            ws_limits: WsLimits::default(),
             started: Instant::now(),
         }
+    }
+
+    /// Enable webhooks with their own token.
+    pub fn with_hooks(mut self, token: String) -> Self {
+        self.hooks = Some(Arc::new(Hooks::new(token)));
+        self
+    }
+
+    /// Believe `X-Forwarded-For` from these proxies.
+    pub fn with_trusted_proxies(mut self, token: String, proxies: Vec<IpAddr>) -> Self {
+        self.auth = Arc::new(Auth::new(token, proxies));
+        self
+    }
+
+    /// Override WebSocket limits.
+    pub fn with_ws_limits(mut self, limits: WsLimits) -> Self {
+        self.ws_limits = limits;
+        self
     }
 
     /// The gateway's health: ok when the agent answers and is ok itself.
@@ -41,7 +116,7 @@ impl GatewayState {
             HealthStatus::Ok => {
                 HealthCheck::ok("agent", Some(format!("version {}", agent.version)))
             }
-            HealthStatus::Unhealthy => {
+            _ => {
                 let why = agent.problems().join(", ");
                 HealthCheck::failing(
                     "agent",
@@ -52,7 +127,6 @@ impl GatewayState {
                     },
                 )
             }
-            HealthStatus::Degraded => HealthCheck::failing("agent", agent.problems().join(", ")),
         };
         HealthReport::from_checks(
             "gateway",
@@ -61,17 +135,239 @@ impl GatewayState {
             vec![check],
         )
     }
+
+    pub(crate) async fn model(&self) -> String {
+        self.agent
+            .models()
+            .await
+            .ok()
+            .and_then(|m| m.into_iter().next())
+            .unwrap_or_else(|| "ocg".into())
+    }
 }
 
-/// The gateway's routes: `GET /health` (no auth).
+/// A JSON body whose rejections are [`ApiError`]s with stable codes.
+#[derive(Debug)]
+pub struct JsonBody<T>(pub T);
+
+impl<S, T> FromRequest<S> for JsonBody<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        match Json::<T>::from_request(request, state).await {
+            Ok(Json(value)) => Ok(JsonBody(value)),
+            Err(rejection) => {
+                let (status, code) = match rejection.status() {
+                    StatusCode::PAYLOAD_TOO_LARGE => {
+                        (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
+                    }
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+                        (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+                    }
+                    _ => (StatusCode::BAD_REQUEST, "invalid_json"),
+                };
+                Err(ApiError::new(status, code, rejection.body_text()))
+            }
+        }
+    }
+}
+
+/// The gateway's routes (see [`ROUTES`]).
 pub fn router(state: GatewayState) -> Router {
+    let protected = Router::new()
+        .route(
+            "/api/me",
+            get(|| async { Json(serde_json::json!({"ok": true})) }),
+        )
+        .route("/api/status", get(status))
+        .route("/api/sessions", get(sessions))
+        .route("/api/sessions/{key}/history", get(history))
+        .route("/api/sessions/{key}/rename", post(rename))
+        .route("/api/sessions/{key}", axum::routing::delete(delete_session))
+        .route("/v1/chat/completions", post(openai::chat_completions))
+        .route("/v1/models", get(openai::models))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/health", get(health))
-        .with_state(Arc::new(state))
+        .route("/", get(ui::index))
+        .route("/assets/app.js", get(ui::app_js))
+        .route("/assets/style.css", get(ui::style))
+        .route("/login", post(login))
+        .route("/logout", post(logout))
+        .route("/v1/chat/stream", get(chat_socket))
+        .route("/hooks/agent", post(hooks::start_run))
+        .route("/hooks/runs/{id}", get(hooks::get_run))
+        .merge(protected)
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(state)
 }
 
-async fn health(State(state): State<Arc<GatewayState>>) -> Json<HealthReport> {
+async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    match state.auth.check(&request) {
+        Ok(()) => next.run(request).await,
+        Err(Denied::Unauthorized) => ApiError::unauthorized().into_response(),
+        Err(Denied::RateLimited) => ApiError::rate_limited().into_response(),
+    }
+}
+
+async fn health(State(state): State<AppState>) -> Json<HealthReport> {
     Json(state.health().await)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Login {
+    token: String,
+}
+
+async fn login(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
+    let client = state.auth.client_address(&request);
+    if state.auth.is_limited(client) {
+        return Err(ApiError::rate_limited());
+    }
+    let secure = request
+        .headers()
+        .get("x-forwarded-proto")
+        .is_some_and(|v| v.as_bytes() == b"https");
+    let JsonBody(login) = JsonBody::<Login>::from_request(request, &()).await?;
+    if !state.auth.token_matches(login.token.trim()) {
+        state.auth.record_failure(client);
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "wrong token",
+        ));
+    }
+    Ok((
+        StatusCode::NO_CONTENT,
+        [(header::SET_COOKIE, state.auth.login_cookie(secure))],
+    )
+        .into_response())
+}
+
+async fn logout() -> Response {
+    (
+        StatusCode::NO_CONTENT,
+        [(
+            header::SET_COOKIE,
+            format!(
+                "{}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0",
+                crate::auth::COOKIE
+            ),
+        )],
+    )
+        .into_response()
+}
+
+async fn status(State(state): State<AppState>) -> Json<serde_json::Value> {
+    let (gateway, agent) = tokio::join!(state.health(), state.agent.health());
+    Json(serde_json::json!({ "gateway": gateway, "agent": agent }))
+}
+
+async fn sessions(State(state): State<AppState>) -> Result<Json<Vec<SessionInfo>>, ApiError> {
+    Ok(Json(state.agent.sessions().await?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Page {
+    #[serde(default)]
+    offset: u64,
+    #[serde(default = "default_limit")]
+    limit: u64,
+}
+
+fn default_limit() -> u64 {
+    200
+}
+
+async fn history(
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+    page: Result<Query<Page>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Vec<HistoryEntry>>, ApiError> {
+    let Query(page) =
+        page.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
+    let limit = page.limit.clamp(1, 1000);
+    Ok(Json(
+        state.agent.history(&key, page.offset, limit, false).await?,
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Rename {
+    title: String,
+}
+
+async fn rename(
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+    JsonBody(body): JsonBody<Rename>,
+) -> Result<StatusCode, ApiError> {
+    state.agent.rename_session(&key, &body.title).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn delete_session(
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state.agent.delete_session(&key).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Whether the browser `Origin` (when sent) is this gateway's own origin.
+fn same_origin(headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return true;
+    };
+    let Some(host) = headers.get(header::HOST).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    origin == format!("http://{host}") || origin == format!("https://{host}")
+}
+
+async fn chat_socket(
+    State(state): State<AppState>,
+    request: Request<Body>,
+) -> Result<Response, ApiError> {
+    if !same_origin(request.headers()) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden_origin",
+            "cross-origin WebSocket refused",
+        ));
+    }
+    let client = state.auth.client_address(&request);
+    if state.auth.is_limited(client) {
+        return Err(ApiError::rate_limited());
+    }
+    let authenticated = state.auth.headers_authorized(request.headers());
+    let upgrade = WebSocketUpgrade::from_request(request, &())
+        .await
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "not_websocket", e.body_text()))?;
+    let limits = state.ws_limits;
+    Ok(upgrade
+        .max_message_size(ws::MAX_FRAME)
+        .max_frame_size(ws::MAX_FRAME)
+        .on_upgrade(move |socket| {
+            let (sink, stream) = socket.split();
+            ws::serve_connection(
+                sink,
+                stream,
+                state.agent,
+                state.auth,
+                client,
+                authenticated,
+                limits,
+            )
+        }))
 }
 
 /// Bind `addr` and serve `router` until `shutdown` completes and in-flight
@@ -87,7 +383,12 @@ pub async fn serve(
     }
     let listener = TcpListener::bind(addr)
         .await
-        .map_err(|source| GatewayError::Bind { addr, source })?;
+        .map_err(|source| GatewayError::Bind { addr, source })?
+        // Streamed answers are many small writes: without TCP_NODELAY each
+        // can wait for the client's delayed ACK (40 ms).
+        .tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
     tracing::info!(%addr, "gateway listening");
     axum::serve(
         listener,
@@ -98,68 +399,36 @@ pub async fn serve(
     .map_err(GatewayError::Serve)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use axum::body::Body;
-    use axum::http::{Request, StatusCode};
-    use http_body_util::BodyExt;
-    use ocg_core::testing::ScriptedAgent;
-    use tower::ServiceExt;
-
-    struct DeadAgent;
-
-    #[async_trait::async_trait]
-    impl Agent for DeadAgent {
-        async fn chat_stream(
-            &self,
-            _: ocg_core::ChatRequest,
-        ) -> ocg_core::Result<ocg_core::ChatStream> {
-            Err(ocg_core::Error::unavailable("agent", "connection refused"))
-        }
-        async fn health(&self) -> HealthReport {
-            HealthReport {
-                service: "agent".into(),
-                status: HealthStatus::Unhealthy,
-                version: String::new(),
-                pid: 0,
-                uptime_secs: 0,
-                checks: vec![HealthCheck::failing("socket", "connection refused")],
-            }
-        }
-    }
-
-    async fn health_of(agent: Arc<dyn Agent>) -> HealthReport {
-        let response = router(GatewayState::new(agent))
-            .oneshot(Request::get("/health").body(Body::empty()).unwrap())
-            .await
-            .unwrap();
-        assert_eq!(response.status(), StatusCode::OK);
-        let body = response.into_body().collect().await.unwrap().to_bytes();
-        serde_json::from_slice(&body).unwrap()
-    }
-
-    #[tokio::test]
-    async fn health_includes_the_agent() {
-        let ok = health_of(Arc::new(ScriptedAgent::new())).await;
-        assert_eq!(ok.status, HealthStatus::Ok);
-        let down = health_of(Arc::new(DeadAgent)).await;
-        assert_eq!(down.status, HealthStatus::Degraded);
-        assert_eq!(down.problems(), vec!["agent: socket: connection refused"]);
-    }
-
-    #[tokio::test]
-    async fn refuses_public_binds_and_taken_ports() {
-        let public: SocketAddr = "0.0.0.0:0".parse().unwrap();
-        let err = serve(public, false, Router::new(), async {})
-            .await
-            .unwrap_err();
-        assert!(matches!(err, GatewayError::PublicBind(_)));
-        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = taken.local_addr().unwrap();
-        let err = serve(addr, false, Router::new(), async {})
-            .await
-            .unwrap_err();
-        assert!(err.to_string().contains("another gateway"), "{err}");
-    }
+/// Where the UI token comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenSource {
+    /// `OCG_UI_TOKEN` was configured.
+    Configured,
+    /// A new token was written to this file.
+    Generated(PathBuf),
 }
+
+/// The UI token of `config`, creating and storing one when none is set:
+/// in the config file that was read, else `./env.config`.
+pub fn ui_token(config: &Config) -> Result<(String, TokenSource), GatewayError> {
+    if let Some(token) = &config.ui_token {
+        return Ok((token.expose().to_owned(), TokenSource::Configured));
+    }
+    let path = token_file(config);
+    let token = crate::auth::write_new_token(&path)?;
+    Ok((token, TokenSource::Generated(path)))
+}
+
+/// The file a generated token goes to.
+pub fn token_file(config: &Config) -> PathBuf {
+    config.file().map_or_else(
+        || {
+            std::path::absolute(ocg_core::config::DEFAULT_CONFIG_FILE)
+                .unwrap_or_else(|_| PathBuf::from("env.config"))
+        },
+        std::path::Path::to_path_buf,
+    )
+}
+
+#[cfg(test)]
+mod tests;

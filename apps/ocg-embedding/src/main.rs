@@ -3,11 +3,17 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
-use clap::Parser;
+use anyhow::Context;
+use clap::{Parser, Subcommand};
 use ocg_core::config::{Config, Sources};
 use ocg_embed::AddressFile;
+use ocg_embed::api::Engine;
+use ocg_embed::llama::LlamaEmbedder;
 use ocg_embed::service::{self, EmbeddingState};
+use ocg_embed::settings::ServiceSettings;
+use ocg_embed::store::VectorStore;
 use tracing_subscriber::EnvFilter;
 
 /// OCG embedding service: embeddings and vector search on 127.0.0.1.
@@ -15,11 +21,25 @@ use tracing_subscriber::EnvFilter;
 #[command(version)]
 struct Args {
     /// env.config file (default ./env.config when present; also OCG_CONFIG).
-    #[arg(long)]
+    #[arg(long, global = true)]
     config: Option<PathBuf>,
     /// First port to try (OCG_EMBEDDING_PORT; the next free one is taken).
     #[arg(long)]
     port: Option<u16>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Re-embed the stored texts with the current model (after changing
+    /// EMBEDDING_MODEL_PATH) and rebuild the indexes. Asks the running
+    /// service when there is one, otherwise works on the data dir itself.
+    Reindex {
+        /// Only this collection (default: all).
+        #[arg(long)]
+        collection: Option<String>,
+    },
 }
 
 #[tokio::main]
@@ -44,15 +64,128 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .with_file(args.config)
             .flag("OCG_EMBEDDING_PORT", args.port),
     )?;
+    let settings = ServiceSettings::from_config(&config)?;
+    match args.command {
+        None => serve(config, settings).await,
+        Some(Command::Reindex { collection }) => reindex(config, settings, collection).await,
+    }
+}
+
+async fn open_store(settings: &ServiceSettings) -> anyhow::Result<Arc<VectorStore>> {
+    let (database, index_dir, hnsw) = (
+        settings.database.clone(),
+        settings.index_dir.clone(),
+        settings.hnsw,
+    );
+    let store = tokio::task::spawn_blocking(move || VectorStore::open(&database, &index_dir, hnsw))
+        .await?
+        .with_context(|| format!("opening {}", settings.database.display()))?;
+    Ok(Arc::new(store))
+}
+
+async fn snapshot(store: &Arc<VectorStore>) {
+    let store = store.clone();
+    match tokio::task::spawn_blocking(move || store.snapshot(false)).await {
+        Ok(Ok(0)) => {}
+        Ok(Ok(written)) => tracing::debug!(written, "index snapshots written"),
+        Ok(Err(error)) => tracing::warn!(%error, "index snapshot failed"),
+        Err(error) => tracing::warn!(%error, "index snapshot task failed"),
+    }
+}
+
+async fn serve(config: Config, settings: ServiceSettings) -> anyhow::Result<()> {
     let address = AddressFile::new(config.embedding_addr_file());
     service::refuse_second_instance(&address).await?;
+    let llama = LlamaEmbedder::start(settings.llama.clone());
+    let store = open_store(&settings).await?;
+    // Announce only once the model answers (or cannot), so `ocg start`
+    // returns with embeddings ready; bounded by the start timeout.
+    let wait = Duration::from_secs(config.start_timeout_secs.saturating_sub(2).max(1));
+    if !llama.wait_ready(wait).await {
+        tracing::warn!(status = ?llama.status(), "serving without a ready embedding model");
+    }
     let listener = service::bind_first_free(
         [127, 0, 0, 1].into(),
         config.embedding_port,
         config.embedding_port_max,
     )
     .await?;
-    let router = service::router(Arc::new(EmbeddingState::new()));
-    service::serve(listener, router, &address, ocg_process::shutdown_signal()).await?;
+    let engine = Engine::with_llama(llama, store.clone(), settings.limits, settings.hnsw);
+    let snapshots = {
+        let store = store.clone();
+        let every = settings.snapshot_every;
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                snapshot(&store).await;
+            }
+        })
+    };
+    let router = service::router(Arc::new(EmbeddingState::with_engine(engine)));
+    let served = service::serve(listener, router, &address, ocg_process::shutdown_signal()).await;
+    snapshots.abort();
+    snapshot(&store).await;
+    served?;
+    Ok(())
+}
+
+async fn reindex(
+    config: Config,
+    settings: ServiceSettings,
+    collection: Option<String>,
+) -> anyhow::Result<()> {
+    let address = AddressFile::new(config.embedding_addr_file());
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(3600))
+        .build()?;
+    if let Some(url) = address.read()
+        && http.get(format!("{url}/health")).send().await.is_ok()
+    {
+        let names = match collection {
+            Some(name) => vec![name],
+            None => {
+                let answer: serde_json::Value = http
+                    .get(format!("{url}/collections"))
+                    .send()
+                    .await?
+                    .json()
+                    .await?;
+                answer["collections"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|c| c["name"].as_str().map(str::to_owned))
+                    .collect()
+            }
+        };
+        for name in names {
+            let response = http
+                .post(format!("{url}/collections/{name}/reindex"))
+                .send()
+                .await?;
+            let status = response.status();
+            let body = response.text().await?;
+            anyhow::ensure!(status.is_success(), "{name}: {body}");
+            println!("{body}");
+        }
+        return Ok(());
+    }
+    let llama = LlamaEmbedder::start(settings.llama.clone());
+    if !llama.wait_ready(settings.llama.startup_timeout).await {
+        anyhow::bail!("the embedding model is not ready: {:?}", llama.status());
+    }
+    let store = open_store(&settings).await?;
+    let engine = Engine::with_llama(llama, store.clone(), settings.limits, settings.hnsw);
+    let names = match collection {
+        Some(name) => vec![name],
+        None => store.list().into_iter().map(|c| c.name).collect(),
+    };
+    for name in names {
+        let count = engine.reindex(&name).await?;
+        println!("{name}: {count} items re-embedded");
+    }
+    let store2 = store.clone();
+    tokio::task::spawn_blocking(move || store2.snapshot(true)).await??;
     Ok(())
 }

@@ -1,22 +1,23 @@
-//! `ocg-gateway`: the gateway service.
+//! `ocg-gateway`: the gateway service, and a small CLI of its own.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::Parser;
+use anyhow::Context;
+use clap::{Parser, Subcommand};
 use ocg_agent_lib::AgentClient;
 use ocg_core::config::{Config, Sources};
-use ocg_gateway_lib::GatewayState;
+use ocg_gateway_lib::{GatewayState, ROUTES, TokenSource};
 use tracing_subscriber::EnvFilter;
 
-/// OCG gateway: HTTP front door on 127.0.0.1:55003 by default.
+/// OCG gateway: web UI, OpenAI-compatible API and WebSocket chat on 127.0.0.1:55003.
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
     /// env.config file (default ./env.config when present; also OCG_CONFIG).
-    #[arg(long)]
+    #[arg(long, global = true)]
     config: Option<PathBuf>,
     /// Bind address (OCG_HOST).
     #[arg(long)]
@@ -24,6 +25,29 @@ struct Args {
     /// Port (OCG_PORT).
     #[arg(long)]
     port: Option<u16>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Show or replace the UI token.
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+    },
+    /// Validate the config and exit.
+    Check,
+    /// List the routes and who may call them.
+    Routes,
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenAction {
+    /// Print the token (creating one if none is configured).
+    Show,
+    /// Replace the token in the config file; a running gateway must be restarted.
+    Rotate,
 }
 
 #[tokio::main]
@@ -42,6 +66,23 @@ async fn main() -> ExitCode {
     }
 }
 
+fn trusted_proxies(config: &Config) -> anyhow::Result<Vec<IpAddr>> {
+    config
+        .raw()
+        .get("OCG_TRUSTED_PROXIES")
+        .map(|s| {
+            s.value
+                .split(',')
+                .map(|p| {
+                    p.trim()
+                        .parse::<IpAddr>()
+                        .with_context(|| format!("OCG_TRUSTED_PROXIES: {p:?} is not an IP address"))
+                })
+                .collect()
+        })
+        .unwrap_or_else(|| Ok(Vec::new()))
+}
+
 async fn run(args: Args) -> anyhow::Result<()> {
     let config = Config::load(
         &Sources::from_process_env()
@@ -49,8 +90,61 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .flag("OCG_HOST", args.host)
             .flag("OCG_PORT", args.port),
     )?;
+    let proxies = trusted_proxies(&config)?;
+    match args.command {
+        Some(Command::Routes) => {
+            for (method, path, access) in ROUTES {
+                println!("{method:<7} {path:<32} {access}");
+            }
+            return Ok(());
+        }
+        Some(Command::Check) => {
+            println!(
+                "config ok: {}",
+                config
+                    .file()
+                    .map_or("defaults and environment".into(), |f| f
+                        .display()
+                        .to_string())
+            );
+            println!("listen: {}", config.gateway_url());
+            println!("agent socket: {}", config.agent_socket.display());
+            return Ok(());
+        }
+        Some(Command::Token {
+            action: TokenAction::Show,
+        }) => {
+            let (token, source) = ocg_gateway_lib::ui_token(&config)?;
+            if let TokenSource::Generated(path) = source {
+                eprintln!("created a new token in {}", path.display());
+            }
+            println!("{token}");
+            return Ok(());
+        }
+        Some(Command::Token {
+            action: TokenAction::Rotate,
+        }) => {
+            let path = ocg_gateway_lib::token_file(&config);
+            ocg_gateway_lib::auth::write_new_token(&path)?;
+            println!(
+                "new token written to {} (OCG_UI_TOKEN); restart the gateway to use it",
+                path.display()
+            );
+            return Ok(());
+        }
+        None => {}
+    }
+
+    let (token, source) = ocg_gateway_lib::ui_token(&config)?;
+    if let TokenSource::Generated(path) = &source {
+        tracing::info!(file = %path.display(), "generated a UI token (OCG_UI_TOKEN); `ocg-gateway token show` prints it");
+    }
     let agent = Arc::new(AgentClient::new(&config.agent_socket)?);
-    let router = ocg_gateway_lib::router(GatewayState::new(agent));
+    let mut state = GatewayState::new(agent, token.clone()).with_trusted_proxies(token, proxies);
+    if let Some(hooks) = config.raw().get("OCG_HOOKS_TOKEN") {
+        state = state.with_hooks(hooks.value.clone());
+    }
+    let router = ocg_gateway_lib::router(state);
     let addr = SocketAddr::new(config.host, config.port);
     ocg_gateway_lib::serve(
         addr,

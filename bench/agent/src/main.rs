@@ -11,27 +11,12 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
+use ocg_tests::bench::{percentile, rss_mb};
 use ocg_tests::fake_llm;
 
 const TURNS: usize = 2000;
 const CONCURRENCY: usize = 32;
 const RSS_TURNS: usize = 10_000;
-
-fn percentile(samples: &mut [f64], p: f64) -> f64 {
-    samples.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    let index = ((samples.len() as f64 - 1.0) * p).round() as usize;
-    samples[index]
-}
-
-fn rss_mb(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kb: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap();
-    kb / 1024.0
-}
 
 struct Agent {
     child: Child,
@@ -158,7 +143,8 @@ async fn main() -> anyhow::Result<()> {
     let bin = std::env::args()
         .nth(1)
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("target/release/ocg-agent"));
+        .unwrap_or_else(|| PathBuf::from("target/release/ocg-agent"))
+        .canonicalize()?;
     let fake = fake_llm::start_openai();
     let agent = start_agent(&bin, &fake.base_url);
     let http = reqwest::Client::builder().no_proxy().build()?;

@@ -93,7 +93,7 @@ async fn chat_sessions_history_and_operations() {
     assert_eq!(status, StatusCode::NO_CONTENT);
     let (status, body) = call(&router, "DELETE", "/v1/sessions/web:1", "").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    assert!(body.contains(r#""code":"session_not_found""#), "{body}");
+    assert!(body.contains(r#""code":"not_found""#), "{body}");
 
     let (_, body) = call(&router, "GET", "/v1/stats", "").await;
     let stats: serde_json::Value = serde_json::from_str(&body).unwrap();

@@ -67,6 +67,11 @@ pub const KEYS: &[KeySpec] = &[
     ),
     key("OCG_UI_TOKEN", None, "gateway token for the web UI and API"),
     key("OCG_HOOKS_TOKEN", None, "token for webhook ingress"),
+    key(
+        "OCG_TRUSTED_PROXIES",
+        None,
+        "proxies whose X-Forwarded-For is believed",
+    ),
     key("OCG_WORKSPACE", None, "root directory of the agent's tools"),
     key("OCG_AGENT_ADDR", None, "optional TCP address of the agent"),
     key("OCG_AUTO_RECALL", None, "recall memories before each turn"),
@@ -135,6 +140,52 @@ pub const KEYS: &[KeySpec] = &[
     key("ANTHROPIC_BASE_URL", None, "Anthropic API URL"),
     key("ANTHROPIC_MODEL", None, "Anthropic model"),
     key("TELEGRAM_BOT_TOKEN", None, "Telegram bot token"),
+    key(
+        "OCG_EMBED_MAX_BATCH",
+        Some("256"),
+        "texts per /embed call and items per upsert",
+    ),
+    key(
+        "OCG_EMBED_MAX_BODY_BYTES",
+        Some("16777216"),
+        "largest request body of the embedding service",
+    ),
+    key(
+        "OCG_EMBED_MAX_TOP_K",
+        Some("1000"),
+        "largest top_k of a vector search",
+    ),
+    key(
+        "OCG_EMBED_MAX_TOKENS",
+        Some("512"),
+        "longest text in tokens (llama-server batch size)",
+    ),
+    key(
+        "OCG_EMBED_SLOTS",
+        Some("4"),
+        "parallel sequences of the embedding llama-server",
+    ),
+    key(
+        "OCG_HNSW_THRESHOLD",
+        Some("10000"),
+        "collection size from which search uses HNSW",
+    ),
+    key("OCG_HNSW_M", Some("32"), "HNSW links per node"),
+    key(
+        "OCG_HNSW_EF_CONSTRUCTION",
+        Some("40"),
+        "HNSW candidate list size while building",
+    ),
+    key(
+        "OCG_HNSW_EF_SEARCH",
+        Some("64"),
+        "HNSW candidate list size while searching",
+    ),
+    key(
+        "OCG_INDEX_SNAPSHOT_SECS",
+        Some("60"),
+        "seconds between writes of changed vector indexes",
+    ),
 ];
 
 pub(crate) fn find(name: &str) -> Option<&'static KeySpec> {

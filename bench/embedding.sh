@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Benchmark of the embedding service (issue 3). Prints one table:
+#
+# 1. /embed and /v1/embeddings latency (p50/p99, one short sentence) and
+#    batch throughput (texts/s from the median time of a batch of 64). Baseline: the service's own
+#    llama-server child called directly, same run. Budget: overhead <= 10 %
+#    at p50, throughput >= 0.9x direct.
+# 2. HNSW on 100,000 x 384 unit vectors (bench/embedding/make_data.py): build
+#    time, single-thread QPS (k=10, one query per call) and recall@10 against
+#    exact search, ours (faiss crate, static FAISS) next to faiss-cpu wheels
+#    from PyPI (the newest and the release of the FAISS we link), same data,
+#    same M/efConstruction. QPS compared at the smallest efSearch reaching
+#    recall@10 >= 0.95. Budget: QPS within 1.5x of the best faiss-cpu, build
+#    within 1.5x of the closest release.
+# 3. /search over HTTP on that collection by vector: p50 (budget < 2 ms).
+#
+#   bench/embedding.sh                 # HNSW_M=32 HNSW_EFC=40 by default
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CACHE=${OCG_CACHE_DIR:-$HOME/.cache/ocg}
+export HNSW_M=${HNSW_M:-32} HNSW_EFC=${HNSW_EFC:-40}
+eval "$(scripts/setup-llama.sh)"
+export LLAMA_SERVER_BIN EMBEDDING_MODEL_PATH
+
+# faiss-cpu wheels: the newest, and the release of the FAISS the faiss crate
+# vendors (faiss-sys 0.7 = FAISS 1.12.0).
+for v in latest 1.12.0; do
+    venv=$CACHE/bench-faiss-$v
+    if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import faiss' 2>/dev/null; then
+        python3 -m venv "$venv"
+        spec=faiss-cpu; [ "$v" = latest ] || spec="faiss-cpu==$v"
+        "$venv/bin/pip" install -q "$spec" numpy >&2
+    fi
+done
+
+cargo build --release --locked -q -p ocg-embedding -p bench-embedding
+BIN=$PWD/target/release
+WORK=$(mktemp -d /tmp/ocg-bench-embedding.XXXXXX)
+trap 'rm -rf "$WORK"' EXIT
+"$CACHE/bench-faiss-latest/bin/python" bench/embedding/make_data.py "$WORK"
+
+{
+    "$BIN/bench-embedding" index "$WORK"
+    for v in latest 1.12.0; do
+        "$CACHE/bench-faiss-$v/bin/python" bench/embedding/faiss_cpu.py "$WORK" "$HNSW_M" "$HNSW_EFC"
+    done
+    "$BIN/bench-embedding" http "$WORK"
+} > "$WORK/results.jsonl"
+
+python3 - "$WORK/results.jsonl" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+indexes, http = rows[:-1], rows[-1]
+d = http["direct"]
+print("## Embeddings (service vs its llama-server called directly)\n")
+print("| call | p50 ms | p99 ms | p50 / direct | batch-64 texts/s | / direct |")
+print("|---|---|---|---|---|---|")
+for name, key in [("llama-server /v1/embeddings (baseline)", "direct"), ("service POST /embed", "embed"), ("service POST /v1/embeddings", "openai")]:
+    r = http[key]
+    print(f"| {name} | {r['p50']:.2f} | {r['p99']:.2f} | {r['p50']/d['p50']:.2f}x | {r['tp']:.0f} | {r['tp']/d['tp']:.2f}x |")
+print("\nBudget: p50 overhead <= 1.10x, throughput >= 0.90x.\n")
+print(f"## HNSW, 100,000 x 384, M={__import__('os').environ['HNSW_M']}, efConstruction={__import__('os').environ['HNSW_EFC']}, search 1 thread, k=10\n")
+print("| index | build s | efSearch at recall@10 >= 0.95 | recall@10 | QPS | sweep (ef: recall/QPS) |")
+print("|---|---|---|---|---|---|")
+best = {}
+for r in indexes:
+    ok = [s for s in r["sweep"] if s["recall"] >= 0.95]
+    pick = ok[0] if ok else r["sweep"][-1]
+    best[r["name"]] = (r, pick)
+    sweep = ", ".join(f"{s['ef']}: {s['recall']:.3f}/{s['qps']:.0f}" for s in r["sweep"])
+    print(f"| {r['name']} | {r['build_s']:.1f} | {pick['ef']}{'' if ok else ' (not reached)'} | {pick['recall']:.3f} | {pick['qps']:.0f} | {sweep} |")
+ours = indexes[0]["name"]
+o, op = best[ours]
+faiss_rows = [best[r["name"]] for r in indexes[1:]]
+top = max(faiss_rows, key=lambda x: x[1]["qps"])
+closest = [x for x in faiss_rows if x[0]["name"].endswith("1.12.0")] or faiss_rows
+print(f"\nQPS ours / best faiss-cpu ({top[0]['name']}): {op['qps']/top[1]['qps']:.2f}x (budget >= 0.67x)")
+print(f"Build ours / {closest[0][0]['name']}: {o['build_s']/closest[0][0]['build_s']:.2f}x (budget <= 1.5x)")
+s = http["search"]
+print(f"\n## POST /search over HTTP, 100k collection, by vector, k=10\n")
+print(f"p50 {s['p50']:.2f} ms, p99 {s['p99']:.2f} ms (budget p50 < 2 ms); loading 100k vectors over HTTP took {s['load_s']:.1f} s")
+PY

@@ -1,0 +1,294 @@
+//! Run with: bench/embedding.sh   (builds release binaries, prepares the data
+//! and the faiss-cpu wheels, then runs this and prints one table)
+//!
+//! `bench-embedding index <dir>`: our FAISS index (ocg-embed's `VectorIndex`,
+//! HNSW) on `<dir>/base.f32` and `<dir>/queries.f32`, recall@10 against
+//! `<dir>/gt.i64`, one query per call, for a sweep of efSearch. One JSON line.
+//!
+//! `bench-embedding http <dir>`: the release `ocg-embedding` with the real
+//! model. Baseline: the same `llama-server` child, called directly in the same
+//! run. Then `/search` over HTTP on a 100k collection. One JSON line.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use ocg_embed::index::{HnswParams, IndexKind, VectorIndex};
+use serde_json::{Value, json};
+
+const DIMENSION: usize = 384;
+const EF_SWEEP: [u32; 9] = [16, 24, 32, 48, 64, 96, 128, 192, 256];
+
+fn read_f32(path: &Path) -> Vec<f32> {
+    std::fs::read(path)
+        .unwrap()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
+}
+
+fn read_i64(path: &Path) -> Vec<i64> {
+    std::fs::read(path)
+        .unwrap()
+        .chunks_exact(8)
+        .map(|b| i64::from_le_bytes(b.try_into().unwrap()))
+        .collect()
+}
+
+fn percentile(samples: &mut [f64], p: f64) -> f64 {
+    samples.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    samples[((samples.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn index_bench(dir: &Path, m: u32, ef_construction: u32) -> Value {
+    let base = read_f32(&dir.join("base.f32"));
+    let queries = read_f32(&dir.join("queries.f32"));
+    let truth = read_i64(&dir.join("gt.i64"));
+    let n = base.len() / DIMENSION;
+    let labels: Vec<i64> = (0..n as i64).collect();
+    let params = HnswParams {
+        threshold: 1,
+        m,
+        ef_construction,
+        ..HnswParams::default()
+    };
+    let started = Instant::now();
+    let mut index = VectorIndex::build(DIMENSION, &labels, &base, params).unwrap();
+    let build = started.elapsed().as_secs_f64();
+    assert_eq!(index.kind(), IndexKind::Hnsw);
+    let mut sweep = Vec::new();
+    for ef in EF_SWEEP {
+        index.set_ef_search(ef).unwrap();
+        let started = Instant::now();
+        let mut found = 0usize;
+        for (q, query) in queries.chunks(DIMENSION).enumerate() {
+            let hits = index.search(query, 10).unwrap();
+            let truth = &truth[q * 10..q * 10 + 10];
+            found += hits.iter().filter(|h| truth.contains(&h.0)).count();
+        }
+        let secs = started.elapsed().as_secs_f64();
+        let nq = queries.len() / DIMENSION;
+        sweep.push(
+            json!({ "ef": ef, "qps": nq as f64 / secs, "recall": found as f64 / (nq * 10) as f64 }),
+        );
+    }
+    json!({ "name": "ocg-embed (faiss crate, static)", "build_s": build, "sweep": sweep })
+}
+
+struct Service {
+    child: Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_service(bin_dir: &Path) -> Service {
+    let (llama, model) = ocg_tests::embedding_model();
+    let dir = tempfile::tempdir().unwrap();
+    let port = ocg_tests::free_port();
+    let child = std::process::Command::new(bin_dir.join("ocg-embedding"))
+        .env("OCG_PID_DIR", dir.path())
+        .env("OCG_LOG_DIR", dir.path())
+        .env("OCG_DATA_DIR", dir.path().join("data"))
+        .env("OCG_EMBEDDING_PORT", port.to_string())
+        .env("OCG_EMBEDDING_PORT_MAX", (port + 20).to_string())
+        .env("LLAMA_SERVER_BIN", llama)
+        .env("EMBEDDING_MODEL_PATH", model)
+        .env("OCG_EMBED_MAX_BATCH", "1000")
+        .env("OCG_START_TIMEOUT", "60")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let addr = dir.path().join("ocg-embedding.addr");
+    assert!(ocg_tests::wait_until(Duration::from_secs(90), || addr.is_file()));
+    let url = std::fs::read_to_string(&addr).unwrap().trim().to_owned();
+    Service {
+        child,
+        url,
+        _dir: dir,
+    }
+}
+
+/// One timed POST, in milliseconds.
+async fn timed(http: &reqwest::Client, url: &str, body: &Value) -> f64 {
+    let started = Instant::now();
+    let response = http.post(url).json(body).send().await.unwrap();
+    assert!(
+        response.status().is_success(),
+        "{url}: {}",
+        response.status()
+    );
+    response.bytes().await.unwrap();
+    started.elapsed().as_secs_f64() * 1000.0
+}
+
+/// Time `targets` in interleaved rounds (so drift in the machine's load hits
+/// them alike), after `warmup` untimed rounds; the samples of each.
+async fn rounds(
+    http: &reqwest::Client,
+    targets: &[(String, Value)],
+    warmup: usize,
+    runs: usize,
+) -> Vec<Vec<f64>> {
+    let mut samples = vec![Vec::with_capacity(runs); targets.len()];
+    for round in 0..warmup + runs {
+        for (i, (url, body)) in targets.iter().enumerate() {
+            let ms = timed(http, url, body).await;
+            if round >= warmup {
+                samples[i].push(ms);
+            }
+        }
+    }
+    samples
+}
+
+async fn http_bench(dir: &Path, bin_dir: &Path) -> Value {
+    let service = start_service(bin_dir);
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let info: Value = http
+        .get(format!("{}/info", service.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let llama = format!("http://127.0.0.1:{}", info["llama"]["port"]);
+    let sentence = "The quick brown fox jumps over the lazy dog.";
+    let single = [
+        (
+            format!("{llama}/v1/embeddings"),
+            json!({ "input": [sentence] }),
+        ),
+        (
+            format!("{}/embed", service.url),
+            json!({ "text": sentence }),
+        ),
+        (
+            format!("{}/v1/embeddings", service.url),
+            json!({ "input": sentence }),
+        ),
+    ];
+    let mut latencies = rounds(&http, &single, 20, 300).await;
+    let texts: Vec<String> = (0..64)
+        .map(|i| {
+            format!(
+                "Sentence number {i} is about topic {} and a few more words.",
+                i % 7
+            )
+        })
+        .collect();
+    let batch = [
+        (format!("{llama}/v1/embeddings"), json!({ "input": texts })),
+        (format!("{}/embed", service.url), json!({ "texts": texts })),
+        (
+            format!("{}/v1/embeddings", service.url),
+            json!({ "input": texts }),
+        ),
+    ];
+    let batches = rounds(&http, &batch, 1, 21).await;
+    let stats = |i: usize, latencies: &mut Vec<Vec<f64>>| {
+        // Median batch time: robust to other work on a shared machine.
+        let throughput = 64.0 / (percentile(&mut batches[i].clone(), 0.5) / 1000.0);
+        json!({
+            "p50": percentile(&mut latencies[i], 0.5),
+            "p99": percentile(&mut latencies[i], 0.99),
+            "tp": throughput,
+        })
+    };
+    let (direct, embed, openai) = (
+        stats(0, &mut latencies),
+        stats(1, &mut latencies),
+        stats(2, &mut latencies),
+    );
+
+    // /search end to end on a 100k collection, by vector.
+    let base = read_f32(&dir.join("base.f32"));
+    let queries = read_f32(&dir.join("queries.f32"));
+    let started = Instant::now();
+    for (chunk_index, chunk) in base.chunks(DIMENSION * 1000).enumerate() {
+        let items: Vec<Value> = chunk
+            .chunks(DIMENSION)
+            .enumerate()
+            .map(|(i, v)| json!({ "id": format!("i{}", chunk_index * 1000 + i), "vector": v }))
+            .collect();
+        let response = http
+            .post(format!("{}/collections/bench/items", service.url))
+            .json(&json!({ "items": items }))
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            response.status().is_success(),
+            "{}",
+            response.text().await.unwrap()
+        );
+    }
+    let load = started.elapsed().as_secs_f64();
+    let mut samples = Vec::new();
+    for (q, query) in queries.chunks(DIMENSION).enumerate().take(1000) {
+        let started = Instant::now();
+        let response = http
+            .post(format!("{}/search", service.url))
+            .json(&json!({ "collection": "bench", "vector": query, "top_k": 10 }))
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success());
+        response.bytes().await.unwrap();
+        if q >= 50 {
+            samples.push(started.elapsed().as_secs_f64() * 1000.0);
+        }
+    }
+    let search = (
+        percentile(&mut samples, 0.5),
+        percentile(&mut samples, 0.99),
+    );
+    json!({
+        "direct": direct,
+        "embed": embed,
+        "openai": openai,
+        "search": { "p50": search.0, "p99": search.1, "load_s": load },
+    })
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let dir = PathBuf::from(
+        args.get(2)
+            .expect("usage: bench-embedding index|http <dir>"),
+    );
+    let bin_dir = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .to_owned();
+    let result = match args[1].as_str() {
+        "index" => {
+            let m = std::env::var("HNSW_M")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(32);
+            let efc = std::env::var("HNSW_EFC")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(40);
+            tokio::task::spawn_blocking(move || index_bench(&dir, m, efc))
+                .await
+                .unwrap()
+        }
+        "http" => http_bench(&dir, &bin_dir).await,
+        other => panic!("unknown mode {other}"),
+    };
+    println!("{result}");
+}

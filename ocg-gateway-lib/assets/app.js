@@ -1,0 +1,1696 @@
+// OCG web UI: sign in, chat with streamed answers over one WebSocket, sessions,
+// status. Plain browser JavaScript: no build step, no dependencies.
+//
+// Safety: text from the model, tools or the server is never parsed as HTML.
+// Every node is built with createElement/textContent; the Markdown renderer
+// below produces only a whitelist of elements, and links only for http(s).
+(() => {
+  'use strict';
+
+  // ---------------------------------------------------------------- helpers
+
+  const $ = (id) => document.getElementById(id);
+  const SVG_NS = 'http://www.w3.org/2000/svg';
+
+  /** Build an element. `attrs`: class, text, on<event>, or plain attributes. */
+  function el(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    if (attrs) {
+      for (const [key, value] of Object.entries(attrs)) {
+        if (value == null || value === false) continue;
+        if (key === 'class') node.className = value;
+        else if (key === 'text') node.textContent = value;
+        else if (key.startsWith('on') && typeof value === 'function') {
+          node.addEventListener(key.slice(2), value);
+        } else node.setAttribute(key, value === true ? '' : String(value));
+      }
+    }
+    for (const child of children) {
+      if (child != null && child !== false) node.append(child); // strings become text nodes
+    }
+    return node;
+  }
+
+  const ICONS = {
+    edit: ['M4 20h4L19 9a2.8 2.8 0 0 0-4-4L4 16v4z', 'M13.5 6.5l4 4'],
+    trash: ['M4 7h16', 'M10 11v6M14 11v6', 'M6 7l1 12a2 2 0 0 0 2 2h6a2 2 0 0 0 2-2l1-12', 'M9 7V5a1 1 0 0 1 1-1h4a1 1 0 0 1 1 1v2'],
+    copy: ['M9 9h10v10H9z', 'M5 15V5h10'],
+    check: ['M5 12l5 5L20 7'],
+    tool: ['M14.7 6.3a4 4 0 0 0-5.4 5.2L4 16.8V20h3.2l5.3-5.3a4 4 0 0 0 5.2-5.4l-2.5 2.5-2.5-.5-.5-2.5z'],
+    chevron: ['M9 6l6 6-6 6'],
+    alert: ['M12 8v5', 'M12 16.5v.5', 'M10.3 3.9L2.5 18a2 2 0 0 0 1.7 3h15.6a2 2 0 0 0 1.7-3L13.7 3.9a2 2 0 0 0-3.4 0z'],
+    x: ['M6 6l12 12M18 6L6 18'],
+  };
+
+  function icon(name, extraClass) {
+    const svg = document.createElementNS(SVG_NS, 'svg');
+    svg.setAttribute('viewBox', '0 0 24 24');
+    svg.setAttribute('class', extraClass ? `icon ${extraClass}` : 'icon');
+    svg.setAttribute('aria-hidden', 'true');
+    svg.setAttribute('focusable', 'false');
+    for (const d of ICONS[name]) {
+      const path = document.createElementNS(SVG_NS, 'path');
+      path.setAttribute('d', d);
+      svg.append(path);
+    }
+    return svg;
+  }
+
+  function randomId(length) {
+    const alphabet = 'abcdefghijklmnopqrstuvwxyz0123456789';
+    const bytes = new Uint8Array(length);
+    crypto.getRandomValues(bytes);
+    let out = '';
+    for (const b of bytes) out += alphabet[b % alphabet.length];
+    return out;
+  }
+
+  let requestCounter = 0;
+  const newRequestId = () => `r${++requestCounter}-${randomId(6)}`;
+
+  const sessionPath = (key) => `/api/sessions/${encodeURIComponent(key)}`;
+
+  function formatRelative(ms) {
+    if (!ms) return '';
+    const diff = Date.now() - ms;
+    if (diff < 45e3) return 'just now';
+    if (diff < 3600e3) return `${Math.max(1, Math.round(diff / 60e3))} min ago`;
+    if (diff < 86400e3) return `${Math.round(diff / 3600e3)} h ago`;
+    if (diff < 2 * 86400e3) return 'yesterday';
+    const date = new Date(ms);
+    const sameYear = date.getFullYear() === new Date().getFullYear();
+    return date.toLocaleDateString(undefined, sameYear
+      ? { month: 'short', day: 'numeric' }
+      : { year: 'numeric', month: 'short', day: 'numeric' });
+  }
+
+  function formatTime(ms) {
+    if (!ms) return '';
+    return new Date(ms).toLocaleString(undefined, {
+      month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit',
+    });
+  }
+
+  function formatUptime(secs) {
+    if (typeof secs !== 'number' || !isFinite(secs)) return '—';
+    const s = Math.max(0, Math.floor(secs));
+    const d = Math.floor(s / 86400);
+    const h = Math.floor((s % 86400) / 3600);
+    const m = Math.floor((s % 3600) / 60);
+    if (d) return `${d} d ${h} h`;
+    if (h) return `${h} h ${m} min`;
+    if (m) return `${m} min ${s % 60} s`;
+    return `${s} s`;
+  }
+
+  function prettyJson(value) {
+    if (value === undefined) return '';
+    if (typeof value === 'string') {
+      try { return JSON.stringify(JSON.parse(value), null, 2); } catch { return value; }
+    }
+    try { return JSON.stringify(value, null, 2); } catch { return String(value); }
+  }
+
+  const MAX_TOOL_TEXT = 20000;
+  const clip = (text) => (text.length > MAX_TOOL_TEXT
+    ? `${text.slice(0, MAX_TOOL_TEXT)}\n… (${text.length - MAX_TOOL_TEXT} more characters)`
+    : text);
+
+  let srTimer = 0;
+  /** Say something to screen readers (polite). */
+  function announce(text) {
+    const region = $('sr-status');
+    region.textContent = '';
+    clearTimeout(srTimer);
+    srTimer = setTimeout(() => { region.textContent = text; }, 50);
+  }
+
+  let toastTimer = 0;
+  function toast(text) {
+    const node = $('toast');
+    node.textContent = text;
+    node.hidden = false;
+    clearTimeout(toastTimer);
+    toastTimer = setTimeout(() => { node.hidden = true; }, 6000);
+  }
+
+  async function copyText(text, from) {
+    try {
+      if (navigator.clipboard && window.isSecureContext) {
+        await navigator.clipboard.writeText(text);
+        return true;
+      }
+    } catch { /* fall back below */ }
+    // Fallback for plain-HTTP origins: select the rendered text and copy it.
+    try {
+      const selection = window.getSelection();
+      const range = document.createRange();
+      range.selectNodeContents(from);
+      selection.removeAllRanges();
+      selection.addRange(range);
+      const ok = document.execCommand('copy');
+      selection.removeAllRanges();
+      return ok;
+    } catch {
+      return false;
+    }
+  }
+
+  // ----------------------------------------------------------- markdown
+
+  /**
+   * A small, safe Markdown renderer. Produces only: p, br, strong, em, code,
+   * pre (fenced code with a copy button), ul/ol/li, h3–h6, and a (http/https
+   * only, target=_blank, rel=noopener noreferrer). All text goes in through
+   * text nodes, so nothing the model writes is ever parsed as HTML.
+   */
+  const Markdown = (() => {
+    const LIST_RE = /^([ \t]*)([-*+]|\d{1,9}[.)])[ \t]+(.*)$/;
+    const FENCE_RE = /^ {0,3}(`{3,}|~{3,})[ \t]*([^`\s]*)[^`]*$/;
+    const HEADING_RE = /^ {0,3}(#{1,6})[ \t]+(.*?)(?:[ \t]+#+)?[ \t]*$/;
+    const BLANK_RE = /^[ \t]*$/;
+    const PUNCT_RE = /[!-/:-@[-`{-~]/;
+    const WORD_RE = /[\p{L}\p{N}]/u;
+
+    const indentOf = (spaces) => spaces.replace(/\t/g, '    ').length;
+
+    function safeUrl(raw) {
+      try {
+        const url = new URL(raw);
+        return url.protocol === 'http:' || url.protocol === 'https:' ? url.href : null;
+      } catch {
+        return null;
+      }
+    }
+
+    function link(href, text) {
+      const a = el('a', { href, target: '_blank', rel: 'noopener noreferrer' });
+      a.append(text);
+      return a;
+    }
+
+    /** Plain text with newlines as <br>. */
+    function appendText(parent, text) {
+      const lines = text.split('\n');
+      lines.forEach((line, i) => {
+        if (i) parent.append(el('br'));
+        if (line) parent.append(line);
+      });
+    }
+
+    /** The closing delimiter of emphasis opened at `from`, or -1. */
+    function findClose(src, from, delim) {
+      const single = delim.length === 1;
+      const ch = delim[0];
+      for (let j = from + 1; j <= src.length - delim.length; j++) {
+        if (src[j] === '\\') { j++; continue; }
+        if (src[j] === '`') { // skip code spans
+          const end = src.indexOf('`', j + 1);
+          if (end === -1) return -1;
+          j = end;
+          continue;
+        }
+        if (!src.startsWith(delim, j)) continue;
+        if (/\s/.test(src[j - 1])) continue;
+        if (single) {
+          if (src[j + 1] === ch) { j++; continue; } // a ** inside *…*
+          if (ch === '_' && WORD_RE.test(src[j + 1] || '')) continue;
+        } else {
+          // In a run like `***`, the last two close (the first one ends an inner *…*).
+          while (src[j + 2] === ch) j++;
+          if (ch === '_' && WORD_RE.test(src[j + 2] || '')) continue;
+        }
+        return j;
+      }
+      return -1;
+    }
+
+    function inline(src, parent, inLink) {
+      let buf = '';
+      const flush = () => { if (buf) { appendText(parent, buf); buf = ''; } };
+      let i = 0;
+      while (i < src.length) {
+        const c = src[i];
+        // Backslash escapes.
+        if (c === '\\' && i + 1 < src.length && PUNCT_RE.test(src[i + 1])) {
+          buf += src[i + 1];
+          i += 2;
+          continue;
+        }
+        // Code spans: a run of n backticks up to the next run of exactly n.
+        if (c === '`') {
+          let n = 1;
+          while (src[i + n] === '`') n++;
+          let j = i + n;
+          let close = -1;
+          while ((j = src.indexOf('`', j)) !== -1) {
+            let m = 1;
+            while (src[j + m] === '`') m++;
+            if (m === n) { close = j; break; }
+            j += m;
+          }
+          if (close !== -1) {
+            flush();
+            let code = src.slice(i + n, close).replace(/\n/g, ' ');
+            if (code.length > 2 && code[0] === ' ' && code[code.length - 1] === ' ' && code.trim()) {
+              code = code.slice(1, -1);
+            }
+            parent.append(el('code', { text: code }));
+            i = close + n;
+            continue;
+          }
+          buf += src.slice(i, i + n);
+          i += n;
+          continue;
+        }
+        // Strong: **text** or __text__.
+        if ((c === '*' || c === '_') && src[i + 1] === c && src[i + 2] && !/\s/.test(src[i + 2])
+            && !(c === '_' && WORD_RE.test(src[i - 1] || ''))) {
+          const close = findClose(src, i + 2, c + c);
+          if (close !== -1) {
+            flush();
+            const strong = el('strong');
+            inline(src.slice(i + 2, close), strong, inLink);
+            parent.append(strong);
+            i = close + 2;
+            continue;
+          }
+        }
+        // Emphasis: *text* or _text_.
+        if ((c === '*' || c === '_') && src[i + 1] && !/\s/.test(src[i + 1]) && src[i + 1] !== c
+            && !(c === '_' && WORD_RE.test(src[i - 1] || ''))) {
+          const close = findClose(src, i, c);
+          if (close !== -1 && close > i + 1) {
+            flush();
+            const em = el('em');
+            inline(src.slice(i + 1, close), em, inLink);
+            parent.append(em);
+            i = close + 1;
+            continue;
+          }
+        }
+        // Links: [text](http(s)://…). Any other scheme stays literal text.
+        if (c === '[' && !inLink) {
+          const mid = src.indexOf('](', i + 1);
+          const end = mid === -1 ? -1 : src.indexOf(')', mid + 2);
+          if (mid !== -1 && end !== -1 && !src.slice(i + 1, mid).includes('\n')) {
+            let target = src.slice(mid + 2, end).trim().split(/\s+/)[0] || '';
+            if (target.startsWith('<') && target.endsWith('>')) target = target.slice(1, -1);
+            const href = safeUrl(target);
+            if (href) {
+              flush();
+              const a = link(href, '');
+              inline(src.slice(i + 1, mid), a, true);
+              if (!a.childNodes.length) a.append(target);
+              parent.append(a);
+              i = end + 1;
+              continue;
+            }
+          }
+        }
+        // Bare URLs.
+        if (!inLink && (c === 'h' || c === 'H') && (i === 0 || /[\s(<[{"'*_]/.test(src[i - 1]))) {
+          const m = /^https?:\/\/[^\s<>"'`]+/i.exec(src.slice(i));
+          if (m) {
+            let url = m[0];
+            while (/[.,;:!?*_)\]]$/.test(url)) {
+              if (url.endsWith(')') && (url.match(/\(/g) || []).length >= (url.match(/\)/g) || []).length) break;
+              url = url.slice(0, -1);
+            }
+            const href = safeUrl(url);
+            if (href && url.length > 8) {
+              flush();
+              parent.append(link(href, url));
+              i += url.length;
+              continue;
+            }
+          }
+        }
+        buf += c;
+        i++;
+      }
+      flush();
+    }
+
+    function codeBlock(code, lang) {
+      const codeEl = el('code', { text: code });
+      const pre = el('pre', { tabindex: '0' }, codeEl);
+      const label = (lang || '').replace(/[^\w+#.-]/g, '').slice(0, 24);
+      const button = el('button', {
+        type: 'button', class: 'copy-btn', 'aria-label': label ? `Copy ${label} code` : 'Copy code',
+      }, icon('copy'), el('span', { class: 'copy-label', text: 'Copy' }));
+      button.addEventListener('click', async () => {
+        const ok = await copyText(code, codeEl);
+        const labelEl = button.querySelector('.copy-label');
+        labelEl.textContent = ok ? 'Copied' : 'Copy failed';
+        button.classList.toggle('copied', ok);
+        announce(ok ? 'Code copied' : 'Could not copy');
+        setTimeout(() => { labelEl.textContent = 'Copy'; button.classList.remove('copied'); }, 1600);
+      });
+      return el('div', { class: 'codeblock' },
+        el('div', { class: 'codeblock-head' }, el('span', { class: 'codeblock-lang', text: label || 'code' }), button),
+        pre);
+    }
+
+    function isBlockStart(line) {
+      return FENCE_RE.test(line) || HEADING_RE.test(line) || LIST_RE.test(line);
+    }
+
+    function parseList(lines, start, container) {
+      const first = LIST_RE.exec(lines[start]);
+      const base = indentOf(first[1]);
+      const ordered = /\d/.test(first[2]);
+      const list = el(ordered ? 'ol' : 'ul');
+      if (ordered) {
+        const n = parseInt(first[2], 10);
+        if (n !== 1) list.setAttribute('start', String(n));
+      }
+      let item = null;
+      let text = [];
+      const flushText = () => {
+        if (item && text.length) {
+          const span = el('span', { class: 'li-text' });
+          inline(text.join('\n'), span, false);
+          item.append(span);
+        }
+        text = [];
+      };
+      let i = start;
+      while (i < lines.length) {
+        const line = lines[i];
+        const m = LIST_RE.exec(line);
+        if (m) {
+          const indent = indentOf(m[1]);
+          if (indent < base) break;
+          if (indent >= base + 2 && item) {
+            flushText();
+            i = parseList(lines, i, item);
+            continue;
+          }
+          if (/\d/.test(m[2]) !== ordered) break;
+          flushText();
+          item = el('li');
+          list.append(item);
+          text = [m[3]];
+          i++;
+          continue;
+        }
+        if (BLANK_RE.test(line)) {
+          let j = i + 1;
+          while (j < lines.length && BLANK_RE.test(lines[j])) j++;
+          const next = j < lines.length ? LIST_RE.exec(lines[j]) : null;
+          if (next && indentOf(next[1]) >= base) { i = j; continue; }
+          break;
+        }
+        if (item && (indentOf(/^[ \t]*/.exec(line)[0]) > base || !isBlockStart(line))) {
+          text.push(line.trim());
+          i++;
+          continue;
+        }
+        break;
+      }
+      flushText();
+      container.append(list);
+      return i;
+    }
+
+    /** Render `src` into a DocumentFragment. */
+    function render(src) {
+      const frag = document.createDocumentFragment();
+      const lines = String(src).replace(/\r\n?/g, '\n').split('\n');
+      let para = [];
+      const flushPara = () => {
+        if (para.length) {
+          const p = el('p');
+          inline(para.join('\n'), p, false);
+          frag.append(p);
+          para = [];
+        }
+      };
+      let i = 0;
+      while (i < lines.length) {
+        const line = lines[i];
+        let m = FENCE_RE.exec(line);
+        if (m) {
+          flushPara();
+          const fence = m[1];
+          const closing = new RegExp('^ {0,3}' + fence[0] + '{' + fence.length + ',}[ \\t]*$');
+          const body = [];
+          i++;
+          while (i < lines.length && !closing.test(lines[i])) body.push(lines[i++]);
+          i++; // the closing fence (or the end of an unfinished stream)
+          frag.append(codeBlock(body.join('\n'), m[2]));
+          continue;
+        }
+        if (BLANK_RE.test(line)) { flushPara(); i++; continue; }
+        m = HEADING_RE.exec(line);
+        if (m) {
+          flushPara();
+          const h = el(`h${Math.min(6, m[1].length + 2)}`);
+          inline(m[2], h, false);
+          frag.append(h);
+          i++;
+          continue;
+        }
+        if (LIST_RE.test(line)) {
+          flushPara();
+          i = parseList(lines, i, frag);
+          continue;
+        }
+        para.push(line);
+        i++;
+      }
+      flushPara();
+      return frag;
+    }
+
+    return { render, safeUrl };
+  })();
+
+  // ------------------------------------------------------------------ HTTP
+
+  class HttpError extends Error {
+    constructor(status, message, code) {
+      super(message);
+      this.status = status;
+      this.code = code || '';
+    }
+  }
+
+  async function api(method, path, body) {
+    const init = { method, credentials: 'same-origin', headers: { Accept: 'application/json' } };
+    if (body !== undefined) {
+      init.headers['Content-Type'] = 'application/json';
+      init.body = JSON.stringify(body);
+    }
+    let response;
+    try {
+      response = await fetch(path, init);
+    } catch {
+      throw new HttpError(0, 'Cannot reach the gateway.');
+    }
+    if (response.status === 401) {
+      sessionEnded();
+      throw new HttpError(401, 'Signed out.', 'unauthorized');
+    }
+    if (!response.ok) {
+      let message = `HTTP ${response.status}`;
+      let code = '';
+      try {
+        const data = await response.json();
+        if (data && data.error) {
+          message = data.error.message || message;
+          code = data.error.code || '';
+        }
+      } catch { /* not JSON */ }
+      throw new HttpError(response.status, message, code);
+    }
+    if (response.status === 204) return null;
+    const type = response.headers.get('content-type') || '';
+    return type.includes('json') ? response.json() : response.text();
+  }
+
+  // ----------------------------------------------------------------- state
+
+  const state = {
+    authed: false,
+    view: 'chat',
+    sessions: [],         // {key, title, updated_at_ms, messages, archived, local, titlePending}
+    current: null,
+    editing: null,        // key whose title is being edited
+    editDraft: '',
+    confirming: null,     // key whose deletion awaits confirmation
+    turns: new Map(),     // request id -> Turn
+    loadSeq: 0,
+    historyOffset: 0,
+    ws: null,
+    wsAttempts: 0,
+    wsOpenedAt: 0,
+    reconnectTimer: 0,
+    countdownTimer: 0,
+    pingTimer: 0,
+    outbox: [],
+    statusTimer: 0,
+    statusLoading: false,
+    stick: true,
+    sessionsTimer: 0,
+  };
+
+  const STORAGE_KEY = 'ocg.currentSession';
+  const PHONE = window.matchMedia('(max-width: 760px)');
+
+  const findSession = (key) => state.sessions.find((s) => s.key === key) || null;
+  const activeTurn = (key) => {
+    for (const turn of state.turns.values()) if (turn.session === key && !turn.finished) return turn;
+    return null;
+  };
+  const sessionLabel = (s) => (s.title && s.title.trim()) || (s.local ? 'New chat' : s.key);
+
+  // ------------------------------------------------------------- sign in
+
+  function showView(name) {
+    $('boot').hidden = true;
+    $('login-view').hidden = name !== 'login';
+    $('app-view').hidden = name !== 'app';
+  }
+
+  function showLogin(message) {
+    state.authed = false;
+    showView('login');
+    const error = $('login-error');
+    error.textContent = message || '';
+    error.classList.toggle('info', Boolean(message));
+    $('token').focus();
+  }
+
+  async function onLogin(event) {
+    event.preventDefault();
+    const input = $('token');
+    const button = $('login-btn');
+    const error = $('login-error');
+    error.classList.remove('info');
+    const token = input.value.trim();
+    if (!token) {
+      error.textContent = 'Enter the access token.';
+      input.focus();
+      return;
+    }
+    button.disabled = true;
+    button.textContent = 'Signing in…';
+    error.textContent = '';
+    try {
+      const response = await fetch('/login', {
+        method: 'POST',
+        credentials: 'same-origin',
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ token }),
+      });
+      if (response.ok) {
+        input.value = '';
+        enterApp();
+        return;
+      }
+      if (response.status === 401) error.textContent = 'That token was not accepted. Check it and try again.';
+      else if (response.status === 429) error.textContent = 'Too many attempts. Wait a minute, then try again.';
+      else error.textContent = `Sign-in failed (HTTP ${response.status}).`;
+      input.select();
+      input.focus();
+    } catch {
+      error.textContent = 'Cannot reach the gateway. Is it running?';
+    } finally {
+      button.disabled = false;
+      button.textContent = 'Sign in';
+    }
+  }
+
+  async function logout() {
+    try {
+      await fetch('/logout', { method: 'POST', credentials: 'same-origin' });
+    } catch { /* signed out locally all the same */ }
+    teardown();
+    showLogin('You are signed out.');
+  }
+
+  /** The cookie stopped working (logout elsewhere, token rotated). */
+  function sessionEnded() {
+    if (!state.authed) return;
+    teardown();
+    showLogin('Your session ended. Sign in again.');
+  }
+
+  function teardown() {
+    state.authed = false;
+    closeSocket();
+    stopStatusPolling();
+    clearTimeout(state.sessionsTimer);
+    state.turns.clear();
+    state.outbox = [];
+    state.sessions = [];
+    state.current = null;
+    state.editing = null;
+    state.confirming = null;
+    clearMessages();
+    renderSessions();
+  }
+
+  function enterApp() {
+    state.authed = true;
+    state.wsAttempts = 0;
+    state.wsOpenedAt = 0;
+    showView('app');
+    connectSocket();
+    route();
+    loadSessions(true);
+  }
+
+  // --------------------------------------------------------------- routing
+
+  function route() {
+    const view = location.hash === '#status' ? 'status' : 'chat';
+    state.view = view;
+    $('chat-view').hidden = view !== 'chat';
+    $('status-view').hidden = view !== 'status';
+    $('tab-chat').toggleAttribute('aria-current', false);
+    $('tab-status').toggleAttribute('aria-current', false);
+    $(view === 'chat' ? 'tab-chat' : 'tab-status').setAttribute('aria-current', 'page');
+    $('menu-btn').hidden = view !== 'chat';
+    document.title = view === 'status' ? 'Status · OCG' : 'OCG';
+    if (view === 'status') startStatusPolling();
+    else {
+      stopStatusPolling();
+      closeDrawer(false);
+    }
+  }
+
+  // ---------------------------------------------------------------- drawer
+
+  function syncDrawer() {
+    const open = document.body.classList.contains('drawer-open');
+    const sidebar = $('sidebar');
+    $('menu-btn').setAttribute('aria-expanded', String(open));
+    $('menu-btn').setAttribute('aria-label', open ? 'Hide chats' : 'Show chats');
+    $('backdrop').hidden = !(open && PHONE.matches);
+    sidebar.inert = PHONE.matches && !open;
+  }
+
+  function openDrawer() {
+    document.body.classList.add('drawer-open');
+    syncDrawer();
+    const target = $('session-list').querySelector('[aria-current="true"]') || $('new-chat');
+    target.focus();
+  }
+
+  function closeDrawer(focusMenu) {
+    if (!document.body.classList.contains('drawer-open')) return;
+    document.body.classList.remove('drawer-open');
+    syncDrawer();
+    if (focusMenu) $('menu-btn').focus();
+  }
+
+  // -------------------------------------------------------------- sessions
+
+  async function loadSessions(selectAfter) {
+    let list;
+    try {
+      list = await api('GET', '/api/sessions');
+    } catch (error) {
+      // Offline shows in the connection badge; say more only when asked.
+      if (error.status !== 401 && (selectAfter || error.status !== 0)) toast(`Could not load chats: ${error.message}`);
+      list = null;
+    }
+    if (!state.authed) return;
+    if (Array.isArray(list)) {
+      const known = new Map(state.sessions.map((s) => [s.key, s]));
+      const fresh = list.filter((s) => s && typeof s.key === 'string').map((s) => {
+        const old = known.get(s.key);
+        const entry = {
+          key: s.key,
+          title: s.title || null,
+          updated_at_ms: Number(s.updated_at_ms) || 0,
+          messages: Number(s.messages) || 0,
+          archived: Number(s.archived) || 0,
+          local: false,
+          titlePending: false,
+        };
+        // A rename made while the first turn was running is applied after it.
+        if (old && old.titlePending) {
+          entry.title = old.title;
+          entry.titlePending = true;
+        }
+        return entry;
+      });
+      const freshKeys = new Set(fresh.map((s) => s.key));
+      // Chats not started yet exist only here; keep the open one even if the
+      // list lags behind.
+      const locals = state.sessions.filter((s) => (s.local || s.key === state.current) && !freshKeys.has(s.key));
+      state.sessions = [...locals, ...fresh];
+      sortSessions();
+    }
+    if (selectAfter) {
+      const saved = localStorage.getItem(STORAGE_KEY);
+      const pick = (saved && findSession(saved)) || state.sessions[0];
+      if (pick) selectSession(pick.key);
+      else newChat(false);
+    } else {
+      renderSessions();
+      renderChatHead();
+    }
+  }
+
+  function refreshSessionsSoon() {
+    clearTimeout(state.sessionsTimer);
+    state.sessionsTimer = setTimeout(() => loadSessions(false), 400);
+  }
+
+  function sortSessions() {
+    state.sessions.sort((a, b) => (b.updated_at_ms || 0) - (a.updated_at_ms || 0) || a.key.localeCompare(b.key));
+  }
+
+  function renderSessions() {
+    const list = $('session-list');
+    const focusedKey = document.activeElement && document.activeElement.closest
+      && document.activeElement.closest('.session') ? document.activeElement.closest('.session').dataset.key : null;
+    const focusedRole = focusedKey ? document.activeElement.dataset.role : null;
+    state.rendering = true;
+    try {
+      list.replaceChildren(...state.sessions.map(sessionItem));
+    } finally {
+      state.rendering = false;
+    }
+    $('sessions-empty').hidden = state.sessions.length > 0;
+    if (state.editing) {
+      const input = list.querySelector('.session-rename input');
+      if (input) {
+        input.focus();
+        if (state.editFresh) input.select(); // typing replaces the old title
+        else input.setSelectionRange(input.value.length, input.value.length);
+        state.editFresh = false;
+      }
+    } else if (state.confirming) {
+      const cancel = list.querySelector('.session-confirm [data-role="cancel"]');
+      if (cancel) cancel.focus();
+    } else if (focusedKey) {
+      const item = [...list.children].find((li) => li.dataset.key === focusedKey);
+      const target = item && (item.querySelector(`[data-role="${focusedRole}"]`) || item.querySelector('.session-main'));
+      if (target) target.focus();
+    }
+  }
+
+  function sessionItem(s) {
+    const label = sessionLabel(s);
+    const active = s.key === state.current;
+    const li = el('li', { class: `session${active ? ' active' : ''}` });
+    li.dataset.key = s.key;
+    const busy = activeTurn(s.key);
+
+    if (state.editing === s.key) {
+      const input = el('input', {
+        type: 'text', class: 'field sm', maxlength: '200', 'aria-label': 'Chat title', value: state.editDraft,
+      });
+      input.value = state.editDraft;
+      let done = false;
+      const finish = (save) => {
+        if (done) return;
+        done = true;
+        state.editing = null;
+        if (save) renameSession(s.key, input.value);
+        else renderSessions();
+      };
+      input.addEventListener('input', () => { state.editDraft = input.value; });
+      input.addEventListener('keydown', (e) => {
+        if (e.key === 'Enter' && !e.isComposing) { e.preventDefault(); finish(true); }
+        else if (e.key === 'Escape') { e.preventDefault(); e.stopPropagation(); finish(false); }
+      });
+      input.addEventListener('blur', () => { if (!state.rendering) finish(true); });
+      const form = el('form', { class: 'session-rename', onsubmit: (e) => { e.preventDefault(); finish(true); } }, input);
+      li.append(form);
+      return li;
+    }
+
+    if (state.confirming === s.key) {
+      const cancel = () => { state.confirming = null; renderSessions(); };
+      const box = el('div', { class: 'session-confirm', role: 'group', 'aria-label': `Delete “${label}”?` },
+        el('span', { class: 'confirm-text', text: `Delete “${label.length > 40 ? `${label.slice(0, 39)}…` : label}”?` }),
+        el('button', {
+          type: 'button', class: 'btn danger sm', 'data-role': 'confirm-delete',
+          onclick: () => { state.confirming = null; deleteSession(s.key); },
+        }, 'Delete'),
+        el('button', { type: 'button', class: 'btn ghost sm', 'data-role': 'cancel', onclick: cancel }, 'Cancel'));
+      box.addEventListener('keydown', (e) => { if (e.key === 'Escape') { e.stopPropagation(); cancel(); } });
+      li.append(box);
+      return li;
+    }
+
+    const meta = [];
+    if (busy) meta.push('answering…');
+    else if (s.local) meta.push('not started');
+    else {
+      if (s.updated_at_ms) meta.push(formatRelative(s.updated_at_ms));
+      if (s.messages) meta.push(`${s.messages} message${s.messages === 1 ? '' : 's'}`);
+    }
+    const main = el('button', {
+      type: 'button', class: 'session-main', 'data-role': 'open', title: s.title ? `${s.title} (${s.key})` : s.key,
+      'aria-current': active ? 'true' : null,
+      onclick: () => selectSession(s.key, true),
+    },
+    el('span', { class: 'session-title', text: label }),
+    el('span', { class: 'session-meta', text: meta.join(' · ') }));
+    const rename = el('button', {
+      type: 'button', class: 'icon-btn sm', 'data-role': 'rename', 'aria-label': `Rename “${label}”`, title: 'Rename',
+      onclick: () => {
+        state.editing = s.key;
+        state.editDraft = s.title || '';
+        state.editFresh = true;
+        state.confirming = null;
+        renderSessions();
+      },
+    }, icon('edit'));
+    const del = el('button', {
+      type: 'button', class: 'icon-btn sm danger-hover', 'data-role': 'delete', 'aria-label': `Delete “${label}”`, title: 'Delete',
+      onclick: () => {
+        state.confirming = s.key;
+        state.editing = null;
+        renderSessions();
+      },
+    }, icon('trash'));
+    li.append(main, el('div', { class: 'session-actions' }, rename, del));
+    if (busy) li.classList.add('busy');
+    return li;
+  }
+
+  async function renameSession(key, rawTitle, force) {
+    const s = findSession(key);
+    const title = rawTitle.trim().replace(/\s+/g, ' ').slice(0, 200);
+    if (!s || !title || (title === s.title && !force)) { renderSessions(); return; }
+    const previous = s.title;
+    s.title = title;
+    renderSessions();
+    renderChatHead();
+    if (s.local) { s.titlePending = true; return; } // applied after its first answer
+    try {
+      await api('POST', `${sessionPath(key)}/rename`, { title });
+      s.titlePending = false;
+      announce(`Renamed to ${title}`);
+    } catch (error) {
+      if (error.status === 401) return;
+      s.title = previous;
+      renderSessions();
+      renderChatHead();
+      toast(`Could not rename: ${error.message}`);
+    }
+  }
+
+  async function deleteSession(key) {
+    const s = findSession(key);
+    if (!s) return;
+    const turn = activeTurn(key);
+    if (turn) cancelTurn(turn);
+    if (!s.local) {
+      try {
+        await api('DELETE', sessionPath(key));
+      } catch (error) {
+        if (error.status === 401) return;
+        if (error.status !== 404) {
+          toast(`Could not delete: ${error.message}`);
+          renderSessions();
+          return;
+        }
+      }
+    }
+    state.sessions = state.sessions.filter((x) => x.key !== key);
+    announce(`Deleted ${sessionLabel(s)}`);
+    if (state.current === key) {
+      const next = state.sessions[0];
+      if (next) selectSession(next.key);
+      else newChat(false);
+    } else renderSessions();
+  }
+
+  function newChat(focus) {
+    const current = findSession(state.current);
+    if (current && current.local && !activeTurn(current.key) && !$('messages').querySelector('.msg')) {
+      // The current chat is already empty: reuse it.
+      closeDrawer(false);
+      if (focus) $('input').focus();
+      return;
+    }
+    const s = {
+      key: `web:${randomId(12)}`,
+      title: null,
+      updated_at_ms: Date.now(),
+      messages: 0,
+      archived: 0,
+      local: true,
+      titlePending: false,
+    };
+    state.sessions.unshift(s);
+    selectSession(s.key, false);
+    if (focus) $('input').focus();
+  }
+
+  function renderChatHead() {
+    const s = findSession(state.current);
+    $('chat-title').textContent = s ? sessionLabel(s) : 'New chat';
+    $('chat-key').textContent = s && !s.local ? s.key : '';
+  }
+
+  async function selectSession(key, fromUser) {
+    const s = findSession(key);
+    if (!s) return;
+    state.current = key;
+    try { localStorage.setItem(STORAGE_KEY, key); } catch { /* private mode */ }
+    renderSessions();
+    renderChatHead();
+    if (fromUser) closeDrawer(false);
+    const seq = ++state.loadSeq;
+    clearMessages();
+    updateComposer();
+    if (!s.local) {
+      const loading = el('div', { class: 'loading-row' }, el('span', { class: 'spinner', 'aria-hidden': 'true' }), 'Loading messages…');
+      $('messages').append(loading);
+      setEmpty(false);
+      const limit = 500;
+      const offset = Math.max(0, (s.messages || 0) - limit);
+      let history;
+      try {
+        history = await api('GET', `${sessionPath(key)}/history?offset=${offset}&limit=${limit}`);
+      } catch (error) {
+        if (seq !== state.loadSeq) return;
+        loading.remove();
+        if (error.status === 401) return;
+        if (error.status === 404) {
+          $('messages').append(noticeRow('This chat no longer exists.'));
+        } else {
+          $('messages').append(noticeRow(`Could not load this chat: ${error.message}`, () => selectSession(key)));
+        }
+        return;
+      }
+      if (seq !== state.loadSeq) return;
+      loading.remove();
+      state.historyOffset = offset;
+      const frag = renderHistory(Array.isArray(history) ? history : []);
+      if (offset > 0) $('messages').append(earlierButton(key));
+      $('messages').append(frag);
+    }
+    // Turns still streaming in this session are not in the history yet.
+    for (const turn of state.turns.values()) {
+      if (turn.session === key && !turn.finished) $('messages').append(turn.userNode, turn.view.root);
+    }
+    setEmpty(!$('messages').querySelector('.msg'));
+    scrollToBottom(true);
+    updateComposer();
+    if (fromUser && !PHONE.matches) $('input').focus();
+  }
+
+  function earlierButton(key) {
+    const button = el('button', { type: 'button', class: 'btn ghost sm earlier' }, 'Show earlier messages');
+    button.addEventListener('click', async () => {
+      const end = state.historyOffset;
+      const start = Math.max(0, end - 500);
+      button.disabled = true;
+      try {
+        const page = await api('GET', `${sessionPath(key)}/history?offset=${start}&limit=${end - start}`);
+        if (state.current !== key) return;
+        state.historyOffset = start;
+        const box = $('messages');
+        const before = box.scrollHeight;
+        const frag = renderHistory(Array.isArray(page) ? page : []);
+        const anchor = button.nextSibling;
+        button.remove();
+        if (start > 0) box.insertBefore(earlierButton(key), anchor);
+        box.insertBefore(frag, anchor);
+        box.scrollTop += box.scrollHeight - before;
+      } catch (error) {
+        button.disabled = false;
+        if (error.status !== 401) toast(`Could not load earlier messages: ${error.message}`);
+      }
+    });
+    return el('div', { class: 'earlier-row' }, button);
+  }
+
+  function noticeRow(text, retry) {
+    return el('div', { class: 'notice-row' }, el('span', { text }),
+      retry ? el('button', { type: 'button', class: 'btn ghost sm', onclick: retry }, 'Retry') : null);
+  }
+
+  // -------------------------------------------------------------- messages
+
+  function clearMessages() {
+    const box = $('messages');
+    const empty = $('empty-chat');
+    box.replaceChildren(empty);
+    setEmpty(true);
+  }
+
+  function setEmpty(isEmpty) {
+    $('empty-chat').hidden = !isEmpty;
+  }
+
+  function isNearBottom() {
+    const box = $('messages');
+    return box.scrollHeight - box.scrollTop - box.clientHeight < 120;
+  }
+
+  function scrollToBottom(force) {
+    const box = $('messages');
+    if (force || isNearBottom()) box.scrollTop = box.scrollHeight;
+  }
+
+  function userMessage(text, at) {
+    return el('article', { class: 'msg user' },
+      el('span', { class: 'sr-only', text: 'You said:' }),
+      el('div', { class: 'bubble', title: at ? formatTime(at) : null, text }));
+  }
+
+  function toolChip(name, args) {
+    const stateEl = el('span', { class: 'tool-state', text: 'running' });
+    const details = el('details', { class: 'tool running' });
+    const summary = el('summary', { class: 'tool-summary' },
+      icon('chevron', 'tool-chevron'),
+      icon('tool'),
+      el('span', { class: 'tool-name', text: name || 'tool' }),
+      stateEl);
+    const body = el('div', { class: 'tool-body' });
+    if (args !== undefined) {
+      body.append(el('div', { class: 'tool-label', text: 'Arguments' }),
+        el('pre', { class: 'tool-pre', text: clip(prettyJson(args)) }));
+    }
+    details.append(summary, body);
+    return {
+      root: details,
+      setResult(result, ok) {
+        details.classList.remove('running');
+        details.classList.add(ok === false ? 'failed' : ok === true ? 'ok' : 'done');
+        stateEl.textContent = ok === false ? 'failed' : ok === true ? 'ok' : 'done';
+        if (result != null && result !== '') {
+          body.append(el('div', { class: 'tool-label', text: ok === false ? 'Error' : 'Result' }),
+            el('pre', { class: 'tool-pre', text: clip(typeof result === 'string' ? result : prettyJson(result)) }));
+        }
+      },
+    };
+  }
+
+  /** An assistant answer: text parts and tool groups, in the order they came. */
+  class AnswerView {
+    constructor() {
+      this.parts = [];
+      this.body = el('div', { class: 'msg-body' });
+      this.root = el('article', { class: 'msg assistant' },
+        el('span', { class: 'sr-only', text: 'Assistant:' }),
+        el('div', { class: 'avatar', 'aria-hidden': 'true' }),
+        this.body);
+      this.frame = 0;
+      this.typing = null;
+    }
+
+    setTyping(on) {
+      if (on && !this.typing) {
+        this.typing = el('div', { class: 'typing', 'aria-label': 'Thinking' },
+          el('span'), el('span'), el('span'));
+        this.body.append(this.typing);
+      } else if (!on && this.typing) {
+        this.typing.remove();
+        this.typing = null;
+      }
+    }
+
+    setStreaming(on) {
+      this.root.classList.toggle('streaming', on);
+      this.root.setAttribute('aria-busy', on ? 'true' : 'false');
+      if (!on) this.setTyping(false);
+    }
+
+    textPart(fresh) {
+      let last = this.parts[this.parts.length - 1];
+      if (fresh || !last || last.kind !== 'text') {
+        last = { kind: 'text', text: '', node: el('div', { class: 'md' }) };
+        this.parts.push(last);
+        this.body.insertBefore(last.node, this.typing);
+      }
+      return last;
+    }
+
+    appendDelta(text) {
+      if (!text) return;
+      this.setTyping(false);
+      const part = this.textPart(false);
+      part.text += text;
+      this.schedule(part);
+    }
+
+    appendText(text) {
+      const part = this.textPart(true);
+      part.text = text;
+      this.renderPart(part);
+    }
+
+    schedule(part) {
+      this.pending = part;
+      if (this.frame) return;
+      this.frame = requestAnimationFrame(() => this.flush());
+    }
+
+    flush() {
+      if (this.frame) cancelAnimationFrame(this.frame);
+      this.frame = 0;
+      if (this.pending) {
+        const stick = this.root.isConnected && isNearBottom();
+        this.renderPart(this.pending);
+        this.pending = null;
+        if (stick) scrollToBottom(true);
+      }
+    }
+
+    renderPart(part) {
+      part.node.replaceChildren(Markdown.render(part.text));
+    }
+
+    addTool(name, args) {
+      this.flush();
+      let last = this.parts[this.parts.length - 1];
+      if (!last || last.kind !== 'tools') {
+        last = { kind: 'tools', node: el('div', { class: 'tools' }) };
+        this.parts.push(last);
+        this.body.insertBefore(last.node, this.typing);
+      }
+      const chip = toolChip(name, args);
+      last.node.append(chip.root);
+      return chip;
+    }
+
+    hasText() {
+      return this.parts.some((p) => p.kind === 'text' && p.text.trim());
+    }
+
+    note(text, kind) {
+      this.body.append(el('div', { class: `msg-note ${kind || ''}`.trim(), text }));
+    }
+
+    error(code, message) {
+      this.flush();
+      const box = el('div', { class: 'error-box', role: 'alert' },
+        icon('alert'),
+        el('div', {},
+          el('div', { class: 'error-title', text: errorTitle(code) }),
+          el('div', { class: 'error-text', text: message || 'Something went wrong.' }),
+          code && code !== 'disconnected' ? el('div', { class: 'error-code', text: code }) : null));
+      this.body.append(box);
+    }
+  }
+
+  function errorTitle(code) {
+    const c = String(code || '');
+    if (c === 'disconnected') return 'Connection lost';
+    if (c.startsWith('llm')) return 'The model could not answer';
+    if (c === 'unavailable' || c === 'agent_unavailable') return 'The agent is unavailable';
+    if (c === 'cancelled' || c === 'canceled') return 'Stopped';
+    if (c === 'invalid_input' || c === 'bad_request') return 'The request was not accepted';
+    if (c === 'unauthorized') return 'Not signed in';
+    return 'Something went wrong';
+  }
+
+  function renderHistory(entries) {
+    const frag = document.createDocumentFragment();
+    let answer = null;
+    const chips = new Map();
+    for (const m of entries) {
+      if (!m || typeof m !== 'object') continue;
+      const content = typeof m.content === 'string' ? m.content : '';
+      if (m.role === 'user') {
+        frag.append(userMessage(content, m.created_at_ms));
+        answer = null;
+      } else if (m.role === 'assistant') {
+        if (!answer) {
+          answer = new AnswerView();
+          frag.append(answer.root);
+        }
+        if (content) answer.appendText(content);
+        for (const call of Array.isArray(m.tool_calls) ? m.tool_calls : []) {
+          chips.set(call.id, answer.addTool(call.name, call.arguments));
+        }
+        if (m.created_at_ms) answer.root.title = formatTime(m.created_at_ms);
+      } else if (m.role === 'tool') {
+        const chip = chips.get(m.tool_call_id);
+        if (chip) chip.setResult(content, null);
+        else {
+          if (!answer) {
+            answer = new AnswerView();
+            frag.append(answer.root);
+          }
+          answer.addTool('tool', undefined).setResult(content, null);
+        }
+      }
+      // System messages are not shown.
+    }
+    return frag;
+  }
+
+  // --------------------------------------------------------------- turns
+
+  function send() {
+    const input = $('input');
+    const text = input.value;
+    if (!text.trim() || !state.authed) return;
+    let s = findSession(state.current);
+    if (!s) {
+      newChat(false);
+      s = findSession(state.current);
+    }
+    if (activeTurn(s.key)) return;
+    const id = newRequestId();
+    const view = new AnswerView();
+    view.setStreaming(true);
+    view.setTyping(true);
+    const turn = {
+      id,
+      session: s.key,
+      text,
+      view,
+      userNode: userMessage(text, Date.now()),
+      tools: new Map(),
+      finished: false,
+      sent: false,
+    };
+    state.turns.set(id, turn);
+    setEmpty(false);
+    $('messages').append(turn.userNode, view.root);
+    scrollToBottom(true);
+    input.value = '';
+    autoGrow();
+    s.updated_at_ms = Date.now();
+    sortSessions();
+    renderSessions();
+    updateComposer();
+    announce('Message sent. Waiting for the answer.');
+    socketSend({ type: 'chat', id, session: s.key, text }, turn);
+  }
+
+  function handleEvent(msg) {
+    if (!msg || typeof msg !== 'object') return;
+    if (msg.type === 'pong' || msg.type === 'ping') return;
+    if (msg.type === 'error' && msg.id == null) {
+      // About the connection, not a request: the socket closes next.
+      if (['unauthorized', 'rate_limited', 'timeout'].includes(msg.code)) verifyAuth();
+      else toast(`The gateway could not read a message: ${msg.message || msg.code || 'error'}`);
+      return;
+    }
+    const turn = state.turns.get(msg.id);
+    if (!turn || turn.finished) return;
+    const view = turn.view;
+    const visible = turn.session === state.current;
+    const stick = visible && isNearBottom();
+    switch (msg.type) {
+      case 'delta':
+        view.appendDelta(typeof msg.text === 'string' ? msg.text : '');
+        break;
+      case 'tool_start': {
+        view.setTyping(false);
+        const chip = view.addTool(msg.name, msg.arguments);
+        turn.tools.set(msg.tool_id != null ? msg.tool_id : `#${turn.tools.size}`, chip);
+        view.setTyping(true);
+        break;
+      }
+      case 'tool_end': {
+        let chip = turn.tools.get(msg.tool_id);
+        if (!chip) chip = view.addTool(msg.name, undefined);
+        chip.setResult(msg.result, msg.ok !== false);
+        if (msg.ok === false) announce(`Tool ${msg.name || ''} failed`);
+        break;
+      }
+      case 'done':
+        finishTurn(turn, msg);
+        break;
+      case 'error':
+        failTurn(turn, msg.code, msg.message);
+        break;
+      default:
+        return;
+    }
+    if (stick && msg.type !== 'delta') scrollToBottom(true);
+  }
+
+  function endTurn(turn) {
+    turn.finished = true;
+    state.turns.delete(turn.id);
+    turn.view.flush();
+    turn.view.setStreaming(false);
+    const s = findSession(turn.session);
+    if (s) renderSessions();
+    updateComposer();
+  }
+
+  function finishTurn(turn, msg) {
+    const message = msg.message && typeof msg.message === 'object' ? msg.message : null;
+    if (message && typeof message.content === 'string' && message.content && !turn.view.hasText()) {
+      turn.view.appendText(message.content);
+    }
+    if (!turn.view.hasText() && !turn.tools.size) turn.view.note('(no text in the answer)', 'muted');
+    endTurn(turn);
+    if (msg.usage && typeof msg.usage.total_tokens === 'number') {
+      turn.view.root.title = `${msg.usage.total_tokens} tokens`;
+    }
+    announce('Answer complete.');
+    const key = typeof msg.session_key === 'string' && msg.session_key ? msg.session_key : turn.session;
+    const s = findSession(turn.session);
+    if (s) {
+      const wasLocal = s.local;
+      s.local = false;
+      s.updated_at_ms = Date.now();
+      s.messages = (s.messages || 0) + 2;
+      if (key !== s.key && !findSession(key)) {
+        if (state.current === s.key) state.current = key;
+        s.key = key;
+      }
+      sortSessions();
+      renderSessions();
+      renderChatHead();
+      if (s.titlePending && s.title) renameSession(s.key, s.title, true);
+      else if (wasLocal && !s.title) autoTitle(s, turn.text);
+    }
+    refreshSessionsSoon();
+    if (turn.session === state.current) scrollToBottom(false);
+  }
+
+  /** Name a new chat after its first message, as a person would. */
+  async function autoTitle(s, text) {
+    let title = text.trim().split('\n')[0].replace(/\s+/g, ' ');
+    if (!title) return;
+    if (title.length > 48) title = `${title.slice(0, 47).trimEnd()}…`;
+    s.title = title;
+    renderSessions();
+    renderChatHead();
+    try {
+      await api('POST', `${sessionPath(s.key)}/rename`, { title });
+    } catch {
+      // Untitled is fine: the list shows its key.
+      if (s.title === title) s.title = null;
+      renderSessions();
+      renderChatHead();
+    }
+  }
+
+  function failTurn(turn, code, message) {
+    turn.view.setTyping(false);
+    if (code === 'cancelled' || code === 'canceled') turn.view.note('Stopped.', 'muted');
+    else turn.view.error(code, message);
+    endTurn(turn);
+    announce(`Error: ${message || errorTitle(code)}`);
+    refreshSessionsSoon();
+  }
+
+  function cancelTurn(turn) {
+    if (!turn || turn.finished) return;
+    if (turn.sent) socketSend({ type: 'cancel', id: turn.id });
+    else state.outbox = state.outbox.filter((item) => item.frame.id !== turn.id);
+    turn.view.setTyping(false);
+    turn.view.note('Stopped.', 'muted');
+    endTurn(turn);
+    announce('Stopped.');
+  }
+
+  function updateComposer() {
+    const busy = Boolean(state.current && activeTurn(state.current));
+    const hasText = Boolean($('input').value.trim());
+    $('stop-btn').hidden = !busy;
+    $('send-btn').hidden = busy;
+    $('send-btn').disabled = !hasText;
+  }
+
+  function autoGrow() {
+    // field-sizing: content does the work where supported; rows is the fallback.
+    const input = $('input');
+    const lines = input.value.split('\n').length;
+    input.rows = Math.min(8, Math.max(1, lines));
+    updateComposer();
+  }
+
+  // ------------------------------------------------------------ WebSocket
+
+  function setConn(stateName, text) {
+    const conn = $('conn');
+    conn.dataset.state = stateName;
+    $('conn-text').textContent = text;
+    conn.title = text;
+  }
+
+  function connectSocket() {
+    if (!state.authed) return;
+    if (state.ws && (state.ws.readyState === WebSocket.CONNECTING || state.ws.readyState === WebSocket.OPEN)) return;
+    clearTimeout(state.reconnectTimer);
+    clearInterval(state.countdownTimer);
+    setConn('connecting', 'Connecting…');
+    const url = `${location.protocol === 'https:' ? 'wss:' : 'ws:'}//${location.host}/v1/chat/stream`;
+    let ws;
+    try {
+      ws = new WebSocket(url);
+    } catch {
+      scheduleReconnect();
+      return;
+    }
+    state.ws = ws;
+    ws.addEventListener('open', () => {
+      if (state.ws !== ws) return;
+      const reconnected = state.wsOpenedAt > 0;
+      state.wsOpenedAt = Date.now();
+      setConn('online', 'Connected');
+      if (reconnected) refreshSessionsSoon();
+      clearInterval(state.pingTimer);
+      state.pingTimer = setInterval(() => {
+        if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ type: 'ping' }));
+      }, 25000);
+      const queued = state.outbox;
+      state.outbox = [];
+      for (const item of queued) socketSend(item.frame, item.turn);
+    });
+    ws.addEventListener('message', (event) => {
+      if (state.ws !== ws || typeof event.data !== 'string') return;
+      let msg;
+      try { msg = JSON.parse(event.data); } catch { return; }
+      handleEvent(msg);
+    });
+    ws.addEventListener('close', () => {
+      if (state.ws !== ws) return;
+      state.ws = null;
+      clearInterval(state.pingTimer);
+      // Answers in flight on this socket are lost with it.
+      for (const turn of [...state.turns.values()]) {
+        if (turn.sent && !turn.finished) {
+          failTurn(turn, 'disconnected', 'The connection dropped before the answer finished. Reopen the chat to see whether it was saved.');
+        }
+      }
+      if (!state.authed) return;
+      if (Date.now() - state.wsOpenedAt > 10000) state.wsAttempts = 0;
+      scheduleReconnect();
+    });
+  }
+
+  function scheduleReconnect() {
+    clearTimeout(state.reconnectTimer);
+    clearInterval(state.countdownTimer);
+    const attempt = state.wsAttempts++;
+    const delay = Math.round(Math.min(15000, 500 * 2 ** attempt) * (0.8 + Math.random() * 0.4));
+    const until = Date.now() + delay;
+    const tick = () => {
+      const secs = Math.max(1, Math.ceil((until - Date.now()) / 1000));
+      setConn('offline', `Offline · retrying in ${secs} s`);
+    };
+    tick();
+    state.countdownTimer = setInterval(tick, 1000);
+    state.reconnectTimer = setTimeout(async () => {
+      clearInterval(state.countdownTimer);
+      if (!state.authed) return;
+      // Repeated failures may mean the cookie no longer works.
+      if (attempt >= 1) await verifyAuth();
+      connectSocket();
+    }, delay);
+  }
+
+  /** Sign out here when the cookie no longer works (token rotated, logout elsewhere). */
+  async function verifyAuth() {
+    try {
+      const me = await fetch('/api/me', { credentials: 'same-origin' });
+      if (me.status === 401) sessionEnded();
+    } catch { /* unreachable: the reconnect loop keeps trying */ }
+  }
+
+  function reconnectNow() {
+    if (!state.authed || state.ws) return;
+    state.wsAttempts = 0;
+    connectSocket();
+  }
+
+  function closeSocket() {
+    clearTimeout(state.reconnectTimer);
+    clearInterval(state.countdownTimer);
+    clearInterval(state.pingTimer);
+    const ws = state.ws;
+    state.ws = null;
+    if (ws) {
+      try { ws.close(1000, 'bye'); } catch { /* already closed */ }
+    }
+    setConn('connecting', 'Connecting…');
+  }
+
+  function socketSend(frame, turn) {
+    const ws = state.ws;
+    if (ws && ws.readyState === WebSocket.OPEN) {
+      ws.send(JSON.stringify(frame));
+      if (turn) turn.sent = true;
+      return;
+    }
+    if (frame.type === 'chat') state.outbox.push({ frame, turn });
+    connectSocket();
+  }
+
+  // --------------------------------------------------------------- status
+
+  function startStatusPolling() {
+    stopStatusPolling();
+    loadStatus();
+    state.statusTimer = setInterval(() => {
+      if (document.visibilityState === 'visible' && state.view === 'status') loadStatus();
+    }, 5000);
+  }
+
+  function stopStatusPolling() {
+    clearInterval(state.statusTimer);
+    state.statusTimer = 0;
+  }
+
+  async function loadStatus() {
+    if (state.statusLoading || !state.authed) return;
+    state.statusLoading = true;
+    try {
+      const data = await api('GET', '/api/status');
+      renderStatus(data, null);
+    } catch (error) {
+      if (error.status !== 401) renderStatus(null, error);
+    } finally {
+      state.statusLoading = false;
+    }
+  }
+
+  const STATUS_WORDS = { ok: 'OK', degraded: 'Degraded', unhealthy: 'Unhealthy' };
+  const badge = (status) => el('span', {
+    class: `badge ${['ok', 'degraded', 'unhealthy'].includes(status) ? status : 'unknown'}`,
+    text: STATUS_WORDS[status] || String(status || 'unknown'),
+  });
+
+  function reportCard(title, report) {
+    const card = el('section', { class: 'status-card', 'aria-label': title });
+    const head = el('div', { class: 'status-card-head' }, el('h3', { text: title }));
+    card.append(head);
+    if (!report || typeof report !== 'object') {
+      head.append(badge('unknown'));
+      card.append(el('p', { class: 'muted', text: 'No report.' }));
+      return card;
+    }
+    head.append(badge(report.status));
+    const facts = el('dl', { class: 'facts' });
+    const fact = (name, value) => facts.append(el('div', { class: 'fact' }, el('dt', { text: name }), el('dd', { text: value })));
+    fact('Version', report.version || '—');
+    fact('Uptime', formatUptime(report.uptime_secs));
+    fact('PID', report.pid ? String(report.pid) : '—');
+    card.append(facts);
+    const checks = Array.isArray(report.checks) ? report.checks : [];
+    card.append(el('h4', { class: 'checks-title', text: 'Checks' }));
+    if (!checks.length) card.append(el('p', { class: 'muted', text: 'No checks reported.' }));
+    else {
+      card.append(el('ul', { class: 'checks' }, ...checks.map((check) => el('li', { class: `check ${check.status || ''}` },
+        el('span', { class: 'check-name', text: check.name || '?' }),
+        badge(check.status),
+        check.detail ? el('span', { class: 'check-detail', text: check.detail }) : null))));
+    }
+    return card;
+  }
+
+  function renderStatus(data, error) {
+    const summary = $('status-summary');
+    const cards = $('status-cards');
+    const stamp = new Date().toLocaleTimeString();
+    $('status-updated').textContent = `Updated ${stamp} · every 5 s`;
+    if (error) {
+      summary.className = 'status-summary unhealthy';
+      summary.textContent = `Could not load the status: ${error.message}`;
+      return;
+    }
+    const gateway = data && data.gateway;
+    const agent = data && data.agent;
+    const problems = [];
+    for (const [name, report] of [['gateway', gateway], ['agent', agent]]) {
+      if (!report) { problems.push(`${name}: no report`); continue; }
+      for (const check of report.checks || []) {
+        // The gateway's `agent` check repeats the agent's own report.
+        if (name === 'gateway' && check.name === 'agent' && agent) continue;
+        if (check.status && check.status !== 'ok') problems.push(`${name} · ${check.name}${check.detail ? `: ${check.detail}` : ''}`);
+      }
+      if (report.status !== 'ok' && !(report.checks || []).some((c) => c.status !== 'ok')) problems.push(`${name}: ${report.status}`);
+    }
+    const worst = [gateway, agent].some((r) => !r || r.status === 'unhealthy') ? 'unhealthy'
+      : [gateway, agent].some((r) => r.status !== 'ok') ? 'degraded' : 'ok';
+    summary.className = `status-summary ${worst}`;
+    summary.replaceChildren(el('strong', {
+      text: worst === 'ok' ? 'All systems working' : worst === 'degraded' ? 'Partly working' : 'Not working',
+    }));
+    if (problems.length) summary.append(el('ul', { class: 'problems' }, ...problems.map((p) => el('li', { text: p }))));
+    cards.replaceChildren(reportCard('Gateway', gateway), reportCard('Agent', agent));
+  }
+
+  // ----------------------------------------------------------------- wiring
+
+  function bind() {
+    $('login-form').addEventListener('submit', onLogin);
+    $('logout-btn').addEventListener('click', logout);
+    $('new-chat').addEventListener('click', () => newChat(true));
+    $('menu-btn').addEventListener('click', () => {
+      if (document.body.classList.contains('drawer-open')) closeDrawer(true);
+      else openDrawer();
+    });
+    $('backdrop').addEventListener('click', () => closeDrawer(true));
+    $('status-refresh').addEventListener('click', () => loadStatus());
+    document.addEventListener('keydown', (e) => {
+      if (e.key === 'Escape' && document.body.classList.contains('drawer-open')) closeDrawer(true);
+    });
+    const onPhoneChange = () => {
+      if (!PHONE.matches) document.body.classList.remove('drawer-open');
+      syncDrawer();
+    };
+    if (PHONE.addEventListener) PHONE.addEventListener('change', onPhoneChange);
+    syncDrawer();
+
+    // Keep the newest message in view while the list resizes (rotation,
+    // keyboard, window), unless the reader scrolled up.
+    const box = $('messages');
+    box.addEventListener('scroll', () => { state.stick = isNearBottom(); }, { passive: true });
+    if (window.ResizeObserver) {
+      new ResizeObserver(() => { if (state.stick) box.scrollTop = box.scrollHeight; }).observe(box);
+    }
+
+    const input = $('input');
+    input.addEventListener('input', autoGrow);
+    input.addEventListener('keydown', (e) => {
+      if (e.key === 'Enter' && !e.shiftKey && !e.isComposing && !e.altKey && !e.ctrlKey && !e.metaKey) {
+        e.preventDefault();
+        if (!activeTurn(state.current)) send();
+      }
+    });
+    $('composer').addEventListener('submit', (e) => {
+      e.preventDefault();
+      send();
+    });
+    $('stop-btn').addEventListener('click', () => {
+      cancelTurn(activeTurn(state.current));
+      $('input').focus();
+    });
+
+    window.addEventListener('hashchange', () => { if (state.authed) route(); });
+    window.addEventListener('online', reconnectNow);
+    document.addEventListener('visibilitychange', () => {
+      if (document.visibilityState !== 'visible' || !state.authed) return;
+      reconnectNow();
+      if (state.view === 'status') loadStatus();
+    });
+    // Relative times in the list age; refresh them now and then.
+    setInterval(() => { if (state.authed && !state.editing && !state.confirming) renderSessions(); }, 60000);
+  }
+
+  async function boot() {
+    bind();
+    let response;
+    try {
+      response = await fetch('/api/me', { credentials: 'same-origin' });
+    } catch {
+      showLogin('Cannot reach the gateway. Is it running?');
+      return;
+    }
+    if (response.ok) enterApp();
+    else if (response.status === 429) showLogin('Too many failed attempts from this address. Wait a minute, then try again.');
+    else showLogin();
+  }
+
+  // Exposed for tests of the renderer only; it holds no state.
+  window.OCG = Object.freeze({ renderMarkdown: (src) => Markdown.render(src) });
+
+  if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', boot);
+  else boot();
+})();

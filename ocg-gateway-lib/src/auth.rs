@@ -1,0 +1,295 @@
+//! Tokens, the login cookie and the rate limit on failed attempts.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use axum::extract::ConnectInfo;
+use axum::http::{HeaderMap, Request, header};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use crate::GatewayError;
+
+/// Name of the login cookie.
+pub const COOKIE: &str = "ocg_session";
+const FAILURES_PER_WINDOW: u32 = 10;
+const WINDOW: Duration = Duration::from_secs(60);
+
+/// 32 bytes from the OS's random generator, hex-encoded (256 bits).
+pub fn generate_token() -> Result<String, GatewayError> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| GatewayError::Random(e.to_string()))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Create a token and store it as `OCG_UI_TOKEN` in the env file at `path`
+/// (comments and order kept, file 0600). Returns the token.
+pub fn write_new_token(path: &Path) -> Result<String, GatewayError> {
+    let token = generate_token()?;
+    ocg_core::config::env_file::set_key(path, "OCG_UI_TOKEN", &token)?;
+    Ok(token)
+}
+
+/// Equality in time independent of where the inputs differ.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The gateway's credentials and failure counters.
+#[derive(Debug)]
+pub struct Auth {
+    token: String,
+    cookie_value: String,
+    trusted_proxies: Vec<IpAddr>,
+    failures: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+}
+
+/// Why a request is not let in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Denied {
+    /// No valid credential.
+    Unauthorized,
+    /// Too many failed attempts from this address.
+    RateLimited,
+}
+
+impl Auth {
+    /// Credentials for `token`; `X-Forwarded-For` is believed only from
+    /// `trusted_proxies`.
+    pub fn new(token: String, trusted_proxies: Vec<IpAddr>) -> Self {
+        let cookie_value = cookie_value(&token);
+        Auth {
+            token,
+            cookie_value,
+            trusted_proxies,
+            failures: Mutex::default(),
+        }
+    }
+
+    /// The `Set-Cookie` value issued at login.
+    pub fn login_cookie(&self, secure: bool) -> String {
+        format!(
+            "{COOKIE}={}; HttpOnly; SameSite=Strict; Path=/; Max-Age=2592000{}",
+            self.cookie_value,
+            if secure { "; Secure" } else { "" }
+        )
+    }
+
+    /// Whether `token` is the UI token.
+    pub fn token_matches(&self, token: &str) -> bool {
+        constant_time_eq(token.as_bytes(), self.token.as_bytes())
+    }
+
+    /// Whether the request carries a valid token header or cookie.
+    pub fn headers_authorized(&self, headers: &HeaderMap) -> bool {
+        self.credential(headers) == Some(true)
+    }
+
+    /// `None` without any credential, else whether the one presented is valid.
+    fn credential(&self, headers: &HeaderMap) -> Option<bool> {
+        let bearer = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        let explicit = headers.get("x-ocg-ui-token").and_then(|v| v.to_str().ok());
+        if let Some(token) = bearer.or(explicit) {
+            return Some(self.token_matches(token.trim()));
+        }
+        cookie(headers, COOKIE)
+            .map(|value| constant_time_eq(value.as_bytes(), self.cookie_value.as_bytes()))
+    }
+
+    /// Check a request: authorized, or why not. A wrong credential counts
+    /// as a failed attempt; none at all (a browser before login) does not.
+    pub fn check<B>(&self, request: &Request<B>) -> Result<(), Denied> {
+        let client = self.client_address(request);
+        if self.is_limited(client) {
+            return Err(Denied::RateLimited);
+        }
+        match self.credential(request.headers()) {
+            Some(true) => Ok(()),
+            Some(false) => {
+                self.record_failure(client);
+                Err(Denied::Unauthorized)
+            }
+            None => Err(Denied::Unauthorized),
+        }
+    }
+
+    /// The client's address: the TCP peer, or the first `X-Forwarded-For`
+    /// hop when the peer is a trusted proxy.
+    pub fn client_address<B>(&self, request: &Request<B>) -> IpAddr {
+        let peer = request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or(IpAddr::from([0, 0, 0, 0]), |info| info.0.ip());
+        if !self.trusted_proxies.contains(&peer) {
+            return peer;
+        }
+        request
+            .headers()
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(peer)
+    }
+
+    /// Whether `client` used up its failed attempts.
+    pub fn is_limited(&self, client: IpAddr) -> bool {
+        let failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        failures
+            .get(&client)
+            .is_some_and(|(since, count)| since.elapsed() < WINDOW && *count >= FAILURES_PER_WINDOW)
+    }
+
+    /// Count a failed attempt of `client`.
+    pub fn record_failure(&self, client: IpAddr) {
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        if failures.len() > 10_000 {
+            failures.retain(|_, (since, _)| since.elapsed() < WINDOW);
+        }
+        let entry = failures.entry(client).or_insert((Instant::now(), 0));
+        if entry.0.elapsed() >= WINDOW {
+            *entry = (Instant::now(), 0);
+        }
+        entry.1 += 1;
+        tracing::warn!(%client, failures = entry.1, "failed authentication");
+    }
+}
+
+/// The cookie value for `token`: an HMAC, so the cookie never reveals the
+/// token and stops working when the token rotates.
+fn cookie_value(token: &str) -> String {
+    match Hmac::<Sha256>::new_from_slice(token.as_bytes()) {
+        Ok(mut mac) => {
+            mac.update(b"ocg-session");
+            mac.finalize()
+                .into_bytes()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect()
+        }
+        // HMAC takes keys of any length; this branch is unreachable.
+        Err(_) => String::new(),
+    }
+}
+
+/// The value of cookie `name` in the request's `Cookie` headers.
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+
+    fn request(headers: &[(&str, &str)]) -> Request<Body> {
+        let mut builder = Request::get("/api/me");
+        for (k, v) in headers {
+            builder = builder.header(*k, *v);
+        }
+        builder.body(Body::empty()).unwrap()
+    }
+
+    #[test]
+    fn tokens_headers_and_cookies() {
+        let token = generate_token().unwrap();
+        assert_eq!(token.len(), 64);
+        assert_ne!(token, generate_token().unwrap());
+        let auth = Auth::new(token.clone(), vec![]);
+        assert!(
+            auth.check(&request(&[("authorization", &format!("Bearer {token}"))]))
+                .is_ok()
+        );
+        assert!(auth.check(&request(&[("x-ocg-ui-token", &token)])).is_ok());
+        let cookie = auth.login_cookie(false);
+        assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
+        assert!(
+            !cookie.contains(&token),
+            "the cookie does not reveal the token"
+        );
+        let value = cookie.split(';').next().unwrap();
+        assert!(
+            auth.check(&request(&[("cookie", &format!("a=b; {value}"))]))
+                .is_ok()
+        );
+        assert_eq!(auth.check(&request(&[])), Err(Denied::Unauthorized));
+        assert_eq!(
+            auth.check(&request(&[("authorization", "Bearer nope")])),
+            Err(Denied::Unauthorized)
+        );
+        // Another token's cookie does not open the door.
+        let other = Auth::new("other".into(), vec![]);
+        let other_cookie = other.login_cookie(false);
+        let other_value = other_cookie.split(';').next().unwrap();
+        assert!(auth.check(&request(&[("cookie", other_value)])).is_err());
+    }
+
+    #[test]
+    fn failures_are_rate_limited_per_client() {
+        let auth = Auth::new("t".into(), vec![]);
+        for _ in 0..3 * FAILURES_PER_WINDOW {
+            assert_eq!(
+                auth.check(&request(&[])),
+                Err(Denied::Unauthorized),
+                "no credential: not counted"
+            );
+        }
+        for _ in 0..FAILURES_PER_WINDOW {
+            assert_eq!(
+                auth.check(&request(&[("authorization", "Bearer wrong")])),
+                Err(Denied::Unauthorized)
+            );
+        }
+        assert_eq!(auth.check(&request(&[])), Err(Denied::RateLimited));
+        assert_eq!(
+            auth.check(&request(&[("authorization", "Bearer t")])),
+            Err(Denied::RateLimited),
+            "even a right token waits out the window"
+        );
+    }
+
+    #[test]
+    fn forwarded_for_only_from_trusted_proxies() {
+        let proxy: SocketAddr = "10.0.0.1:5000".parse().unwrap();
+        let mut req = request(&[("x-forwarded-for", "203.0.113.9, 10.0.0.1")]);
+        req.extensions_mut().insert(ConnectInfo(proxy));
+        let untrusted = Auth::new("t".into(), vec![]);
+        assert_eq!(untrusted.client_address(&req), proxy.ip());
+        let trusted = Auth::new("t".into(), vec![proxy.ip()]);
+        assert_eq!(
+            trusted.client_address(&req),
+            "203.0.113.9".parse::<IpAddr>().unwrap()
+        );
+    }
+
+    #[test]
+    fn a_new_token_is_written_0600_keeping_comments() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("env.config");
+        std::fs::write(&path, "# mine\nOCG_PORT=55003\n").unwrap();
+        let token = write_new_token(&path).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(
+            text,
+            format!("# mine\nOCG_PORT=55003\nOCG_UI_TOKEN={token}\n")
+        );
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+}

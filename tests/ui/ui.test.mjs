@@ -1,0 +1,565 @@
+// The web UI in a real browser: headless Debian Chromium driven by
+// playwright-core, against a running gateway.
+//
+//   OCG_UI_URL=http://127.0.0.1:55003 OCG_UI_TOKEN=… node tests/ui/ui.test.mjs
+//
+// Optional: OCG_UI_SHOTS (screenshot directory, default a new temp dir),
+// OCG_UI_EXPECT_TOOLS=1 (the gateway's agent runs tools on "tool" messages, as
+// the mock gateway does), OCG_CHROMIUM (default /usr/bin/chromium).
+//
+// The agent behind the gateway must answer `echo: <text>` (tests/ui/fake-llm.mjs
+// or the mock gateway). Exits non-zero with a clear message on any failure.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { requireDep } from './deps.mjs';
+
+const { chromium } = requireDep('playwright-core');
+
+const BASE = (process.env.OCG_UI_URL || '').replace(/\/+$/, '');
+const TOKEN = process.env.OCG_UI_TOKEN || '';
+const EXPECT_TOOLS = process.env.OCG_UI_EXPECT_TOOLS === '1';
+const CHROMIUM = process.env.OCG_CHROMIUM || '/usr/bin/chromium';
+const SHOTS = process.env.OCG_UI_SHOTS || fs.mkdtempSync(path.join(os.tmpdir(), 'ocg-ui-shots-'));
+const RID = Math.random().toString(36).slice(2, 8);
+
+if (!BASE || !TOKEN) {
+  console.error('FAIL: set OCG_UI_URL (the gateway, e.g. http://127.0.0.1:55003) and OCG_UI_TOKEN');
+  process.exit(2);
+}
+if (!fs.existsSync(CHROMIUM)) {
+  console.error(`FAIL: ${CHROMIUM} is missing: apt-get install chromium (tests/ui/run.sh does)`);
+  process.exit(2);
+}
+fs.mkdirSync(SHOTS, { recursive: true });
+
+// ------------------------------------------------------------- harness
+
+let passed = 0;
+let failed = 0;
+const shots = [];
+const problems = []; // console errors, page errors, failed requests
+
+async function step(name, fn) {
+  const t0 = Date.now();
+  try {
+    await fn();
+    passed++;
+    console.log(`ok   ${name} (${Date.now() - t0} ms)`);
+  } catch (error) {
+    failed++;
+    console.log(`FAIL ${name}: ${error && error.message ? error.message : error}`);
+    throw error;
+  }
+}
+
+function check(condition, message) {
+  if (!condition) throw new Error(message);
+}
+
+async function waitFor(what, fn, timeout = 15000) {
+  const until = Date.now() + timeout;
+  let last;
+  for (;;) {
+    try {
+      last = await fn();
+      if (last) return last;
+    } catch (error) {
+      last = error;
+    }
+    if (Date.now() > until) {
+      throw new Error(`timed out after ${timeout} ms waiting for ${what}${last instanceof Error ? ` (${last.message})` : ''}`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+async function shot(page, name) {
+  const file = path.join(SHOTS, `${name}.png`);
+  await page.screenshot({ path: file, animations: 'disabled', caret: 'hide' });
+  shots.push(file);
+}
+
+// ---------------------------------------------------------- page watchers
+
+const allowed401 = (url, method) => {
+  const { pathname } = new URL(url);
+  return (pathname === '/api/me' && method === 'GET') || (pathname === '/login' && method === 'POST');
+};
+let navigating = false;
+let expectedLoginFailures = 0;
+let websockets = 0;
+
+function watch(page) {
+  page.on('console', (msg) => {
+    if (msg.type() !== 'error' && msg.type() !== 'warning') return;
+    const text = msg.text();
+    // Chromium logs every 4xx as a console error; the expected 401s are
+    // checked one by one in the response handler below.
+    if (/status of 401/.test(text)) return;
+    if (msg.type() === 'warning' && !/Content.Security.Policy|Refused/i.test(text)) return;
+    problems.push(`console ${msg.type()}: ${text}`);
+  });
+  page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
+  page.on('requestfailed', (request) => {
+    const why = request.failure() ? request.failure().errorText : 'failed';
+    if (navigating && /ERR_ABORTED/.test(why)) return;
+    problems.push(`request failed: ${request.method()} ${request.url()}: ${why}`);
+  });
+  page.on('response', (response) => {
+    const status = response.status();
+    const request = response.request();
+    if (status < 400) return;
+    if (status === 401 && allowed401(response.url(), request.method())) {
+      if (new URL(response.url()).pathname === '/login') {
+        if (expectedLoginFailures > 0) expectedLoginFailures--;
+        else problems.push(`unexpected 401 from POST /login`);
+      }
+      return;
+    }
+    problems.push(`HTTP ${status}: ${request.method()} ${response.url()}`);
+  });
+  page.on('websocket', (ws) => {
+    websockets++;
+    ws.on('socketerror', (error) => problems.push(`websocket error on ${ws.url()}: ${error}`));
+  });
+}
+
+function noProblems(where) {
+  check(problems.length === 0, `${where}: ${problems.length} problem(s):\n  ${problems.join('\n  ')}`);
+}
+
+// --------------------------------------------------------------- UI helpers
+
+const assistant = (page) => page.locator('#messages .msg.assistant').last();
+
+/** Record every distinct text of the newest answer while it streams. */
+async function recordStreaming(page) {
+  await page.evaluate(() => {
+    const seen = [];
+    window.__ocgStream = seen;
+    const box = document.getElementById('messages');
+    const observer = new MutationObserver(() => {
+      const answers = box.querySelectorAll('.msg.assistant');
+      const last = answers[answers.length - 1];
+      if (!last) return;
+      const text = last.querySelector('.msg-body').textContent;
+      if (text && seen[seen.length - 1] !== text) seen.push(text);
+    });
+    observer.observe(box, { childList: true, subtree: true, characterData: true });
+    window.__ocgStreamStop = () => observer.disconnect();
+  });
+}
+
+async function sendMessage(page, text) {
+  const input = page.locator('#input');
+  await input.click();
+  const lines = text.split('\n');
+  for (let i = 0; i < lines.length; i++) {
+    if (i) await page.keyboard.press('Shift+Enter');
+    if (lines[i]) await page.keyboard.insertText(lines[i]);
+  }
+  check((await input.inputValue()) === text, 'Shift+Enter should add a new line instead of sending');
+  const before = await page.locator('#messages .msg.assistant').count();
+  await page.keyboard.press('Enter');
+  await waitFor('the answer to appear', async () => (await page.locator('#messages .msg.assistant').count()) === before + 1);
+  check((await input.inputValue()) === '', 'the composer should be cleared after sending');
+}
+
+async function waitForAnswer(page, timeout = 20000) {
+  const answer = assistant(page);
+  await waitFor('the answer to finish', async () => !/\bstreaming\b/.test(await answer.getAttribute('class')), timeout);
+  const error = await answer.locator('.error-box').count();
+  if (error) throw new Error(`the answer failed: ${await answer.locator('.error-box').innerText()}`);
+  return answer;
+}
+
+const norm = (s) => s.replace(/\s+/g, ' ').trim();
+
+async function sessionItems(page) {
+  return page.locator('#session-list .session').evaluateAll((items) => items.map((li) => ({
+    key: li.dataset.key,
+    title: (li.querySelector('.session-title') || {}).textContent || '',
+    active: li.classList.contains('active'),
+  })));
+}
+
+async function apiJson(page, pathname) {
+  return page.evaluate(async (p) => {
+    const r = await fetch(p, { credentials: 'same-origin' });
+    return { status: r.status, body: r.status === 200 ? await r.json() : null };
+  }, pathname);
+}
+
+// ------------------------------------------------------------------- test
+
+const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'ocg-ui-chromium-'));
+let context;
+const watchdog = setTimeout(() => {
+  console.error('FAIL: the UI test took longer than 240 s');
+  process.exit(1);
+}, 240000);
+
+try {
+  context = await chromium.launchPersistentContext(userDataDir, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    viewport: { width: 1280, height: 820 },
+    colorScheme: 'light',
+    locale: 'en-US',
+    timezoneId: 'UTC',
+  });
+  const page = context.pages()[0] || await context.newPage();
+  page.setDefaultTimeout(15000);
+  watch(page);
+  await page.addInitScript(() => {
+    window.__cspViolations = [];
+    document.addEventListener('securitypolicyviolation', (e) => {
+      window.__cspViolations.push(`${e.violatedDirective}: ${e.blockedURI || 'inline'} ${e.sourceFile || ''}:${e.lineNumber || ''}`);
+    });
+  });
+
+  const A1 = `Hello from the UI test ${RID}, please stream this whole sentence back to me, word by word.`;
+  const A2 = [
+    `Markdown ${RID}: **bold**, *italic*, \`inline\`, [a link](https://example.com/ocg) and [bad](javascript:alert(1)) <img src=x onerror="window.__xss=1"> <b>not bold</b>`,
+    '- one',
+    '- two',
+    '',
+    '```js',
+    'const x = 1;',
+    '```',
+  ].join('\n');
+  const B1 = `Second chat ${RID}`;
+  const RENAMED = `Renamed by the UI test ${RID}`;
+  const firstChatUsers = EXPECT_TOOLS ? 3 : 2; // A1, A2 (and the tool message)
+  let firstKey = null;
+  let secondKey = null;
+
+  await step('the page loads and shows the sign-in form', async () => {
+    const response = await page.goto(`${BASE}/`, { waitUntil: 'domcontentloaded' });
+    check(response && response.status() === 200, `GET / answered ${response && response.status()}`);
+    const csp = response.headers()['content-security-policy'] || '';
+    if (!csp) console.log('     note: GET / sent no Content-Security-Policy header');
+    await page.locator('#login-view').waitFor({ state: 'visible' });
+    check(await page.locator('#app-view').isHidden(), 'the app should be hidden before signing in');
+    check(await page.evaluate(() => document.activeElement && document.activeElement.id === 'token'), 'the token field should have focus');
+  });
+
+  await step('the Markdown renderer only builds whitelisted elements', async () => {
+    const result = await page.evaluate(() => {
+      const ALLOWED = new Set(['P', 'BR', 'STRONG', 'EM', 'CODE', 'PRE', 'UL', 'OL', 'LI', 'H3', 'H4', 'H5', 'H6', 'A',
+        'DIV', 'SPAN', 'BUTTON', 'svg', 'path']);
+      const inputs = {
+        scriptTag: '<script>window.__xss=1</script> hi',
+        imgTag: 'x <img src=x onerror="window.__xss=1">',
+        jsLink: '[click](javascript:window.__xss=1)',
+        jsLinkCase: '[click](JaVaScRiPt:window.__xss=1)',
+        dataLink: '[click](data:text/html,<script>alert(1)</script>)',
+        relLink: '[rel](/api/sessions)',
+        htmlLink: '<a href="https://evil.example">x</a>',
+        autolink: 'see https://example.com/a_(b) and https://example.com/x.',
+        emphasis: '**bold *and italic*** and snake_case_name and 2 * 3 * 4',
+        heading: '# Title\n## Sub\ntext',
+        ordered: '3. three\n4. four\n   - nested',
+        fence: '```html\n<b>not bold</b>\n```',
+        unclosedFence: 'before\n```py\nprint(1)',
+        codeSpan: 'use `<b>` here',
+      };
+      const out = {};
+      for (const [name, src] of Object.entries(inputs)) {
+        const box = document.createElement('div');
+        box.append(window.OCG.renderMarkdown(src));
+        const tags = [...box.querySelectorAll('*')].map((n) => n.tagName);
+        out[name] = {
+          bad: tags.filter((t) => !ALLOWED.has(t)),
+          links: [...box.querySelectorAll('a')].map((a) => a.getAttribute('href')),
+          attrs: [...box.querySelectorAll('*')].flatMap((n) => [...n.attributes].map((a) => a.name))
+            .filter((a) => a.startsWith('on') || a === 'style' || a === 'src'),
+          html: box.innerHTML,
+          text: box.textContent,
+        };
+      }
+      return { out, xss: window.__xss };
+    });
+    const { out } = result;
+    for (const [name, r] of Object.entries(out)) {
+      check(r.bad.length === 0, `${name}: produced ${r.bad.join(', ')}: ${r.html}`);
+      check(r.attrs.length === 0, `${name}: produced attributes ${r.attrs.join(', ')}`);
+      check(r.links.every((h) => /^https?:\/\//.test(h)), `${name}: unsafe link ${r.links.join(' ')}`);
+    }
+    check(result.xss === undefined, 'rendering ran a script');
+    check(out.htmlLink.text.includes('<a href='), `raw HTML links stay text: ${out.htmlLink.html}`);
+    for (const name of ['jsLink', 'jsLinkCase', 'dataLink', 'relLink', 'scriptTag', 'imgTag']) {
+      check(out[name].links.length === 0, `${name} must not become a link: ${out[name].html}`);
+    }
+    check(out.scriptTag.text.includes('<script>'), 'HTML stays visible as text');
+    check(JSON.stringify(out.autolink.links) === JSON.stringify(['https://example.com/a_(b)', 'https://example.com/x']),
+      `bare URLs: ${JSON.stringify(out.autolink.links)}`);
+    check(/<strong>bold <em>and italic<\/em><\/strong>/.test(out.emphasis.html) && out.emphasis.text.includes('snake_case_name')
+      && out.emphasis.text.includes('2 * 3 * 4'), `emphasis: ${out.emphasis.html}`);
+    check(/<h3>Title<\/h3><h4>Sub<\/h4><p>text<\/p>/.test(out.heading.html), `headings: ${out.heading.html}`);
+    check(/<ol start="3"><li>.*three.*<li>.*four.*<ul><li>.*nested/.test(out.ordered.html), `lists: ${out.ordered.html}`);
+    check(out.fence.html.includes('&lt;b&gt;not bold&lt;/b&gt;'), `code blocks keep HTML as text: ${out.fence.html}`);
+    check(out.unclosedFence.html.includes('print(1)') && out.unclosedFence.html.includes('<pre'), 'an unfinished fence renders as code while streaming');
+    check(/<code>&lt;b&gt;<\/code>/.test(out.codeSpan.html), `code spans: ${out.codeSpan.html}`);
+  });
+
+  await step('a wrong token is refused with an error', async () => {
+    expectedLoginFailures = 1;
+    await page.fill('#token', `wrong-${RID}`);
+    await page.click('#login-btn');
+    await waitFor('the login error', async () => /not accepted/i.test(await page.locator('#login-error').innerText()));
+    check(await page.locator('#app-view').isHidden(), 'a wrong token must not open the app');
+    check(expectedLoginFailures === 0, 'POST /login should have answered 401');
+    await shot(page, 'desktop-login-error');
+  });
+
+  await step('the right token signs in and the WebSocket connects', async () => {
+    await page.fill('#token', TOKEN);
+    await page.press('#token', 'Enter');
+    await page.locator('#app-view').waitFor({ state: 'visible' });
+    await waitFor('the WebSocket to connect', async () => (await page.locator('#conn').getAttribute('data-state')) === 'online');
+    const me = await apiJson(page, '/api/me');
+    check(me.status === 200, `/api/me answered ${me.status} after signing in`);
+  });
+
+  const wsAfterLogin = websockets;
+
+  await step('a message streams its answer', async () => {
+    await page.click('#new-chat');
+    await recordStreaming(page);
+    await sendMessage(page, A1);
+    // While it streams, Stop replaces Send.
+    const answer = await waitForAnswer(page);
+    const text = norm(await answer.innerText());
+    check(text.includes(norm(`echo: ${A1}`)), `the answer should contain "echo: ${A1}", got "${text}"`);
+    const states = await page.evaluate(() => { window.__ocgStreamStop(); return window.__ocgStream; });
+    const finalText = states[states.length - 1] || '';
+    const partial = states.filter((s) => s.length < finalText.length && s.trim());
+    check(partial.length >= 2, `the answer should appear piece by piece; saw ${states.length} state(s): ${JSON.stringify(states.slice(0, 5))}`);
+    const user = norm(await page.locator('#messages .msg.user .bubble').last().innerText());
+    check(user === norm(A1), `the user message should be shown as sent, got "${user}"`);
+    check(await page.locator('#send-btn').isVisible(), 'Send should be back after the answer');
+    check(await page.locator('#stop-btn').isHidden(), 'Stop should be hidden after the answer');
+    firstKey = (await sessionItems(page)).find((s) => s.active)?.key;
+    check(firstKey && firstKey.startsWith('web:'), `the active chat should have a web: key, got ${firstKey}`);
+  });
+
+  await step('Markdown is rendered safely', async () => {
+    await sendMessage(page, A2);
+    const answer = await waitForAnswer(page);
+    const info = await answer.evaluate((node) => ({
+      strong: [...node.querySelectorAll('strong')].map((e) => e.textContent),
+      em: [...node.querySelectorAll('em')].map((e) => e.textContent),
+      code: [...node.querySelectorAll(':not(pre) > code')].map((e) => e.textContent),
+      links: [...node.querySelectorAll('a')].map((a) => ({ href: a.getAttribute('href'), target: a.target, rel: a.rel, text: a.textContent })),
+      items: [...node.querySelectorAll('ul > li')].map((e) => e.textContent.trim()),
+      pre: [...node.querySelectorAll('pre code')].map((e) => e.textContent),
+      copy: node.querySelectorAll('.codeblock .copy-btn').length,
+      bad: node.querySelectorAll('img, script, iframe, b, style, [onerror]').length,
+      text: node.textContent,
+    }));
+    check(info.strong.includes('bold'), `**bold** should be <strong>: ${JSON.stringify(info.strong)}`);
+    check(info.em.includes('italic'), `*italic* should be <em>: ${JSON.stringify(info.em)}`);
+    check(info.code.includes('inline'), `\`inline\` should be <code>: ${JSON.stringify(info.code)}`);
+    check(info.links.length === 1 && info.links[0].href === 'https://example.com/ocg'
+      && info.links[0].target === '_blank' && info.links[0].rel === 'noopener noreferrer',
+    `only the https link should be a link, opening safely: ${JSON.stringify(info.links)}`);
+    check(JSON.stringify(info.items) === JSON.stringify(['one', 'two']), `the list should have two items: ${JSON.stringify(info.items)}`);
+    check(info.pre.length === 1 && info.pre[0] === 'const x = 1;', `the fenced block should be a code block: ${JSON.stringify(info.pre)}`);
+    check(info.copy === 1, 'the code block should have a copy button');
+    check(info.bad === 0, 'HTML in the answer must stay text');
+    check(info.text.includes('<img src=x onerror="window.__xss=1">') && info.text.includes('<b>not bold</b>'), 'HTML in the answer should be shown as text');
+    check(await page.evaluate(() => window.__xss === undefined), 'HTML in the answer ran');
+    const bubble = await page.locator('#messages .msg.user .bubble').last().evaluate((n) => ({ text: n.textContent, children: n.children.length }));
+    check(bubble.text === A2 && bubble.children === 0, 'the user message should be plain text, newlines kept');
+    await page.click('.codeblock .copy-btn');
+    await waitFor('the copy confirmation', async () => /Copied|Copy failed/.test(await page.locator('.codeblock .copy-btn').innerText()), 3000);
+  });
+
+  if (EXPECT_TOOLS) {
+    await step('tool activity shows as expandable chips', async () => {
+      await sendMessage(page, `Please use a tool ${RID}`);
+      const answer = await waitForAnswer(page);
+      const chips = answer.locator('details.tool');
+      check((await chips.count()) === 2, `two tool chips expected, got ${await chips.count()}`);
+      check(/ok/.test(await chips.nth(0).locator('.tool-state').innerText()), 'the first tool should be ok');
+      check(/failed/.test(await chips.nth(1).locator('.tool-state').innerText()), 'the second tool should have failed');
+      check(await chips.nth(0).locator('.tool-body').isHidden(), 'chips start collapsed');
+      await chips.nth(0).locator('summary').click();
+      await waitFor('the chip to expand', async () => /memory_search|query/.test(await chips.nth(0).locator('.tool-body').innerText()), 3000);
+    });
+  }
+
+  await step('a second chat keeps its own conversation', async () => {
+    await page.click('#new-chat');
+    await waitFor('an empty chat', async () => (await page.locator('#messages .msg').count()) === 0);
+    await sendMessage(page, B1);
+    const answer = await waitForAnswer(page);
+    check(norm(await answer.innerText()).includes(`echo: ${B1}`), 'the second chat should get its own answer');
+    check((await page.locator('#messages .msg.user').count()) === 1, 'the second chat should show only its own message');
+    const items = await sessionItems(page);
+    secondKey = items.find((s) => s.active)?.key;
+    check(secondKey && secondKey !== firstKey, 'the second chat should have a new key');
+    check(items.some((s) => s.key === firstKey), 'the first chat should still be listed');
+    check(items[0].key === secondKey, 'the most recent chat should be listed first');
+  });
+
+  await step('Stop cancels a streaming answer', async () => {
+    const long = `Stop me ${RID} slow ${'and keep talking for a while '.repeat(40)}`.trim();
+    await page.fill('#input', long);
+    await page.press('#input', 'Enter');
+    await page.locator('#stop-btn').waitFor({ state: 'visible' });
+    await waitFor('the first words', async () => (await assistant(page).locator('.md').count()) > 0, 20000);
+    await page.click('#stop-btn');
+    await waitFor('the stop note', async () => /Stopped/.test(await assistant(page).innerText()), 5000);
+    check(await page.locator('#send-btn').isVisible(), 'Send should be back after stopping');
+    const got = norm(await assistant(page).innerText());
+    check(got.length < long.length, 'the answer should have been cut short');
+  });
+
+  await step('switching back shows the first chat\'s history', async () => {
+    await page.locator(`#session-list .session[data-key="${firstKey}"] .session-main`).click();
+    await waitFor('the history', async () => (await page.locator('#messages .msg.user').count()) === firstChatUsers);
+    const users = await page.locator('#messages .msg.user .bubble').allInnerTexts();
+    check(norm(users[0]) === norm(A1), `the first message should be "${A1}", got "${users[0]}"`);
+    const answers = await page.locator('#messages .msg.assistant').allInnerTexts();
+    check(answers.length === firstChatUsers && norm(answers[0]).includes(norm(`echo: ${A1}`)), `the history should hold the first answer: ${JSON.stringify(answers)}`);
+    check(await page.locator('#messages .msg.assistant strong').count() > 0, 'history answers are rendered as Markdown too');
+    check(!norm(await page.locator('#messages').innerText()).includes(B1), 'the other chat\'s messages must not show here');
+    check((await page.locator('#chat-title').innerText()).trim().length > 0, 'the chat has a title');
+  });
+
+  await step('a chat can be renamed inline', async () => {
+    const item = page.locator(`#session-list .session[data-key="${firstKey}"]`);
+    await item.locator('[data-role="rename"]').click();
+    const input = item.locator('.session-rename input');
+    await input.waitFor({ state: 'visible' });
+    check(await input.evaluate((n) => n === document.activeElement), 'the title field should have focus');
+    await input.fill(RENAMED);
+    await input.press('Enter');
+    await waitFor('the new title in the list', async () => (await item.locator('.session-title').innerText()) === RENAMED);
+    check((await page.locator('#chat-title').innerText()) === RENAMED, 'the chat header should show the new title');
+    await waitFor('the gateway to know the title', async () => {
+      const list = await apiJson(page, '/api/sessions');
+      return list.status === 200 && list.body.some((s) => s.key === firstKey && s.title === RENAMED);
+    }, 5000);
+  });
+
+  await step('a chat can be deleted after confirming', async () => {
+    await page.click('#new-chat');
+    const C1 = `Throwaway ${RID}`;
+    await sendMessage(page, C1);
+    await waitForAnswer(page);
+    const key = (await sessionItems(page)).find((s) => s.active).key;
+    const item = page.locator(`#session-list .session[data-key="${key}"]`);
+    await item.locator('[data-role="delete"]').click();
+    await item.locator('[data-role="confirm-delete"]').click();
+    await waitFor('the chat to leave the list', async () => !(await sessionItems(page)).some((s) => s.key === key));
+    const list = await apiJson(page, '/api/sessions');
+    check(!list.body.some((s) => s.key === key), 'the gateway should have deleted the chat');
+    check(list.body.some((s) => s.key === firstKey) && list.body.some((s) => s.key === secondKey), 'the other chats stay');
+  });
+
+  await step('exactly one WebSocket carried all the chats', async () => {
+    check(wsAfterLogin === 1 && websockets === 1, `expected one WebSocket since signing in, saw ${websockets}`);
+  });
+
+  await step('the status view shows gateway and agent health', async () => {
+    await page.locator(`#session-list .session[data-key="${firstKey}"] .session-main`).click();
+    await waitFor('the history', async () => (await page.locator('#messages .msg.user').count()) === firstChatUsers);
+    await shot(page, 'desktop-chat');
+    await page.click('#tab-status');
+    await waitFor('two report cards', async () => (await page.locator('#status-cards .status-card').count()) === 2);
+    const cards = await page.locator('#status-cards .status-card').evaluateAll((nodes) => nodes.map((n) => ({
+      title: n.querySelector('h3').textContent,
+      badge: n.querySelector('.status-card-head .badge').textContent,
+      facts: n.querySelector('.facts') ? n.querySelector('.facts').textContent : '',
+      checks: [...n.querySelectorAll('.check-name')].map((c) => c.textContent),
+    })));
+    check(cards[0].title === 'Gateway' && cards[1].title === 'Agent', `cards: ${JSON.stringify(cards)}`);
+    check(cards[0].checks.includes('agent'), `the gateway should report its agent check: ${JSON.stringify(cards[0])}`);
+    check(cards[1].checks.includes('embedding'), `the agent should report its embedding check: ${JSON.stringify(cards[1])}`);
+    check(cards.every((c) => /Version/.test(c.facts) && /Uptime/.test(c.facts)), 'versions and uptimes should show');
+    const first = await page.locator('#status-updated').innerText();
+    await waitFor('a refresh within 5 s', async () => (await page.locator('#status-updated').innerText()) !== first, 8000);
+    await shot(page, 'desktop-status');
+  });
+
+  await step('a reload keeps the session and the renamed chat', async () => {
+    navigating = true;
+    await page.goto(`${BASE}/#chat`, { waitUntil: 'domcontentloaded' });
+    navigating = false;
+    await page.locator('#app-view').waitFor({ state: 'visible' });
+    await waitFor('the renamed chat', async () => (await sessionItems(page)).some((s) => s.key === firstKey && s.title === RENAMED));
+    await waitFor('the current chat restored', async () => (await page.locator('#chat-title').innerText()) === RENAMED);
+    await waitFor('the history', async () => (await page.locator('#messages .msg.user').count()) === firstChatUsers);
+  });
+
+  await step('dark mode', async () => {
+    await page.emulateMedia({ colorScheme: 'dark' });
+    const bg = await page.evaluate(() => getComputedStyle(document.body).backgroundColor);
+    check(bg !== 'rgb(246, 247, 249)', `the dark theme should change the background, got ${bg}`);
+    await shot(page, 'desktop-chat-dark');
+    await page.emulateMedia({ colorScheme: 'light' });
+  });
+
+  await step('phone width (360 px): chat, drawer, status', async () => {
+    await page.setViewportSize({ width: 360, height: 760 });
+    await waitFor('the sidebar to become a drawer', async () => page.locator('#menu-btn').isVisible());
+    await waitFor('the chats drawer to be closed on a phone', async () => page.locator('#sidebar').isHidden(), 3000);
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+    check(overflow <= 0, `the page should not scroll sideways at 360 px (by ${overflow} px)`);
+    await shot(page, 'phone-chat');
+    await page.click('#menu-btn');
+    await page.locator('#sidebar').waitFor({ state: 'visible' });
+    check((await page.locator('#menu-btn').getAttribute('aria-expanded')) === 'true', 'the menu button should say it is expanded');
+    await page.waitForTimeout(300);
+    await shot(page, 'phone-drawer');
+    await page.locator(`#session-list .session[data-key="${secondKey}"] .session-main`).click();
+    await waitFor('the drawer to close', async () => page.locator('#sidebar').isHidden());
+    await waitFor('the second chat', async () => norm(await page.locator('#messages').innerText()).includes(`echo: ${B1}`));
+    await page.emulateMedia({ colorScheme: 'dark' });
+    await shot(page, 'phone-chat-dark');
+    await page.emulateMedia({ colorScheme: 'light' });
+    await page.click('#tab-status');
+    await waitFor('two report cards', async () => (await page.locator('#status-cards .status-card').count()) === 2);
+    const overflowStatus = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+    check(overflowStatus <= 0, `the status view should fit 360 px (overflows by ${overflowStatus} px)`);
+    await shot(page, 'phone-status');
+    await page.click('#tab-chat');
+  });
+
+  await step('sign out returns to the sign-in form', async () => {
+    await page.click('#logout-btn');
+    await page.locator('#login-view').waitFor({ state: 'visible' });
+    const me = await apiJson(page, '/api/me');
+    check(me.status === 401, `/api/me should answer 401 after signing out, got ${me.status}`);
+    await shot(page, 'phone-login');
+  });
+
+  await step('no console errors, CSP violations or failed requests', async () => {
+    const csp = await page.evaluate(() => window.__cspViolations);
+    check(csp.length === 0, `CSP violations:\n  ${csp.join('\n  ')}`);
+    noProblems('during the test');
+  });
+} catch (error) {
+  if (!failed) {
+    failed++;
+    console.log(`FAIL ${error && error.stack ? error.stack : error}`);
+  }
+  if (problems.length) console.log(`also seen:\n  ${problems.join('\n  ')}`);
+} finally {
+  if (context) await context.close().catch(() => {});
+  fs.rmSync(userDataDir, { recursive: true, force: true });
+  clearTimeout(watchdog);
+}
+
+if (shots.length) {
+  console.log('screenshots:');
+  for (const file of shots) console.log(`  ${file}`);
+}
+console.log(`ui: ${passed} passed, ${failed} failed`);
+process.exitCode = failed ? 1 : 0;
