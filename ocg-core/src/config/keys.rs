@@ -129,7 +129,11 @@ pub const KEYS: &[KeySpec] = &[
         None,
         "fixed llama-server port (default: first free in 18000-19000)",
     ),
-    key("EMBEDDING_MODEL_PATH", None, "GGUF embedding model"),
+    key(
+        "EMBEDDING_MODEL_PATH",
+        Some("$HOME/.cache/ocg/models/all-minilm-l6-v2-f16.gguf"),
+        "GGUF embedding model",
+    ),
     key("OPENAI_API_KEY", None, "OpenAI-compatible provider key"),
     key("OPENAI_BASE_URL", None, "OpenAI-compatible provider URL"),
     key("OPENAI_MODEL", None, "OpenAI-compatible model"),
