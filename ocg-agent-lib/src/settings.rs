@@ -88,28 +88,6 @@ fn invalid(raw: &RawConfig, key: &str, reason: impl Into<String>) -> ConfigError
     }
 }
 
-fn number<T>(
-    raw: &RawConfig,
-    key: &str,
-    range: std::ops::RangeInclusive<T>,
-) -> Result<Option<T>, ConfigError>
-where
-    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
-{
-    raw.parse(key, |v| {
-        v.parse::<T>()
-            .ok()
-            .filter(|n| range.contains(n))
-            .ok_or_else(|| {
-                format!(
-                    "{v:?} is not a number from {} to {}",
-                    range.start(),
-                    range.end()
-                )
-            })
-    })
-}
-
 fn text(raw: &RawConfig, keys: &[&str]) -> Option<String> {
     keys.iter()
         .find_map(|k| raw.get(k).map(|s| s.value.clone()))
@@ -157,9 +135,12 @@ impl AgentSettings {
             }
             None => vec!["openai".into(), "anthropic".into()],
         };
-        let threads = number(raw, "OCG_LLAMA_THREADS", 1u32..=256)?.unwrap_or_else(|| {
-            std::thread::available_parallelism().map_or(2, |n| u32::try_from(n.get()).unwrap_or(2))
-        });
+        let threads = raw
+            .number_in("OCG_LLAMA_THREADS", 1u32..=256)?
+            .unwrap_or_else(|| {
+                std::thread::available_parallelism()
+                    .map_or(2, |n| u32::try_from(n.get()).unwrap_or(2))
+            });
         let provider = if openai.is_some() || anthropic.is_some() {
             ProviderChoice::Remote {
                 openai,
@@ -194,14 +175,16 @@ impl AgentSettings {
                 .unwrap_or_default(),
             ProviderChoice::Local(local) => local.model_path.display().to_string(),
         };
-        let context_window = match number(raw, "OCG_CONTEXT_WINDOW", 512u32..=10_000_000)? {
+        let context_window = match raw.number_in("OCG_CONTEXT_WINDOW", 512u32..=10_000_000)? {
             Some(window) => window,
             None => match &provider {
                 ProviderChoice::Local(local) => local.context,
                 ProviderChoice::Remote { .. } => known_context_window(&model).unwrap_or(8192),
             },
         };
-        let max_answer_tokens = number(raw, "OCG_MAX_TOKENS", 16u32..=1_000_000)?.unwrap_or(1024);
+        let max_answer_tokens = raw
+            .number_in("OCG_MAX_TOKENS", 16u32..=1_000_000)?
+            .unwrap_or(1024);
         if max_answer_tokens >= context_window {
             return Err(invalid(
                 raw,
@@ -209,8 +192,9 @@ impl AgentSettings {
                 format!("must be below the context window ({context_window})"),
             ));
         }
-        let compaction_threshold =
-            number(raw, "OCG_COMPACTION_THRESHOLD", 0.1f32..=0.95)?.unwrap_or(0.75);
+        let compaction_threshold = raw
+            .number_in("OCG_COMPACTION_THRESHOLD", 0.1f32..=0.95)?
+            .unwrap_or(0.75);
         let workspace = raw.get("OCG_WORKSPACE").map_or_else(
             || config.data_dir.join("workspace"),
             |s| PathBuf::from(&s.value),
@@ -245,11 +229,14 @@ impl AgentSettings {
                     max_answer_tokens,
                     compaction_threshold,
                 },
-                max_tool_rounds: number(raw, "OCG_MAX_TOOL_ROUNDS", 1u32..=64)?.unwrap_or(8),
+                max_tool_rounds: raw
+                    .number_in("OCG_MAX_TOOL_ROUNDS", 1u32..=64)?
+                    .unwrap_or(8),
                 agents_file: Some(workspace.join("AGENTS.md")),
             },
             llm_timeout: Duration::from_secs(
-                number(raw, "OCG_LLM_TIMEOUT", 1u64..=3600)?.unwrap_or(120),
+                raw.number_in("OCG_LLM_TIMEOUT", 1u64..=3600)?
+                    .unwrap_or(120),
             ),
             database: config.data_dir.join("ocg.db"),
             tcp,

@@ -47,27 +47,13 @@ pub struct ServiceSettings {
     pub snapshot_every: Duration,
 }
 
-fn number<T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy>(
+fn number<T: std::str::FromStr + PartialOrd + std::fmt::Display>(
     raw: &RawConfig,
     key: &str,
     range: RangeInclusive<T>,
     default: T,
 ) -> Result<T, ConfigError> {
-    Ok(raw
-        .parse(key, |v| {
-            v.trim()
-                .parse::<T>()
-                .ok()
-                .filter(|n| range.contains(n))
-                .ok_or_else(|| {
-                    format!(
-                        "{v:?} is not a number from {} to {}",
-                        range.start(),
-                        range.end()
-                    )
-                })
-        })?
-        .unwrap_or(default))
+    Ok(raw.number_in(key, range)?.unwrap_or(default))
 }
 
 impl ServiceSettings {

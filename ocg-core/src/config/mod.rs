@@ -265,6 +265,31 @@ impl RawConfig {
         }
     }
 
+    /// Parse `key` as a number within `range`; a value outside it, or not a
+    /// number, is [`ConfigError::InvalidValue`] naming the key.
+    pub fn number_in<T>(
+        &self,
+        key: &str,
+        range: std::ops::RangeInclusive<T>,
+    ) -> Result<Option<T>, ConfigError>
+    where
+        T: std::str::FromStr + PartialOrd + fmt::Display,
+    {
+        self.parse(key, |v| {
+            v.trim()
+                .parse::<T>()
+                .ok()
+                .filter(|n| range.contains(n))
+                .ok_or_else(|| {
+                    format!(
+                        "{v:?} is not a number from {} to {}",
+                        range.start(),
+                        range.end()
+                    )
+                })
+        })
+    }
+
     fn required<T>(
         &self,
         key: &str,
