@@ -226,18 +226,21 @@ ensure_minilm_source() {
     touch "$MINILM_DIR/.complete"
 }
 
-# convert_and_verify OUTTYPE : (re)build the GGUF when missing or older than
-# the converter, then check it once against the numpy reference. A ".verified"
-# marker records that the check passed for this exact file.
+# convert_and_verify OUTTYPE : (re)build the GGUF when missing or made by
+# another version of the converter (by content: a fresh clone's files are all
+# new, so their times say nothing), then check it once against the numpy
+# reference. A ".verified" marker records that the check passed for this file.
 convert_and_verify() {
     local outtype="$1" out="$MODELS/all-minilm-l6-v2-$1.gguf"
-    if [ ! -f "$out" ] || [ "$SCRIPT_DIR/convert_minilm_gguf.py" -nt "$out" ]; then
+    local converter; converter="$(sha256sum "$SCRIPT_DIR/convert_minilm_gguf.py" | cut -d' ' -f1)"
+    if [ ! -f "$out" ] || [ "$(cat "$out.converter" 2>/dev/null)" != "$converter" ]; then
         ensure_minilm_source
         ensure_venv
         rm -f "$out.verified"
         log "converting all-MiniLM-L6-v2 -> $out"
         nice -n 19 "$VENV/bin/python" "$SCRIPT_DIR/convert_minilm_gguf.py" \
             --outtype "$outtype" "$MINILM_DIR" "$out" >&2
+        echo "$converter" > "$out.converter"
     fi
     [ "${OCG_SKIP_VERIFY:-0}" = 1 ] && return 0
     [ -f "$out.verified" ] && [ "$out.verified" -nt "$out" ] && return 0
