@@ -216,11 +216,12 @@ fn services_run_alone_with_the_same_config_and_shut_down_cleanly() {
     )
     .unwrap();
     let spawn = |name: &str| {
+        let log = std::fs::File::create(install.path(&format!("{name}.stderr"))).unwrap();
         install
             .command(name)
             .env_remove("OCG_AGENT_SOCK")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .unwrap()
     };
@@ -242,13 +243,19 @@ fn services_run_alone_with_the_same_config_and_shut_down_cleanly() {
         "the agent found the embedding service through its announced address: {body}"
     );
 
-    for child in [&mut agent, &mut embedding] {
+    for (name, child) in [("ocg-agent", &mut agent), ("ocg-embedding", &mut embedding)] {
         nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap()),
             nix::sys::signal::Signal::SIGTERM,
         )
         .unwrap();
-        assert!(child.wait().unwrap().success(), "graceful exit on SIGTERM");
+        let status = child.wait().unwrap();
+        let log =
+            std::fs::read_to_string(install.path(&format!("{name}.stderr"))).unwrap_or_default();
+        assert!(
+            status.success(),
+            "{name}: graceful exit on SIGTERM, got {status}:\n{log}"
+        );
     }
     assert!(!exists(&socket), "socket removed");
     assert!(!exists(&addr_file), "address withdrawn");

@@ -44,17 +44,26 @@ pub use supervisor::PidFileSupervisor;
 
 /// Completes when the process receives SIGTERM or SIGINT: the shutdown
 /// trigger of every OCG service and of `ocg start --foreground`.
-pub async fn shutdown_signal() {
+///
+/// The handlers are installed when this function is called, not when the
+/// future is first polled: a service calls it before it starts listening, so
+/// a SIGTERM that arrives right after its first answer is a graceful
+/// shutdown rather than the default action (death by signal). Needs a tokio
+/// runtime.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
+    let handlers = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers; stop with SIGKILL");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
-        _ = int.recv() => tracing::info!("SIGINT received, shutting down"),
+    );
+    async move {
+        let (Ok(mut term), Ok(mut int)) = handlers else {
+            tracing::error!("cannot install signal handlers; stop with SIGKILL");
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
+            _ = int.recv() => tracing::info!("SIGINT received, shutting down"),
+        }
     }
 }

@@ -42,6 +42,8 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
+    // First, so that a SIGTERM at any later moment is a graceful shutdown.
+    let shutdown = ocg_process::shutdown_signal();
     let config = Config::load(&Sources::from_process_env().with_file(args.config).flag(
         "OCG_AGENT_SOCK",
         args.socket.map(|p| p.display().to_string()),
@@ -79,7 +81,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         tokio::spawn(server::serve_tcp(addr, router, until_stopped()))
     });
     let unix = tokio::spawn(socket.serve(server::router(runtime), until_stopped()));
-    ocg_process::shutdown_signal().await;
+    shutdown.await;
     let _ = stop.send(true);
     unix.await??;
     if let Some(tcp) = tcp {

@@ -59,6 +59,8 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
+    // First, so that a SIGTERM at any later moment is a graceful shutdown.
+    let shutdown = ocg_process::shutdown_signal();
     let config = Config::load(
         &Sources::from_process_env()
             .with_file(args.config)
@@ -66,7 +68,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     )?;
     let settings = ServiceSettings::from_config(&config)?;
     match args.command {
-        None => serve(config, settings).await,
+        None => serve(config, settings, shutdown).await,
         Some(Command::Reindex { collection }) => reindex(config, settings, collection).await,
     }
 }
@@ -93,7 +95,11 @@ async fn snapshot(store: &Arc<VectorStore>) {
     }
 }
 
-async fn serve(config: Config, settings: ServiceSettings) -> anyhow::Result<()> {
+async fn serve(
+    config: Config,
+    settings: ServiceSettings,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let address = AddressFile::new(config.embedding_addr_file());
     service::refuse_second_instance(&address).await?;
     let llama = LlamaEmbedder::start(settings.llama.clone());
@@ -122,7 +128,7 @@ async fn serve(config: Config, settings: ServiceSettings) -> anyhow::Result<()> 
         })
     };
     let router = service::router(Arc::new(EmbeddingState::with_engine(engine)));
-    let served = service::serve(listener, router, &address, ocg_process::shutdown_signal()).await;
+    let served = service::serve(listener, router, &address, shutdown).await;
     snapshots.abort();
     snapshot(&store).await;
     served?;

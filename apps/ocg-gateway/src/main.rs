@@ -84,6 +84,8 @@ fn trusted_proxies(config: &Config) -> anyhow::Result<Vec<IpAddr>> {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
+    // First, so that a SIGTERM at any later moment is a graceful shutdown.
+    let shutdown = ocg_process::shutdown_signal();
     let config = Config::load(
         &Sources::from_process_env()
             .with_file(args.config)
@@ -146,12 +148,6 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     let router = ocg_gateway_lib::router(state);
     let addr = SocketAddr::new(config.host, config.port);
-    ocg_gateway_lib::serve(
-        addr,
-        config.allow_public_bind,
-        router,
-        ocg_process::shutdown_signal(),
-    )
-    .await?;
+    ocg_gateway_lib::serve(addr, config.allow_public_bind, router, shutdown).await?;
     Ok(())
 }
