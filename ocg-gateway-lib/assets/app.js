@@ -801,7 +801,9 @@
         if (e.key === 'Enter' && !e.isComposing) { e.preventDefault(); finish(true); }
         else if (e.key === 'Escape') { e.preventDefault(); e.stopPropagation(); finish(false); }
       });
-      input.addEventListener('blur', () => { if (!state.rendering) finish(true); });
+      // A re-render replaces this input; the old one's blur (which may come
+      // after the render) must not end the edit.
+      input.addEventListener('blur', () => { if (!state.rendering && input.isConnected) finish(true); });
       const form = el('form', { class: 'session-rename', onsubmit: (e) => { e.preventDefault(); finish(true); } }, input);
       li.append(form);
       return li;

@@ -244,7 +244,11 @@ try {
     if (!csp) console.log('     note: GET / sent no Content-Security-Policy header');
     await page.locator('#login-view').waitFor({ state: 'visible' });
     check(await page.locator('#app-view').isHidden(), 'the app should be hidden before signing in');
-    check(await page.evaluate(() => document.activeElement && document.activeElement.id === 'token'), 'the token field should have focus');
+    // Focus moves in a task after the view is shown: wait for it, bounded.
+    const tokenFocused = await page
+      .waitForFunction(() => document.activeElement && document.activeElement.id === 'token', null, { timeout: 5000 })
+      .then(() => true, () => false);
+    check(tokenFocused, 'the token field should have focus');
   });
 
   await step('the Markdown renderer only builds whitelisted elements', async () => {
@@ -437,7 +441,10 @@ try {
     await item.locator('[data-role="rename"]').click();
     const input = item.locator('.session-rename input');
     await input.waitFor({ state: 'visible' });
-    check(await input.evaluate((n) => n === document.activeElement), 'the title field should have focus');
+    const titleFocused = await page
+      .waitForFunction((n) => n === document.activeElement, await input.elementHandle(), { timeout: 5000 })
+      .then(() => true, () => false);
+    check(titleFocused, 'the title field should have focus');
     await input.fill(RENAMED);
     await input.press('Enter');
     await waitFor('the new title in the list', async () => (await item.locator('.session-title').innerText()) === RENAMED);
