@@ -356,6 +356,11 @@ async fn chat_socket(
     Ok(upgrade
         .max_message_size(ws::MAX_FRAME)
         .max_frame_size(ws::MAX_FRAME)
+        // tungstenite's defaults (128 KiB read buffer, 128 KiB write buffer)
+        // cost ~135 KiB per idle connection; frames here are small, and a
+        // slow reader is bounded by the per-connection queue instead.
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(0)
         .on_upgrade(move |socket| {
             let (sink, stream) = socket.split();
             ws::serve_connection(
