@@ -9,7 +9,10 @@ use futures_core::Stream;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{ChatEvent, ChatReply, ChatRequest, Error, HealthReport, Message, Result};
+use crate::{
+    ChatEvent, ChatReply, ChatRequest, Error, HealthReport, Memory, MemoryPage, Message, NewMemory,
+    Result, StoredMemory,
+};
 
 /// A session as listed by an agent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -119,6 +122,37 @@ pub trait Agent: Send + Sync {
         Ok(Vec::new())
     }
 
+    /// Memories most relevant to `query`, best first, at most `limit`.
+    async fn memory_search(&self, query: &str, limit: usize) -> Result<Vec<Memory>> {
+        let _ = (query, limit);
+        unsupported("memory")
+    }
+
+    /// A page of memories, newest first.
+    async fn memory_list(&self, offset: u64, limit: u64) -> Result<MemoryPage> {
+        let _ = (offset, limit);
+        unsupported("memory")
+    }
+
+    /// One memory; an unknown id is [`Error::NotFound`].
+    async fn memory_get(&self, id: &str) -> Result<Memory> {
+        let _ = id;
+        unsupported("memory")
+    }
+
+    /// Remember a fact (stored as coming from the user); a near-identical
+    /// memory is updated instead of duplicated.
+    async fn memory_store(&self, memory: NewMemory) -> Result<StoredMemory> {
+        let _ = memory;
+        unsupported("memory")
+    }
+
+    /// Forget a memory; an unknown id is [`Error::NotFound`].
+    async fn memory_delete(&self, id: &str) -> Result<()> {
+        let _ = id;
+        unsupported("memory")
+    }
+
     /// Run a turn to the end and return its final message.
     async fn chat(&self, request: ChatRequest) -> Result<ChatReply> {
         let mut stream = self.chat_stream(request).await?;
@@ -181,6 +215,21 @@ impl<T: Agent + ?Sized> Agent for Arc<T> {
     async fn models(&self) -> Result<Vec<String>> {
         (**self).models().await
     }
+    async fn memory_search(&self, query: &str, limit: usize) -> Result<Vec<Memory>> {
+        (**self).memory_search(query, limit).await
+    }
+    async fn memory_list(&self, offset: u64, limit: u64) -> Result<MemoryPage> {
+        (**self).memory_list(offset, limit).await
+    }
+    async fn memory_get(&self, id: &str) -> Result<Memory> {
+        (**self).memory_get(id).await
+    }
+    async fn memory_store(&self, memory: NewMemory) -> Result<StoredMemory> {
+        (**self).memory_store(memory).await
+    }
+    async fn memory_delete(&self, id: &str) -> Result<()> {
+        (**self).memory_delete(id).await
+    }
 }
 
 #[async_trait]
@@ -217,5 +266,20 @@ impl<T: Agent + ?Sized> Agent for Box<T> {
     }
     async fn models(&self) -> Result<Vec<String>> {
         (**self).models().await
+    }
+    async fn memory_search(&self, query: &str, limit: usize) -> Result<Vec<Memory>> {
+        (**self).memory_search(query, limit).await
+    }
+    async fn memory_list(&self, offset: u64, limit: u64) -> Result<MemoryPage> {
+        (**self).memory_list(offset, limit).await
+    }
+    async fn memory_get(&self, id: &str) -> Result<Memory> {
+        (**self).memory_get(id).await
+    }
+    async fn memory_store(&self, memory: NewMemory) -> Result<StoredMemory> {
+        (**self).memory_store(memory).await
+    }
+    async fn memory_delete(&self, id: &str) -> Result<()> {
+        (**self).memory_delete(id).await
     }
 }

@@ -45,6 +45,11 @@ pub struct SearchRequest {
     /// Keep only items whose metadata has these exact key/value pairs.
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub filter: Map<String, Value>,
+    /// Combine vector similarity with keyword matching of the query text
+    /// (text queries only), so exact names and numbers are found too. The
+    /// embedding service documents how the two are scored.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub hybrid: bool,
 }
 
 /// One search result.

@@ -26,6 +26,7 @@ mod embedder;
 mod embedding;
 mod error;
 mod health;
+mod memory;
 mod supervisor;
 mod wire;
 
@@ -43,6 +44,7 @@ pub use embedder::{Embedder, EmbedderInfo};
 pub use embedding::{SearchHit, SearchQuery, SearchRequest, VectorItem};
 pub use error::{Error, Result};
 pub use health::{HealthCheck, HealthReport, HealthStatus};
+pub use memory::{Memory, MemoryPage, NewMemory, StoredMemory};
 pub use supervisor::{
     ProcessSupervisor, Readiness, RunningService, ServiceSpec, ServiceState, StopOutcome,
 };

@@ -116,6 +116,7 @@ async fn main() -> anyhow::Result<()> {
             top_k: 2,
             min_score: None,
             filter: Default::default(),
+            hybrid: false,
         })
         .await?;
     for hit in hits {
