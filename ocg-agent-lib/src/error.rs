@@ -53,12 +53,28 @@ pub enum AgentError {
     /// Serving failed.
     #[error("server error: {0}")]
     Serve(#[source] std::io::Error),
+    /// A tool refused or failed; returned to the model as a tool error.
+    #[error("{message}")]
+    Tool {
+        /// Stable code (`path_outside_workspace`, `not_allowed`, …).
+        code: &'static str,
+        /// What happened, for the model.
+        message: String,
+    },
     /// A bug or a failed background task.
     #[error("internal error: {0}")]
     Internal(String),
 }
 
 impl AgentError {
+    /// Shorthand for [`AgentError::Tool`].
+    pub fn tool(code: &'static str, message: impl Into<String>) -> Self {
+        AgentError::Tool {
+            code,
+            message: message.into(),
+        }
+    }
+
     /// The stable code of this error in JSON bodies.
     pub fn code(&self) -> &'static str {
         match self {
@@ -67,7 +83,7 @@ impl AgentError {
             #[cfg(feature = "runtime")]
             AgentError::Store(_) => "store_error",
             AgentError::LocalModel(_) => "llm_unavailable",
-            AgentError::Llm { code, .. } => code,
+            AgentError::Llm { code, .. } | AgentError::Tool { code, .. } => code,
             _ => "internal_error",
         }
     }

@@ -48,7 +48,7 @@ pub mod sessions;
 #[cfg(feature = "runtime")]
 pub mod settings;
 #[cfg(feature = "runtime")]
-mod tools;
+pub mod tools;
 
 #[cfg(feature = "client")]
 pub use client::AgentClient;

@@ -2,7 +2,8 @@
 //!
 //! OCG is three services and a process manager. This crate is what they agree
 //! on, and nothing heavier: the traits each concern is reached through
-//! ([`Agent`], [`Embedder`], [`Channel`], [`ProcessSupervisor`]), the wire
+//! ([`Agent`], [`Embedder`], [`VectorStore`], [`Channel`],
+//! [`ProcessSupervisor`]), the wire
 //! types that cross process boundaries ([`ChatEvent`], [`Message`],
 //! [`HealthReport`], embedding and search shapes), config resolution
 //! ([`config`]) and one error type ([`Error`]).
@@ -28,6 +29,7 @@ mod error;
 mod health;
 mod memory;
 mod supervisor;
+mod vector_store;
 mod wire;
 
 #[cfg(feature = "testing")]
@@ -48,6 +50,7 @@ pub use memory::{Memory, MemoryPage, NewMemory, StoredMemory};
 pub use supervisor::{
     ProcessSupervisor, Readiness, RunningService, ServiceSpec, ServiceState, StopOutcome,
 };
+pub use vector_store::VectorStore;
 pub use wire::{ChatEvent, ChatReply, ChatRequest, Message, Role, ToolCall, Usage};
 
 /// The version of the OCG contracts, reported by every service's `/health`.

@@ -8,18 +8,21 @@
 //!   words are similar, so search behaves plausibly without a model.
 //! - [`RecordingChannel`]: records what is sent, delivers injected messages.
 //! - [`FakeSupervisor`]: a process table in memory.
+//! - [`InMemoryVectorStore`]: collections searched by exact cosine.
 
 mod agent;
 mod channel;
 mod embedder;
 mod stream;
 mod supervisor;
+mod vector_store;
 
 pub use agent::ScriptedAgent;
 pub use channel::RecordingChannel;
 pub use embedder::DeterministicEmbedder;
 pub use stream::iter_stream;
 pub use supervisor::FakeSupervisor;
+pub use vector_store::InMemoryVectorStore;
 
 /// Drive a future to completion on the current thread (tests of the fakes
 /// need no runtime).

@@ -1,4 +1,4 @@
-//! The hook through which the runtime runs tool calls.
+//! [`ToolExecutor`]: the hook through which the runtime runs tool calls.
 
 use async_trait::async_trait;
 use ocg_core::ToolCall;
@@ -26,6 +26,14 @@ pub trait ToolExecutor: Send + Sync {
 
     /// Run one call on behalf of `session_key`.
     async fn call(&self, session_key: Option<&str>, call: &ToolCall) -> ToolOutput;
+
+    /// Whether a call of `name` may run concurrently with the other calls of
+    /// its round. Calls that change state (files, processes, memory) are run
+    /// one at a time, in the order the model gave them.
+    fn parallel_safe(&self, name: &str) -> bool {
+        let _ = name;
+        true
+    }
 }
 
 /// No tools: the model is offered none, and a call it makes anyway is refused.

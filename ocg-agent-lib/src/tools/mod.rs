@@ -1,0 +1,81 @@
+//! The agent's tools.
+//!
+//! A [`Tool`] is one capability offered to the model, described by a JSON
+//! schema. A [`ToolRegistry`] holds the tools a [`ToolPolicy`] allows and is
+//! the runtime's [`ToolExecutor`]: it refuses what the policy denies, turns
+//! failures into tool errors for the model and caps every result
+//! ([`truncate_middle`]). File tools resolve every path inside one
+//! [`Workspace`]; see `docs/tools.md` for the whole security model.
+
+mod executor;
+mod policy;
+mod registry;
+mod workspace;
+
+use async_trait::async_trait;
+use serde::Serialize;
+
+use crate::AgentError;
+
+pub use executor::{NoTools, ToolExecutor, ToolOutput};
+pub use policy::{ToolGroup, ToolPolicy};
+pub use registry::{ToolRegistry, truncate_middle};
+pub use workspace::Workspace;
+
+/// What a tool knows about the call it serves.
+#[derive(Debug, Clone, Default)]
+pub struct ToolContext {
+    /// The session the call was made in, when the turn has one.
+    pub session_key: Option<String>,
+}
+
+/// One capability offered to the model.
+///
+/// Contract: [`call`](Tool::call) never panics; bad arguments and refusals
+/// are `Err(AgentError::Tool { .. })` with a stable code, which the registry
+/// hands to the model as a failed tool result.
+#[async_trait]
+pub trait Tool: Send + Sync {
+    /// The name the model calls it by.
+    fn name(&self) -> &'static str;
+
+    /// Its policy group.
+    fn group(&self) -> ToolGroup;
+
+    /// What it does, for the model.
+    fn description(&self) -> &'static str;
+
+    /// JSON schema of its arguments (an object schema).
+    fn parameters(&self) -> serde_json::Value;
+
+    /// Whether it only reads: read-only calls of one round run concurrently,
+    /// the others one at a time in order.
+    fn read_only(&self) -> bool {
+        false
+    }
+
+    /// Run it.
+    async fn call(
+        &self,
+        context: &ToolContext,
+        arguments: serde_json::Value,
+    ) -> Result<String, AgentError>;
+}
+
+/// Decode a call's arguments into `T`, as a tool error when they do not fit.
+pub fn arguments<T: serde::de::DeserializeOwned>(
+    tool: &str,
+    arguments: serde_json::Value,
+) -> Result<T, AgentError> {
+    serde_json::from_value(arguments).map_err(|error| {
+        AgentError::tool(
+            "invalid_arguments",
+            format!("{tool}: invalid arguments: {error}"),
+        )
+    })
+}
+
+/// Serialize a tool's structured result as compact JSON.
+pub fn json_result<T: Serialize>(value: &T) -> Result<String, AgentError> {
+    serde_json::to_string(value).map_err(|error| AgentError::Internal(error.to_string()))
+}
