@@ -8,6 +8,7 @@
 //! [`Workspace`]; see `docs/tools.md` for the whole security model.
 
 mod executor;
+pub mod fs;
 mod policy;
 mod registry;
 mod workspace;
