@@ -9,6 +9,7 @@
 
 mod executor;
 pub mod fs;
+pub mod patch;
 mod policy;
 mod registry;
 mod workspace;
