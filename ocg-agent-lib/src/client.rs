@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use futures_util::StreamExt;
 use ocg_core::{
     Agent, ChatEvent, ChatRequest, ChatStream, Error, HealthCheck, HealthReport, HealthStatus,
-    HistoryEntry, Result, SessionInfo,
+    HistoryEntry, Memory, MemoryPage, NewMemory, Result, SessionInfo, StoredMemory,
 };
 
 use crate::AgentError;
@@ -109,6 +109,8 @@ impl AgentClient {
         Err(match status.as_u16() {
             404 => Error::NotFound(message),
             400 => Error::InvalidInput(message),
+            501 => Error::Unsupported(message),
+            503 if code == "memory_unavailable" => Error::unavailable("memory", message),
             _ => Error::Remote { code, message },
         })
     }
@@ -236,6 +238,40 @@ impl Agent for AgentClient {
 
     async fn delete_session(&self, key: &str) -> Result<()> {
         let path = format!("/v1/sessions/{}", encode(key));
+        self.call(reqwest::Method::DELETE, &path, None)
+            .await
+            .map(drop)
+    }
+
+    async fn memory_search(&self, query: &str, limit: usize) -> Result<Vec<Memory>> {
+        let body = serde_json::json!({ "query": query, "limit": limit });
+        decode_body(
+            self.call(reqwest::Method::POST, "/v1/memory/search", Some(body))
+                .await?,
+        )
+    }
+
+    async fn memory_list(&self, offset: u64, limit: u64) -> Result<MemoryPage> {
+        let path = format!("/v1/memory?offset={offset}&limit={limit}");
+        decode_body(self.call(reqwest::Method::GET, &path, None).await?)
+    }
+
+    async fn memory_get(&self, id: &str) -> Result<Memory> {
+        let path = format!("/v1/memory/{}", encode(id));
+        decode_body(self.call(reqwest::Method::GET, &path, None).await?)
+    }
+
+    async fn memory_store(&self, memory: NewMemory) -> Result<StoredMemory> {
+        let body = serde_json::to_value(&memory)
+            .map_err(|e| Error::InvalidInput(format!("unencodable memory: {e}")))?;
+        decode_body(
+            self.call(reqwest::Method::POST, "/v1/memory", Some(body))
+                .await?,
+        )
+    }
+
+    async fn memory_delete(&self, id: &str) -> Result<()> {
+        let path = format!("/v1/memory/{}", encode(id));
         self.call(reqwest::Method::DELETE, &path, None)
             .await
             .map(drop)

@@ -61,6 +61,12 @@ pub enum AgentError {
         /// What happened, for the model.
         message: String,
     },
+    /// The memory store (the embedding service) cannot be used now.
+    #[error("memory is unavailable: {0}")]
+    MemoryUnavailable(String),
+    /// No memory with that id.
+    #[error("no memory {0:?}")]
+    MemoryNotFound(String),
     /// A bug or a failed background task.
     #[error("internal error: {0}")]
     Internal(String),
@@ -83,6 +89,8 @@ impl AgentError {
             #[cfg(feature = "runtime")]
             AgentError::Store(_) => "store_error",
             AgentError::LocalModel(_) => "llm_unavailable",
+            AgentError::MemoryUnavailable(_) => "memory_unavailable",
+            AgentError::MemoryNotFound(_) => "memory_not_found",
             AgentError::Llm { code, .. } | AgentError::Tool { code, .. } => code,
             _ => "internal_error",
         }
@@ -94,6 +102,10 @@ impl From<AgentError> for ocg_core::Error {
         match error {
             AgentError::SessionNotFound(key) => ocg_core::Error::NotFound(format!("session {key}")),
             AgentError::InvalidInput(message) => ocg_core::Error::InvalidInput(message),
+            AgentError::MemoryNotFound(id) => ocg_core::Error::NotFound(format!("memory {id}")),
+            AgentError::MemoryUnavailable(message) => {
+                ocg_core::Error::unavailable("memory", message)
+            }
             other => ocg_core::Error::Remote {
                 code: other.code().to_owned(),
                 message: other.to_string(),

@@ -38,6 +38,8 @@ pub mod context;
 #[cfg(feature = "runtime")]
 pub mod local;
 #[cfg(feature = "runtime")]
+pub mod memory;
+#[cfg(feature = "runtime")]
 pub mod providers;
 #[cfg(feature = "runtime")]
 mod runtime;

@@ -9,14 +9,15 @@ use std::time::Instant;
 use async_trait::async_trait;
 use futures_util::StreamExt;
 use ocg_core::{
-    Agent, ChatEvent, ChatRequest, ChatStream, Embedder, HealthCheck, HealthReport, HistoryEntry,
-    Message, Role, ToolCall, Usage, VERSION,
+    Agent, ChatEvent, ChatRequest, ChatStream, HealthCheck, HealthReport, HistoryEntry, Memory,
+    MemoryPage, Message, NewMemory, Role, StoredMemory, ToolCall, Usage, VERSION,
 };
 use serde::Serialize;
 use tokio::sync::mpsc;
 
 use crate::context::{ContextBudget, compaction_slice, estimate_tokens, message_tokens};
 use crate::event_stream::spawn_event_stream;
+use crate::memory::{MemoryBank, RecallConfig, recall_block};
 use crate::providers::{CompletionRequest, LlmProvider, ProviderEvent};
 use crate::sessions::{NewMessage, SessionStore};
 use crate::{AgentError, ToolExecutor, ToolOutput};
@@ -31,7 +32,13 @@ pub struct RuntimeConfig {
     /// A workspace instructions file (`AGENTS.md`) appended to the system
     /// prompt when it exists; read each turn, at most 64 KiB.
     pub agents_file: Option<PathBuf>,
+    /// Memories recalled before each turn (when the runtime has memory).
+    pub recall: RecallConfig,
 }
+
+/// How often one tool call (same name, same arguments) may run in a turn;
+/// a further repetition is refused as a loop.
+pub const MAX_IDENTICAL_CALLS: u32 = 2;
 
 /// The longest session key accepted.
 pub const MAX_SESSION_KEY: usize = 200;
@@ -75,7 +82,7 @@ struct Inner {
     provider: Arc<dyn LlmProvider>,
     store: SessionStore,
     tools: Arc<dyn ToolExecutor>,
-    embedder: Option<Arc<dyn Embedder>>,
+    memory: Option<MemoryBank>,
     config: RuntimeConfig,
     locks: Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>,
     counters: Counters,
@@ -123,13 +130,13 @@ impl From<TurnError> for AgentError {
 
 impl AgentRuntime {
     /// A runtime answering with `provider`, storing in `store`, acting
-    /// through `tools`; `embedder` (the embedding service) is reported in
-    /// health checks.
+    /// through `tools`, remembering in `memory` (whose store is reported in
+    /// health checks as `embedding`).
     pub fn new(
         provider: Arc<dyn LlmProvider>,
         store: SessionStore,
         tools: Arc<dyn ToolExecutor>,
-        embedder: Option<Arc<dyn Embedder>>,
+        memory: Option<MemoryBank>,
         config: RuntimeConfig,
     ) -> Self {
         AgentRuntime {
@@ -137,7 +144,7 @@ impl AgentRuntime {
                 provider,
                 store,
                 tools,
-                embedder,
+                memory,
                 config,
                 locks: Mutex::default(),
                 counters: Counters::default(),
@@ -287,6 +294,26 @@ impl Agent for AgentRuntime {
         Ok(vec![self.inner.provider.model().to_owned()])
     }
 
+    async fn memory_search(&self, query: &str, limit: usize) -> ocg_core::Result<Vec<Memory>> {
+        Ok(self.inner.memory()?.search(query, limit, None).await?)
+    }
+
+    async fn memory_list(&self, offset: u64, limit: u64) -> ocg_core::Result<MemoryPage> {
+        Ok(self.inner.memory()?.list(offset, limit).await?)
+    }
+
+    async fn memory_get(&self, id: &str) -> ocg_core::Result<Memory> {
+        Ok(self.inner.memory()?.get(id).await?)
+    }
+
+    async fn memory_store(&self, memory: NewMemory) -> ocg_core::Result<StoredMemory> {
+        Ok(self.inner.memory()?.store(memory, "user").await?)
+    }
+
+    async fn memory_delete(&self, id: &str) -> ocg_core::Result<()> {
+        Ok(self.inner.memory()?.delete(id).await?)
+    }
+
     async fn health(&self) -> HealthReport {
         let inner = &self.inner;
         let mut checks = vec![match inner.provider.check().await {
@@ -304,8 +331,8 @@ impl Agent for AgentRuntime {
             Ok(_) => HealthCheck::ok("sessions", None),
             Err(error) => HealthCheck::failing("sessions", error.to_string()),
         });
-        if let Some(embedder) = &inner.embedder {
-            checks.push(match embedder.check().await {
+        if let Some(memory) = &inner.memory {
+            checks.push(match memory.check().await {
                 Ok(()) => HealthCheck::ok("embedding", None),
                 Err(error) => HealthCheck::failing("embedding", error.to_string()),
             });
@@ -315,6 +342,12 @@ impl Agent for AgentRuntime {
 }
 
 impl Inner {
+    fn memory(&self) -> Result<&MemoryBank, ocg_core::Error> {
+        self.memory.as_ref().ok_or_else(|| {
+            ocg_core::Error::Unsupported("this agent runs without long-term memory".into())
+        })
+    }
+
     fn session_lock(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
         let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(lock) = locks.get(key).and_then(Weak::upgrade) {
@@ -390,6 +423,14 @@ impl Inner {
             }
         };
 
+        if let Some(memory) = &self.memory {
+            let recalled = memory.recall(user_text, &self.config.recall).await;
+            if let (Some(block), Some(last)) = (recall_block(&recalled), conversation.last_mut()) {
+                // Prompt only: the stored user message stays as written.
+                last.content = format!("{block}\n\n{}", last.content);
+            }
+        }
+
         let mut produced: Vec<NewMessage> = request
             .messages
             .iter()
@@ -401,6 +442,7 @@ impl Inner {
         let mut usage_total: Option<Usage> = None;
         let tools = self.tools.definitions();
         let mut final_message = None;
+        let mut seen_calls: HashMap<String, u32> = HashMap::new();
 
         for _round in 0..self.config.max_tool_rounds.max(1) {
             let completion = CompletionRequest {
@@ -466,7 +508,10 @@ impl Inner {
                 final_message = Some(assistant);
                 break;
             }
-            for result in self.run_tools(session_key.as_deref(), &calls, events).await {
+            for result in self
+                .run_tools(session_key.as_deref(), &calls, &mut seen_calls, events)
+                .await
+            {
                 conversation.push(result.clone());
                 produced.push(NewMessage {
                     tokens: estimate_tokens(&result.content),
@@ -518,10 +563,14 @@ impl Inner {
         })
     }
 
+    /// Run one round's calls: consecutive read-only calls together, others
+    /// one at a time in order. A call repeated with the same arguments more
+    /// than [`MAX_IDENTICAL_CALLS`] times in the turn (`seen`) is refused.
     async fn run_tools(
         &self,
         session_key: Option<&str>,
         calls: &[ToolCall],
+        seen: &mut HashMap<String, u32>,
         events: &mpsc::Sender<ChatEvent>,
     ) -> Vec<Message> {
         for call in calls {
@@ -533,21 +582,66 @@ impl Inner {
                 })
                 .await;
         }
-        let outputs = futures_util::future::join_all(calls.iter().map(|call| async move {
-            if !call.arguments.is_object() {
-                return ToolOutput {
+        // Refusals decided before anything runs.
+        let mut outputs: Vec<Option<ToolOutput>> = calls
+            .iter()
+            .map(|call| {
+                if !call.arguments.is_object() {
+                    return Some(ToolOutput {
+                        content: format!(
+                            "error [invalid_arguments]: the arguments of {} are not a JSON object: {}",
+                            call.name, call.arguments
+                        ),
+                        ok: false,
+                    });
+                }
+                let signature = format!("{}\u{0}{}", call.name, call.arguments);
+                let count = seen.entry(signature).or_insert(0);
+                *count += 1;
+                (*count > MAX_IDENTICAL_CALLS).then(|| ToolOutput {
                     content: format!(
-                        "error: the arguments of {} are not a JSON object: {}",
-                        call.name, call.arguments
+                        "error [loop_detected]: {} was already called {} times with these same \
+                         arguments in this turn; use the results you have, change the arguments, \
+                         or answer",
+                        call.name, MAX_IDENTICAL_CALLS
                     ),
                     ok: false,
-                };
+                })
+            })
+            .collect();
+        let mut index = 0;
+        while index < calls.len() {
+            if outputs[index].is_some() {
+                index += 1;
+                continue;
             }
-            self.tools.call(session_key, call).await
-        }))
-        .await;
+            let parallel = self.tools.parallel_safe(&calls[index].name);
+            let mut end = index + 1;
+            if parallel {
+                while end < calls.len()
+                    && (outputs[end].is_some() || self.tools.parallel_safe(&calls[end].name))
+                {
+                    end += 1;
+                }
+            }
+            let batch: Vec<usize> = (index..end).filter(|&i| outputs[i].is_none()).collect();
+            let results = futures_util::future::join_all(
+                batch
+                    .iter()
+                    .map(|&i| self.tools.call(session_key, &calls[i])),
+            )
+            .await;
+            for (i, output) in batch.into_iter().zip(results) {
+                outputs[i] = Some(output);
+            }
+            index = end;
+        }
         let mut results = Vec::with_capacity(calls.len());
         for (call, output) in calls.iter().zip(outputs) {
+            let output = output.unwrap_or_else(|| ToolOutput {
+                content: "error [internal_error]: the call did not run".into(),
+                ok: false,
+            });
             let _ = events
                 .send(ChatEvent::ToolEnd {
                     id: call.id.clone(),
@@ -640,6 +734,7 @@ mod tests {
             },
             max_tool_rounds: 3,
             agents_file: None,
+            recall: Default::default(),
         }
     }
 
@@ -735,6 +830,85 @@ mod tests {
             "{}",
             reply.message.content
         );
+    }
+
+    #[tokio::test]
+    async fn a_call_repeated_with_the_same_arguments_is_refused_as_a_loop() {
+        let same = || Reply::Tools(vec![call("x", serde_json::json!({"text": "a"}))]);
+        let provider = Arc::new(ScriptedProvider::with(vec![
+            same(),
+            same(),
+            same(),
+            same(),
+            Reply::Text("done"),
+        ]));
+        let runtime = runtime(provider, 8192);
+        let got = events(&runtime, ChatRequest::user("s:loop", "go")).await;
+        let ends: Vec<(bool, String)> = got
+            .iter()
+            .filter_map(|e| match e {
+                ChatEvent::ToolEnd { ok, result, .. } => Some((*ok, result.clone())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(ends.len(), 3);
+        assert!(ends[0].0 && ends[1].0);
+        assert!(!ends[2].0);
+        assert!(
+            ends[2].1.starts_with("error [loop_detected]"),
+            "{}",
+            ends[2].1
+        );
+        // The count is per turn: the next turn may make the call again.
+        let got = events(&runtime, ChatRequest::user("s:loop", "again")).await;
+        assert!(
+            got.iter()
+                .any(|e| matches!(e, ChatEvent::ToolEnd { ok: true, .. }))
+        );
+        assert!(
+            matches!(got.last(), Some(ChatEvent::Done { message, .. }) if message.content == "done")
+        );
+    }
+
+    #[tokio::test]
+    async fn recalled_memories_reach_the_prompt_but_not_the_history() {
+        use crate::memory::{MemoryBank, RecallConfig};
+        use ocg_core::testing::InMemoryVectorStore;
+        let bank = MemoryBank::new(Arc::new(InMemoryVectorStore::default()));
+        bank.store(NewMemory::text("Ann takes her coffee black"), "agent")
+            .await
+            .unwrap();
+        let provider = Arc::new(ScriptedProvider::default());
+        let mut config = config(8192);
+        config.recall = RecallConfig {
+            min_score: 0.3,
+            ..RecallConfig::default()
+        };
+        let runtime = AgentRuntime::new(
+            provider.clone(),
+            SessionStore::in_memory().unwrap(),
+            Arc::new(Upper),
+            Some(bank),
+            config,
+        );
+        runtime
+            .chat(ChatRequest::user("s:m", "how does Ann take her coffee"))
+            .await
+            .unwrap();
+        runtime
+            .chat(ChatRequest::user("s:m", "what are stock prices doing"))
+            .await
+            .unwrap();
+        let requests = provider.requests.lock().unwrap().clone();
+        let first = &requests[0].messages.last().unwrap().content;
+        assert!(first.starts_with("<recalled_memories>"), "{first}");
+        assert!(first.contains("Ann takes her coffee black"));
+        assert!(first.ends_with("how does Ann take her coffee"));
+        let second = &requests[1].messages.last().unwrap().content;
+        assert_eq!(second, "what are stock prices doing", "nothing relevant");
+        let stored = runtime.store().context("s:m").await.unwrap().messages;
+        assert_eq!(stored[0].message.content, "how does Ann take her coffee");
+        assert_eq!(runtime.memory_list(0, 10).await.unwrap().total, 1);
     }
 
     #[tokio::test]

@@ -22,7 +22,7 @@ use tokio::net::{UnixListener, UnixStream};
 
 use crate::runtime::RuntimeStats;
 use crate::{AgentError, AgentRuntime};
-use ocg_core::{HistoryEntry, SessionInfo};
+use ocg_core::{HistoryEntry, Memory, MemoryPage, NewMemory, SessionInfo, StoredMemory};
 
 /// An error answer: `{"error": {"code", "message"}}` with an HTTP status.
 #[derive(Debug)]
@@ -52,7 +52,8 @@ impl IntoResponse for ApiError {
 impl From<AgentError> for ApiError {
     fn from(error: AgentError) -> Self {
         let status = match &error {
-            AgentError::SessionNotFound(_) => StatusCode::NOT_FOUND,
+            AgentError::SessionNotFound(_) | AgentError::MemoryNotFound(_) => StatusCode::NOT_FOUND,
+            AgentError::MemoryUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             AgentError::InvalidInput(_) => StatusCode::BAD_REQUEST,
             AgentError::LocalModel(_) => StatusCode::SERVICE_UNAVAILABLE,
             AgentError::Llm { .. } => StatusCode::BAD_GATEWAY,
@@ -70,6 +71,7 @@ impl From<ocg_core::Error> for ApiError {
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Error::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            Error::Unsupported(_) => StatusCode::NOT_IMPLEMENTED,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError::new(status, error.code(), error.to_string())
@@ -117,6 +119,11 @@ where
 /// | `POST /v1/sessions/{key}/compact` | summarize and archive old turns now |
 /// | `DELETE /v1/sessions/{key}` | delete |
 /// | `GET /v1/stats` | counters |
+/// | `GET /v1/memory?offset&limit` | a [`MemoryPage`], newest first |
+/// | `POST /v1/memory/search` `{"query","limit"}` | matching [`Memory`]s, best first |
+/// | `POST /v1/memory` [`NewMemory`] | a [`StoredMemory`]; 201 when new, 200 when it updated a near-duplicate |
+/// | `GET /v1/memory/{id}` | one [`Memory`] |
+/// | `DELETE /v1/memory/{id}` | forget it |
 pub fn router(runtime: AgentRuntime) -> Router {
     Router::new()
         .route("/health", get(health))
@@ -129,6 +136,9 @@ pub fn router(runtime: AgentRuntime) -> Router {
         .route("/v1/sessions/{key}/rename", post(rename_session))
         .route("/v1/sessions/{key}/compact", post(compact_session))
         .route("/v1/stats", get(stats))
+        .route("/v1/memory", get(list_memories).post(store_memory))
+        .route("/v1/memory/search", post(search_memories))
+        .route("/v1/memory/{id}", get(get_memory).delete(delete_memory))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .with_state(runtime)
 }
@@ -287,6 +297,82 @@ async fn compact_session(
 
 async fn stats(State(runtime): State<AgentRuntime>) -> Result<Json<RuntimeStats>, ApiError> {
     Ok(Json(runtime.stats().await?))
+}
+
+#[derive(Debug, Deserialize)]
+struct PageQuery {
+    #[serde(default)]
+    offset: u64,
+    #[serde(default = "default_memory_limit")]
+    limit: u64,
+}
+
+fn default_memory_limit() -> u64 {
+    50
+}
+
+async fn list_memories(
+    State(runtime): State<AgentRuntime>,
+    query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<MemoryPage>, ApiError> {
+    let Query(query) = query
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()))?;
+    Ok(Json(
+        runtime
+            .memory_list(query.offset, query.limit.clamp(1, 500))
+            .await?,
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MemorySearch {
+    query: String,
+    #[serde(default = "default_search_limit")]
+    limit: usize,
+}
+
+fn default_search_limit() -> usize {
+    10
+}
+
+async fn search_memories(
+    State(runtime): State<AgentRuntime>,
+    ApiJson(search): ApiJson<MemorySearch>,
+) -> Result<Json<Vec<Memory>>, ApiError> {
+    Ok(Json(
+        runtime
+            .memory_search(&search.query, search.limit.clamp(1, 100))
+            .await?,
+    ))
+}
+
+async fn store_memory(
+    State(runtime): State<AgentRuntime>,
+    ApiJson(memory): ApiJson<NewMemory>,
+) -> Result<(StatusCode, Json<StoredMemory>), ApiError> {
+    let stored = runtime.memory_store(memory).await?;
+    let status = if stored.updated {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((status, Json(stored)))
+}
+
+async fn get_memory(
+    State(runtime): State<AgentRuntime>,
+    Path(id): Path<String>,
+) -> Result<Json<Memory>, ApiError> {
+    Ok(Json(runtime.memory_get(&id).await?))
+}
+
+async fn delete_memory(
+    State(runtime): State<AgentRuntime>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    runtime.memory_delete(&id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Serve `router` on TCP `addr` until `shutdown` completes.

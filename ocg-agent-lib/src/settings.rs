@@ -18,10 +18,12 @@ use ocg_core::config::{ConfigError, Origin, RawConfig, parse_http_url};
 use crate::RuntimeConfig;
 use crate::context::{ContextBudget, known_context_window};
 use crate::local::{LocalModel, LocalModelConfig};
+use crate::memory::RecallConfig;
 use crate::providers::anthropic::{AnthropicConfig, AnthropicProvider};
 use crate::providers::openai::{OpenAiConfig, OpenAiProvider};
 use crate::providers::retry::{Fallback, RetryPolicy, Retrying};
 use crate::providers::{LlmProvider, ProviderError};
+use crate::tools::ToolPolicy;
 
 /// The default system prompt.
 pub const DEFAULT_SYSTEM_PROMPT: &str = "You are OCG, a helpful assistant running on the user's own machine. \
@@ -78,6 +80,14 @@ pub struct AgentSettings {
     pub database: PathBuf,
     /// Optional TCP listener and its token.
     pub tcp: Option<(SocketAddr, String)>,
+    /// The tools' root directory (`OCG_WORKSPACE`, default
+    /// `$OCG_DATA_DIR/workspace`).
+    pub workspace: PathBuf,
+    /// Paths tools must never reach even when inside the workspace: the
+    /// data directory, the config file, the agent socket, the pid directory.
+    pub protected: Vec<PathBuf>,
+    /// What the tools may do.
+    pub tools: ToolPolicy,
 }
 
 fn invalid(raw: &RawConfig, key: &str, reason: impl Into<String>) -> ConfigError {
@@ -199,6 +209,30 @@ impl AgentSettings {
             || config.data_dir.join("workspace"),
             |s| PathBuf::from(&s.value),
         );
+        let recall = RecallConfig {
+            enabled: raw
+                .parse("OCG_AUTO_RECALL", ocg_core::config::parse_bool)?
+                .unwrap_or(true),
+            limit: raw.number_in("OCG_RECALL_LIMIT", 0usize..=50)?.unwrap_or(5),
+            min_score: raw
+                .number_in("OCG_RECALL_MINSCORE", 0.0f32..=1.0)?
+                .unwrap_or(RecallConfig::default().min_score),
+        };
+        // The data directory usually contains the workspace; then what is
+        // protected inside it must be named (the workspace drops protected
+        // directories that contain it).
+        let mut protected = vec![
+            config.data_dir.clone(),
+            config.agent_socket.clone(),
+            config.pid_dir.clone(),
+            config.data_dir.join("indexes"),
+        ];
+        for db in ["ocg.db", "embeddings.db"] {
+            for suffix in ["", "-wal", "-shm", "-journal"] {
+                protected.push(config.data_dir.join(format!("{db}{suffix}")));
+            }
+        }
+        protected.extend(config.file().map(std::path::Path::to_path_buf));
 
         let tcp = match raw.parse("OCG_AGENT_ADDR", |v| {
             v.parse::<SocketAddr>()
@@ -233,6 +267,7 @@ impl AgentSettings {
                     .number_in("OCG_MAX_TOOL_ROUNDS", 1u32..=64)?
                     .unwrap_or(8),
                 agents_file: Some(workspace.join("AGENTS.md")),
+                recall,
             },
             llm_timeout: Duration::from_secs(
                 raw.number_in("OCG_LLM_TIMEOUT", 1u64..=3600)?
@@ -240,6 +275,9 @@ impl AgentSettings {
             ),
             database: config.data_dir.join("ocg.db"),
             tcp,
+            workspace,
+            protected,
+            tools: ToolPolicy::from_config(raw)?,
         })
     }
 

@@ -229,6 +229,7 @@ mod tests {
                 },
                 max_tool_rounds: 2,
                 agents_file: None,
+                recall: Default::default(),
             },
         );
         let socket = AgentSocket::bind(&path).await.unwrap();

@@ -38,6 +38,11 @@ pub trait VectorStore: Send + Sync {
         offset: u64,
         limit: u64,
     ) -> Result<(Vec<VectorItem>, u64)>;
+
+    /// Whether the store is reachable and ready; the error says why not.
+    async fn check(&self) -> Result<()> {
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -61,5 +66,8 @@ impl<T: VectorStore + ?Sized> VectorStore for Arc<T> {
         limit: u64,
     ) -> Result<(Vec<VectorItem>, u64)> {
         (**self).list(collection, offset, limit).await
+    }
+    async fn check(&self) -> Result<()> {
+        (**self).check().await
     }
 }

@@ -28,6 +28,7 @@ fn runtime(provider: ScriptedProvider) -> AgentRuntime {
             },
             max_tool_rounds: 4,
             agents_file: None,
+            recall: Default::default(),
         },
     )
 }
@@ -234,4 +235,90 @@ async fn socket_is_private_exclusive_and_cleaned_up() {
         Err(AgentError::NotASocket(_))
     ));
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "data");
+}
+
+#[tokio::test]
+async fn memory_over_the_socket_with_agent_client() {
+    use crate::AgentClient;
+    use crate::memory::MemoryBank;
+    use ocg_core::testing::InMemoryVectorStore;
+    use ocg_core::{Agent, NewMemory};
+
+    let store = InMemoryVectorStore::default();
+    let runtime = AgentRuntime::new(
+        Arc::new(ScriptedProvider::default()),
+        SessionStore::in_memory().unwrap(),
+        Arc::new(NoTools),
+        Some(MemoryBank::new(Arc::new(store.clone()))),
+        RuntimeConfig {
+            budget: ContextBudget {
+                system_prompt: "You are a test.".into(),
+                context_window: 8192,
+                max_answer_tokens: 512,
+                compaction_threshold: 0.75,
+            },
+            max_tool_rounds: 4,
+            agents_file: None,
+            recall: Default::default(),
+        },
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("agent.sock");
+    let socket = AgentSocket::bind(&path).await.unwrap();
+    tokio::spawn(socket.serve(router(runtime), std::future::pending()));
+    let client = AgentClient::new(&path).unwrap();
+
+    let stored = client
+        .memory_store(NewMemory {
+            category: Some("preference".into()),
+            ..NewMemory::text("Ann takes her coffee black")
+        })
+        .await
+        .unwrap();
+    assert!(!stored.updated);
+    assert_eq!(stored.memory.source, "user");
+    let again = client
+        .memory_store(NewMemory::text("Ann takes her coffee black."))
+        .await
+        .unwrap();
+    assert!(again.updated);
+    assert_eq!(again.memory.id, stored.memory.id);
+
+    let found = client.memory_search("coffee Ann", 5).await.unwrap();
+    assert_eq!(found[0].id, stored.memory.id);
+    assert!(found[0].score.is_some());
+    let page = client.memory_list(0, 10).await.unwrap();
+    assert_eq!(page.total, 1);
+    assert_eq!(
+        client.memory_get(&stored.memory.id).await.unwrap().text,
+        "Ann takes her coffee black."
+    );
+    client.memory_delete(&stored.memory.id).await.unwrap();
+    assert_eq!(
+        client
+            .memory_get(&stored.memory.id)
+            .await
+            .unwrap_err()
+            .code(),
+        "not_found"
+    );
+    assert_eq!(
+        client
+            .memory_store(NewMemory::text(" "))
+            .await
+            .unwrap_err()
+            .code(),
+        "invalid_input"
+    );
+    store.set_down(true);
+    let down = client
+        .memory_store(NewMemory::text("anything"))
+        .await
+        .unwrap_err();
+    assert_eq!(down.code(), "unavailable", "{down}");
+
+    // An agent without memory says so.
+    let plain = router(self::runtime(ScriptedProvider::default()));
+    let (status, body) = call(&plain, "GET", "/v1/memory", "").await;
+    assert_eq!(status, StatusCode::NOT_IMPLEMENTED, "{body}");
 }

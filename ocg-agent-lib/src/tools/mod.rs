@@ -9,9 +9,11 @@
 
 mod executor;
 pub mod fs;
+pub mod memory;
 pub mod patch;
 mod policy;
 mod registry;
+pub mod sessions;
 mod workspace;
 
 use async_trait::async_trait;
@@ -80,4 +82,33 @@ pub fn arguments<T: serde::de::DeserializeOwned>(
 /// Serialize a tool's structured result as compact JSON.
 pub fn json_result<T: Serialize>(value: &T) -> Result<String, AgentError> {
     serde_json::to_string(value).map_err(|error| AgentError::Internal(error.to_string()))
+}
+
+/// Every built-in tool, before a policy filters them: the file tools in
+/// `workspace`, the memory tools when there is `memory`, and the session
+/// tools over `sessions`.
+pub fn builtin(
+    workspace: std::sync::Arc<Workspace>,
+    memory: Option<crate::memory::MemoryBank>,
+    sessions: crate::sessions::SessionStore,
+) -> Vec<std::sync::Arc<dyn Tool>> {
+    use std::sync::Arc;
+    let mut tools: Vec<Arc<dyn Tool>> = vec![
+        Arc::new(fs::ReadTool(workspace.clone())),
+        Arc::new(fs::WriteTool(workspace.clone())),
+        Arc::new(fs::EditTool(workspace.clone())),
+        Arc::new(patch::ApplyPatchTool(workspace.clone())),
+        Arc::new(fs::ListTool(workspace.clone())),
+        Arc::new(fs::GlobTool(workspace.clone())),
+        Arc::new(fs::GrepTool(workspace)),
+    ];
+    if let Some(memory) = memory {
+        tools.push(Arc::new(self::memory::MemorySearchTool(memory.clone())));
+        tools.push(Arc::new(self::memory::MemoryStoreTool(memory.clone())));
+        tools.push(Arc::new(self::memory::MemoryGetTool(memory.clone())));
+        tools.push(Arc::new(self::memory::MemoryDeleteTool(memory)));
+    }
+    tools.push(Arc::new(self::sessions::SessionsListTool(sessions.clone())));
+    tools.push(Arc::new(self::sessions::SessionHistoryTool(sessions)));
+    tools
 }

@@ -67,7 +67,7 @@ impl InMemoryVectorStore {
         *self.down.lock().unwrap_or_else(|p| p.into_inner()) = down;
     }
 
-    fn check(&self) -> Result<()> {
+    fn fail_when_down(&self) -> Result<()> {
         if *self.down.lock().unwrap_or_else(|p| p.into_inner()) {
             return Err(Error::unavailable("embedding", "the fake store is down"));
         }
@@ -86,7 +86,7 @@ fn cosine(a: &[f32], b: &[f32]) -> f32 {
 #[async_trait]
 impl VectorStore for InMemoryVectorStore {
     async fn upsert(&self, collection: &str, items: &[VectorItem]) -> Result<()> {
-        self.check()?;
+        self.fail_when_down()?;
         let mut prepared = Vec::with_capacity(items.len());
         for item in items {
             let vector = match (&item.vector, &item.text) {
@@ -117,7 +117,7 @@ impl VectorStore for InMemoryVectorStore {
     }
 
     async fn delete(&self, collection: &str, ids: &[String]) -> Result<Vec<String>> {
-        self.check()?;
+        self.fail_when_down()?;
         let mut collections = self.lock();
         let Some(items) = collections.get_mut(collection) else {
             return Ok(Vec::new());
@@ -130,7 +130,7 @@ impl VectorStore for InMemoryVectorStore {
     }
 
     async fn search(&self, request: &SearchRequest) -> Result<Vec<SearchHit>> {
-        self.check()?;
+        self.fail_when_down()?;
         let (query, query_words) = match &request.query {
             SearchQuery::Vector(vector) => (vector.clone(), Vec::new()),
             SearchQuery::Text(text) => (
@@ -179,7 +179,7 @@ impl VectorStore for InMemoryVectorStore {
     }
 
     async fn get(&self, collection: &str, id: &str) -> Result<Option<VectorItem>> {
-        self.check()?;
+        self.fail_when_down()?;
         Ok(self
             .lock()
             .get(collection)
@@ -193,7 +193,7 @@ impl VectorStore for InMemoryVectorStore {
         offset: u64,
         limit: u64,
     ) -> Result<(Vec<VectorItem>, u64)> {
-        self.check()?;
+        self.fail_when_down()?;
         let collections = self.lock();
         let Some(items) = collections.get(collection) else {
             return Ok((Vec::new(), 0));
@@ -207,6 +207,10 @@ impl VectorStore for InMemoryVectorStore {
             .map(|s| s.item.clone())
             .collect();
         Ok((page, items.len() as u64))
+    }
+
+    async fn check(&self) -> Result<()> {
+        self.fail_when_down()
     }
 }
 
