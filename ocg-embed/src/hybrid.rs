@@ -9,12 +9,17 @@
 //! ```
 //!
 //! where `k` is the *keyword coverage*: the share of the query's keyword
-//! weight that the item's text contains, each distinct query token weighted
-//! by its BM25 inverse document frequency
+//! weight that the item's text contains. Each distinct query token `t`
+//! weighs `idf(t)²`, the square of BM25's inverse document frequency
 //! `idf(t) = ln(1 + (N - df + 0.5) / (df + 0.5))` (`N` items in the
-//! collection, `df` of them containing `t`). Tokens no item contains are
-//! left out (they cannot tell items apart), so a query none of whose words
-//! occur is a plain vector search. So:
+//! collection, `df` of them containing `t`). Squaring makes the rarest
+//! token dominate: in 18 short notes, a name found once weighs 6.5 against
+//! 0.6 for `meeting` (8 notes) and 0.07 for `the`, so "When is the meeting
+//! with Wrzesniewska?" puts the one note naming her above the eight
+//! meetings (plain idf would weigh the name 2.5 against 0.8 and let three
+//! shared common words win). Tokens no item contains are left out (they
+//! cannot tell items apart), so a query none of whose words occur is a
+//! plain vector search. So:
 //!
 //! - an item sharing no word with the query scores exactly its cosine
 //!   (a paraphrase is not penalized);
@@ -26,7 +31,9 @@
 //!   caller's `min_score` keeps its meaning as "at least this relevant".
 //!
 //! The query is split into tokens the way the FTS5 table is (`unicode61`
-//! with `remove_diacritics 0`: runs of letters and digits, lowercased), and
+//! with `remove_diacritics 0`: runs of letters and digits, lowercased),
+//! leaving out single letters and a short list of English function words
+//! ([`STOP_WORDS`]), and
 //! each token is searched as a quoted FTS5 string, so no user text is ever
 //! parsed as FTS5 query syntax.
 
@@ -42,12 +49,28 @@ pub const MAX_QUERY_TOKENS: usize = 16;
 /// FTS5 terms are bounded anyway.
 pub const MAX_TOKEN_BYTES: usize = 64;
 
-/// The distinct tokens of `text`, in order of first appearance: runs of
-/// alphanumeric characters, lowercased, at most [`MAX_QUERY_TOKENS`].
+/// English function words never used as query keywords. In a small
+/// collection a word like `a` or `about` can occur in one item only and
+/// would then weigh like a name; these words never tell what a text is about.
+pub const STOP_WORDS: &[&str] = &[
+    "a", "about", "am", "an", "and", "are", "as", "at", "be", "been", "but", "by", "did", "do",
+    "does", "for", "from", "had", "has", "have", "he", "her", "his", "how", "i", "if", "in", "is",
+    "it", "its", "me", "my", "of", "on", "or", "our", "she", "so", "that", "the", "their", "them",
+    "there", "they", "this", "to", "was", "we", "were", "what", "when", "where", "which", "who",
+    "why", "will", "with", "you", "your",
+];
+
+/// The distinct keywords of a query, in order of first appearance: runs of
+/// alphanumeric characters, lowercased, without [`STOP_WORDS`] and single
+/// letters (single digits stay), at most [`MAX_QUERY_TOKENS`].
 pub fn query_tokens(text: &str) -> Vec<String> {
     let mut seen = HashSet::new();
     let mut tokens = Vec::new();
     for token in words(text) {
+        let single_letter = token.chars().count() == 1 && !token.chars().all(char::is_numeric);
+        if single_letter || STOP_WORDS.contains(&token.as_str()) {
+            continue;
+        }
         if token.len() <= MAX_TOKEN_BYTES && seen.insert(token.clone()) {
             tokens.push(token);
             if tokens.len() == MAX_QUERY_TOKENS {
@@ -84,8 +107,15 @@ pub fn idf(df: u64, n: u64) -> f32 {
     (1.0 + (n - df + 0.5) / (df + 0.5)).ln() as f32
 }
 
-/// The keyword coverage of a text: the idf-weighted share of the query
-/// tokens (`(token, idf)`) it contains. 0 when the query has no tokens.
+/// The weight of a query token found in `df` of `n` items: `idf(df, n)²`.
+pub fn weight(df: u64, n: u64) -> f32 {
+    let idf = idf(df, n);
+    idf * idf
+}
+
+/// The keyword coverage of a text: the weighted share of the query tokens
+/// (`(token, weight)`, see [`weight`]) it contains. 0 when the query has no
+/// tokens.
 pub fn coverage(query: &[(String, f32)], text: &HashSet<String>) -> f32 {
     let total: f32 = query.iter().map(|(_, w)| w).sum();
     if total <= 0.0 {
@@ -114,13 +144,12 @@ mod tests {
     #[test]
     fn tokens_are_lowercased_words_and_syntax_is_dropped() {
         assert_eq!(
-            query_tokens(r#"What's "Zorblax"'s ID: A-113? (NEAR* AND) café café"#),
-            [
-                "what", "s", "zorblax", "id", "a", "113", "near", "and", "café"
-            ]
+            query_tokens(r#"What's "Zorblax"'s ID: A-113? (NEAR* AND) café café 7"#),
+            ["zorblax", "id", "113", "near", "café", "7"]
         );
+        assert!(query_tokens("what is the").is_empty());
         assert!(query_tokens(" ?!*:^()\"- ").is_empty());
-        assert_eq!(query_tokens(&"w ".repeat(100)), ["w"]);
+        assert_eq!(query_tokens(&"word ".repeat(100)), ["word"]);
         let many: String = (0..40).map(|i| format!("t{i} ")).collect();
         assert_eq!(query_tokens(&many).len(), MAX_QUERY_TOKENS);
         assert!(query_tokens(&"x".repeat(65)).is_empty());
@@ -134,6 +163,7 @@ mod tests {
         assert!(idf(10_000, 10_000) > 0.0);
         assert!(idf(50, 10) > 0.0, "df is clamped to n");
         assert!(idf(0, 0).is_finite());
+        assert!(weight(1, 18) > 5.0 * weight(8, 18));
     }
 
     #[test]

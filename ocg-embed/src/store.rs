@@ -747,7 +747,7 @@ impl VectorStore {
             let everywhere = u64::try_from(everywhere).unwrap_or(0);
             if everywhere > POSTINGS_LIMIT {
                 // Too common to pick candidates; it still counts in the score.
-                weights.push((token, hybrid::idf(everywhere, n)));
+                weights.push((token, hybrid::weight(everywhere, n)));
                 continue;
             }
             let mut in_collection = Vec::new();
@@ -759,7 +759,7 @@ impl VectorStore {
                 }
             }
             let weight_counts = !in_collection.is_empty();
-            let weight = hybrid::idf(in_collection.len() as u64, n);
+            let weight = hybrid::weight(in_collection.len() as u64, n);
             for label in in_collection {
                 if searchable(label) {
                     *by_keyword.entry(label).or_default() += weight;
