@@ -718,3 +718,188 @@ fn a_changed_model_is_a_clear_conflict_until_reindexed() {
         "{answer}"
     );
 }
+
+/// Ids of the hits of a search, best first.
+fn ranked(service: &Service, body: Value) -> Vec<(String, f64)> {
+    let (status, found) = call(service, "POST", "/search", body);
+    assert_eq!(status, 200, "{found}");
+    found["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            (
+                h["id"].as_str().unwrap().to_owned(),
+                h["score"].as_f64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn position(hits: &[(String, f64)], id: &str) -> Option<usize> {
+    hits.iter().position(|(h, _)| h == id)
+}
+
+#[test]
+fn hybrid_search_finds_exact_names_and_numbers_that_vectors_rank_lower() {
+    let install = with_model(Install::new());
+    let service = start(&install);
+    let notes = [
+        ("design", "The meeting with the design team is on Monday."),
+        ("budget", "The budget meeting moved to Thursday afternoon."),
+        ("landlord", "The meeting with the landlord is next week."),
+        ("weekly", "The weekly meeting with the team is at 10."),
+        ("office", "The meeting about the new office is on Friday."),
+        ("bank", "Our meeting with the bank is on the 3rd."),
+        ("school", "The meeting with the school is in the evening."),
+        ("project", "The project meeting was cancelled."),
+        ("friend", "My friend Oksana Wrzesniewska plays the cello."),
+        ("garage", "The car repair at the garage cost 450 euros."),
+        ("brakes", "The garage fixed the brakes on my car last week."),
+        ("service", "I need to book a car service before winter."),
+        ("battery", "The mechanic said the car battery is weak."),
+        ("invoice", "Invoice 48213 arrived by post."),
+        ("sister", "My sister lives in Lisbon with her two cats."),
+        ("coffee", "I take my coffee black, without sugar."),
+        ("dentist", "The dentist appointment is on Tuesday at 9."),
+        (
+            "train",
+            "My train ticket to Lyon is booked for Friday morning.",
+        ),
+    ];
+    let items: Vec<Value> = notes
+        .iter()
+        .map(|(id, text)| json!({ "id": id, "text": text }))
+        .collect();
+    let (status, answer) = call(
+        &service,
+        "POST",
+        "/collections/memories/items",
+        json!({ "items": items }),
+    );
+    assert_eq!(status, 200, "{answer}");
+
+    for (query, wanted) in [
+        ("When is the meeting with Wrzesniewska?", "friend"),
+        ("meeting Oksana", "friend"),
+        ("what did the garage say about invoice 48213?", "invoice"),
+        ("the car invoice 48213", "invoice"),
+        ("car 48213", "invoice"),
+    ] {
+        let vector = ranked(
+            &service,
+            json!({ "collection": "memories", "text": query, "top_k": 18 }),
+        );
+        let hybrid = ranked(
+            &service,
+            json!({ "collection": "memories", "text": query, "top_k": 18, "hybrid": true }),
+        );
+        assert_eq!(position(&hybrid, wanted), Some(0), "{query}: {hybrid:?}");
+        if query.starts_with("When is the meeting") {
+            // Eight notes about meetings outrank her note by vector alone.
+            assert!(
+                position(&vector, wanted).unwrap() >= 3,
+                "{query}: {vector:?}"
+            );
+        }
+        // Scores stay in [0, 1] and never fall below the cosine.
+        for (id, score) in &hybrid {
+            let cosine = vector.iter().find(|(v, _)| v == id).unwrap().1;
+            assert!(
+                *score <= 1.0 && *score >= cosine - 1e-6,
+                "{id}: {score} vs {cosine}"
+            );
+        }
+    }
+
+    // A paraphrase sharing no word keeps its cosine as its score.
+    let query = "someone who performs on a string instrument";
+    let vector = ranked(
+        &service,
+        json!({ "collection": "memories", "text": query, "top_k": 3 }),
+    );
+    let hybrid = ranked(
+        &service,
+        json!({ "collection": "memories", "text": query, "top_k": 3, "hybrid": true }),
+    );
+    assert_eq!(vector[0].0, "friend", "{vector:?}");
+    assert_eq!(hybrid[0], vector[0], "{hybrid:?}");
+
+    // FTS5 syntax in user text is just text.
+    for query in [
+        "\"unbalanced quote",
+        "ticket AND (roof OR NOT",
+        "NEAR(ticket roof, 1)",
+        "text:roof*",
+        "^ticket -roof + {x}",
+        "'; DROP TABLE items; --",
+        "?!",
+    ] {
+        let (status, found) = call(
+            &service,
+            "POST",
+            "/search",
+            json!({ "collection": "memories", "text": query, "top_k": 3, "hybrid": true }),
+        );
+        assert_eq!(status, 200, "{query}: {found}");
+        assert_eq!(
+            found["hits"].as_array().unwrap().len(),
+            3,
+            "{query}: {found}"
+        );
+    }
+
+    // A replaced text and a deleted item are never found by their old words.
+    let by_keyword = |word: &str| {
+        ranked(
+            &service,
+            json!({ "collection": "memories", "text": word, "top_k": 12, "hybrid": true, "min_score": 0.6 }),
+        )
+    };
+    assert_eq!(position(&by_keyword("48213"), "invoice"), Some(0));
+    let (status, _) = call(
+        &service,
+        "POST",
+        "/collections/memories/items",
+        json!({ "items": [{ "id": "invoice", "text": "The invoice was paid." }] }),
+    );
+    assert_eq!(status, 200);
+    assert!(by_keyword("48213").is_empty(), "{:?}", by_keyword("48213"));
+    assert_eq!(position(&by_keyword("Wrzesniewska"), "friend"), Some(0));
+    let (status, _) = call(
+        &service,
+        "DELETE",
+        "/collections/memories/items/friend",
+        json!({}),
+    );
+    assert_eq!(status, 200);
+    assert!(
+        by_keyword("Wrzesniewska").is_empty(),
+        "{:?}",
+        by_keyword("Wrzesniewska")
+    );
+
+    // Listing: newest first (a replaced item is new), in pages.
+    let (status, page) = get(&service, "/collections/memories/items?offset=0&limit=5");
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["total"], 17);
+    let first: Vec<&str> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(first, ["invoice", "train", "dentist", "coffee", "sister"]);
+    assert_eq!(page["items"][0]["text"], "The invoice was paid.");
+    let (_, last) = get(&service, "/collections/memories/items?offset=15&limit=5");
+    let last: Vec<&str> = last["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(last, ["budget", "design"]);
+    let (status, missing) = get(&service, "/collections/nothing/items");
+    assert_eq!(status, 404);
+    assert_eq!(missing["error"]["code"], "collection_not_found");
+}

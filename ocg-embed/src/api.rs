@@ -9,11 +9,12 @@
 //! | `PUT /collections/{name}` | create (`{"dimension"}` optional: the model's) |
 //! | `DELETE /collections/{name}` | drop with all items |
 //! | `POST /collections/{name}/items` | upsert `{"items":[{id, text \\| vector, metadata}]}` (creates the collection) |
+//! | `GET /collections/{name}/items?offset=&limit=` | a page of items, newest first: `{"items","total"}` |
 //! | `GET /collections/{name}/items/{id}` | one item (`?vector=true` adds the vector) |
 //! | `DELETE /collections/{name}/items/{id}` | delete one |
 //! | `POST /collections/{name}/delete` | delete `{"ids":[…]}` |
 //! | `POST /collections/{name}/reindex` | re-embed every text with the current model |
-//! | `POST /search` | `{collection, text \\| vector, top_k, min_score?, filter?}` → `{"hits":[…]}` |
+//! | `POST /search` | `{collection, text \\| vector, top_k, min_score?, filter?, hybrid?}` → `{"hits":[…]}` ([`crate::hybrid`]) |
 //!
 //! Every error is `{"error":{"code","message","type"}}` with a 4xx or 5xx
 //! status (OpenAI's shape, so its SDKs show the message); bad input is
@@ -226,7 +227,7 @@ pub fn routes<S>(engine: Engine) -> Router<S> {
             "/collections/{name}",
             put(create_collection).delete(drop_collection),
         )
-        .route("/collections/{name}/items", post(upsert))
+        .route("/collections/{name}/items", post(upsert).get(list_items))
         .route(
             "/collections/{name}/items/{id}",
             get(get_item).delete(delete_item),
@@ -649,6 +650,52 @@ async fn upsert(
     ))
 }
 
+/// Largest page of `GET /collections/{name}/items`.
+pub const MAX_LIST_LIMIT: usize = 500;
+
+/// Page size of `GET /collections/{name}/items` without `limit`.
+pub const DEFAULT_LIST_LIMIT: usize = 50;
+
+#[derive(Deserialize)]
+struct ListQuery {
+    #[serde(default)]
+    offset: Option<String>,
+    #[serde(default)]
+    limit: Option<String>,
+}
+
+async fn list_items(
+    State(engine): State<Engine>,
+    Path(name): Path<String>,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<Value>, EmbedError> {
+    let offset = match query.offset.as_deref() {
+        None | Some("") => 0,
+        Some(text) => text.parse::<u64>().map_err(|_| {
+            EmbedError::invalid(
+                "invalid_offset",
+                format!("offset must be a whole number from 0, not {text:?}"),
+            )
+        })?,
+    };
+    let limit = match query.limit.as_deref() {
+        None | Some("") => DEFAULT_LIST_LIMIT,
+        Some(text) => text
+            .parse::<usize>()
+            .ok()
+            .filter(|l| (1..=MAX_LIST_LIMIT).contains(l))
+            .ok_or_else(|| {
+                EmbedError::invalid(
+                    "invalid_limit",
+                    format!("limit must be from 1 to {MAX_LIST_LIMIT}, not {text:?}"),
+                )
+            })?,
+    };
+    let store = engine.store.clone();
+    let (items, total) = blocking(move || store.list_items(&name, offset, limit)).await?;
+    Ok(Json(json!({ "items": items, "total": total })))
+}
+
 #[derive(Deserialize)]
 struct GetQuery {
     #[serde(default)]
@@ -737,10 +784,16 @@ async fn search(
     let stored = describe(&engine, &name)
         .await?
         .ok_or_else(|| EmbedError::UnknownCollection(name.clone()))?;
-    let query = match request.query {
+    let (query, keywords) = match request.query {
+        SearchQuery::Vector(_) if request.hybrid => {
+            return Err(EmbedError::invalid(
+                "invalid_input",
+                "hybrid search needs a text query (its words are the keywords)",
+            ));
+        }
         SearchQuery::Vector(mut vector) => {
             check_vector("the query", &mut vector)?;
-            vector
+            (vector, None)
         }
         SearchQuery::Text(text) => {
             if text.trim().is_empty() {
@@ -749,15 +802,20 @@ async fn search(
                     "the query text is empty or only whitespace",
                 ));
             }
+            let keywords = request.hybrid.then(|| text.clone());
             let (mut vectors, model) = engine.embed(vec![text]).await?;
             let vector = vectors.pop().unwrap_or_default();
             check_model(&name, Some(stored), vector.len(), &model)?;
-            vector
+            (vector, keywords)
         }
     };
     let store = engine.store.clone();
     let (top_k, min_score, filter) = (request.top_k, request.min_score, request.filter);
-    let hits = blocking(move || store.search(&name, &query, top_k, min_score, &filter)).await?;
+    let hits = blocking(move || match keywords {
+        Some(text) => store.hybrid_search(&name, &query, &text, top_k, min_score, &filter),
+        None => store.search(&name, &query, top_k, min_score, &filter),
+    })
+    .await?;
     Ok(Json(json!({ "hits": hits })))
 }
 
@@ -897,5 +955,70 @@ mod tests {
             serde_json::from_value(float["data"][0]["embedding"].clone()).unwrap();
         assert_eq!(decoded, floats);
         assert_eq!(float["usage"]["total_tokens"], 3);
+    }
+    #[tokio::test]
+    async fn hybrid_search_and_listing_over_http() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = app(dir.path());
+        for (id, text) in [
+            ("1", "coffee in the morning"),
+            ("2", "the invoice from Zorblax"),
+            ("3", "tea at night"),
+        ] {
+            let (status, answer) = send(
+                &app,
+                "POST",
+                "/collections/m/items",
+                json!({ "items": [{ "id": id, "text": text }] }),
+            )
+            .await;
+            assert_eq!(status, StatusCode::OK, "{answer}");
+        }
+        let (status, found) = send(
+            &app,
+            "POST",
+            "/search",
+            json!({ "collection": "m", "text": "zorblax?", "top_k": 1, "hybrid": true, "min_score": 0.55 }),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{found}");
+        assert_eq!(found["hits"][0]["id"], "2", "{found}");
+        let (status, answer) = send(
+            &app,
+            "POST",
+            "/search",
+            json!({ "collection": "m", "vector": vec![1.0; 16], "top_k": 1, "hybrid": true }),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(answer["error"]["code"], "invalid_input");
+
+        let (status, page) = send(&app, "GET", "/collections/m/items?limit=2", Value::Null).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        assert_eq!(page["total"], 3);
+        assert_eq!(page["items"][0]["id"], "3");
+        assert_eq!(page["items"][1]["text"], "the invoice from Zorblax");
+        assert!(page["items"][0].get("vector").is_none());
+        let (_, rest) = send(
+            &app,
+            "GET",
+            "/collections/m/items?offset=2&limit=2",
+            Value::Null,
+        )
+        .await;
+        assert_eq!(rest["items"].as_array().unwrap().len(), 1);
+        let (_, default) = send(&app, "GET", "/collections/m/items", Value::Null).await;
+        assert_eq!(default["items"].as_array().unwrap().len(), 3);
+        for (path, status, code) in [
+            ("/collections/m/items?limit=0", 400, "invalid_limit"),
+            ("/collections/m/items?limit=501", 400, "invalid_limit"),
+            ("/collections/m/items?limit=x", 400, "invalid_limit"),
+            ("/collections/m/items?offset=-1", 400, "invalid_offset"),
+            ("/collections/none/items", 404, "collection_not_found"),
+        ] {
+            let (got, answer) = send(&app, "GET", path, Value::Null).await;
+            assert_eq!(got.as_u16(), status, "{path}: {answer}");
+            assert_eq!(answer["error"]["code"], code, "{path}: {answer}");
+        }
     }
 }

@@ -100,7 +100,9 @@ impl EmbeddingClient {
         decode::<Deleted>(response).await.map(|d| d.deleted)
     }
 
-    /// Similarity search.
+    /// Similarity search, best first; `request.hybrid` (with a text query)
+    /// adds keyword matching, see the service's docs. A collection that does
+    /// not exist yet holds nothing: its search is an empty list, not an error.
     pub async fn search(&self, request: &SearchRequest) -> Result<Vec<SearchHit>> {
         let response = self
             .http
@@ -109,7 +111,62 @@ impl EmbeddingClient {
             .send()
             .await
             .map_err(unavailable)?;
-        decode::<SearchAnswer>(response).await.map(|a| a.hits)
+        match decode_found::<SearchAnswer>(response).await? {
+            Ok(answer) => Ok(answer.hits),
+            Err(Missing::Collection) => Ok(Vec::new()),
+            Err(Missing::Item) => Err(Error::NotFound("search answered 404".into())),
+        }
+    }
+
+    /// One item (id, text, metadata; no vector), or `None` when the item or
+    /// its whole collection does not exist.
+    pub async fn get(&self, collection: &str, id: &str) -> Result<Option<VectorItem>> {
+        let response = self
+            .http
+            .get(self.item_url(collection, Some(id))?)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(decode_found::<VectorItem>(response).await?.ok())
+    }
+
+    /// A page of `collection`'s items, newest first (no vectors), and how
+    /// many it holds in all. `limit` is 1 to 500 (the service refuses
+    /// others); a collection that does not exist is an empty page of 0.
+    pub async fn list(
+        &self,
+        collection: &str,
+        offset: u64,
+        limit: usize,
+    ) -> Result<(Vec<VectorItem>, u64)> {
+        #[derive(Deserialize)]
+        struct Page {
+            items: Vec<VectorItem>,
+            total: u64,
+        }
+        let mut url = self.item_url(collection, None)?;
+        url.query_pairs_mut()
+            .append_pair("offset", &offset.to_string())
+            .append_pair("limit", &limit.to_string());
+        let response = self.http.get(url).send().await.map_err(unavailable)?;
+        match decode_found::<Page>(response).await? {
+            Ok(page) => Ok((page.items, page.total)),
+            Err(Missing::Collection) => Ok((Vec::new(), 0)),
+            Err(Missing::Item) => Err(Error::NotFound("listing answered 404".into())),
+        }
+    }
+
+    /// `/collections/{collection}/items[/{id}]`, each part percent-encoded.
+    fn item_url(&self, collection: &str, id: Option<&str>) -> Result<reqwest::Url> {
+        let base = self.url("")?;
+        let mut url = reqwest::Url::parse(&base)
+            .map_err(|e| Error::unavailable("embedding", format!("bad address {base:?}: {e}")))?;
+        url.path_segments_mut()
+            .map_err(|()| Error::unavailable("embedding", format!("bad address {base:?}")))?
+            .pop_if_empty()
+            .extend(["collections", collection, "items"])
+            .extend(id);
+        Ok(url)
     }
 
     /// The service's health report.
@@ -136,6 +193,34 @@ fn unavailable(error: reqwest::Error) -> Error {
     Error::unavailable("embedding", message)
 }
 
+/// Which thing a 404 of the service says is missing.
+#[derive(Debug, PartialEq)]
+enum Missing {
+    Collection,
+    Item,
+}
+
+/// Like [`decode`], but a 404 naming a missing collection or item is
+/// `Ok(Err(Missing))`, for calls that treat those as empty.
+async fn decode_found<T: serde::de::DeserializeOwned>(
+    response: reqwest::Response,
+) -> Result<Result<T, Missing>> {
+    if response.status() != reqwest::StatusCode::NOT_FOUND {
+        return decode(response).await.map(Ok);
+    }
+    let bytes = response.bytes().await.map_err(unavailable)?;
+    match serde_json::from_slice::<ErrorAnswer>(&bytes) {
+        Ok(answer) if answer.error.code == "collection_not_found" => Ok(Err(Missing::Collection)),
+        Ok(answer) if answer.error.code == "not_found" => Ok(Err(Missing::Item)),
+        Ok(answer) => Err(Error::NotFound(answer.error.message)),
+        Err(_) => Err(Error::unavailable("embedding", "HTTP 404")),
+    }
+}
+
+/// Decode a service answer. Errors keep their meaning: 404 →
+/// [`Error::NotFound`], other 4xx → [`Error::InvalidInput`] with the
+/// service's message, 5xx → [`Error::Remote`] with the service's stable
+/// code, no usable answer → [`Error::Unavailable`].
 async fn decode<T: serde::de::DeserializeOwned>(response: reqwest::Response) -> Result<T> {
     let status = response.status();
     let bytes = response.bytes().await.map_err(unavailable)?;
@@ -234,5 +319,81 @@ mod tests {
         let client = EmbeddingClient::new(EmbeddingEndpoint::Fixed(url));
         client.check().await.unwrap();
         assert_eq!(client.health().await.unwrap().service, "embedding");
+    }
+    #[cfg(feature = "server")]
+    #[tokio::test]
+    async fn gets_lists_and_searches_with_missing_collections_as_empty() {
+        use crate::api::Engine;
+        use crate::index::HnswParams;
+        use crate::service::{EmbeddingState, router};
+        use crate::settings::Limits;
+        use crate::store::VectorStore;
+        use std::sync::Arc;
+
+        let dir = tempfile::tempdir().unwrap();
+        let store = VectorStore::open(
+            &dir.path().join("e.db"),
+            &dir.path().join("idx"),
+            HnswParams::default(),
+        )
+        .unwrap();
+        let engine = Engine::new(
+            Arc::new(ocg_core::testing::DeterministicEmbedder::new(8)),
+            Arc::new(store),
+            Limits {
+                max_batch: 16,
+                max_body_bytes: 1 << 20,
+                max_top_k: 10,
+            },
+            HnswParams::default(),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let app = router(Arc::new(EmbeddingState::with_engine(engine)));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let client = EmbeddingClient::new(EmbeddingEndpoint::Fixed(url));
+
+        let search = |text: &str, hybrid: bool| SearchRequest {
+            collection: "mem".into(),
+            query: ocg_core::SearchQuery::Text(text.into()),
+            top_k: 3,
+            min_score: None,
+            filter: Default::default(),
+            hybrid,
+        };
+        assert!(client.search(&search("x", true)).await.unwrap().is_empty());
+        assert_eq!(client.list("mem", 0, 10).await.unwrap(), (Vec::new(), 0));
+        assert_eq!(client.get("mem", "a").await.unwrap(), None);
+
+        let item = |id: &str, text: &str| VectorItem {
+            id: id.into(),
+            text: Some(text.into()),
+            vector: None,
+            metadata: serde_json::json!({ "k": 1 }).as_object().cloned().unwrap(),
+        };
+        client
+            .upsert(
+                "mem",
+                &[item("a/1 ?", "the Zorblax invoice"), item("b", "tea")],
+            )
+            .await
+            .unwrap();
+        let got = client.get("mem", "a/1 ?").await.unwrap().unwrap();
+        assert_eq!(got.text.as_deref(), Some("the Zorblax invoice"));
+        assert_eq!(got.metadata["k"], 1);
+        assert_eq!(got.vector, None);
+        assert_eq!(client.get("mem", "nope").await.unwrap(), None);
+        let (items, total) = client.list("mem", 0, 1).await.unwrap();
+        assert_eq!((items[0].id.as_str(), total), ("b", 2));
+        let hits = client.search(&search("zorblax", true)).await.unwrap();
+        assert_eq!(hits[0].id, "a/1 ?");
+        assert!(hits[0].score >= crate::hybrid::KEYWORD_WEIGHT);
+
+        // Errors keep their kinds.
+        let error = client.search(&search("  ", true)).await.unwrap_err();
+        assert_eq!(error.code(), "invalid_input");
+        let error = client.list("mem", 0, 0).await.unwrap_err();
+        assert_eq!(error.code(), "invalid_input");
+        assert!(error.to_string().contains("limit"), "{error}");
     }
 }

@@ -34,11 +34,21 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::EmbedError;
+use crate::hybrid;
 use crate::index::{HnswParams, IndexKind, VectorIndex};
 
 /// Filtered searches over at most this many matching items are scored
 /// exactly from SQLite instead of through the index.
 const EXACT_FILTER_LIMIT: usize = 2_000;
+
+/// A hybrid search considers at least this many candidates by vector and
+/// as many by keyword.
+pub const HYBRID_POOL: usize = 50;
+
+/// Query tokens found in more item texts than this (over all collections)
+/// are too common to pick keyword candidates (reading their postings would
+/// cost more than it brings); they still count in the keyword score.
+pub const POSTINGS_LIMIT: u64 = 2_000;
 
 /// An item ready to store: its vector normalized and of the collection's length.
 #[derive(Debug, Clone, PartialEq)]
@@ -150,6 +160,103 @@ pub fn valid_collection_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
 }
 
+/// Schema version 1: the FTS5 index of item texts (hybrid search) and an
+/// index for listing a collection newest first.
+///
+/// `items_fts` is an external-content FTS5 table over `items.text` (rowid =
+/// label), kept in step by triggers, so every write path (upsert, delete,
+/// drop, re-index, cascades) updates it in the same transaction as `items`.
+const SCHEMA_V1: &str = "
+    CREATE VIRTUAL TABLE IF NOT EXISTS items_fts USING fts5(
+        text, content = 'items', content_rowid = 'label',
+        tokenize = 'unicode61 remove_diacritics 0'
+    );
+    CREATE TRIGGER IF NOT EXISTS items_fts_insert AFTER INSERT ON items
+    WHEN new.text IS NOT NULL BEGIN
+        INSERT INTO items_fts (rowid, text) VALUES (new.label, new.text);
+    END;
+    CREATE TRIGGER IF NOT EXISTS items_fts_delete AFTER DELETE ON items
+    WHEN old.text IS NOT NULL BEGIN
+        INSERT INTO items_fts (items_fts, rowid, text) VALUES ('delete', old.label, old.text);
+    END;
+    CREATE TRIGGER IF NOT EXISTS items_fts_update AFTER UPDATE OF text ON items BEGIN
+        INSERT INTO items_fts (items_fts, rowid, text)
+            SELECT 'delete', old.label, old.text WHERE old.text IS NOT NULL;
+        INSERT INTO items_fts (rowid, text)
+            SELECT new.label, new.text WHERE new.text IS NOT NULL;
+    END;
+    CREATE INDEX IF NOT EXISTS items_by_collection_label ON items (collection, label);
+    INSERT INTO items_fts (items_fts) VALUES ('rebuild');
+";
+
+/// Bring an older database up to the current schema (`PRAGMA user_version`),
+/// each step in one transaction, and attach the per-connection FTS5
+/// vocabulary table.
+fn migrate(db: &Connection) -> Result<(), EmbedError> {
+    let version: i64 = db.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if version < 1 {
+        let tx = db.unchecked_transaction()?;
+        tx.execute_batch(SCHEMA_V1)?;
+        tx.pragma_update(None, "user_version", 1)?;
+        tx.commit()?;
+        tracing::info!("embedding store migrated to schema 1 (full-text index of item texts)");
+    }
+    db.execute_batch(
+        "CREATE VIRTUAL TABLE IF NOT EXISTS temp.items_vocab USING fts5vocab(main, items_fts, row);",
+    )?;
+    Ok(())
+}
+
+fn check_query(collection: &Collection, query: &[f32]) -> Result<(), EmbedError> {
+    if query.len() != collection.dimension {
+        return Err(EmbedError::invalid(
+            "wrong_dimension",
+            format!(
+                "the query has {} components; collection {:?} holds {}",
+                query.len(),
+                collection.name,
+                collection.dimension
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Labels with their cosine similarity, best first.
+type Scored = Vec<(i64, f32)>;
+
+const CANDIDATE_SQL: &str =
+    "SELECT id, text, metadata, CASE WHEN ?2 THEN vector END FROM items WHERE label = ?1";
+
+/// A search candidate's row.
+struct CandidateRow {
+    id: String,
+    text: Option<String>,
+    metadata: Map<String, Value>,
+    vector: Option<Vec<f32>>,
+}
+
+/// Read a candidate with [`CANDIDATE_SQL`].
+fn fetch_candidate(
+    statement: &mut rusqlite::CachedStatement<'_>,
+    label: i64,
+    with_vector: bool,
+) -> Result<Option<CandidateRow>, EmbedError> {
+    let row = statement
+        .query_row(params![label, with_vector], |r| {
+            let metadata: String = r.get(2)?;
+            let blob: Option<Vec<u8>> = r.get(3)?;
+            Ok(CandidateRow {
+                id: r.get(0)?,
+                text: r.get(1)?,
+                metadata: serde_json::from_str(&metadata).unwrap_or_default(),
+                vector: blob.as_deref().map(from_blob),
+            })
+        })
+        .optional()?;
+    Ok(row)
+}
+
 impl VectorStore {
     /// Open (or create) the database and load every collection's index.
     pub fn open(database: &Path, index_dir: &Path, params: HnswParams) -> Result<Self, EmbedError> {
@@ -181,6 +288,7 @@ impl VectorStore {
                  UNIQUE (collection, id)
              );",
         )?;
+        migrate(&db)?;
         let store = VectorStore {
             db: Mutex::new(db),
             index_dir: index_dir.to_owned(),
@@ -573,60 +681,173 @@ impl VectorStore {
     ) -> Result<Vec<SearchHit>, EmbedError> {
         let collection = self.collection(name)?;
         let mut collection = lock(&collection);
-        if query.len() != collection.dimension {
-            return Err(EmbedError::invalid(
-                "wrong_dimension",
-                format!(
-                    "the query has {} components; collection {name:?} holds {}",
-                    query.len(),
-                    collection.dimension
-                ),
-            ));
-        }
-        let mut scored = if filter.is_empty() {
-            collection.index.search(query, top_k)?
-        } else {
-            self.filtered_search(&mut collection, query, top_k, filter)?
-        };
+        check_query(&collection, query)?;
+        let (mut scored, _) = self.vector_candidates(&mut collection, query, top_k, filter)?;
         if let Some(min) = min_score {
             scored.retain(|(_, score)| *score >= min);
         }
         let db = lock(&self.db);
-        let mut statement =
-            db.prepare_cached("SELECT id, text, metadata FROM items WHERE label = ?1")?;
+        let mut statement = db.prepare_cached(CANDIDATE_SQL)?;
         let mut hits = Vec::with_capacity(scored.len());
         for (label, score) in scored {
-            let row = statement
-                .query_row([label], |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, Option<String>>(1)?,
-                        r.get::<_, String>(2)?,
-                    ))
-                })
-                .optional()?;
-            if let Some((id, text, metadata)) = row {
+            if let Some(row) = fetch_candidate(&mut statement, label, false)? {
                 hits.push(SearchHit {
-                    id,
+                    id: row.id,
                     score,
-                    text,
-                    metadata: serde_json::from_str(&metadata).unwrap_or_default(),
+                    text: row.text,
+                    metadata: row.metadata,
                 });
             }
         }
         Ok(hits)
     }
 
-    fn filtered_search(
+    /// Hybrid search: the unit vector `query` (the embedding of `text`)
+    /// fused with keyword matches of `text`; see [`crate::hybrid`] for the
+    /// score. Candidates are the best [`HYBRID_POOL`] (or `top_k`, if more)
+    /// by vector and as many by keywords, from the same collection and
+    /// `filter`; `min_score` applies to the fused score. A text without
+    /// tokens is a plain vector search.
+    pub fn hybrid_search(
+        &self,
+        name: &str,
+        query: &[f32],
+        text: &str,
+        top_k: usize,
+        min_score: Option<f32>,
+        filter: &Map<String, Value>,
+    ) -> Result<Vec<SearchHit>, EmbedError> {
+        let tokens = hybrid::query_tokens(text);
+        if tokens.is_empty() {
+            return self.search(name, query, top_k, min_score, filter);
+        }
+        let collection = self.collection(name)?;
+        let mut collection = lock(&collection);
+        check_query(&collection, query)?;
+        let pool = top_k.max(HYBRID_POOL);
+        let (by_vector, allowed) = self.vector_candidates(&mut collection, query, pool, filter)?;
+        let searchable = |label: i64| {
+            collection.index.contains(label) && allowed.as_ref().is_none_or(|a| a.contains(&label))
+        };
+        let n = collection.index.live() as u64;
+        let db = lock(&self.db);
+
+        // Token weights, and keyword candidates by the weight they hold.
+        let mut vocabulary =
+            db.prepare_cached("SELECT doc FROM temp.items_vocab WHERE term = ?1")?;
+        let mut postings =
+            db.prepare_cached("SELECT rowid FROM items_fts WHERE items_fts MATCH ?1")?;
+        let mut weights = Vec::with_capacity(tokens.len());
+        let mut by_keyword: HashMap<i64, f32> = HashMap::new();
+        for token in tokens {
+            let everywhere: i64 = vocabulary
+                .query_row([&token], |r| r.get(0))
+                .optional()?
+                .unwrap_or(0);
+            let everywhere = u64::try_from(everywhere).unwrap_or(0);
+            if everywhere > POSTINGS_LIMIT {
+                // Too common to pick candidates; it still counts in the score.
+                weights.push((token, hybrid::weight(everywhere, n)));
+                continue;
+            }
+            let mut in_collection = Vec::new();
+            let mut rows = postings.query([hybrid::fts5_string(&token)])?;
+            while let Some(row) = rows.next()? {
+                let label: i64 = row.get(0)?;
+                if collection.index.contains(label) {
+                    in_collection.push(label);
+                }
+            }
+            let weight_counts = !in_collection.is_empty();
+            let weight = hybrid::weight(in_collection.len() as u64, n);
+            for label in in_collection {
+                if searchable(label) {
+                    *by_keyword.entry(label).or_default() += weight;
+                }
+            }
+            // A token no item holds cannot tell items apart: it is left out
+            // of the weights (so it does not dilute the others).
+            if weight_counts {
+                weights.push((token, weight));
+            }
+        }
+        let mut by_keyword: Vec<(i64, f32)> = by_keyword.into_iter().collect();
+        by_keyword.sort_by(|a, b| b.1.total_cmp(&a.1).then(b.0.cmp(&a.0)));
+        by_keyword.truncate(pool);
+
+        let mut candidates: Vec<(i64, Option<f32>)> =
+            by_vector.iter().map(|&(l, c)| (l, Some(c))).collect();
+        let seen: HashSet<i64> = by_vector.iter().map(|&(l, _)| l).collect();
+        candidates.extend(
+            by_keyword
+                .iter()
+                .filter(|(l, _)| !seen.contains(l))
+                .map(|&(l, _)| (l, None)),
+        );
+
+        let mut statement = db.prepare_cached(CANDIDATE_SQL)?;
+        let mut hits = Vec::with_capacity(candidates.len());
+        for (label, cosine) in candidates {
+            let Some(row) = fetch_candidate(&mut statement, label, cosine.is_none())? else {
+                continue;
+            };
+            let cosine = match (cosine, &row.vector) {
+                (Some(c), _) => c,
+                (None, Some(v)) if v.len() == query.len() => {
+                    let dot: f32 = v.iter().zip(query).map(|(a, b)| a * b).sum();
+                    dot.clamp(-1.0, 1.0)
+                }
+                (None, _) => continue,
+            };
+            let keyword = row
+                .text
+                .as_deref()
+                .map_or(0.0, |t| hybrid::coverage(&weights, &hybrid::text_tokens(t)));
+            let score = hybrid::fuse(cosine, keyword);
+            if min_score.is_some_and(|min| score < min) {
+                continue;
+            }
+            hits.push((
+                label,
+                SearchHit {
+                    id: row.id,
+                    score,
+                    text: row.text,
+                    metadata: row.metadata,
+                },
+            ));
+        }
+        hits.sort_by(|a, b| b.1.score.total_cmp(&a.1.score).then(b.0.cmp(&a.0)));
+        hits.truncate(top_k);
+        Ok(hits.into_iter().map(|(_, hit)| hit).collect())
+    }
+
+    /// The best `k` labels by vector with their cosine, and (when `filter`
+    /// is not empty) the set of labels the filter lets through.
+    fn vector_candidates(
         &self,
         collection: &mut Collection,
         query: &[f32],
-        top_k: usize,
+        k: usize,
         filter: &Map<String, Value>,
-    ) -> Result<Vec<(i64, f32)>, EmbedError> {
+    ) -> Result<(Scored, Option<HashSet<i64>>), EmbedError> {
+        if filter.is_empty() {
+            return Ok((collection.index.search(query, k)?, None));
+        }
+        let allowed = self.filter_labels(&collection.name, filter)?;
+        let scored = self.filtered_search(collection, query, k, &allowed)?;
+        Ok((scored, Some(allowed.into_iter().collect())))
+    }
+
+    /// The labels of `name` whose metadata has every pair of `filter`.
+    fn filter_labels(
+        &self,
+        name: &str,
+        filter: &Map<String, Value>,
+    ) -> Result<Vec<i64>, EmbedError> {
         let mut sql = String::from("SELECT label FROM items WHERE collection = ?");
         let mut values: Vec<rusqlite::types::Value> =
-            vec![rusqlite::types::Value::Text(collection.name.clone())];
+            vec![rusqlite::types::Value::Text(name.to_owned())];
         for (key, value) in filter {
             let path = format!("$.\"{}\"", key.replace('"', "\"\""));
             values.push(rusqlite::types::Value::Text(path));
@@ -656,18 +877,26 @@ impl VectorStore {
                 }
             }
         }
-        let candidates: Vec<i64> = {
-            let db = lock(&self.db);
-            let mut statement = db.prepare_cached(&sql)?;
-            statement
-                .query_map(rusqlite::params_from_iter(values), |r| r.get(0))?
-                .collect::<Result<_, _>>()?
-        };
+        let db = lock(&self.db);
+        let mut statement = db.prepare_cached(&sql)?;
+        let labels = statement
+            .query_map(rusqlite::params_from_iter(values), |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        Ok(labels)
+    }
+
+    fn filtered_search(
+        &self,
+        collection: &mut Collection,
+        query: &[f32],
+        top_k: usize,
+        candidates: &[i64],
+    ) -> Result<Vec<(i64, f32)>, EmbedError> {
         if candidates.is_empty() {
             return Ok(Vec::new());
         }
         if candidates.len() <= EXACT_FILTER_LIMIT {
-            let only: HashSet<i64> = candidates.into_iter().collect();
+            let only: HashSet<i64> = candidates.iter().copied().collect();
             let (labels, vectors) =
                 self.vectors_from_db(&collection.name, collection.dimension, Some(&only))?;
             let mut scored: Vec<(i64, f32)> = labels
@@ -696,6 +925,46 @@ impl VectorStore {
             .filter_map(|(l, d)| l.get().map(|l| (l as i64, d.clamp(-1.0, 1.0))))
             .filter(|(l, _)| collection.index.contains(*l))
             .collect())
+    }
+
+    /// A page of a collection's items, newest (highest label) first, and
+    /// how many it holds in all.
+    pub fn list_items(
+        &self,
+        name: &str,
+        offset: u64,
+        limit: usize,
+    ) -> Result<(Vec<StoredItem>, u64), EmbedError> {
+        let collection = self.collection(name)?;
+        let _guard = lock(&collection);
+        let db = lock(&self.db);
+        let total: i64 = db
+            .prepare_cached("SELECT count(*) FROM items WHERE collection = ?1")?
+            .query_row([name], |r| r.get(0))?;
+        let mut statement = db.prepare_cached(
+            "SELECT id, text, metadata, model FROM items WHERE collection = ?1
+             ORDER BY label DESC LIMIT ?2 OFFSET ?3",
+        )?;
+        let items = statement
+            .query_map(
+                params![
+                    name,
+                    i64::try_from(limit).unwrap_or(i64::MAX),
+                    i64::try_from(offset).unwrap_or(i64::MAX)
+                ],
+                |r| {
+                    let metadata: String = r.get(2)?;
+                    Ok(StoredItem {
+                        id: r.get(0)?,
+                        text: r.get(1)?,
+                        metadata: serde_json::from_str(&metadata).unwrap_or_default(),
+                        model: r.get(3)?,
+                        vector: None,
+                    })
+                },
+            )?
+            .collect::<Result<_, _>>()?;
+        Ok((items, u64::try_from(total).unwrap_or(0)))
     }
 
     /// Every collection's facts, sorted by name.
@@ -1118,5 +1387,308 @@ mod tests {
         bare.text = None;
         store.upsert("c", vec![bare]).unwrap();
         assert!(matches!(store.texts("c"), Err(EmbedError::Conflict(_))));
+    }
+    fn text_item(id: &str, text: &str, vector: [f32; 4]) -> PreparedItem {
+        let mut vector = vector.to_vec();
+        crate::index::normalize(&mut vector);
+        PreparedItem {
+            id: id.into(),
+            text: Some(text.into()),
+            vector,
+            metadata: Map::new(),
+            model: None,
+        }
+    }
+
+    fn ids(hits: &[SearchHit]) -> Vec<&str> {
+        hits.iter().map(|h| h.id.as_str()).collect()
+    }
+
+    fn fts_is_consistent(store: &VectorStore) {
+        lock(&store.db)
+            .execute(
+                "INSERT INTO items_fts (items_fts) VALUES ('integrity-check')",
+                [],
+            )
+            .unwrap();
+    }
+
+    fn filler(n: usize) -> Vec<PreparedItem> {
+        (0..n)
+            .map(|i| {
+                text_item(
+                    &format!("f{i}"),
+                    &format!("my note number {i} is about the weather"),
+                    [0.2, 1.0, 0.1 * (i % 7) as f32, 0.3],
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn hybrid_search_lifts_rare_keywords_and_keeps_the_cosine_of_paraphrases() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        store.create("c", 4).unwrap();
+        let mut items = filler(40);
+        items.push(text_item(
+            "paraphrase",
+            "cappuccino before sunrise",
+            [1.0, 0.1, 0.0, 0.0],
+        ));
+        items.push(text_item(
+            "close",
+            "the phone on the desk",
+            [0.9, 0.0, 0.45, 0.0],
+        ));
+        items.push(text_item(
+            "name",
+            "Zorblax called about invoice 48213",
+            [0.15, 0.0, 0.0, 1.0],
+        ));
+        store.upsert("c", items).unwrap();
+        let query = [1.0, 0.0, 0.0, 0.0];
+
+        // Vector only: the item with the name ranks low.
+        let vector = store.search("c", &query, 3, None, &Map::new()).unwrap();
+        assert_eq!(ids(&vector)[..2], ["paraphrase", "close"]);
+        assert!(!ids(&vector).contains(&"name"));
+
+        let text = "what did Zorblax say?";
+        let hybrid = store
+            .hybrid_search("c", &query, text, 3, None, &Map::new())
+            .unwrap();
+        assert_eq!(ids(&hybrid), ["paraphrase", "close", "name"], "{hybrid:?}");
+        // The only word of the query any item holds is the whole keyword weight.
+        assert!(hybrid[2].score > 0.6, "{hybrid:?}");
+        // No shared word: exactly the cosine.
+        let paraphrase = hybrid.iter().find(|h| h.id == "paraphrase").unwrap();
+        let cosine = vector.iter().find(|h| h.id == "paraphrase").unwrap().score;
+        assert!((paraphrase.score - cosine).abs() < 1e-6, "{hybrid:?}");
+        assert!(hybrid.iter().all(|h| (0.0..=1.0).contains(&h.score)));
+
+        // A number alone finds its item, and min_score applies to the fused score.
+        let by_number = store
+            .hybrid_search("c", &query, "48213", 5, Some(0.6), &Map::new())
+            .unwrap();
+        assert_eq!(
+            ids(&by_number),
+            ["paraphrase", "close", "name"],
+            "{by_number:?}"
+        );
+        // A filter holds for keyword candidates too.
+        let filter = json_kind("none").as_object().cloned().unwrap();
+        assert!(
+            store
+                .hybrid_search("c", &query, "zorblax", 5, None, &filter)
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn query_syntax_and_punctuation_are_only_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        store.create("c", 4).unwrap();
+        store
+            .upsert(
+                "c",
+                vec![
+                    text_item(
+                        "a",
+                        "AND OR NOT near the \"quoted\" col:umn",
+                        [1.0, 0.0, 0.0, 0.0],
+                    ),
+                    text_item("b", "nothing here", [0.0, 1.0, 0.0, 0.0]),
+                ],
+            )
+            .unwrap();
+        for text in [
+            "\"",
+            "\"unbalanced",
+            "AND",
+            "OR NOT AND",
+            "NEAR(a b, 2)",
+            "col:umn",
+            "text:quoted",
+            "^start",
+            "pre*",
+            "-minus + plus",
+            "(((",
+            "'; DROP TABLE items; --",
+            "{a b} : c",
+            "?!…",
+            "😀 ü ß İ",
+            "\u{0}",
+        ] {
+            let hits = store
+                .hybrid_search("c", &[0.0, 0.0, 1.0, 0.0], text, 2, None, &Map::new())
+                .unwrap_or_else(|e| panic!("{text:?}: {e}"));
+            assert_eq!(hits.len(), 2, "{text:?}");
+        }
+        let hits = store
+            .hybrid_search(
+                "c",
+                &[0.0, 0.0, 1.0, 0.0],
+                "\"AND\" NOT",
+                1,
+                None,
+                &Map::new(),
+            )
+            .unwrap();
+        assert_eq!(ids(&hits), ["a"], "the words themselves are matched");
+        fts_is_consistent(&store);
+    }
+
+    #[test]
+    fn the_keyword_index_follows_upserts_deletes_drops_and_reindex() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        store.create("c", 4).unwrap();
+        store.upsert("c", filler(10)).unwrap();
+        let keyword = |store: &VectorStore| {
+            store
+                .hybrid_search(
+                    "c",
+                    &[0.0, 0.0, 0.0, 1.0],
+                    "quuxly",
+                    20,
+                    Some(0.5),
+                    &Map::new(),
+                )
+                .map(|h| ids(&h).iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        };
+        store
+            .upsert(
+                "c",
+                vec![text_item("k", "a quuxly thing", [1.0, 0.0, 0.0, 0.0])],
+            )
+            .unwrap();
+        assert_eq!(keyword(&store).unwrap(), ["k"]);
+        // Replaced text: the old words are gone from the keyword index.
+        store
+            .upsert(
+                "c",
+                vec![text_item("k", "a plain thing", [1.0, 0.0, 0.0, 0.0])],
+            )
+            .unwrap();
+        assert!(keyword(&store).unwrap().is_empty());
+        store
+            .upsert(
+                "c",
+                vec![text_item("k2", "quuxly again", [1.0, 0.0, 0.0, 0.0])],
+            )
+            .unwrap();
+        store.delete("c", &["k2".into()]).unwrap();
+        assert!(keyword(&store).unwrap().is_empty());
+        fts_is_consistent(&store);
+        // Items without text are simply not in the keyword index.
+        let mut bare = item("bare", 3, Value::Null);
+        bare.text = None;
+        store.upsert("c", vec![bare]).unwrap();
+        store.delete("c", &["bare".into()]).unwrap();
+        // Re-indexing keeps texts findable under their new labels.
+        store
+            .upsert(
+                "c",
+                vec![text_item("k3", "quuxly three", [1.0, 0.0, 0.0, 0.0])],
+            )
+            .unwrap();
+        store
+            .reindex("c", "m", 4, vec![("k3".into(), vec![0.0, 0.0, 0.0, 1.0])])
+            .unwrap();
+        assert_eq!(keyword(&store).unwrap(), ["k3"]);
+        fts_is_consistent(&store);
+        // Dropping the collection empties its part of the keyword index.
+        store.drop_collection("c").unwrap();
+        let rows: i64 = lock(&store.db)
+            .query_row(
+                "SELECT count(*) FROM items_fts WHERE items_fts MATCH 'quuxly OR weather'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(rows, 0);
+        fts_is_consistent(&store);
+    }
+
+    #[test]
+    fn opening_an_older_database_backfills_the_keyword_index() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = Connection::open(dir.path().join("embeddings.db")).unwrap();
+            db.execute_batch(
+                "CREATE TABLE collections (name TEXT PRIMARY KEY, dimension INTEGER NOT NULL,
+                     model TEXT, created_at INTEGER NOT NULL DEFAULT (unixepoch()));
+                 CREATE TABLE items (label INTEGER PRIMARY KEY AUTOINCREMENT,
+                     collection TEXT NOT NULL REFERENCES collections(name) ON DELETE CASCADE,
+                     id TEXT NOT NULL, text TEXT, metadata TEXT NOT NULL DEFAULT '{}',
+                     vector BLOB NOT NULL, dimension INTEGER NOT NULL, model TEXT,
+                     UNIQUE (collection, id));
+                 INSERT INTO collections (name, dimension) VALUES ('old', 4);",
+            )
+            .unwrap();
+            for (i, text) in ["an ordinary note", "the Zorblax account"]
+                .iter()
+                .enumerate()
+            {
+                db.execute(
+                    "INSERT INTO items (collection, id, text, vector, dimension) VALUES ('old', ?1, ?2, ?3, 4)",
+                    params![format!("o{i}"), text, to_blob(&[1.0, 0.0, 0.0, 0.0])],
+                )
+                .unwrap();
+            }
+        }
+        let store = open(dir.path());
+        let hits = store
+            .hybrid_search(
+                "old",
+                &[0.0, 1.0, 0.0, 0.0],
+                "zorblax",
+                1,
+                None,
+                &Map::new(),
+            )
+            .unwrap();
+        assert_eq!(ids(&hits), ["o1"]);
+        assert!(hits[0].score >= hybrid::KEYWORD_WEIGHT - 1e-6);
+        fts_is_consistent(&store);
+        drop(store);
+        // Opening again does not migrate twice.
+        let store = open(dir.path());
+        let version: i64 = lock(&store.db)
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, 1);
+        fts_is_consistent(&store);
+    }
+
+    #[test]
+    fn listing_pages_newest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        store.create("c", 4).unwrap();
+        for i in 0..5 {
+            store
+                .upsert("c", vec![item(&format!("i{i}"), i % 4, Value::Null)])
+                .unwrap();
+        }
+        // Replacing an item makes it the newest.
+        store.upsert("c", vec![item("i1", 0, Value::Null)]).unwrap();
+        let (page, total) = store.list_items("c", 0, 2).unwrap();
+        assert_eq!(total, 5);
+        let page_ids: Vec<&str> = page.iter().map(|i| i.id.as_str()).collect();
+        assert_eq!(page_ids, ["i1", "i4"]);
+        assert!(page[0].vector.is_none());
+        assert_eq!(page[0].text.as_deref(), Some("text of i1"));
+        let (rest, _) = store.list_items("c", 2, 10).unwrap();
+        let rest_ids: Vec<&str> = rest.iter().map(|i| i.id.as_str()).collect();
+        assert_eq!(rest_ids, ["i3", "i2", "i0"]);
+        assert!(store.list_items("c", 99, 10).unwrap().0.is_empty());
+        assert!(matches!(
+            store.list_items("nope", 0, 10),
+            Err(EmbedError::UnknownCollection(_))
+        ));
     }
 }
