@@ -27,6 +27,9 @@ pub enum Script {
     },
     /// Answer with this status and error message.
     Fail(u16, String),
+    /// Call these tools (name, JSON arguments), then finish with
+    /// `tool_calls` (OpenAI only).
+    Tools(Vec<(String, serde_json::Value)>),
 }
 
 #[derive(Debug, Default)]
@@ -185,6 +188,25 @@ async fn openai(
             events.extend(finish().into_iter().map(|e| (Duration::ZERO, e)));
             sse(events)
         }
+        Script::Tools(calls) => {
+            let mut events: Vec<(Duration, String)> = calls
+                .iter()
+                .enumerate()
+                .map(|(index, (name, arguments))| {
+                    let call = serde_json::json!({"choices":[{"index":0,"delta":{"tool_calls":[{
+                        "index": index,
+                        "id": format!("call_{index}"),
+                        "type": "function",
+                        "function": {"name": name, "arguments": arguments.to_string()}
+                    }]},"finish_reason":null}]});
+                    (Duration::ZERO, format!("data: {call}\n\n"))
+                })
+                .collect();
+            let done = serde_json::json!({"choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]});
+            events.push((Duration::ZERO, format!("data: {done}\n\n")));
+            events.push((Duration::ZERO, "data: [DONE]\n\n".to_owned()));
+            sse(events)
+        }
     }
 }
 
@@ -199,6 +221,11 @@ async fn anthropic(
             Json(
                 serde_json::json!({"type":"error","error":{"type":"api_error","message":message}}),
             ),
+        )
+            .into_response(),
+        Script::Tools(_) => (
+            StatusCode::NOT_IMPLEMENTED,
+            Json(serde_json::json!({"type":"error","error":{"type":"api_error","message":"tool scripts are OpenAI-only here"}})),
         )
             .into_response(),
         Script::Text(text) | Script::Slow { rest: text, .. } => {

@@ -45,7 +45,7 @@ pub struct RecallConfig {
     pub enabled: bool,
     /// Memories added at most (`OCG_RECALL_LIMIT`, default 5).
     pub limit: usize,
-    /// The lowest score recalled (`OCG_RECALL_MINSCORE`, default 0.45).
+    /// The lowest score recalled (`OCG_RECALL_MINSCORE`, default 0.35).
     pub min_score: f32,
 }
 
@@ -54,7 +54,7 @@ impl Default for RecallConfig {
         RecallConfig {
             enabled: true,
             limit: 5,
-            min_score: 0.45,
+            min_score: 0.35,
         }
     }
 }

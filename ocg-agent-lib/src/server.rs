@@ -74,7 +74,11 @@ impl From<ocg_core::Error> for ApiError {
             Error::Unsupported(_) => StatusCode::NOT_IMPLEMENTED,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        ApiError::new(status, error.code(), error.to_string())
+        let code = match &error {
+            Error::Unavailable { service, .. } if service == "memory" => "memory_unavailable",
+            other => other.code(),
+        };
+        ApiError::new(status, code, error.to_string())
     }
 }
 

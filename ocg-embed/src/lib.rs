@@ -23,6 +23,8 @@ pub mod api;
 #[cfg(feature = "client")]
 #[cfg_attr(docsrs, doc(cfg(feature = "client")))]
 mod client;
+#[cfg(feature = "client")]
+mod client_store;
 mod error;
 #[cfg(feature = "server")]
 #[cfg_attr(docsrs, doc(cfg(feature = "server")))]

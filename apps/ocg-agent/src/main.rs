@@ -5,10 +5,12 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
+use ocg_agent_lib::AgentRuntime;
+use ocg_agent_lib::memory::MemoryBank;
 use ocg_agent_lib::server::{self, AgentSocket};
 use ocg_agent_lib::sessions::SessionStore;
 use ocg_agent_lib::settings::AgentSettings;
-use ocg_agent_lib::{AgentRuntime, NoTools};
+use ocg_agent_lib::tools::{self, ToolRegistry, Workspace};
 use ocg_core::config::{Config, Sources};
 use ocg_embed::{AddressFile, EmbeddingClient, EmbeddingEndpoint};
 use tracing_subscriber::EnvFilter;
@@ -62,11 +64,22 @@ async fn run(args: Args) -> anyhow::Result<()> {
         model = provider.model(),
         "agent ready"
     );
+    let memory = MemoryBank::new(Arc::new(EmbeddingClient::new(endpoint)));
+    let workspace = Arc::new(Workspace::new(&settings.workspace, &settings.protected)?);
+    let registry = ToolRegistry::new(
+        tools::builtin(workspace, Some(memory.clone()), store.clone()),
+        settings.tools.clone(),
+    )?;
+    tracing::info!(
+        workspace = %settings.workspace.display(),
+        tools = %registry.names().join(","),
+        "tools ready"
+    );
     let runtime = AgentRuntime::new(
         provider,
         store,
-        Arc::new(NoTools),
-        Some(Arc::new(EmbeddingClient::new(endpoint))),
+        Arc::new(registry),
+        Some(memory),
         settings.runtime.clone(),
     );
     let (stop, stopped) = tokio::sync::watch::channel(false);

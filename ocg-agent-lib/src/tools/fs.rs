@@ -420,15 +420,20 @@ impl Tool for ListTool {
     }
 }
 
-/// Walk `base` without following symlinks, skipping `.git`, visiting at
-/// most [`MAX_VISITED`] entries; yields files with their path relative to
-/// `base`.
-fn walk_files(base: &Path) -> impl Iterator<Item = (PathBuf, PathBuf)> + '_ {
+/// Walk `base` without following symlinks, skipping `.git` and protected
+/// paths, visiting at most [`MAX_VISITED`] entries; yields files with their
+/// path relative to `base`.
+fn walk_files<'a>(
+    base: &'a Path,
+    workspace: &'a Workspace,
+) -> impl Iterator<Item = (PathBuf, PathBuf)> + 'a {
     walkdir::WalkDir::new(base)
         .follow_links(false)
         .max_depth(64)
         .into_iter()
-        .filter_entry(|e| e.depth() == 0 || e.file_name() != ".git")
+        .filter_entry(|e| {
+            e.depth() == 0 || (e.file_name() != ".git" && !workspace.is_protected(e.path()))
+        })
         .take(MAX_VISITED)
         .filter_map(Result::ok)
         .filter(|e| e.file_type().is_file())
@@ -490,7 +495,7 @@ impl Tool for GlobTool {
         blocking(move || {
             let mut found: Vec<String> = Vec::new();
             let mut more = 0usize;
-            for (full, relative) in walk_files(&base) {
+            for (full, relative) in walk_files(&base, &workspace) {
                 if matcher.is_match(&relative) {
                     if found.len() < MAX_ENTRIES {
                         found.push(workspace.display(&full));
@@ -575,7 +580,7 @@ impl Tool for GrepTool {
                 let name = PathBuf::from(base.file_name().unwrap_or_default());
                 vec![(base.clone(), name)]
             } else {
-                walk_files(&base).collect()
+                walk_files(&base, &workspace).collect()
             };
             let mut out: Vec<String> = Vec::new();
             let mut more = 0usize;

@@ -64,6 +64,11 @@ impl Workspace {
         &self.root
     }
 
+    /// Whether `path` (canonical) is one of the protected paths or inside one.
+    pub fn is_protected(&self, path: &Path) -> bool {
+        self.protected.iter().any(|p| path.starts_with(p))
+    }
+
     /// `path` as shown to the model: relative to the root.
     pub fn display(&self, path: &Path) -> String {
         match path.strip_prefix(&self.root) {
@@ -94,7 +99,7 @@ impl Workspace {
         if !real.starts_with(&self.root) {
             return Err(refused(format!("{asked}: outside the workspace")));
         }
-        if self.protected.iter().any(|p| real.starts_with(p)) {
+        if self.is_protected(&real) {
             return Err(AgentError::tool(
                 "path_protected",
                 format!("{asked}: this path is not reachable through tools"),
