@@ -7,6 +7,7 @@
 //! ([`truncate_middle`]). File tools resolve every path inside one
 //! [`Workspace`]; see `docs/tools.md` for the whole security model.
 
+mod exec;
 mod executor;
 mod policy;
 mod registry;
@@ -17,6 +18,7 @@ use serde::Serialize;
 
 use crate::AgentError;
 
+pub use exec::{EXEC_OUTPUT_CAP, ExecTool, SAFE_PATH};
 pub use executor::{NoTools, ToolExecutor, ToolOutput};
 pub use policy::{ToolGroup, ToolPolicy};
 pub use registry::{ToolRegistry, truncate_middle};
