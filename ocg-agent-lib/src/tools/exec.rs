@@ -105,7 +105,12 @@ pub(crate) fn resolve_program(
             }
             let shell = std::fs::canonicalize(SHELL).map_err(|_| not_found(SHELL))?;
             let display = format!("sh -c {command:?}");
-            (shell, "sh".to_owned(), vec!["-c".to_owned(), command], display)
+            (
+                shell,
+                "sh".to_owned(),
+                vec!["-c".to_owned(), command],
+                display,
+            )
         }
         (Some(argv), None) => {
             let Some((name, args)) = argv.split_first() else {
@@ -147,10 +152,12 @@ fn locate(workspace: &Workspace, name: &str) -> Result<PathBuf, AgentError> {
         return std::fs::canonicalize(name).map_err(|_| not_found(name));
     }
     if name.contains('/') {
-        return workspace.existing(name).map_err(|error| match error.code() {
-            "not_found" => not_found(name),
-            _ => error,
-        });
+        return workspace
+            .existing(name)
+            .map_err(|error| match error.code() {
+                "not_found" => not_found(name),
+                _ => error,
+            });
     }
     SAFE_PATH
         .split(':')
@@ -325,7 +332,7 @@ enum Ending {
     TimedOut,
 }
 
-fn describe(status: &std::process::ExitStatus) -> String {
+pub(crate) fn describe(status: &std::process::ExitStatus) -> String {
     use std::os::unix::process::ExitStatusExt;
     match (status.code(), status.signal()) {
         (Some(code), _) => format!("exit code {code}"),
@@ -533,18 +540,24 @@ pub(crate) mod tests {
     async fn runs_argv_in_the_workspace() {
         let (_dir, ws, policy) = setup(false);
         let tool = ExecTool::new(ws, policy);
-        let out = run(&tool, serde_json::json!({"argv": ["cat", "a.txt"], "cwd": "sub"}))
-            .await
-            .unwrap();
+        let out = run(
+            &tool,
+            serde_json::json!({"argv": ["cat", "a.txt"], "cwd": "sub"}),
+        )
+        .await
+        .unwrap();
         assert!(out.starts_with("exit code 0"), "{out}");
         assert!(out.contains("--- stdout ---\nhello\n"), "{out}");
         let failed = run(&tool, serde_json::json!({"argv": ["false"]}))
             .await
             .unwrap();
         assert!(failed.starts_with("exit code 1"), "{failed}");
-        let piped = run(&tool, serde_json::json!({"argv": ["wc", "-c"], "stdin": "12345"}))
-            .await
-            .unwrap();
+        let piped = run(
+            &tool,
+            serde_json::json!({"argv": ["wc", "-c"], "stdin": "12345"}),
+        )
+        .await
+        .unwrap();
         assert!(piped.contains("\n5\n"), "{piped}");
     }
 
