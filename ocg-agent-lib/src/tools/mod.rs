@@ -12,6 +12,7 @@ mod executor;
 mod policy;
 mod process;
 mod registry;
+mod web;
 mod workspace;
 
 use async_trait::async_trait;
@@ -24,6 +25,9 @@ pub use executor::{NoTools, ToolExecutor, ToolOutput};
 pub use policy::{ToolGroup, ToolPolicy};
 pub use process::{MAX_LIVE_PROCESSES, PROCESS_BUFFER, ProcessTool};
 pub use registry::{ToolRegistry, truncate_middle};
+pub use web::{
+    MAX_REDIRECTS, WEB_MAX_BYTES, WEB_TIMEOUT, WebFetchTool, html_to_text, is_public_address,
+};
 pub use workspace::Workspace;
 
 /// What a tool knows about the call it serves.
