@@ -524,7 +524,7 @@ pub(crate) mod tests {
             exec_shell: shell,
             ..ToolPolicy::default()
         };
-        for extra in ["/usr/bin/env", "/usr/bin/sleep", "/usr/bin/yes", "/bin/sh"] {
+        for extra in ["/usr/bin/env", "/usr/bin/sleep"] {
             if let Ok(path) = std::fs::canonicalize(extra) {
                 policy.exec_allow.push(path);
             }
@@ -580,9 +580,37 @@ pub(crate) mod tests {
             code(run(&tool, serde_json::json!({"argv": ["./run.sh"]})).await),
             "program_not_allowed"
         );
+        // A copy of an allowed program under the same name is not that program.
+        std::fs::copy("/usr/bin/true", ws.root().join("ls")).unwrap();
+        assert_eq!(
+            code(run(&tool, serde_json::json!({"argv": ["./ls"]})).await),
+            "program_not_allowed"
+        );
+        // Listed by its canonical path, the script runs, by relative or
+        // absolute path.
+        let mut listed = tool.policy.as_ref().clone();
+        listed
+            .exec_allow
+            .push(std::fs::canonicalize(&script).unwrap());
+        let allowed = ExecTool::new(ws.clone(), listed);
+        for path in ["run.sh".to_owned(), script.display().to_string()] {
+            let path = if path.contains('/') {
+                path
+            } else {
+                format!("./{path}")
+            };
+            let out = run(&allowed, serde_json::json!({"argv": [path]}))
+                .await
+                .unwrap();
+            assert!(out.contains("--- stdout ---\nhi\n"), "{out}");
+        }
         assert_eq!(
             code(run(&tool, serde_json::json!({"command": "echo hi"})).await),
             "shell_not_allowed"
+        );
+        assert_eq!(
+            code(run(&tool, serde_json::json!({"argv": ["ls"], "command": "ls"})).await),
+            "invalid_arguments"
         );
         assert_eq!(
             code(run(&tool, serde_json::json!({"argv": ["no-such-program-x"]})).await),
