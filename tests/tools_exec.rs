@@ -170,7 +170,7 @@ async fn exec_and_web_fetch_through_the_agent_with_refusals() {
             call(
                 "slow",
                 "exec",
-                serde_json::json!({"command": slow, "timeout_secs": 1}),
+                serde_json::json!({"command": slow, "timeout_secs": 2}),
             ),
             call(
                 "loop",

@@ -930,7 +930,7 @@ mod tests {
         .unwrap();
         let leader = number_after(&started, "(pid ") as i32;
         let mut grandchild = None;
-        for _ in 0..50 {
+        for _ in 0..250 {
             if let Ok(text) = std::fs::read_to_string(&pids_file) {
                 if let Ok(pid) = text.trim().parse::<i32>() {
                     grandchild = Some(pid);
