@@ -7,3 +7,4 @@ mod gateway;
 mod process;
 mod stack;
 mod tools;
+mod tools_exec;

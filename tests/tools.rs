@@ -75,11 +75,15 @@ fn file_tools_work_inside_the_workspace_and_refuse_every_escape() {
         "edit",
         json!({"path": "notes/todo.md", "old_text": "buy milk", "new_text": "buy oat milk"}),
     )]));
+    vendor.push(Script::Tools(vec![
+        call("exec", json!({"argv": ["ls", "notes"]})),
+        call("exec", json!({"argv": ["/usr/bin/env"]})),
+    ]));
     vendor.push(Script::Text("All done.".into()));
 
     let events = turn(&install, "web:tools", "organize my notes");
     let results = tool_results(&events);
-    assert_eq!(results.len(), 11, "{results:#?}");
+    assert_eq!(results.len(), 13, "{results:#?}");
     assert_eq!(results[0], (true, "wrote 22 bytes to notes/todo.md".into()));
     assert_eq!(results[1], (true, "- buy milk\n- call Ann".into()));
     for (index, code) in [
@@ -106,6 +110,16 @@ fn file_tools_work_inside_the_workspace_and_refuse_every_escape() {
     assert_eq!(
         results[10],
         (true, "replaced 1 occurrence in notes/todo.md".into())
+    );
+    assert!(
+        results[11].0 && results[11].1.contains("todo.md"),
+        "{}",
+        results[11].1
+    );
+    assert!(
+        results[12].1.starts_with("error [program_not_allowed]"),
+        "{}",
+        results[12].1
     );
     assert!(matches!(events.last(), Some(e) if e["type"] == "done"));
 
@@ -134,7 +148,7 @@ fn file_tools_work_inside_the_workspace_and_refuse_every_escape() {
         .iter()
         .map(|m| m["role"].as_str().unwrap())
         .collect();
-    assert_eq!(roles.iter().filter(|r| **r == "tool").count(), 11);
+    assert_eq!(roles.iter().filter(|r| **r == "tool").count(), 13);
     assert_eq!(roles.first(), Some(&"user"));
     assert_eq!(roles.last(), Some(&"assistant"));
 }

@@ -66,10 +66,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
     );
     let memory = MemoryBank::new(Arc::new(EmbeddingClient::new(endpoint)));
     let workspace = Arc::new(Workspace::new(&settings.workspace, &settings.protected)?);
-    let registry = ToolRegistry::new(
-        tools::builtin(workspace, Some(memory.clone()), store.clone()),
-        settings.tools.clone(),
-    )?;
+    let builtin = tools::builtin(
+        workspace,
+        &settings.tools,
+        Some(memory.clone()),
+        store.clone(),
+    );
+    let processes = builtin.processes.clone();
+    let registry = ToolRegistry::new(builtin.tools, settings.tools.clone())?;
     tracing::info!(
         workspace = %settings.workspace.display(),
         tools = %registry.names().join(","),
@@ -96,6 +100,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let unix = tokio::spawn(socket.serve(server::router(runtime), until_stopped()));
     shutdown.await;
     let _ = stop.send(true);
+    processes.shutdown(std::time::Duration::from_secs(2)).await;
     unix.await??;
     if let Some(tcp) = tcp {
         tcp.await??;

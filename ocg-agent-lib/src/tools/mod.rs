@@ -7,13 +7,16 @@
 //! ([`truncate_middle`]). File tools resolve every path inside one
 //! [`Workspace`]; see `docs/tools.md` for the whole security model.
 
+mod exec;
 mod executor;
 pub mod fs;
 pub mod memory;
 pub mod patch;
 mod policy;
+mod process;
 mod registry;
 pub mod sessions;
+mod web;
 mod workspace;
 
 use async_trait::async_trait;
@@ -21,9 +24,14 @@ use serde::Serialize;
 
 use crate::AgentError;
 
+pub use exec::{EXEC_OUTPUT_CAP, ExecTool, SAFE_PATH};
 pub use executor::{NoTools, ToolExecutor, ToolOutput};
 pub use policy::{ToolGroup, ToolPolicy};
+pub use process::{MAX_LIVE_PROCESSES, PROCESS_BUFFER, ProcessTool};
 pub use registry::{ToolRegistry, truncate_middle};
+pub use web::{
+    MAX_REDIRECTS, WEB_MAX_BYTES, WEB_TIMEOUT, WebFetchTool, html_to_text, is_public_address,
+};
 pub use workspace::Workspace;
 
 /// What a tool knows about the call it serves.
@@ -84,15 +92,36 @@ pub fn json_result<T: Serialize>(value: &T) -> Result<String, AgentError> {
     serde_json::to_string(value).map_err(|error| AgentError::Internal(error.to_string()))
 }
 
+/// The built-in tools, and the handle that ends their background programs.
+#[derive(Clone)]
+pub struct BuiltinTools {
+    /// Every built-in tool, for a [`ToolRegistry`] to filter.
+    pub tools: Vec<std::sync::Arc<dyn Tool>>,
+    /// The `process` tool: call [`ProcessTool::shutdown`] on a clean exit
+    /// (dropping it kills its programs too).
+    pub processes: std::sync::Arc<ProcessTool>,
+}
+
+impl std::fmt::Debug for BuiltinTools {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.tools.iter().map(|t| t.name()).collect();
+        f.debug_struct("BuiltinTools")
+            .field("tools", &names)
+            .finish()
+    }
+}
+
 /// Every built-in tool, before a policy filters them: the file tools in
-/// `workspace`, the memory tools when there is `memory`, and the session
-/// tools over `sessions`.
+/// `workspace`, `exec`, `process` and `web_fetch` under `policy`, the memory
+/// tools when there is `memory`, and the session tools over `sessions`.
 pub fn builtin(
     workspace: std::sync::Arc<Workspace>,
+    policy: &ToolPolicy,
     memory: Option<crate::memory::MemoryBank>,
     sessions: crate::sessions::SessionStore,
-) -> Vec<std::sync::Arc<dyn Tool>> {
+) -> BuiltinTools {
     use std::sync::Arc;
+    let processes = Arc::new(ProcessTool::new((*workspace).clone(), policy.clone()));
     let mut tools: Vec<Arc<dyn Tool>> = vec![
         Arc::new(fs::ReadTool(workspace.clone())),
         Arc::new(fs::WriteTool(workspace.clone())),
@@ -100,7 +129,10 @@ pub fn builtin(
         Arc::new(patch::ApplyPatchTool(workspace.clone())),
         Arc::new(fs::ListTool(workspace.clone())),
         Arc::new(fs::GlobTool(workspace.clone())),
-        Arc::new(fs::GrepTool(workspace)),
+        Arc::new(fs::GrepTool(workspace.clone())),
+        Arc::new(ExecTool::new((*workspace).clone(), policy.clone())),
+        processes.clone(),
+        Arc::new(WebFetchTool::new(policy)),
     ];
     if let Some(memory) = memory {
         tools.push(Arc::new(self::memory::MemorySearchTool(memory.clone())));
@@ -110,5 +142,5 @@ pub fn builtin(
     }
     tools.push(Arc::new(self::sessions::SessionsListTool(sessions.clone())));
     tools.push(Arc::new(self::sessions::SessionHistoryTool(sessions)));
-    tools
+    BuiltinTools { tools, processes }
 }

@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# Tool benchmark (see bench/tools/src/main.rs). Prints one table.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release --locked -q -p bench-tools
+exec "${CARGO_TARGET_DIR:-target}/release/bench-tools"
