@@ -2,12 +2,14 @@ use super::*;
 use ocg_core::config::Sources;
 
 fn config(pairs: &[(&str, &str)]) -> std::result::Result<Option<TelegramConfig>, GatewayError> {
-    let mut sources = Sources::default();
-    sources.env = pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .chain([("OCG_DATA_DIR".to_owned(), "/srv/ocg".to_owned())])
-        .collect();
+    let sources = Sources {
+        env: pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .chain([("OCG_DATA_DIR".to_owned(), "/srv/ocg".to_owned())])
+            .collect(),
+        ..Sources::default()
+    };
     TelegramConfig::from_config(&Config::load(&sources).unwrap())
 }
 
