@@ -6,3 +6,4 @@ mod embedding;
 mod gateway;
 mod process;
 mod stack;
+mod telegram;
