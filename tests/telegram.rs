@@ -94,6 +94,20 @@ impl Bot {
         }
     }
 
+    /// SIGTERM, then wait; how long the gateway took to exit.
+    fn terminate_gateway(&mut self) -> Duration {
+        let mut child = self.gateway.take().unwrap();
+        let started = std::time::Instant::now();
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap()),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        let status = child.wait().unwrap();
+        assert!(status.success(), "a clean exit: {status}");
+        started.elapsed()
+    }
+
     fn log(&self) -> String {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
     }
@@ -238,6 +252,8 @@ fn chats_are_answered_in_order_strangers_get_nothing_and_commands_work() {
     assert!(texts[5].contains("cannot read photos"), "{}", texts[5]);
     assert!(texts[6].contains("voice"), "{}", texts[6]);
 
+    // "done" is recorded just after the reply is accepted.
+    assert!(wait_until(LIMIT, || bot.channels()[0]["pending"] == 0));
     let channels = bot.channels();
     let telegram = &channels[0];
     assert_eq!(telegram["name"], "telegram");
@@ -246,6 +262,11 @@ fn chats_are_answered_in_order_strangers_get_nothing_and_commands_work() {
     assert_eq!(telegram["received"], 15);
     assert_eq!(telegram["pending"], 0);
     assert!(telegram["last_message_at_ms"].as_u64().unwrap() > 0);
+
+    // A 30 s long poll is in progress: shutdown does not wait for it.
+    let mut bot = bot;
+    let took = bot.terminate_gateway();
+    assert!(took < Duration::from_secs(5), "stopped promptly: {took:?}");
 }
 
 #[test]
@@ -262,10 +283,13 @@ fn kill_9_between_receiving_and_replying_neither_loses_nor_repeats() {
         rest: "answer".into(),
     });
     bot.telegram.push_text(7, "during");
+    let vendor = bot.vendor.clone();
     assert!(
-        bot.telegram
-            .wait(LIMIT, |t| t.calls("sendChatAction").len() >= 2),
-        "the second turn started"
+        wait_until(LIMIT, || vendor
+            .requests()
+            .last()
+            .is_some_and(|r| r.to_string().contains("during"))),
+        "the model is working on the second message"
     );
     bot.kill_gateway();
     assert_eq!(

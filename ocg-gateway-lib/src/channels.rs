@@ -352,6 +352,104 @@ mod tests {
         assert!(sent[1].text.contains("answering your text only"));
     }
 
+    /// A channel that takes webhooks with the secret `s3`.
+    struct HookChannel(RecordingChannel);
+
+    #[async_trait]
+    impl Channel for HookChannel {
+        fn name(&self) -> &str {
+            "hooky"
+        }
+        async fn run(&self, handler: Arc<dyn InboundHandler>) -> ocg_core::Result<()> {
+            self.0.run(handler).await
+        }
+        async fn send(&self, message: OutgoingMessage) -> ocg_core::Result<ocg_core::SentMessage> {
+            self.0.send(message).await
+        }
+        async fn webhook(
+            &self,
+            request: WebhookRequest,
+        ) -> ocg_core::Result<ocg_core::WebhookResponse> {
+            if request.header("x-secret") != Some("s3") {
+                return Err(Error::InvalidInput("bad secret".into()));
+            }
+            Ok(ocg_core::WebhookResponse {
+                status: 200,
+                content_type: "text/plain",
+                body: request.body,
+            })
+        }
+        fn status(&self) -> ChannelStatus {
+            ChannelStatus {
+                name: "hooky".into(),
+                received: 3,
+                ..ChannelStatus::default()
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn channels_are_listed_and_take_their_webhooks() {
+        use axum::body::Body;
+        use axum::http::Request;
+        use http_body_util::BodyExt;
+        use tower::ServiceExt;
+
+        let state = crate::GatewayState::new(Arc::new(ScriptedAgent::new()), "tok".into())
+            .with_channel(Arc::new(HookChannel(RecordingChannel::new("x"))))
+            .with_channel(Arc::new(RecordingChannel::new("plain")));
+        let app = crate::router(state);
+        let call = |request: Request<Body>| {
+            let app = app.clone();
+            async move {
+                let response = app.oneshot(request).await.unwrap();
+                let status = response.status();
+                let body = response.into_body().collect().await.unwrap().to_bytes();
+                (status, String::from_utf8_lossy(&body).into_owned())
+            }
+        };
+        let list = || Request::get("/api/channels");
+        let (status, _) = call(list().body(Body::empty()).unwrap()).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "the list needs the token");
+        let (status, body) = call(
+            list()
+                .header("authorization", "Bearer tok")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        let channels: Vec<ChannelStatus> = serde_json::from_str(&body).unwrap();
+        assert_eq!(channels.len(), 2);
+        assert_eq!(
+            (channels[0].name.as_str(), channels[0].received),
+            ("hooky", 3)
+        );
+
+        let hook = |name: &str, secret: &str| {
+            Request::post(format!("/channels/{name}/webhook"))
+                .header("x-secret", secret)
+                .body(Body::from("payload"))
+                .unwrap()
+        };
+        assert_eq!(
+            call(hook("hooky", "s3")).await,
+            (StatusCode::OK, "payload".into())
+        );
+        assert_eq!(call(hook("hooky", "nope")).await.0, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            call(hook("plain", "s3")).await.0,
+            StatusCode::NOT_FOUND,
+            "no webhooks"
+        );
+        assert_eq!(call(hook("missing", "s3")).await.0, StatusCode::NOT_FOUND);
+        let put = Request::put("/channels/hooky/webhook")
+            .header("x-secret", "s3")
+            .body(Body::from("p"))
+            .unwrap();
+        assert_eq!(call(put).await.0, StatusCode::OK);
+    }
+
     #[test]
     fn errors_are_short() {
         let long = Error::Remote {

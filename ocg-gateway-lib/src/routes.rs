@@ -50,6 +50,11 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
         "/channels/{name}/webhook",
         "the channel's own secret (Telegram: X-Telegram-Bot-Api-Secret-Token)",
     ),
+    (
+        "PUT",
+        "/channels/{name}/webhook",
+        "the channel's own secret (for platforms that PUT)",
+    ),
     ("GET", "/api/sessions", "token"),
     ("GET", "/api/sessions/{key}/history", "token"),
     ("POST", "/api/sessions/{key}/rename", "token"),
@@ -218,7 +223,10 @@ pub fn router(state: GatewayState) -> Router {
         .route("/v1/chat/stream", get(chat_socket))
         .route("/hooks/agent", post(hooks::start_run))
         .route("/hooks/runs/{id}", get(hooks::get_run))
-        .route("/channels/{name}/webhook", post(crate::channels::webhook))
+        .route(
+            "/channels/{name}/webhook",
+            post(crate::channels::webhook).put(crate::channels::webhook),
+        )
         .merge(protected)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .layer(DefaultBodyLimit::max(MAX_BODY))

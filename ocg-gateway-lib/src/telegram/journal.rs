@@ -192,6 +192,11 @@ impl Journal {
         self.lock().pending.values().cloned().collect()
     }
 
+    /// Whether update `id` waits for an answer.
+    pub(crate) fn is_pending(&self, id: i64) -> bool {
+        self.lock().pending.contains_key(&id)
+    }
+
     /// How many updates wait for an answer.
     pub(crate) fn pending_count(&self) -> usize {
         self.lock().pending.len()
@@ -266,6 +271,7 @@ mod tests {
             .unwrap();
         assert_eq!(fresh.len(), 2);
         journal.done(10).unwrap();
+        assert!(!journal.is_pending(10) && journal.is_pending(12));
         assert_eq!(journal.next_offset(), 13);
         drop(journal);
 

@@ -586,8 +586,10 @@ impl Dispatcher {
         else {
             return;
         };
-        if !lock(&self.in_flight).insert(id) {
-            return; // already queued (a webhook racing the start of `run`)
+        // Already queued, or already answered: a webhook racing the start
+        // of `run` can bring an update both ways.
+        if !self.journal.is_pending(id) || !lock(&self.in_flight).insert(id) {
+            return;
         }
         let chat = message.target.chat_id.clone();
         let queue = self.workers.entry(chat).or_insert_with(|| {
