@@ -333,6 +333,19 @@ fn formatting_rejected_is_resent_plain_and_long_replies_are_split() {
     assert_eq!(sent[0].text, "**bold** answer", "the same text, plain");
     assert_eq!(sent[0].parse_mode, None);
 
+    // A model failure reaches the user as one short line.
+    bot.vendor
+        .push(Script::Fail(400, "the model refused: bad request".into()));
+    tg.push_text(5, "fail please");
+    assert!(
+        tg.wait(LIMIT, |t| t.texts_to(5).len() == 2),
+        "{}",
+        bot.log()
+    );
+    let error = &tg.texts_to(5)[1];
+    assert!(error.starts_with("Sorry, I could not answer"), "{error}");
+    assert!(error.chars().count() < 400, "{error}");
+
     // 3 paragraphs of multi-byte text, 9000 characters: three messages.
     let paragraph = "Привет, мир! 😀 ".repeat(200);
     let long = [paragraph.trim(), paragraph.trim(), paragraph.trim()].join("\n\n");
@@ -344,7 +357,7 @@ fn formatting_rejected_is_resent_plain_and_long_replies_are_split() {
         bot.log()
     );
     std::thread::sleep(Duration::from_millis(500));
-    let pieces: Vec<String> = tg.sent()[1..]
+    let pieces: Vec<String> = tg.sent()[2..]
         .iter()
         .map(|s| fake_telegram::strip_tags(&s.text))
         .collect();

@@ -324,6 +324,72 @@ mod tests {
         assert_eq!(*agent.1.lock().unwrap(), vec!["fake:1", "fake:1"]);
     }
 
+    /// An agent whose turns take a while.
+    struct SlowAgent(ScriptedAgent);
+
+    #[async_trait]
+    impl Agent for SlowAgent {
+        async fn chat_stream(
+            &self,
+            request: ChatRequest,
+        ) -> ocg_core::Result<ocg_core::ChatStream> {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            self.0.chat_stream(request).await
+        }
+        async fn health(&self) -> ocg_core::HealthReport {
+            self.0.health().await
+        }
+    }
+
+    /// A recording channel whose typing notice lasts 50 ms.
+    struct ShortTyping(RecordingChannel);
+
+    #[async_trait]
+    impl Channel for ShortTyping {
+        fn name(&self) -> &str {
+            self.0.name()
+        }
+        fn capabilities(&self) -> ocg_core::ChannelCapabilities {
+            ocg_core::ChannelCapabilities {
+                typing_refresh_ms: Some(50),
+                ..Default::default()
+            }
+        }
+        async fn run(&self, handler: Arc<dyn InboundHandler>) -> ocg_core::Result<()> {
+            self.0.run(handler).await
+        }
+        async fn send(&self, message: OutgoingMessage) -> ocg_core::Result<ocg_core::SentMessage> {
+            self.0.send(message).await
+        }
+        async fn typing(&self, target: &ChatTarget) -> ocg_core::Result<()> {
+            self.0.typing(target).await
+        }
+        fn status(&self) -> ChannelStatus {
+            self.0.status()
+        }
+    }
+
+    #[tokio::test]
+    async fn typing_is_repeated_until_the_reply_is_sent() {
+        let channel = Arc::new(ShortTyping(RecordingChannel::new("fake")));
+        let bridge = ChannelBridge::new(Arc::new(SlowAgent(ScriptedAgent::new())), channel.clone());
+        bridge
+            .handle(IncomingMessage::text("fake", "3", "3", "slow"))
+            .await;
+        let notices = channel.0.typing_notices().len();
+        assert!(
+            notices >= 3,
+            "300 ms of work, a notice every 50 ms: {notices}"
+        );
+        assert_eq!(channel.0.sent()[0].text, "echo: slow");
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert_eq!(
+            channel.0.typing_notices().len(),
+            notices,
+            "typing stops with the reply"
+        );
+    }
+
     #[tokio::test]
     async fn attachments_are_named_never_ignored() {
         let (bridge, channel, _) = bridge();
