@@ -275,7 +275,8 @@ fn core_error(failure: ApiFailure) -> Error {
     }
 }
 
-/// Runs `run`'s end when dropped: the state becomes `stopped`.
+/// Marks the channel stopped (and stops taking webhook updates) when `run`
+/// returns or its future is dropped.
 struct StopGuard<'a>(
     &'a Mutex<Counters>,
     &'a Mutex<Option<mpsc::UnboundedSender<Value>>>,
@@ -567,7 +568,7 @@ fn incoming(message: &TgMessage) -> Option<IncomingMessage> {
 struct Dispatcher {
     handler: Arc<dyn InboundHandler>,
     journal: Arc<Journal>,
-    channel_counters: Arc<dyn Fn(&str) + Send + Sync>,
+    report_error: Arc<dyn Fn(&str) + Send + Sync>,
     workers: HashMap<String, mpsc::UnboundedSender<(i64, IncomingMessage)>>,
     in_flight: Arc<Mutex<HashSet<i64>>>,
     tasks: JoinSet<()>,
@@ -597,7 +598,7 @@ impl Dispatcher {
             let handler = self.handler.clone();
             let journal = self.journal.clone();
             let in_flight = self.in_flight.clone();
-            let report = self.channel_counters.clone();
+            let report = self.report_error.clone();
             self.tasks.spawn(async move {
                 while let Some((id, message)) = rx.recv().await {
                     handler.handle(message).await;
@@ -662,7 +663,7 @@ impl Channel for TelegramChannel {
         let mut dispatcher = Dispatcher {
             handler,
             journal: self.journal.clone(),
-            channel_counters: report,
+            report_error: report,
             workers: HashMap::new(),
             in_flight: Arc::default(),
             tasks: JoinSet::new(),
