@@ -5,7 +5,7 @@
 //!   webhook (`setWebhook` with a secret; the gateway hands the requests to
 //!   [`Channel::webhook`], which checks the secret header in constant time).
 //! - **Exactly once, as far as possible.** Every update is written to a
-//!   [journal](journal) and synced before its offset is acknowledged (the
+//!   journal (`docs/channels.md`) and synced before its offset is acknowledged (the
 //!   next `getUpdates`) or its webhook request answered, and marked done
 //!   once the handler (which sends the reply) returns. After a crash the
 //!   updates not done are handled again; done ones never are. The one window
