@@ -1,7 +1,7 @@
 //! The agent's Markdown as Telegram HTML, and long text split into messages.
 //!
-//! Telegram's HTML mode knows `<b> <i> <s> <u> <code> <pre> <a>
-//! <blockquote>` and rejects anything unbalanced, so the converter only ever
+//! Telegram's HTML mode knows `<b>`, `<i>`, `<s>`, `<u>`, `<code>`, `<pre>`,
+//! `<a>` and `<blockquote>` and rejects anything unbalanced, so the converter only ever
 //! emits balanced tags and escapes everything else. A marker without its
 //! closing partner stays literal text. Inline spans do not cross lines,
 //! which keeps a stray `*` from swallowing the rest of a reply.
