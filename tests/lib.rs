@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 pub mod fake_llm;
+pub mod fake_telegram;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

@@ -6,5 +6,6 @@ mod embedding;
 mod gateway;
 mod process;
 mod stack;
+mod telegram;
 mod tools;
 mod tools_exec;

@@ -63,12 +63,19 @@ pub enum AttachmentKind {
 pub struct Attachment {
     /// What it is.
     pub kind: AttachmentKind,
+    /// The platform's handle to fetch it later (Telegram `file_id`, Slack
+    /// file id, Discord or Matrix URL), when it gives one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
     /// File name, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// MIME type, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mime_type: Option<String>,
+    /// Size in bytes, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
 }
 
 /// A message that arrived on a channel.
@@ -89,9 +96,47 @@ pub struct IncomingMessage {
     /// What came with it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attachments: Vec<Attachment>,
+    /// The id of the message this one answers, where the platform has replies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<String>,
+    /// Whether this is an edit of an earlier message (`message_id` names it).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub edited: bool,
 }
 
 impl IncomingMessage {
+    /// A new text message from `sender_id` in `chat_id` of `channel`.
+    pub fn text(
+        channel: impl Into<String>,
+        chat_id: impl Into<String>,
+        sender_id: impl Into<String>,
+        text: impl Into<String>,
+    ) -> Self {
+        IncomingMessage {
+            channel: channel.into(),
+            target: ChatTarget::chat(chat_id),
+            message_id: String::new(),
+            sender: Sender {
+                id: sender_id.into(),
+                display_name: None,
+            },
+            text: Some(text.into()),
+            attachments: Vec::new(),
+            reply_to: None,
+            edited: false,
+        }
+    }
+
+    /// The command this message is (`/new` → `"new"`), lower-cased, with a
+    /// `@botname` suffix removed; `None` when the text is not a command.
+    pub fn command(&self) -> Option<String> {
+        let text = self.text.as_deref()?.trim_start();
+        let word = text.strip_prefix('/')?.split_whitespace().next()?;
+        let name = word.split('@').next().unwrap_or(word);
+        (!name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+            .then(|| name.to_ascii_lowercase())
+    }
+
     /// The agent session this message belongs to.
     pub fn session_key(&self) -> String {
         match &self.target.thread_id {
@@ -136,10 +181,11 @@ pub struct SentMessage {
 }
 
 /// Connection state of a channel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ChannelState {
     /// Not running.
+    #[default]
     Stopped,
     /// Starting or reconnecting.
     Connecting,
@@ -150,18 +196,106 @@ pub enum ChannelState {
 }
 
 /// A snapshot of a channel for status pages (`GET /api/channels`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct ChannelStatus {
     /// The channel's name.
     pub name: String,
     /// Its state.
     pub state: ChannelState,
+    /// How it receives (`long_polling`, `webhook`, `websocket`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
     /// Unix time (ms) of the last message received.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_message_at_ms: Option<u64>,
+    /// Messages received since start.
+    #[serde(default)]
+    pub received: u64,
+    /// Replies sent since start.
+    #[serde(default)]
+    pub sent: u64,
+    /// Messages received but not answered yet (including ones recovered
+    /// after a restart).
+    #[serde(default)]
+    pub pending: u64,
+    /// Transient errors since start (retried).
+    #[serde(default)]
+    pub errors: u64,
     /// The last error, redacted of secrets.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// Unix time (ms) of the last error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error_at_ms: Option<u64>,
+}
+
+/// What a channel's platform offers, so that generic code (the gateway's
+/// bridge to the agent) adapts without knowing the platform.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelCapabilities {
+    /// Longest message in characters; [`Channel::send`] splits longer text.
+    pub max_message_chars: usize,
+    /// How long a typing notice lasts, in milliseconds: the bridge repeats
+    /// [`Channel::typing`] at this interval while the agent works. `None` when
+    /// the notice lasts until the next message (or does not exist).
+    pub typing_refresh_ms: Option<u64>,
+    /// Whether [`Channel::edit`] works.
+    pub edit: bool,
+    /// Whether chats have threads ([`ChatTarget::thread_id`]).
+    pub threads: bool,
+}
+
+impl Default for ChannelCapabilities {
+    fn default() -> Self {
+        ChannelCapabilities {
+            max_message_chars: 4000,
+            typing_refresh_ms: None,
+            edit: false,
+            threads: false,
+        }
+    }
+}
+
+/// An HTTP request pushed by a platform (Telegram webhooks, Slack's Events
+/// API, Matrix application services), as the gateway received it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct WebhookRequest {
+    /// Header names (lower-case) and values.
+    pub headers: Vec<(String, String)>,
+    /// The raw body.
+    pub body: Vec<u8>,
+}
+
+impl WebhookRequest {
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// The answer to a [`WebhookRequest`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookResponse {
+    /// HTTP status.
+    pub status: u16,
+    /// `Content-Type` of `body`.
+    pub content_type: &'static str,
+    /// The body (Slack's URL verification echoes a challenge, for example).
+    pub body: Vec<u8>,
+}
+
+impl WebhookResponse {
+    /// `200` with an empty JSON object.
+    pub fn ok() -> Self {
+        WebhookResponse {
+            status: 200,
+            content_type: "application/json",
+            body: b"{}".to_vec(),
+        }
+    }
 }
 
 /// Receives what a channel hears. Implemented by whoever runs the channel (the
@@ -170,6 +304,12 @@ pub struct ChannelStatus {
 pub trait InboundHandler: Send + Sync {
     /// Handle one message. Messages of one chat are delivered one at a time,
     /// in order; messages of different chats may be handled concurrently.
+    ///
+    /// When `handle` returns, the message counts as answered: a durable
+    /// channel records that and never delivers it again. When the future is
+    /// dropped before (shutdown, crash), the channel delivers it again after
+    /// a restart. So a handler sends its reply (or a short error message)
+    /// before returning, and does not swallow a message it could not answer.
     async fn handle(&self, message: IncomingMessage);
 }
 
@@ -183,12 +323,27 @@ pub trait InboundHandler: Send + Sync {
 /// - A channel is responsible for its platform's rate limits: `send` waits or
 ///   retries as the platform asks instead of failing fast.
 /// - Optional capabilities ([`edit`](Channel::edit),
-///   [`typing`](Channel::typing)) have default bodies, so a new channel only
-///   writes what its platform offers.
+///   [`typing`](Channel::typing), [`webhook`](Channel::webhook)) have default
+///   bodies, so a new channel only writes what its platform offers, and says
+///   so in [`capabilities`](Channel::capabilities).
+/// - Only allowed chats reach the handler: a channel filters by its own
+///   allow-list before delivering.
+/// - [`send`](Channel::send) never loses text silently: formatting the
+///   platform rejects is resent plain, text over the platform's limit is
+///   split. An `Err` means nothing (or not everything) was delivered.
+/// - Secrets (tokens, signing keys) never appear in errors, logs or
+///   [`status`](Channel::status).
+///
+/// See `examples/channel` for a complete minimal channel.
 #[async_trait]
 pub trait Channel: Send + Sync {
     /// A short stable name (`telegram`); it prefixes session keys.
     fn name(&self) -> &str;
+
+    /// What the platform offers.
+    fn capabilities(&self) -> ChannelCapabilities {
+        ChannelCapabilities::default()
+    }
 
     /// Receive messages and hand them to `handler` until cancelled.
     async fn run(&self, handler: Arc<dyn InboundHandler>) -> Result<()>;
@@ -211,6 +366,19 @@ pub trait Channel: Send + Sync {
         Ok(())
     }
 
+    /// Accept an HTTP request the platform pushed to the gateway
+    /// (`POST /channels/{name}/webhook`). The channel authenticates it (in
+    /// constant time) and answers; messages it carries go to the handler of
+    /// the running [`run`](Channel::run). Channels that only pull answer
+    /// [`Error::NotFound`] (the default), which the gateway turns into `404`.
+    async fn webhook(&self, request: WebhookRequest) -> Result<WebhookResponse> {
+        let _ = request;
+        Err(Error::NotFound(format!(
+            "{} does not receive webhooks",
+            self.name()
+        )))
+    }
+
     /// The channel's current state.
     fn status(&self) -> ChannelStatus;
 }
@@ -219,6 +387,12 @@ pub trait Channel: Send + Sync {
 impl<T: Channel + ?Sized> Channel for Arc<T> {
     fn name(&self) -> &str {
         (**self).name()
+    }
+    fn capabilities(&self) -> ChannelCapabilities {
+        (**self).capabilities()
+    }
+    async fn webhook(&self, request: WebhookRequest) -> Result<WebhookResponse> {
+        (**self).webhook(request).await
     }
     async fn run(&self, handler: Arc<dyn InboundHandler>) -> Result<()> {
         (**self).run(handler).await
@@ -253,9 +427,32 @@ mod tests {
             },
             text: Some("hi".into()),
             attachments: vec![],
+            reply_to: None,
+            edited: false,
         };
         assert_eq!(message.session_key(), "telegram:42");
         message.target.thread_id = Some("9".into());
         assert_eq!(message.session_key(), "telegram:42:9");
+    }
+
+    #[test]
+    fn commands_are_recognized_with_or_without_bot_name() {
+        let command = |text: &str| IncomingMessage::text("t", "1", "2", text).command();
+        assert_eq!(command("/new"), Some("new".into()));
+        assert_eq!(command("/Reset@my_bot now"), Some("reset".into()));
+        assert_eq!(command("hello /new"), None);
+        assert_eq!(command("/"), None);
+        assert_eq!(command("/a/b"), None);
+        assert_eq!(command("/путь"), None);
+    }
+
+    #[test]
+    fn webhook_headers_are_case_insensitive() {
+        let request = WebhookRequest {
+            headers: vec![("x-secret".into(), "s".into())],
+            body: Vec::new(),
+        };
+        assert_eq!(request.header("X-Secret"), Some("s"));
+        assert_eq!(request.header("other"), None);
     }
 }

@@ -38,8 +38,9 @@ pub mod testing;
 
 pub use agent::{Agent, ChatStream, HistoryEntry, SessionInfo};
 pub use channel::{
-    Attachment, AttachmentKind, Channel, ChannelState, ChannelStatus, ChatTarget, InboundHandler,
-    IncomingMessage, OutgoingMessage, Sender, SentMessage, TextFormat,
+    Attachment, AttachmentKind, Channel, ChannelCapabilities, ChannelState, ChannelStatus,
+    ChatTarget, InboundHandler, IncomingMessage, OutgoingMessage, Sender, SentMessage, TextFormat,
+    WebhookRequest, WebhookResponse,
 };
 pub use config::{Config, ConfigError};
 pub use embedder::{Embedder, EmbedderInfo};

@@ -1543,8 +1543,12 @@
     if (state.statusLoading || !state.authed) return;
     state.statusLoading = true;
     try {
-      const data = await api('GET', '/api/status');
+      const [data, channels] = await Promise.all([
+        api('GET', '/api/status'),
+        api('GET', '/api/channels').catch(() => null),
+      ]);
       renderStatus(data, null);
+      renderChannels(channels);
     } catch (error) {
       if (error.status !== 401) renderStatus(null, error);
     } finally {
@@ -1616,6 +1620,38 @@
     }));
     if (problems.length) summary.append(el('ul', { class: 'problems' }, ...problems.map((p) => el('li', { text: p }))));
     cards.replaceChildren(reportCard('Gateway', gateway), reportCard('Agent', agent));
+  }
+
+  // Chat channels (Telegram, …): state, traffic and the last error.
+  const CHANNEL_STATES = { connected: ['ok', 'Connected'], connecting: ['degraded', 'Connecting'], failing: ['unhealthy', 'Failing'], stopped: ['unhealthy', 'Stopped'] };
+  const channelTime = (ms) => (ms ? new Date(ms).toLocaleString() : '—');
+
+  function renderChannels(channels) {
+    const box = $('channel-cards');
+    if (!Array.isArray(channels)) {
+      box.replaceChildren(el('p', { class: 'muted', text: 'Channel status unavailable.' }));
+      return;
+    }
+    if (!channels.length) {
+      box.replaceChildren(el('p', { class: 'muted', text: 'No chat channels configured (set TELEGRAM_BOT_TOKEN to add Telegram).' }));
+      return;
+    }
+    box.replaceChildren(...channels.map((channel) => {
+      const [tone, word] = CHANNEL_STATES[channel.state] || ['unknown', String(channel.state || 'unknown')];
+      const card = el('section', { class: 'status-card channel-card', 'aria-label': channel.name, 'data-channel': channel.name },
+        el('div', { class: 'status-card-head' }, el('h3', { text: channel.name }), el('span', { class: `badge ${tone}`, text: word })));
+      const facts = el('dl', { class: 'facts' });
+      const fact = (name, value) => facts.append(el('div', { class: 'fact' }, el('dt', { text: name }), el('dd', { text: value })));
+      fact('Mode', channel.mode || '—');
+      fact('Last message', channelTime(channel.last_message_at_ms));
+      fact('Received / sent', `${channel.received || 0} / ${channel.sent || 0}`);
+      fact('Waiting', String(channel.pending || 0));
+      fact('Errors', String(channel.errors || 0));
+      fact('Last error at', channelTime(channel.last_error_at_ms));
+      card.append(facts);
+      if (channel.last_error) card.append(el('p', { class: 'check-detail channel-error', text: channel.last_error }));
+      return card;
+    }));
   }
 
   // ----------------------------------------------------------------- wiring

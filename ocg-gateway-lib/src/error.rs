@@ -28,6 +28,17 @@ pub enum GatewayError {
     /// Serving failed.
     #[error("server error: {0}")]
     Serve(#[source] std::io::Error),
+    /// A channel could not be set up (the message never holds a token).
+    #[error("channel: {0}")]
+    Channel(String),
+    /// A channel's journal could not be read or written.
+    #[error("channel journal {}: {source}", path.display())]
+    Journal {
+        /// The journal file.
+        path: std::path::PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
 }
 
 /// An error answer. On `/v1/*` it has OpenAI's shape

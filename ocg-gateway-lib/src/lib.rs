@@ -11,15 +11,20 @@
 //!   login cookie, constant-time comparison, and a per-client limit on failed
 //!   attempts.
 //! - [`serve`]: binds, refusing non-loopback addresses unless allowed.
+//! - [`channels`]: any [`Channel`](ocg_core::Channel) bridged to the agent
+//!   (one session per chat, commands, typing, errors as short messages),
+//!   and [`telegram`], the reference channel.
 //!
 //! The protocol is documented in `docs/gateway.md`.
 #![warn(missing_docs)]
 
 pub mod auth;
+pub mod channels;
 mod error;
 mod hooks;
 mod openai;
 mod routes;
+pub mod telegram;
 mod ui;
 pub mod ws;
 

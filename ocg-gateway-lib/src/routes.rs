@@ -16,7 +16,8 @@ use axum::serve::ListenerExt;
 use axum::{Json, Router};
 use futures_util::StreamExt;
 use ocg_core::{
-    Agent, Config, HealthCheck, HealthReport, HealthStatus, HistoryEntry, SessionInfo, VERSION,
+    Agent, Channel, Config, HealthCheck, HealthReport, HealthStatus, HistoryEntry, SessionInfo,
+    VERSION,
 };
 use serde::Deserialize;
 use tokio::net::TcpListener;
@@ -43,6 +44,17 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     ("POST", "/logout", "public"),
     ("GET", "/api/me", "token"),
     ("GET", "/api/status", "token"),
+    ("GET", "/api/channels", "token"),
+    (
+        "POST",
+        "/channels/{name}/webhook",
+        "the channel's own secret (Telegram: X-Telegram-Bot-Api-Secret-Token)",
+    ),
+    (
+        "PUT",
+        "/channels/{name}/webhook",
+        "the channel's own secret (for platforms that PUT)",
+    ),
     ("GET", "/api/sessions", "token"),
     ("GET", "/api/sessions/{key}/history", "token"),
     ("POST", "/api/sessions/{key}/rename", "token"),
@@ -65,6 +77,7 @@ pub struct GatewayState {
     pub(crate) auth: Arc<Auth>,
     pub(crate) hooks: Option<Arc<Hooks>>,
     pub(crate) ws_limits: WsLimits,
+    pub(crate) channels: Vec<Arc<dyn Channel>>,
     started: Instant,
 }
 
@@ -87,8 +100,16 @@ impl GatewayState {
             auth: Arc::new(Auth::new(token, Vec::new())),
             hooks: None,
             ws_limits: WsLimits::default(),
+            channels: Vec::new(),
             started: Instant::now(),
         }
+    }
+
+    /// Show `channel` on `/api/channels` and route its webhooks (running it
+    /// is the caller's job: [`ChannelBridge::run`](crate::channels::ChannelBridge::run)).
+    pub fn with_channel(mut self, channel: Arc<dyn Channel>) -> Self {
+        self.channels.push(channel);
+        self
     }
 
     /// Enable webhooks with their own token.
@@ -184,6 +205,7 @@ pub fn router(state: GatewayState) -> Router {
             get(|| async { Json(serde_json::json!({"ok": true})) }),
         )
         .route("/api/status", get(status))
+        .route("/api/channels", get(crate::channels::list))
         .route("/api/sessions", get(sessions))
         .route("/api/sessions/{key}/history", get(history))
         .route("/api/sessions/{key}/rename", post(rename))
@@ -201,6 +223,10 @@ pub fn router(state: GatewayState) -> Router {
         .route("/v1/chat/stream", get(chat_socket))
         .route("/hooks/agent", post(hooks::start_run))
         .route("/hooks/runs/{id}", get(hooks::get_run))
+        .route(
+            "/channels/{name}/webhook",
+            post(crate::channels::webhook).put(crate::channels::webhook),
+        )
         .merge(protected)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .layer(DefaultBodyLimit::max(MAX_BODY))

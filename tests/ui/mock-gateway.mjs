@@ -161,6 +161,9 @@ const server = http.createServer(async (req, res) => {
     }
     if (req.method === 'GET' && p === '/api/me') return send(res, 200, { ok: true });
     if (req.method === 'GET' && p === '/api/status') return send(res, 200, { gateway: gatewayHealth(), agent: agentHealth() });
+    if (req.method === 'GET' && p === '/api/channels') {
+      return send(res, 200, [{ name: 'telegram', state: 'connected', mode: 'long_polling', last_message_at_ms: Date.now(), received: 3, sent: 3, pending: 0, errors: 1, last_error: 'getUpdates: Telegram answered 502: Bad Gateway', last_error_at_ms: Date.now() }]);
+    }
     if (req.method === 'GET' && p === '/api/sessions') {
       const list = [...sessions.values()]
         .sort((a, b) => b.updated_at_ms - a.updated_at_ms || a.key.localeCompare(b.key))

@@ -490,6 +490,19 @@ try {
     check(cards[0].checks.includes('agent'), `the gateway should report its agent check: ${JSON.stringify(cards[0])}`);
     check(cards[1].checks.includes('embedding'), `the agent should report its embedding check: ${JSON.stringify(cards[1])}`);
     check(cards.every((c) => /Version/.test(c.facts) && /Uptime/.test(c.facts)), 'versions and uptimes should show');
+    // Channels: one card per channel the gateway reports, or a note that there are none.
+    const channels = await apiJson(page, '/api/channels');
+    check(channels.status === 200 && Array.isArray(channels.body), `/api/channels answered ${channels.status}`);
+    if (channels.body.length) {
+      await waitFor('the channel cards', async () => (await page.locator('#channel-cards .channel-card').count()) === channels.body.length);
+      const shown = await page.locator('#channel-cards .channel-card').evaluateAll((nodes) => nodes.map((n) => ({
+        name: n.querySelector('h3').textContent, badge: n.querySelector('.badge').textContent, facts: n.querySelector('.facts').textContent,
+      })));
+      check(shown.every((c, i) => c.name === channels.body[i].name && /Mode/.test(c.facts) && /Last message/.test(c.facts)), `channel cards: ${JSON.stringify(shown)}`);
+      check(shown[0].badge === 'Connected' || channels.body[0].state !== 'connected', `the state shows: ${JSON.stringify(shown[0])}`);
+    } else {
+      await waitFor('the no-channels note', async () => /No chat channels/.test(await page.locator('#channel-cards').innerText()));
+    }
     const first = await page.locator('#status-updated').innerText();
     await waitFor('a refresh within 5 s', async () => (await page.locator('#status-updated').innerText()) !== first, 8000);
     await shot(page, 'desktop-status');

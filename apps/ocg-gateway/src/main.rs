@@ -8,7 +8,10 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use ocg_agent_lib::AgentClient;
+use ocg_core::Channel;
 use ocg_core::config::{Config, Sources};
+use ocg_gateway_lib::channels::ChannelBridge;
+use ocg_gateway_lib::telegram::{TelegramChannel, TelegramConfig};
 use ocg_gateway_lib::{GatewayState, ROUTES, TokenSource};
 use tracing_subscriber::EnvFilter;
 
@@ -111,6 +114,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
             );
             println!("listen: {}", config.gateway_url());
             println!("agent socket: {}", config.agent_socket.display());
+            match TelegramConfig::from_config(&config)? {
+                Some(telegram) => println!(
+                    "telegram: {:?}, {} allowed chat(s)",
+                    telegram.mode,
+                    telegram.allowed_chats.len()
+                ),
+                None => println!("telegram: off (no TELEGRAM_BOT_TOKEN)"),
+            }
             return Ok(());
         }
         Some(Command::Token {
@@ -141,13 +152,40 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if let TokenSource::Generated(path) = &source {
         tracing::info!(file = %path.display(), "generated a UI token (OCG_UI_TOKEN); `ocg-gateway token show` prints it");
     }
-    let agent = Arc::new(AgentClient::new(&config.agent_socket)?);
-    let mut state = GatewayState::new(agent, token.clone()).with_trusted_proxies(token, proxies);
+    let agent: Arc<dyn ocg_core::Agent> = Arc::new(AgentClient::new(&config.agent_socket)?);
+    let mut state =
+        GatewayState::new(agent.clone(), token.clone()).with_trusted_proxies(token, proxies);
     if let Some(hooks) = config.raw().get("OCG_HOOKS_TOKEN") {
         state = state.with_hooks(hooks.value.clone());
     }
+    let mut channels = tokio::task::JoinSet::new();
+    if let Some(settings) = TelegramConfig::from_config(&config)? {
+        let telegram: Arc<dyn Channel> = Arc::new(TelegramChannel::new(settings)?);
+        state = state.with_channel(telegram.clone());
+        let bridge = Arc::new(ChannelBridge::new(agent, telegram));
+        channels.spawn(async move {
+            if let Err(error) = bridge.run().await {
+                tracing::error!(channel = "telegram", "channel stopped: {error}");
+            }
+        });
+    }
     let router = ocg_gateway_lib::router(state);
     let addr = SocketAddr::new(config.host, config.port);
-    ocg_gateway_lib::serve(addr, config.allow_public_bind, router, shutdown).await?;
+    // Channels stop as soon as the shutdown signal arrives (an update being
+    // answered is answered again after the restart); HTTP requests drain.
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let shutdown = async move {
+        shutdown.await;
+        let _ = stop.send(());
+    };
+    let channels = async move {
+        let _ = stopped.await;
+        channels.shutdown().await;
+    };
+    let (served, ()) = tokio::join!(
+        ocg_gateway_lib::serve(addr, config.allow_public_bind, router, shutdown),
+        channels
+    );
+    served?;
     Ok(())
 }

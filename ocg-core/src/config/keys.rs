@@ -181,6 +181,31 @@ pub const KEYS: &[KeySpec] = &[
     key("ANTHROPIC_MODEL", None, "Anthropic model"),
     key("TELEGRAM_BOT_TOKEN", None, "Telegram bot token"),
     key(
+        "TELEGRAM_MODE",
+        Some("long_polling"),
+        "Telegram updates by long_polling or webhook",
+    ),
+    key(
+        "TELEGRAM_API_URL",
+        Some("https://api.telegram.org"),
+        "Telegram Bot API server",
+    ),
+    key(
+        "TELEGRAM_ALLOWED_CHATS",
+        None,
+        "comma-separated Telegram chat ids answered (empty: none)",
+    ),
+    key(
+        "TELEGRAM_WEBHOOK_URL",
+        None,
+        "public URL of the gateway's Telegram webhook",
+    ),
+    key(
+        "TELEGRAM_WEBHOOK_SECRET",
+        None,
+        "secret Telegram sends with each webhook request",
+    ),
+    key(
         "OCG_EMBED_MAX_BATCH",
         Some("256"),
         "texts per /embed call and items per upsert",

@@ -122,8 +122,7 @@ impl Channel for RecordingChannel {
             } else {
                 ChannelState::Stopped
             },
-            last_message_at_ms: None,
-            last_error: None,
+            ..ChannelStatus::default()
         }
     }
 }
@@ -169,6 +168,8 @@ mod tests {
             },
             text: Some("ping".into()),
             attachments: vec![],
+            reply_to: None,
+            edited: false,
         });
         let handler = Arc::new(Collect::default());
         // Run until the injected message is handled, then stop by dropping.

@@ -1,0 +1,236 @@
+//! Run with: bench/telegram.sh   (builds release binaries, then runs this)
+//!
+//! Chat turns through the Telegram channel — fake Telegram Bot API →
+//! gateway (long polling, journal, allow-list, HTML, typing) → agent → fake
+//! LLM — against the same turns sent to the same gateway and agent through
+//! the OpenAI-compatible API (the baseline: the same agent turn without the
+//! channel), in the same run.
+//!
+//! - Throughput: 100 chats with 10 messages each, all queued at once; the
+//!   baseline is 100 concurrent API clients with 10 turns each, one session
+//!   per client.
+//! - Latency: one message at a time in one chat. For the channel it is
+//!   measured from the moment the fake hands the update out (`getUpdates`)
+//!   to the moment it receives the `sendMessage`; for the baseline, request
+//!   to response. The difference is what the channel adds.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use ocg_tests::bench::percentile;
+use ocg_tests::fake_telegram::{self, FakeTelegram};
+use ocg_tests::{fake_llm, free_port};
+
+const TOKEN: &str = "benchmark-token-0123456789abcdef";
+const BOT: &str = "4242:bench-bot-token";
+const CHATS: i64 = 100;
+const PER_CHAT: usize = 10;
+const SEQUENTIAL: usize = 200;
+
+struct Stack {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    port: u16,
+    llm: String,
+    telegram: String,
+}
+
+impl Stack {
+    fn ocg(&self, args: &[&str]) {
+        let chats: Vec<String> = (1..=CHATS + 1).map(|c| c.to_string()).collect();
+        let status = Command::new(self.bin.join("ocg"))
+            .args(args)
+            .current_dir(self.dir.path())
+            .env_clear()
+            .env("HOME", self.dir.path())
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("OCG_PID_DIR", self.dir.path().join("pids"))
+            .env("OCG_LOG_DIR", self.dir.path().join("logs"))
+            .env("OCG_DATA_DIR", self.dir.path().join("data"))
+            .env("OCG_AGENT_SOCK", self.dir.path().join("agent.sock"))
+            .env("OCG_PORT", self.port.to_string())
+            .env("OCG_EMBEDDING_PORT", free_port().to_string())
+            .env("OCG_UI_TOKEN", TOKEN)
+            .env("OPENAI_BASE_URL", &self.llm)
+            .env("TELEGRAM_BOT_TOKEN", BOT)
+            .env("TELEGRAM_API_URL", &self.telegram)
+            .env("TELEGRAM_ALLOWED_CHATS", chats.join(","))
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "ocg {args:?} failed");
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        self.ocg(&["stop", "--force"]);
+    }
+}
+
+/// Wait until `n` messages have been sent in total; the elapsed time.
+fn wait_sent(telegram: &FakeTelegram, n: usize, start: Instant) -> Duration {
+    assert!(
+        telegram.wait(Duration::from_secs(600), |t| t.sent().len() >= n),
+        "only {} of {n} replies arrived",
+        telegram.sent().len()
+    );
+    start.elapsed()
+}
+
+async fn api_turn(client: &reqwest::Client, url: &str, session: &str, text: &str) -> f64 {
+    let start = Instant::now();
+    let response = client
+        .post(url)
+        .bearer_auth(TOKEN)
+        .json(&serde_json::json!({
+            "model": "fake", "user": session,
+            "messages": [{"role": "user", "content": text}],
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "{}", response.status());
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(
+        body["choices"][0]["message"]["content"],
+        format!("echo: {text}")
+    );
+    start.elapsed().as_secs_f64() * 1000.0
+}
+
+/// Run `messages` (chat, text) through the fake Telegram one at a time;
+/// receive-to-send latency of each, in ms.
+fn channel_latencies(telegram: &FakeTelegram, chat: i64, count: usize) -> Vec<f64> {
+    let mut out = Vec::with_capacity(count);
+    for n in 0..count {
+        let before = telegram.sent().len();
+        let text = format!("seq-{n}");
+        let id = telegram.push_text(chat, &text);
+        wait_sent(telegram, before + 1, Instant::now());
+        let sent = telegram.sent();
+        let reply = sent
+            .iter()
+            .rev()
+            .find(|s| s.text == format!("echo: {text}"))
+            .expect("the reply");
+        let received = telegram.delivered_at(id).expect("delivered");
+        out.push(reply.at.duration_since(received).as_secs_f64() * 1000.0);
+    }
+    out
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let bin = Path::new(
+        &std::env::args()
+            .nth(1)
+            .unwrap_or_else(|| "target/release".into()),
+    )
+    .canonicalize()?;
+    let llm = fake_llm::start_openai();
+    let telegram = fake_telegram::start(BOT);
+    let stack = Stack {
+        dir: tempfile::tempdir()?,
+        bin,
+        port: free_port(),
+        llm: llm.base_url.clone(),
+        telegram: telegram.url.clone(),
+    };
+    stack.ocg(&["start"]);
+    let api = format!("http://127.0.0.1:{}/v1/chat/completions", stack.port);
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(256)
+        .build()?;
+
+    // Warm-up: both paths, a few turns each.
+    for n in 0..20 {
+        api_turn(&client, &api, "warm", &format!("w{n}")).await;
+    }
+    channel_latencies(&telegram, CHATS + 1, 20);
+
+    // Latency, one message at a time.
+    let mut direct = Vec::with_capacity(SEQUENTIAL);
+    for n in 0..SEQUENTIAL {
+        direct.push(api_turn(&client, &api, "seq", &format!("seq-{n}")).await);
+    }
+    let mut channel = channel_latencies(&telegram, CHATS + 1, SEQUENTIAL);
+
+    // Throughput: 100 chats × 10 messages, all at once.
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for chat in 1..=CHATS {
+        let (client, api) = (client.clone(), api.clone());
+        tasks.push(tokio::spawn(async move {
+            for n in 0..PER_CHAT {
+                api_turn(&client, &api, &format!("c{chat}"), &format!("c{chat}-{n}")).await;
+            }
+        }));
+    }
+    for task in tasks {
+        task.await?;
+    }
+    let direct_rate = (CHATS as usize * PER_CHAT) as f64 / start.elapsed().as_secs_f64();
+
+    let before = telegram.sent().len();
+    let start = Instant::now();
+    for n in 0..PER_CHAT {
+        for chat in 1..=CHATS {
+            telegram.push_text(chat, &format!("c{chat}-{n}"));
+        }
+    }
+    let total = CHATS as usize * PER_CHAT;
+    let elapsed = wait_sent(&telegram, before + total, start);
+    let channel_rate = total as f64 / elapsed.as_secs_f64();
+    // Every chat's replies arrived in order.
+    let mut per_chat: HashMap<String, Vec<String>> = HashMap::new();
+    for sent in &telegram.sent()[before..] {
+        per_chat
+            .entry(sent.chat_id.clone())
+            .or_default()
+            .push(sent.text.clone());
+    }
+    for (chat, texts) in &per_chat {
+        let expected: Vec<String> = (0..PER_CHAT)
+            .map(|n| format!("echo: c{chat}-{n}"))
+            .collect();
+        assert_eq!(texts, &expected, "chat {chat} in order");
+    }
+
+    let (d50, d99) = (percentile(&mut direct, 0.5), percentile(&mut direct, 0.99));
+    let (c50, c99) = (
+        percentile(&mut channel, 0.5),
+        percentile(&mut channel, 0.99),
+    );
+    println!();
+    println!(
+        "Telegram channel (fake Bot API → gateway → agent → fake LLM) against the same turns through"
+    );
+    println!("the gateway's OpenAI-compatible API (baseline), release build, same run, 2 cores.");
+    println!();
+    println!("| measure | baseline (API) | Telegram channel | channel / baseline |");
+    println!("|---|---|---|---|");
+    println!(
+        "| messages/s, {CHATS} chats × {PER_CHAT} | {direct_rate:.0} | {channel_rate:.0} | {:.2}x |",
+        channel_rate / direct_rate
+    );
+    println!(
+        "| latency p50, ms (one at a time, {SEQUENTIAL}) | {d50:.2} | {c50:.2} | {:.2}x |",
+        c50 / d50
+    );
+    println!(
+        "| latency p99, ms | {d99:.2} | {c99:.2} | {:.2}x |",
+        c99 / d99
+    );
+    println!(
+        "| added by the channel p50 / p99, ms | | {:.2} / {:.2} | |",
+        c50 - d50,
+        c99 - d99
+    );
+    Ok(())
+}

@@ -1,0 +1,833 @@
+//! Telegram, through the Bot API: the reference implementation of
+//! [`Channel`].
+//!
+//! - **Receiving.** Long polling (`getUpdates` with a long timeout) or a
+//!   webhook (`setWebhook` with a secret; the gateway hands the requests to
+//!   [`Channel::webhook`], which checks the secret header in constant time).
+//! - **Exactly once, as far as possible.** Every update is written to a
+//!   journal (`docs/channels.md`) and synced before its offset is acknowledged (the
+//!   next `getUpdates`) or its webhook request answered, and marked done
+//!   once the handler (which sends the reply) returns. After a crash the
+//!   updates not done are handled again; done ones never are. The one window
+//!   left: a crash after Telegram accepted the reply and before "done" is
+//!   synced repeats that one reply (`docs/channels.md`).
+//! - **Order.** Messages of one chat are handled one at a time, in order;
+//!   chats run in parallel.
+//! - **Allow-list.** Only chats in `TELEGRAM_ALLOWED_CHATS` reach the
+//!   handler; others are logged once (with their id, so the owner can add
+//!   theirs) and never answered.
+//! - **Sending.** Markdown becomes Telegram HTML; text over 4096 UTF-16 units
+//!   is split; a message whose formatting Telegram rejects is resent as
+//!   plain text; 429s wait `retry_after`; 5xx and network errors back off.
+//! - **Secrets.** The token is in URLs only, and URLs never reach errors or
+//!   logs.
+
+mod api;
+mod format;
+mod journal;
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use ocg_core::config::{Config, Secret};
+use ocg_core::{
+    Attachment, AttachmentKind, Channel, ChannelCapabilities, ChannelState, ChannelStatus,
+    ChatTarget, Error, InboundHandler, IncomingMessage, OutgoingMessage, Result, Sender,
+    SentMessage, TextFormat, WebhookRequest, WebhookResponse,
+};
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+use crate::GatewayError;
+use api::{ApiFailure, BotApi, TgMessage, Update};
+use journal::Journal;
+
+/// The header Telegram puts the webhook secret in.
+pub const SECRET_HEADER: &str = "x-telegram-bot-api-secret-token";
+
+/// How the channel receives updates.
+#[derive(Clone, PartialEq, Eq)]
+pub enum TelegramMode {
+    /// `getUpdates` in a loop (the default; works behind NAT).
+    LongPolling,
+    /// Telegram pushes updates to `url`, which must reach the gateway's
+    /// `POST /channels/telegram/webhook`.
+    Webhook {
+        /// The public HTTPS URL given to `setWebhook`.
+        url: String,
+        /// Sent back by Telegram in `X-Telegram-Bot-Api-Secret-Token`.
+        secret: Secret,
+    },
+}
+
+impl std::fmt::Debug for TelegramMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TelegramMode::LongPolling => f.write_str("LongPolling"),
+            TelegramMode::Webhook { url, .. } => f
+                .debug_struct("Webhook")
+                .field("url", url)
+                .field("secret", &"[redacted]")
+                .finish(),
+        }
+    }
+}
+
+/// Typed settings of the Telegram channel.
+#[derive(Clone)]
+pub struct TelegramConfig {
+    /// `TELEGRAM_BOT_TOKEN`.
+    pub token: Secret,
+    /// `TELEGRAM_API_URL` (default `https://api.telegram.org`).
+    pub api_url: String,
+    /// `TELEGRAM_MODE` and, for webhooks, `TELEGRAM_WEBHOOK_URL` and
+    /// `TELEGRAM_WEBHOOK_SECRET`.
+    pub mode: TelegramMode,
+    /// `TELEGRAM_ALLOWED_CHATS`: the only chats answered.
+    pub allowed_chats: HashSet<i64>,
+    /// Where the journal lives (`$OCG_DATA_DIR/telegram`).
+    pub state_dir: PathBuf,
+    /// How long one `getUpdates` waits on Telegram's side.
+    pub poll_timeout: Duration,
+    /// First and longest wait after a failure.
+    pub backoff: (Duration, Duration),
+}
+
+impl std::fmt::Debug for TelegramConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TelegramConfig")
+            .field("token", &"[redacted]")
+            .field("api_url", &self.api_url)
+            .field("mode", &self.mode)
+            .field("allowed_chats", &self.allowed_chats)
+            .field("state_dir", &self.state_dir)
+            .field("poll_timeout", &self.poll_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The default Bot API server.
+pub const DEFAULT_API_URL: &str = "https://api.telegram.org";
+
+impl TelegramConfig {
+    /// Settings for `token` with the defaults: long polling, nobody allowed,
+    /// journal under `state_dir`.
+    pub fn new(token: Secret, state_dir: PathBuf) -> Self {
+        TelegramConfig {
+            token,
+            api_url: DEFAULT_API_URL.into(),
+            mode: TelegramMode::LongPolling,
+            allowed_chats: HashSet::new(),
+            state_dir,
+            poll_timeout: Duration::from_secs(30),
+            backoff: (Duration::from_millis(500), Duration::from_secs(60)),
+        }
+    }
+
+    /// The channel's settings from `config`; `None` when `TELEGRAM_BOT_TOKEN`
+    /// is unset. A malformed value is an error naming its key.
+    pub fn from_config(config: &Config) -> std::result::Result<Option<Self>, GatewayError> {
+        let raw = config.raw();
+        let Some(token) = raw.parse("TELEGRAM_BOT_TOKEN", |v| {
+            let v = v.trim();
+            let valid = v.split_once(':').is_some_and(|(id, rest)| {
+                !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()) && !rest.is_empty()
+            }) && v
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b':' | b'_' | b'-'));
+            // The value is a secret: the reason must not quote it.
+            valid
+                .then(|| Secret::new(v))
+                .ok_or_else(|| "is not a bot token (<digits>:<letters>, from @BotFather)".into())
+        })?
+        else {
+            return Ok(None);
+        };
+        let mut settings = TelegramConfig::new(token, config.data_dir.join("telegram"));
+        if let Some(url) = raw.parse("TELEGRAM_API_URL", ocg_core::config::parse_http_url)? {
+            settings.api_url = url;
+        }
+        if let Some(chats) = raw.parse("TELEGRAM_ALLOWED_CHATS", |v| {
+            v.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| {
+                    s.parse::<i64>().map_err(|_| {
+                        format!("{s:?} is not a chat id (a number such as 12345 or -100123)")
+                    })
+                })
+                .collect::<std::result::Result<HashSet<i64>, String>>()
+        })? {
+            settings.allowed_chats = chats;
+        }
+        let mode = raw
+            .parse("TELEGRAM_MODE", |v| match v.trim() {
+                "long_polling" | "polling" => Ok(false),
+                "webhook" => Ok(true),
+                other => Err(format!("{other:?} is neither long_polling nor webhook")),
+            })?
+            .unwrap_or(false);
+        if mode {
+            let url = raw
+                .parse("TELEGRAM_WEBHOOK_URL", ocg_core::config::parse_http_url)?
+                .ok_or_else(|| {
+                    missing(
+                        "TELEGRAM_WEBHOOK_URL",
+                        "is required when TELEGRAM_MODE=webhook",
+                    )
+                })?;
+            let secret = raw
+                .parse("TELEGRAM_WEBHOOK_SECRET", |v| {
+                    let ok = (1..=256).contains(&v.len())
+                        && v.bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+                    ok.then(|| Secret::new(v))
+                        .ok_or_else(|| "must be 1-256 characters of A-Z, a-z, 0-9, _ and -".into())
+                })?
+                .ok_or_else(|| {
+                    missing(
+                        "TELEGRAM_WEBHOOK_SECRET",
+                        "is required when TELEGRAM_MODE=webhook",
+                    )
+                })?;
+            settings.mode = TelegramMode::Webhook { url, secret };
+        }
+        Ok(Some(settings))
+    }
+
+    /// The bot's numeric id (the part of the token before `:`; not secret).
+    fn bot_id(&self) -> &str {
+        self.token
+            .expose()
+            .split(':')
+            .next()
+            .filter(|id| !id.is_empty())
+            .unwrap_or("bot")
+    }
+}
+
+fn missing(key: &str, reason: &str) -> GatewayError {
+    GatewayError::Config(ocg_core::ConfigError::InvalidValue {
+        key: key.into(),
+        origin: ocg_core::config::Origin::Default,
+        reason: reason.into(),
+    })
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Counters behind [`Channel::status`].
+#[derive(Debug, Default)]
+struct Counters {
+    state: ChannelState,
+    last_message_at_ms: Option<u64>,
+    received: u64,
+    sent: u64,
+    errors: u64,
+    last_error: Option<String>,
+    last_error_at_ms: Option<u64>,
+}
+
+/// The Telegram channel (see the module docs).
+pub struct TelegramChannel {
+    config: TelegramConfig,
+    api: BotApi,
+    journal: Arc<Journal>,
+    counters: Arc<Mutex<Counters>>,
+    /// Webhook updates for the running `run`.
+    pushed: Mutex<Option<mpsc::UnboundedSender<Value>>>,
+    /// Chats refused so far (each is logged once).
+    refused: Mutex<HashSet<i64>>,
+}
+
+impl std::fmt::Debug for TelegramChannel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TelegramChannel")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn core_error(failure: ApiFailure) -> Error {
+    match &failure {
+        ApiFailure::Transport(_) => Error::unavailable("telegram", failure.to_string()),
+        ApiFailure::Refused { status, .. } if failure.is_transient() => {
+            Error::unavailable("telegram", format!("{failure} (status {status})"))
+        }
+        ApiFailure::Refused { status, .. } => Error::Remote {
+            code: format!("telegram_{status}"),
+            message: failure.to_string(),
+        },
+    }
+}
+
+/// Marks the channel stopped (and stops taking webhook updates) when `run`
+/// returns or its future is dropped.
+struct StopGuard<'a>(
+    &'a Mutex<Counters>,
+    &'a Mutex<Option<mpsc::UnboundedSender<Value>>>,
+);
+
+impl Drop for StopGuard<'_> {
+    fn drop(&mut self) {
+        lock(self.0).state = ChannelState::Stopped;
+        lock(self.1).take();
+    }
+}
+
+impl TelegramChannel {
+    /// A channel with `config`; opens (and replays) its journal.
+    pub fn new(config: TelegramConfig) -> std::result::Result<Self, GatewayError> {
+        let path = config
+            .state_dir
+            .join(format!("{}.journal", config.bot_id()));
+        let journal = Journal::open(&path).map_err(|source| GatewayError::Journal {
+            path: path.clone(),
+            source,
+        })?;
+        let api = BotApi::new(&config.api_url, config.token.clone())
+            .map_err(|e| GatewayError::Channel(e.to_string()))?;
+        if config.allowed_chats.is_empty() {
+            tracing::warn!(
+                "TELEGRAM_ALLOWED_CHATS is empty: nobody is answered; refused chat ids are logged so you can add yours"
+            );
+        }
+        Ok(TelegramChannel {
+            config,
+            api,
+            journal: Arc::new(journal),
+            counters: Arc::default(),
+            pushed: Mutex::default(),
+            refused: Mutex::default(),
+        })
+    }
+
+    fn failed(&self, what: &str, error: &str) {
+        tracing::warn!(channel = "telegram", "{what}: {error}");
+        let mut counters = lock(&self.counters);
+        counters.errors += 1;
+        counters.last_error = Some(format!("{what}: {error}"));
+        counters.last_error_at_ms = Some(now_ms());
+    }
+
+    fn set_state(&self, state: ChannelState) {
+        lock(&self.counters).state = state;
+    }
+
+    /// Whether `chat` may talk to the agent; logs a refused chat once.
+    fn allowed(&self, chat: i64) -> bool {
+        if self.config.allowed_chats.contains(&chat) {
+            return true;
+        }
+        let mut refused = lock(&self.refused);
+        if refused.len() < 10_000 && refused.insert(chat) {
+            tracing::warn!(
+                chat_id = chat,
+                "Telegram chat {chat} is not in TELEGRAM_ALLOWED_CHATS: not answered (add the id to allow it)"
+            );
+        }
+        false
+    }
+
+    /// Whether a raw update is worth answering: a parseable message from an
+    /// allowed chat. `None` when it has no `update_id` at all.
+    fn classify(&self, raw: Value) -> Option<(i64, Option<Value>)> {
+        let id = raw.get("update_id")?.as_i64()?;
+        let answer = serde_json::from_value::<Update>(raw.clone())
+            .ok()
+            .and_then(|u| u.message)
+            .is_some_and(|m| self.allowed(m.chat.id) && incoming(&m).is_some());
+        Some((id, answer.then_some(raw)))
+    }
+
+    /// Record raw updates durably; the ones to answer are returned.
+    async fn record(&self, raw: Vec<Value>) -> std::io::Result<Vec<Value>> {
+        let batch: Vec<_> = raw.into_iter().filter_map(|u| self.classify(u)).collect();
+        let journal = self.journal.clone();
+        let fresh = tokio::task::spawn_blocking(move || journal.record(batch))
+            .await
+            .map_err(std::io::Error::other)??;
+        if !fresh.is_empty() {
+            let mut counters = lock(&self.counters);
+            counters.received += fresh.len() as u64;
+            counters.last_message_at_ms = Some(now_ms());
+        }
+        Ok(fresh)
+    }
+
+    async fn long_poll(&self, dispatcher: &mut Dispatcher) -> Result<()> {
+        let (min, max) = self.config.backoff;
+        let mut backoff = min;
+        // Switching back from webhook mode: getUpdates fails while a webhook is set.
+        loop {
+            match self.api.delete_webhook().await {
+                Ok(()) => break,
+                Err(e) if e.is_unauthorized() => return Err(self.fatal(e)),
+                Err(e) => {
+                    self.failed("deleteWebhook", &e.to_string());
+                    self.set_state(ChannelState::Failing);
+                    tokio::time::sleep(e.retry_after().unwrap_or(backoff)).await;
+                    backoff = (backoff * 2).min(max);
+                }
+            }
+        }
+        loop {
+            let offset = self.journal.next_offset();
+            let started = Instant::now();
+            match self.api.get_updates(offset, self.config.poll_timeout).await {
+                Ok(raw) => {
+                    self.set_state(ChannelState::Connected);
+                    backoff = min;
+                    if raw.is_empty() {
+                        // A server that answers at once instead of holding
+                        // the poll must not turn this into a busy loop.
+                        if started.elapsed() < Duration::from_millis(50) {
+                            tokio::time::sleep(min).await;
+                        }
+                        continue;
+                    }
+                    match self.record(raw).await {
+                        Ok(fresh) => fresh.into_iter().for_each(|u| dispatcher.dispatch(u)),
+                        Err(e) => {
+                            // The offset did not move: the batch comes again.
+                            self.failed("journal", &e.to_string());
+                            tokio::time::sleep(backoff).await;
+                            backoff = (backoff * 2).min(max);
+                        }
+                    }
+                }
+                Err(e) if e.is_unauthorized() => return Err(self.fatal(e)),
+                Err(e) => {
+                    self.failed("getUpdates", &e.to_string());
+                    self.set_state(ChannelState::Failing);
+                    let wait = e.retry_after().unwrap_or(backoff);
+                    tokio::time::sleep(wait).await;
+                    backoff = (backoff * 2).min(max);
+                }
+            }
+            dispatcher.reap();
+        }
+    }
+
+    fn fatal(&self, failure: ApiFailure) -> Error {
+        self.failed("Telegram refused the bot token", &failure.to_string());
+        self.set_state(ChannelState::Failing);
+        Error::InvalidInput(format!(
+            "Telegram refused TELEGRAM_BOT_TOKEN ({failure}); check it with @BotFather"
+        ))
+    }
+
+    async fn receive_webhooks(
+        &self,
+        url: &str,
+        secret: &Secret,
+        mut pushed: mpsc::UnboundedReceiver<Value>,
+        dispatcher: &mut Dispatcher,
+    ) -> Result<()> {
+        let (min, max) = self.config.backoff;
+        let mut backoff = min;
+        loop {
+            match self.api.set_webhook(url, secret).await {
+                Ok(()) => break,
+                Err(e) if e.is_unauthorized() => return Err(self.fatal(e)),
+                Err(e) => {
+                    self.failed("setWebhook", &e.to_string());
+                    self.set_state(ChannelState::Failing);
+                    tokio::time::sleep(e.retry_after().unwrap_or(backoff)).await;
+                    backoff = (backoff * 2).min(max);
+                }
+            }
+        }
+        self.set_state(ChannelState::Connected);
+        tracing::info!(channel = "telegram", %url, "webhook set");
+        while let Some(update) = pushed.recv().await {
+            dispatcher.dispatch(update);
+            dispatcher.reap();
+        }
+        Ok(())
+    }
+
+    async fn deliver_piece(
+        &self,
+        target: &ChatTarget,
+        text: &str,
+        html: bool,
+        reply_to: Option<&str>,
+    ) -> std::result::Result<i64, ApiFailure> {
+        let (min, max) = self.config.backoff;
+        let mut backoff = min;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self
+                .api
+                .send_message(
+                    &target.chat_id,
+                    target.thread_id.as_deref(),
+                    text,
+                    html,
+                    reply_to,
+                )
+                .await
+            {
+                Ok(id) => return Ok(id),
+                Err(e) if e.is_transient() && attempt < 6 => {
+                    self.failed("sendMessage", &e.to_string());
+                    tokio::time::sleep(e.retry_after().unwrap_or(backoff)).await;
+                    backoff = (backoff * 2).min(max);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// The core message for a Telegram message; `None` when there is nothing to
+/// answer (a service message such as "X joined").
+fn incoming(message: &TgMessage) -> Option<IncomingMessage> {
+    let file = |kind, file: &api::FileRef| Attachment {
+        kind,
+        id: file.file_id.clone(),
+        name: file.file_name.clone(),
+        mime_type: file.mime_type.clone(),
+        size: file.file_size,
+    };
+    let mut attachments = Vec::new();
+    if let Some(photo) = message.photo.last() {
+        attachments.push(file(AttachmentKind::Image, photo));
+    }
+    for (kind, item) in [
+        (AttachmentKind::Audio, &message.voice),
+        (AttachmentKind::Audio, &message.audio),
+        (AttachmentKind::Video, &message.video),
+        (AttachmentKind::Video, &message.video_note),
+        (AttachmentKind::Document, &message.document),
+        (AttachmentKind::Other, &message.sticker),
+    ] {
+        if let Some(item) = item {
+            attachments.push(file(kind, item));
+        }
+    }
+    if message.location.is_some() || message.contact.is_some() || message.poll.is_some() {
+        attachments.push(Attachment {
+            kind: AttachmentKind::Other,
+            id: None,
+            name: None,
+            mime_type: None,
+            size: None,
+        });
+    }
+    let text = message
+        .text
+        .clone()
+        .or_else(|| message.caption.clone())
+        .filter(|t| !t.trim().is_empty());
+    if text.is_none() && attachments.is_empty() {
+        return None;
+    }
+    let sender = message.from.as_ref();
+    Some(IncomingMessage {
+        channel: "telegram".into(),
+        target: ChatTarget {
+            chat_id: message.chat.id.to_string(),
+            thread_id: message
+                .message_thread_id
+                .filter(|_| message.is_topic_message)
+                .map(|t| t.to_string()),
+        },
+        message_id: message.message_id.to_string(),
+        sender: Sender {
+            id: sender.map_or_else(String::new, |u| u.id.to_string()),
+            display_name: sender.and_then(|u| u.first_name.clone().or_else(|| u.username.clone())),
+        },
+        text,
+        attachments,
+        reply_to: message
+            .reply_to_message
+            .as_ref()
+            .map(|r| r.message_id.to_string()),
+        edited: false,
+    })
+}
+
+/// Hands updates to per-chat workers: one chat in order, chats in parallel.
+struct Dispatcher {
+    handler: Arc<dyn InboundHandler>,
+    journal: Arc<Journal>,
+    report_error: Arc<dyn Fn(&str) + Send + Sync>,
+    workers: HashMap<String, mpsc::UnboundedSender<(i64, IncomingMessage)>>,
+    in_flight: Arc<Mutex<HashSet<i64>>>,
+    tasks: JoinSet<()>,
+}
+
+impl Dispatcher {
+    fn dispatch(&mut self, raw: Value) {
+        let Some(id) = raw.get("update_id").and_then(Value::as_i64) else {
+            return;
+        };
+        let Some(message) = serde_json::from_value::<Update>(raw)
+            .ok()
+            .and_then(|u| u.message)
+            .as_ref()
+            .and_then(incoming)
+        else {
+            return;
+        };
+        // Already queued, or already answered: a webhook racing the start
+        // of `run` can bring an update both ways.
+        if !self.journal.is_pending(id) || !lock(&self.in_flight).insert(id) {
+            return;
+        }
+        let chat = message.target.chat_id.clone();
+        let queue = self.workers.entry(chat).or_insert_with(|| {
+            let (tx, mut rx) = mpsc::unbounded_channel::<(i64, IncomingMessage)>();
+            let handler = self.handler.clone();
+            let journal = self.journal.clone();
+            let in_flight = self.in_flight.clone();
+            let report = self.report_error.clone();
+            self.tasks.spawn(async move {
+                while let Some((id, message)) = rx.recv().await {
+                    handler.handle(message).await;
+                    let journal = journal.clone();
+                    match tokio::task::spawn_blocking(move || journal.done(id)).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => report(&format!("journal: {e}")),
+                        Err(e) => report(&format!("journal: {e}")),
+                    }
+                    lock(&in_flight).remove(&id);
+                }
+            });
+            tx
+        });
+        // The worker only ends when its sender is dropped, so this succeeds.
+        let _ = queue.send((id, message));
+    }
+
+    /// Collect finished worker tasks (a panicking handler ends its worker;
+    /// the chat gets a new one with its next message).
+    fn reap(&mut self) {
+        while let Some(result) = self.tasks.try_join_next() {
+            if let Err(e) = result
+                && e.is_panic()
+            {
+                tracing::error!(channel = "telegram", "a chat worker panicked");
+            }
+        }
+        self.workers.retain(|_, tx| !tx.is_closed());
+    }
+}
+
+#[async_trait]
+impl Channel for TelegramChannel {
+    fn name(&self) -> &str {
+        "telegram"
+    }
+
+    fn capabilities(&self) -> ChannelCapabilities {
+        ChannelCapabilities {
+            max_message_chars: format::MESSAGE_LIMIT,
+            // "typing" shows for five seconds or until the next message.
+            typing_refresh_ms: Some(4_000),
+            edit: true,
+            threads: true,
+        }
+    }
+
+    async fn run(&self, handler: Arc<dyn InboundHandler>) -> Result<()> {
+        self.set_state(ChannelState::Connecting);
+        let _stopped = StopGuard(&self.counters, &self.pushed);
+        let (tx, rx) = mpsc::unbounded_channel();
+        *lock(&self.pushed) = Some(tx);
+        let counters = self.counters.clone();
+        let report: Arc<dyn Fn(&str) + Send + Sync> = Arc::new(move |error: &str| {
+            tracing::error!(channel = "telegram", "{error}");
+            let mut counters = lock(&counters);
+            counters.errors += 1;
+            counters.last_error = Some(error.to_owned());
+            counters.last_error_at_ms = Some(now_ms());
+        });
+        let mut dispatcher = Dispatcher {
+            handler,
+            journal: self.journal.clone(),
+            report_error: report,
+            workers: HashMap::new(),
+            in_flight: Arc::default(),
+            tasks: JoinSet::new(),
+        };
+        // Updates received before a restart and not answered: answer them now.
+        let pending = self.journal.pending();
+        if !pending.is_empty() {
+            tracing::info!(
+                channel = "telegram",
+                count = pending.len(),
+                "answering updates received before the restart"
+            );
+        }
+        for update in pending {
+            let allowed = update
+                .pointer("/message/chat/id")
+                .and_then(Value::as_i64)
+                .is_some_and(|chat| self.allowed(chat));
+            if allowed {
+                dispatcher.dispatch(update);
+            } else if let Some(id) = update.get("update_id").and_then(Value::as_i64) {
+                // Removed from the allow-list since: not answered.
+                let journal = self.journal.clone();
+                let _ = tokio::task::spawn_blocking(move || journal.done(id)).await;
+            }
+        }
+        match &self.config.mode {
+            TelegramMode::LongPolling => {
+                drop(rx);
+                lock(&self.pushed).take();
+                self.long_poll(&mut dispatcher).await
+            }
+            TelegramMode::Webhook { url, secret } => {
+                self.receive_webhooks(url, secret, rx, &mut dispatcher)
+                    .await
+            }
+        }
+    }
+
+    async fn send(&self, message: OutgoingMessage) -> Result<SentMessage> {
+        let pieces = format::split(&message.text, format::MESSAGE_LIMIT);
+        if pieces.is_empty() {
+            return Err(Error::InvalidInput("empty message".into()));
+        }
+        let html = message.format == TextFormat::Markdown;
+        let mut ids = Vec::with_capacity(pieces.len());
+        for (n, piece) in pieces.iter().enumerate() {
+            let reply_to = if n == 0 {
+                message.reply_to.as_deref()
+            } else {
+                None
+            };
+            let result = if html {
+                let formatted = format::markdown_to_html(piece);
+                match self
+                    .deliver_piece(&message.target, &formatted, true, reply_to)
+                    .await
+                {
+                    Err(e) if e.is_formatting() => {
+                        tracing::warn!(
+                            channel = "telegram",
+                            "Telegram rejected the formatting ({e}); sending plain text"
+                        );
+                        self.deliver_piece(&message.target, piece, false, reply_to)
+                            .await
+                    }
+                    other => other,
+                }
+            } else {
+                self.deliver_piece(&message.target, piece, false, reply_to)
+                    .await
+            };
+            match result {
+                Ok(id) => ids.push(id.to_string()),
+                Err(e) => {
+                    self.failed("sendMessage", &e.to_string());
+                    return Err(core_error(e));
+                }
+            }
+        }
+        lock(&self.counters).sent += 1;
+        Ok(SentMessage { message_ids: ids })
+    }
+
+    async fn edit(&self, target: &ChatTarget, message_id: &str, text: &str) -> Result<()> {
+        self.api
+            .edit_message(&target.chat_id, message_id, text)
+            .await
+            .map_err(core_error)
+    }
+
+    async fn typing(&self, target: &ChatTarget) -> Result<()> {
+        self.api
+            .send_typing(&target.chat_id, target.thread_id.as_deref())
+            .await
+            .map_err(core_error)
+    }
+
+    async fn webhook(&self, request: WebhookRequest) -> Result<WebhookResponse> {
+        let TelegramMode::Webhook { secret, .. } = &self.config.mode else {
+            return Err(Error::NotFound(
+                "the Telegram channel is in long-polling mode".into(),
+            ));
+        };
+        let refuse = |status: u16, code: &str, message: &str| WebhookResponse {
+            status,
+            content_type: "application/json",
+            body: serde_json::json!({"error": {"code": code, "message": message}})
+                .to_string()
+                .into_bytes(),
+        };
+        let given = request.header(SECRET_HEADER).unwrap_or_default();
+        if !crate::auth::constant_time_eq(given.as_bytes(), secret.expose().as_bytes()) {
+            tracing::warn!(
+                channel = "telegram",
+                "webhook request without the right secret refused"
+            );
+            return Ok(refuse(401, "unauthorized", "wrong or missing secret token"));
+        }
+        let Ok(update) = serde_json::from_slice::<Value>(&request.body) else {
+            return Ok(refuse(400, "invalid_json", "the body is not a JSON update"));
+        };
+        if update.get("update_id").and_then(Value::as_i64).is_none() {
+            return Ok(refuse(400, "invalid_update", "no update_id"));
+        }
+        match self.record(vec![update]).await {
+            Ok(fresh) => {
+                if let Some(tx) = lock(&self.pushed).as_ref() {
+                    for update in fresh {
+                        let _ = tx.send(update);
+                    }
+                }
+                Ok(WebhookResponse::ok())
+            }
+            Err(e) => {
+                // Telegram retries a failed delivery: nothing is lost.
+                self.failed("journal", &e.to_string());
+                Ok(refuse(500, "journal", "could not record the update"))
+            }
+        }
+    }
+
+    fn status(&self) -> ChannelStatus {
+        let counters = lock(&self.counters);
+        ChannelStatus {
+            name: "telegram".into(),
+            state: counters.state,
+            mode: Some(
+                match self.config.mode {
+                    TelegramMode::LongPolling => "long_polling",
+                    TelegramMode::Webhook { .. } => "webhook",
+                }
+                .into(),
+            ),
+            last_message_at_ms: counters.last_message_at_ms,
+            received: counters.received,
+            sent: counters.sent,
+            pending: self.journal.pending_count() as u64,
+            errors: counters.errors,
+            last_error: counters.last_error.clone(),
+            last_error_at_ms: counters.last_error_at_ms,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,103 @@
+use super::*;
+use ocg_core::config::Sources;
+
+fn config(pairs: &[(&str, &str)]) -> std::result::Result<Option<TelegramConfig>, GatewayError> {
+    let sources = Sources {
+        env: pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .chain([("OCG_DATA_DIR".to_owned(), "/srv/ocg".to_owned())])
+            .collect(),
+        ..Sources::default()
+    };
+    TelegramConfig::from_config(&Config::load(&sources).unwrap())
+}
+
+#[test]
+fn config_is_read_and_validated() {
+    assert!(config(&[]).unwrap().is_none(), "no token, no channel");
+    let c = config(&[
+        ("TELEGRAM_BOT_TOKEN", "123:abc-DEF_g"),
+        ("TELEGRAM_ALLOWED_CHATS", " 42, -1001 ,"),
+        ("TELEGRAM_API_URL", "http://127.0.0.1:9/"),
+    ])
+    .unwrap()
+    .unwrap();
+    assert_eq!(c.allowed_chats, HashSet::from([42, -1001]));
+    assert_eq!(c.api_url, "http://127.0.0.1:9");
+    assert_eq!(c.mode, TelegramMode::LongPolling);
+    assert_eq!(c.state_dir, PathBuf::from("/srv/ocg/telegram"));
+    assert_eq!(c.bot_id(), "123");
+    assert!(
+        !format!("{c:?}").contains("abc-DEF"),
+        "the token is redacted"
+    );
+
+    let bad = config(&[("TELEGRAM_BOT_TOKEN", "not a token SECRETPART")])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        bad.contains("TELEGRAM_BOT_TOKEN") && !bad.contains("SECRETPART"),
+        "{bad}"
+    );
+    let bad = config(&[
+        ("TELEGRAM_BOT_TOKEN", "1:a"),
+        ("TELEGRAM_ALLOWED_CHATS", "me"),
+    ])
+    .unwrap_err()
+    .to_string();
+    assert!(bad.contains("TELEGRAM_ALLOWED_CHATS"), "{bad}");
+    let bad = config(&[("TELEGRAM_BOT_TOKEN", "1:a"), ("TELEGRAM_MODE", "push")])
+        .unwrap_err()
+        .to_string();
+    assert!(bad.contains("TELEGRAM_MODE"), "{bad}");
+    let bad = config(&[("TELEGRAM_BOT_TOKEN", "1:a"), ("TELEGRAM_MODE", "webhook")])
+        .unwrap_err()
+        .to_string();
+    assert!(bad.contains("TELEGRAM_WEBHOOK_URL"), "{bad}");
+    let c = config(&[
+        ("TELEGRAM_BOT_TOKEN", "1:a"),
+        ("TELEGRAM_MODE", "webhook"),
+        (
+            "TELEGRAM_WEBHOOK_URL",
+            "https://bot.example/channels/telegram/webhook",
+        ),
+        ("TELEGRAM_WEBHOOK_SECRET", "s3cret_value"),
+    ])
+    .unwrap()
+    .unwrap();
+    assert!(matches!(c.mode, TelegramMode::Webhook { .. }));
+    assert!(!format!("{c:?}").contains("s3cret_value"));
+}
+
+fn message(json: serde_json::Value) -> TgMessage {
+    serde_json::from_value(json).unwrap()
+}
+
+#[test]
+fn messages_become_incoming_messages() {
+    let m = incoming(&message(serde_json::json!({
+        "message_id": 5, "chat": {"id": -100}, "from": {"id": 7, "first_name": "Ann"},
+        "text": "hi", "message_thread_id": 3, "is_topic_message": true,
+        "reply_to_message": {"message_id": 4, "chat": {"id": -100}}
+    })))
+    .unwrap();
+    assert_eq!(m.session_key(), "telegram:-100:3");
+    assert_eq!(m.message_id, "5");
+    assert_eq!(m.sender.display_name.as_deref(), Some("Ann"));
+    assert_eq!(m.reply_to.as_deref(), Some("4"));
+
+    let voice = incoming(&message(serde_json::json!({
+        "message_id": 6, "chat": {"id": 1},
+        "voice": {"file_id": "v", "mime_type": "audio/ogg", "file_size": 10}
+    })))
+    .unwrap();
+    assert_eq!(voice.text, None);
+    assert_eq!(voice.attachments[0].kind, AttachmentKind::Audio);
+    assert_eq!(voice.attachments[0].id.as_deref(), Some("v"));
+
+    let joined = incoming(&message(serde_json::json!({
+        "message_id": 7, "chat": {"id": 1}, "new_chat_members": []
+    })));
+    assert!(joined.is_none(), "service messages need no answer");
+}
