@@ -45,10 +45,10 @@ const EXACT_FILTER_LIMIT: usize = 2_000;
 /// as many by keyword.
 pub const HYBRID_POOL: usize = 50;
 
-/// Query tokens found in more item texts than this (over all collections)
-/// are too common to pick keyword candidates (reading their postings would
-/// cost more than it brings); they still count in the keyword score.
-pub const POSTINGS_LIMIT: u64 = 2_000;
+/// A hybrid search reads the keyword index's postings of at most this many
+/// rows, rarest query tokens first; a token too common to fit (counted over
+/// all collections) picks no candidates but still counts in the score.
+pub const POSTINGS_BUDGET: u64 = 2_000;
 
 /// An item ready to store: its vector normalized and of the collection's length.
 #[derive(Debug, Clone, PartialEq)]
@@ -732,24 +732,36 @@ impl VectorStore {
         let n = collection.index.live() as u64;
         let db = lock(&self.db);
 
-        // Token weights, and keyword candidates by the weight they hold.
+        // Token weights, and keyword candidates by the weight they hold. The
+        // rarest tokens' postings are read first, within a budget of rows.
         let mut vocabulary =
             db.prepare_cached("SELECT doc FROM temp.items_vocab WHERE term = ?1")?;
-        let mut postings =
-            db.prepare_cached("SELECT rowid FROM items_fts WHERE items_fts MATCH ?1")?;
-        let mut weights = Vec::with_capacity(tokens.len());
-        let mut by_keyword: HashMap<i64, f32> = HashMap::new();
+        let mut counted = Vec::with_capacity(tokens.len());
         for token in tokens {
             let everywhere: i64 = vocabulary
                 .query_row([&token], |r| r.get(0))
                 .optional()?
                 .unwrap_or(0);
-            let everywhere = u64::try_from(everywhere).unwrap_or(0);
-            if everywhere > POSTINGS_LIMIT {
-                // Too common to pick candidates; it still counts in the score.
+            // A token no text holds cannot tell items apart: left out, so it
+            // does not dilute the others.
+            if everywhere > 0 {
+                counted.push((token, u64::try_from(everywhere).unwrap_or(0)));
+            }
+        }
+        counted.sort_by_key(|(_, everywhere)| *everywhere);
+        let mut postings =
+            db.prepare_cached("SELECT rowid FROM items_fts WHERE items_fts MATCH ?1")?;
+        let mut budget = POSTINGS_BUDGET;
+        let mut weights = Vec::with_capacity(counted.len());
+        let mut by_keyword: HashMap<i64, f32> = HashMap::new();
+        for (token, everywhere) in counted {
+            if everywhere > budget {
+                // Too common to pick candidates; it still counts in the score,
+                // its document frequency estimated over all collections.
                 weights.push((token, hybrid::weight(everywhere, n)));
                 continue;
             }
+            budget -= everywhere;
             let mut in_collection = Vec::new();
             let mut rows = postings.query([hybrid::fts5_string(&token)])?;
             while let Some(row) = rows.next()? {
@@ -758,18 +770,16 @@ impl VectorStore {
                     in_collection.push(label);
                 }
             }
-            let weight_counts = !in_collection.is_empty();
+            if in_collection.is_empty() {
+                continue;
+            }
             let weight = hybrid::weight(in_collection.len() as u64, n);
             for label in in_collection {
                 if searchable(label) {
                     *by_keyword.entry(label).or_default() += weight;
                 }
             }
-            // A token no item holds cannot tell items apart: it is left out
-            // of the weights (so it does not dilute the others).
-            if weight_counts {
-                weights.push((token, weight));
-            }
+            weights.push((token, weight));
         }
         let mut by_keyword: Vec<(i64, f32)> = by_keyword.into_iter().collect();
         by_keyword.sort_by(|a, b| b.1.total_cmp(&a.1).then(b.0.cmp(&a.0)));
