@@ -100,6 +100,8 @@ function watch(page) {
     // Chromium logs every 4xx as a console error; the expected 401s are
     // checked one by one in the response handler below.
     if (/status of 401/.test(text)) return;
+    // Likewise a 501 of an agent without memory (checked by URL below).
+    if (!EXPECT_MEMORY && /status of 501/.test(text)) return;
     if (msg.type() === 'warning' && !/Content.Security.Policy|Refused/i.test(text)) return;
     problems.push(`console ${msg.type()}: ${text}`);
   });
