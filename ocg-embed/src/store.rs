@@ -225,32 +225,27 @@ fn check_query(collection: &Collection, query: &[f32]) -> Result<(), EmbedError>
 /// Labels with their cosine similarity, best first.
 type Scored = Vec<(i64, f32)>;
 
-const CANDIDATE_SQL: &str =
-    "SELECT id, text, metadata, CASE WHEN ?2 THEN vector END FROM items WHERE label = ?1";
+const CANDIDATE_SQL: &str = "SELECT id, text, metadata FROM items WHERE label = ?1";
 
-/// A search candidate's row.
+/// A search hit's row.
 struct CandidateRow {
     id: String,
     text: Option<String>,
     metadata: Map<String, Value>,
-    vector: Option<Vec<f32>>,
 }
 
-/// Read a candidate with [`CANDIDATE_SQL`].
+/// Read a hit's row with [`CANDIDATE_SQL`].
 fn fetch_candidate(
     statement: &mut rusqlite::CachedStatement<'_>,
     label: i64,
-    with_vector: bool,
 ) -> Result<Option<CandidateRow>, EmbedError> {
     let row = statement
-        .query_row(params![label, with_vector], |r| {
+        .query_row([label], |r| {
             let metadata: String = r.get(2)?;
-            let blob: Option<Vec<u8>> = r.get(3)?;
             Ok(CandidateRow {
                 id: r.get(0)?,
                 text: r.get(1)?,
                 metadata: serde_json::from_str(&metadata).unwrap_or_default(),
-                vector: blob.as_deref().map(from_blob),
             })
         })
         .optional()?;
@@ -690,7 +685,7 @@ impl VectorStore {
         let mut statement = db.prepare_cached(CANDIDATE_SQL)?;
         let mut hits = Vec::with_capacity(scored.len());
         for (label, score) in scored {
-            if let Some(row) = fetch_candidate(&mut statement, label, false)? {
+            if let Some(row) = fetch_candidate(&mut statement, label)? {
                 hits.push(SearchHit {
                     id: row.id,
                     score,
@@ -752,13 +747,12 @@ impl VectorStore {
         let mut postings =
             db.prepare_cached("SELECT rowid FROM items_fts WHERE items_fts MATCH ?1")?;
         let mut budget = POSTINGS_BUDGET;
-        let mut weights = Vec::with_capacity(counted.len());
+        let mut weights: Vec<f32> = Vec::with_capacity(counted.len());
         let mut by_keyword: HashMap<i64, f32> = HashMap::new();
         for (token, everywhere) in counted {
             if everywhere > budget {
-                // Too common to pick candidates; it still counts in the score,
-                // its document frequency estimated over all collections.
-                weights.push((token, hybrid::weight(everywhere, n)));
+                // Too common to tell items apart at this cost: not read, and
+                // not counted in the score.
                 continue;
             }
             budget -= everywhere;
@@ -779,57 +773,65 @@ impl VectorStore {
                     *by_keyword.entry(label).or_default() += weight;
                 }
             }
-            weights.push((token, weight));
+            weights.push(weight);
         }
-        let mut by_keyword: Vec<(i64, f32)> = by_keyword.into_iter().collect();
-        by_keyword.sort_by(|a, b| b.1.total_cmp(&a.1).then(b.0.cmp(&a.0)));
-        by_keyword.truncate(pool);
-
-        let mut candidates: Vec<(i64, Option<f32>)> =
-            by_vector.iter().map(|&(l, c)| (l, Some(c))).collect();
+        // k: the share of the read tokens' weight whose postings hold the item.
+        let total: f32 = weights.iter().sum();
+        let keyword = |label: i64| {
+            if total > 0.0 {
+                by_keyword.get(&label).map_or(0.0, |w| w / total)
+            } else {
+                0.0
+            }
+        };
+        let mut scored: Vec<(i64, f32)> = by_vector
+            .iter()
+            .map(|&(label, cosine)| (label, hybrid::fuse(cosine, keyword(label))))
+            .collect();
         let seen: HashSet<i64> = by_vector.iter().map(|&(l, _)| l).collect();
-        candidates.extend(
-            by_keyword
-                .iter()
-                .filter(|(l, _)| !seen.contains(l))
-                .map(|&(l, _)| (l, None)),
-        );
+        let mut by_weight: Vec<(i64, f32)> = by_keyword
+            .iter()
+            .filter(|(l, _)| !seen.contains(l))
+            .map(|(&l, &w)| (l, w))
+            .collect();
+        by_weight.sort_by(|a, b| b.1.total_cmp(&a.1).then(b.0.cmp(&a.0)));
+        by_weight.truncate(pool);
+        {
+            let mut vectors = db.prepare_cached("SELECT vector FROM items WHERE label = ?1")?;
+            for (label, _) in by_weight {
+                let Some(blob) = vectors
+                    .query_row([label], |r| r.get::<_, Vec<u8>>(0))
+                    .optional()?
+                else {
+                    continue;
+                };
+                let vector = from_blob(&blob);
+                if vector.len() != query.len() {
+                    continue;
+                }
+                let cosine: f32 = vector.iter().zip(query).map(|(a, b)| a * b).sum();
+                scored.push((label, hybrid::fuse(cosine.clamp(-1.0, 1.0), keyword(label))));
+            }
+        }
+        if let Some(min) = min_score {
+            scored.retain(|(_, score)| *score >= min);
+        }
+        scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(b.0.cmp(&a.0)));
+        scored.truncate(top_k);
 
         let mut statement = db.prepare_cached(CANDIDATE_SQL)?;
-        let mut hits = Vec::with_capacity(candidates.len());
-        for (label, cosine) in candidates {
-            let Some(row) = fetch_candidate(&mut statement, label, cosine.is_none())? else {
-                continue;
-            };
-            let cosine = match (cosine, &row.vector) {
-                (Some(c), _) => c,
-                (None, Some(v)) if v.len() == query.len() => {
-                    let dot: f32 = v.iter().zip(query).map(|(a, b)| a * b).sum();
-                    dot.clamp(-1.0, 1.0)
-                }
-                (None, _) => continue,
-            };
-            let keyword = row
-                .text
-                .as_deref()
-                .map_or(0.0, |t| hybrid::coverage(&weights, &hybrid::text_tokens(t)));
-            let score = hybrid::fuse(cosine, keyword);
-            if min_score.is_some_and(|min| score < min) {
-                continue;
-            }
-            hits.push((
-                label,
-                SearchHit {
+        let mut hits = Vec::with_capacity(scored.len());
+        for (label, score) in scored {
+            if let Some(row) = fetch_candidate(&mut statement, label)? {
+                hits.push(SearchHit {
                     id: row.id,
                     score,
                     text: row.text,
                     metadata: row.metadata,
-                },
-            ));
+                });
+            }
         }
-        hits.sort_by(|a, b| b.1.score.total_cmp(&a.1.score).then(b.0.cmp(&a.0)));
-        hits.truncate(top_k);
-        Ok(hits.into_iter().map(|(_, hit)| hit).collect())
+        Ok(hits)
     }
 
     /// The best `k` labels by vector with their cosine, and (when `filter`

@@ -470,9 +470,23 @@ async fn hybrid_bench(bin_dir: &Path) -> Value {
             http_hybrid.push(both);
         }
     }
+    // Paired differences (hybrid minus vector-only, same query, back to
+    // back): the keyword part's own cost, robust to the machine's load.
+    let mut store_extra: Vec<f64> = hybrid_ms
+        .iter()
+        .zip(&vector_ms)
+        .map(|(h, v)| h - v)
+        .collect();
+    let mut http_extra: Vec<f64> = http_hybrid
+        .iter()
+        .zip(&http_vector)
+        .map(|(h, v)| h - v)
+        .collect();
     let stats = |samples: &mut Vec<f64>| json!({ "p50": percentile(samples, 0.5), "p99": percentile(samples, 0.99) });
     json!({
         "items": HYBRID_ITEMS,
+        "store_extra_p50": percentile(&mut store_extra, 0.5),
+        "http_extra_p50": percentile(&mut http_extra, 0.5),
         "store_vector": stats(&mut vector_ms),
         "store_hybrid": stats(&mut hybrid_ms),
         "http_vector": stats(&mut http_vector),
