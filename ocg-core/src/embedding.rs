@@ -39,7 +39,8 @@ pub struct SearchRequest {
     pub query: SearchQuery,
     /// How many hits at most.
     pub top_k: usize,
-    /// Drop hits scoring below this cosine similarity.
+    /// Drop hits scoring below this score (the cosine similarity, or the
+    /// fused score of a hybrid search, which is never below the cosine).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_score: Option<f32>,
     /// Keep only items whose metadata has these exact key/value pairs.
@@ -57,7 +58,9 @@ pub struct SearchRequest {
 pub struct SearchHit {
     /// The item's id.
     pub id: String,
-    /// Cosine similarity to the query: 1.0 for an identical direction.
+    /// Cosine similarity to the query: 1.0 for an identical direction. In a
+    /// hybrid search, the cosine lifted by keyword matches, still within
+    /// 0.0 to 1.0 (see the embedding service's docs).
     pub score: f32,
     /// The item's text, when it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -9,17 +9,18 @@
 //! ```
 //!
 //! where `k` is the *keyword coverage*: the share of the query's keyword
-//! weight that the item's text contains. Each distinct query token `t`
-//! weighs `idf(t)²`, the square of BM25's inverse document frequency
+//! weight whose tokens the item's text holds (by the FTS5 index: the item is
+//! in the token's postings). Each distinct query token `t` weighs `idf(t)²`,
+//! the square of BM25's inverse document frequency
 //! `idf(t) = ln(1 + (N - df + 0.5) / (df + 0.5))` (`N` items in the
 //! collection, `df` of them containing `t`). Squaring makes the rarest
 //! token dominate: in 18 short notes, a name found once weighs 6.5 against
-//! 0.6 for `meeting` (8 notes) and 0.07 for `the`, so "When is the meeting
-//! with Wrzesniewska?" puts the one note naming her above the eight
-//! meetings (plain idf would weigh the name 2.5 against 0.8 and let three
-//! shared common words win). Tokens no item contains are left out (they
-//! cannot tell items apart), so a query none of whose words occur is a
-//! plain vector search. So:
+//! 0.6 for `meeting` (8 notes), so "When is the meeting with Wrzesniewska?"
+//! puts the one note naming her above the eight meetings (plain idf would
+//! weigh the name 2.5 against 0.8 and let the shared words win). Tokens no
+//! item contains are left out (they cannot tell items apart), and so are
+//! tokens too common to read within the search's postings budget; a query
+//! with no token left is a plain vector search. So:
 //!
 //! - an item sharing no word with the query scores exactly its cosine
 //!   (a paraphrase is not penalized);
@@ -33,9 +34,8 @@
 //! The query is split into tokens the way the FTS5 table is (`unicode61`
 //! with `remove_diacritics 0`: runs of letters and digits, lowercased),
 //! leaving out single letters and a short list of English function words
-//! ([`STOP_WORDS`]), and
-//! each token is searched as a quoted FTS5 string, so no user text is ever
-//! parsed as FTS5 query syntax.
+//! ([`STOP_WORDS`]), and each token is searched as a quoted FTS5 string, so
+//! no user text is ever parsed as FTS5 query syntax.
 
 use std::collections::HashSet;
 
@@ -81,11 +81,6 @@ pub fn query_tokens(text: &str) -> Vec<String> {
     tokens
 }
 
-/// The set of tokens of a stored text (same rules as [`query_tokens`], no cap).
-pub fn text_tokens(text: &str) -> HashSet<String> {
-    words(text).collect()
-}
-
 fn words(text: &str) -> impl Iterator<Item = String> + '_ {
     text.split(|c: char| !c.is_alphanumeric())
         .filter(|w| !w.is_empty())
@@ -111,22 +106,6 @@ pub fn idf(df: u64, n: u64) -> f32 {
 pub fn weight(df: u64, n: u64) -> f32 {
     let idf = idf(df, n);
     idf * idf
-}
-
-/// The keyword coverage of a text: the weighted share of the query tokens
-/// (`(token, weight)`, see [`weight`]) it contains. 0 when the query has no
-/// tokens.
-pub fn coverage(query: &[(String, f32)], text: &HashSet<String>) -> f32 {
-    let total: f32 = query.iter().map(|(_, w)| w).sum();
-    if total <= 0.0 {
-        return 0.0;
-    }
-    let found: f32 = query
-        .iter()
-        .filter(|(t, _)| text.contains(t))
-        .map(|(_, w)| w)
-        .sum();
-    (found / total).clamp(0.0, 1.0)
 }
 
 /// The fused score of a candidate with cosine similarity `cosine` and
@@ -164,15 +143,6 @@ mod tests {
         assert!(idf(50, 10) > 0.0, "df is clamped to n");
         assert!(idf(0, 0).is_finite());
         assert!(weight(1, 18) > 5.0 * weight(8, 18));
-    }
-
-    #[test]
-    fn coverage_is_the_weighted_share_of_query_tokens_present() {
-        let query = vec![("zorblax".to_owned(), 9.0), ("phone".to_owned(), 1.0)];
-        assert!((coverage(&query, &text_tokens("Zorblax lives here")) - 0.9).abs() < 1e-6);
-        assert!((coverage(&query, &text_tokens("my PHONE")) - 0.1).abs() < 1e-6);
-        assert_eq!(coverage(&query, &text_tokens("nothing shared")), 0.0);
-        assert_eq!(coverage(&[], &text_tokens("x")), 0.0);
     }
 
     #[test]

@@ -45,10 +45,10 @@ const EXACT_FILTER_LIMIT: usize = 2_000;
 /// as many by keyword.
 pub const HYBRID_POOL: usize = 50;
 
-/// Query tokens found in more item texts than this (over all collections)
-/// are too common to pick keyword candidates (reading their postings would
-/// cost more than it brings); they still count in the keyword score.
-pub const POSTINGS_LIMIT: u64 = 2_000;
+/// A hybrid search reads the keyword index's postings of at most this many
+/// rows, rarest query tokens first; a token too common to fit (counted over
+/// all collections) picks no candidates but still counts in the score.
+pub const POSTINGS_BUDGET: u64 = 2_000;
 
 /// An item ready to store: its vector normalized and of the collection's length.
 #[derive(Debug, Clone, PartialEq)]
@@ -225,32 +225,27 @@ fn check_query(collection: &Collection, query: &[f32]) -> Result<(), EmbedError>
 /// Labels with their cosine similarity, best first.
 type Scored = Vec<(i64, f32)>;
 
-const CANDIDATE_SQL: &str =
-    "SELECT id, text, metadata, CASE WHEN ?2 THEN vector END FROM items WHERE label = ?1";
+const CANDIDATE_SQL: &str = "SELECT id, text, metadata FROM items WHERE label = ?1";
 
-/// A search candidate's row.
+/// A search hit's row.
 struct CandidateRow {
     id: String,
     text: Option<String>,
     metadata: Map<String, Value>,
-    vector: Option<Vec<f32>>,
 }
 
-/// Read a candidate with [`CANDIDATE_SQL`].
+/// Read a hit's row with [`CANDIDATE_SQL`].
 fn fetch_candidate(
     statement: &mut rusqlite::CachedStatement<'_>,
     label: i64,
-    with_vector: bool,
 ) -> Result<Option<CandidateRow>, EmbedError> {
     let row = statement
-        .query_row(params![label, with_vector], |r| {
+        .query_row([label], |r| {
             let metadata: String = r.get(2)?;
-            let blob: Option<Vec<u8>> = r.get(3)?;
             Ok(CandidateRow {
                 id: r.get(0)?,
                 text: r.get(1)?,
                 metadata: serde_json::from_str(&metadata).unwrap_or_default(),
-                vector: blob.as_deref().map(from_blob),
             })
         })
         .optional()?;
@@ -690,7 +685,7 @@ impl VectorStore {
         let mut statement = db.prepare_cached(CANDIDATE_SQL)?;
         let mut hits = Vec::with_capacity(scored.len());
         for (label, score) in scored {
-            if let Some(row) = fetch_candidate(&mut statement, label, false)? {
+            if let Some(row) = fetch_candidate(&mut statement, label)? {
                 hits.push(SearchHit {
                     id: row.id,
                     score,
@@ -732,24 +727,35 @@ impl VectorStore {
         let n = collection.index.live() as u64;
         let db = lock(&self.db);
 
-        // Token weights, and keyword candidates by the weight they hold.
+        // Token weights, and keyword candidates by the weight they hold. The
+        // rarest tokens' postings are read first, within a budget of rows.
         let mut vocabulary =
             db.prepare_cached("SELECT doc FROM temp.items_vocab WHERE term = ?1")?;
-        let mut postings =
-            db.prepare_cached("SELECT rowid FROM items_fts WHERE items_fts MATCH ?1")?;
-        let mut weights = Vec::with_capacity(tokens.len());
-        let mut by_keyword: HashMap<i64, f32> = HashMap::new();
+        let mut counted = Vec::with_capacity(tokens.len());
         for token in tokens {
             let everywhere: i64 = vocabulary
                 .query_row([&token], |r| r.get(0))
                 .optional()?
                 .unwrap_or(0);
-            let everywhere = u64::try_from(everywhere).unwrap_or(0);
-            if everywhere > POSTINGS_LIMIT {
-                // Too common to pick candidates; it still counts in the score.
-                weights.push((token, hybrid::weight(everywhere, n)));
+            // A token no text holds cannot tell items apart: left out, so it
+            // does not dilute the others.
+            if everywhere > 0 {
+                counted.push((token, u64::try_from(everywhere).unwrap_or(0)));
+            }
+        }
+        counted.sort_by_key(|(_, everywhere)| *everywhere);
+        let mut postings =
+            db.prepare_cached("SELECT rowid FROM items_fts WHERE items_fts MATCH ?1")?;
+        let mut budget = POSTINGS_BUDGET;
+        let mut weights: Vec<f32> = Vec::with_capacity(counted.len());
+        let mut by_keyword: HashMap<i64, f32> = HashMap::new();
+        for (token, everywhere) in counted {
+            if everywhere > budget {
+                // Too common to tell items apart at this cost: not read, and
+                // not counted in the score.
                 continue;
             }
+            budget -= everywhere;
             let mut in_collection = Vec::new();
             let mut rows = postings.query([hybrid::fts5_string(&token)])?;
             while let Some(row) = rows.next()? {
@@ -758,68 +764,74 @@ impl VectorStore {
                     in_collection.push(label);
                 }
             }
-            let weight_counts = !in_collection.is_empty();
+            if in_collection.is_empty() {
+                continue;
+            }
             let weight = hybrid::weight(in_collection.len() as u64, n);
             for label in in_collection {
                 if searchable(label) {
                     *by_keyword.entry(label).or_default() += weight;
                 }
             }
-            // A token no item holds cannot tell items apart: it is left out
-            // of the weights (so it does not dilute the others).
-            if weight_counts {
-                weights.push((token, weight));
+            weights.push(weight);
+        }
+        // k: the share of the read tokens' weight whose postings hold the item.
+        let total: f32 = weights.iter().sum();
+        let keyword = |label: i64| {
+            if total > 0.0 {
+                by_keyword.get(&label).map_or(0.0, |w| w / total)
+            } else {
+                0.0
+            }
+        };
+        let mut scored: Vec<(i64, f32)> = by_vector
+            .iter()
+            .map(|&(label, cosine)| (label, hybrid::fuse(cosine, keyword(label))))
+            .collect();
+        let seen: HashSet<i64> = by_vector.iter().map(|&(l, _)| l).collect();
+        let mut by_weight: Vec<(i64, f32)> = by_keyword
+            .iter()
+            .filter(|(l, _)| !seen.contains(l))
+            .map(|(&l, &w)| (l, w))
+            .collect();
+        by_weight.sort_by(|a, b| b.1.total_cmp(&a.1).then(b.0.cmp(&a.0)));
+        by_weight.truncate(pool);
+        {
+            let mut vectors = db.prepare_cached("SELECT vector FROM items WHERE label = ?1")?;
+            for (label, _) in by_weight {
+                let Some(blob) = vectors
+                    .query_row([label], |r| r.get::<_, Vec<u8>>(0))
+                    .optional()?
+                else {
+                    continue;
+                };
+                let vector = from_blob(&blob);
+                if vector.len() != query.len() {
+                    continue;
+                }
+                let cosine: f32 = vector.iter().zip(query).map(|(a, b)| a * b).sum();
+                scored.push((label, hybrid::fuse(cosine.clamp(-1.0, 1.0), keyword(label))));
             }
         }
-        let mut by_keyword: Vec<(i64, f32)> = by_keyword.into_iter().collect();
-        by_keyword.sort_by(|a, b| b.1.total_cmp(&a.1).then(b.0.cmp(&a.0)));
-        by_keyword.truncate(pool);
-
-        let mut candidates: Vec<(i64, Option<f32>)> =
-            by_vector.iter().map(|&(l, c)| (l, Some(c))).collect();
-        let seen: HashSet<i64> = by_vector.iter().map(|&(l, _)| l).collect();
-        candidates.extend(
-            by_keyword
-                .iter()
-                .filter(|(l, _)| !seen.contains(l))
-                .map(|&(l, _)| (l, None)),
-        );
+        if let Some(min) = min_score {
+            scored.retain(|(_, score)| *score >= min);
+        }
+        scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(b.0.cmp(&a.0)));
+        scored.truncate(top_k);
 
         let mut statement = db.prepare_cached(CANDIDATE_SQL)?;
-        let mut hits = Vec::with_capacity(candidates.len());
-        for (label, cosine) in candidates {
-            let Some(row) = fetch_candidate(&mut statement, label, cosine.is_none())? else {
-                continue;
-            };
-            let cosine = match (cosine, &row.vector) {
-                (Some(c), _) => c,
-                (None, Some(v)) if v.len() == query.len() => {
-                    let dot: f32 = v.iter().zip(query).map(|(a, b)| a * b).sum();
-                    dot.clamp(-1.0, 1.0)
-                }
-                (None, _) => continue,
-            };
-            let keyword = row
-                .text
-                .as_deref()
-                .map_or(0.0, |t| hybrid::coverage(&weights, &hybrid::text_tokens(t)));
-            let score = hybrid::fuse(cosine, keyword);
-            if min_score.is_some_and(|min| score < min) {
-                continue;
-            }
-            hits.push((
-                label,
-                SearchHit {
+        let mut hits = Vec::with_capacity(scored.len());
+        for (label, score) in scored {
+            if let Some(row) = fetch_candidate(&mut statement, label)? {
+                hits.push(SearchHit {
                     id: row.id,
                     score,
                     text: row.text,
                     metadata: row.metadata,
-                },
-            ));
+                });
+            }
         }
-        hits.sort_by(|a, b| b.1.score.total_cmp(&a.1.score).then(b.0.cmp(&a.0)));
-        hits.truncate(top_k);
-        Ok(hits.into_iter().map(|(_, hit)| hit).collect())
+        Ok(hits)
     }
 
     /// The best `k` labels by vector with their cosine, and (when `filter`

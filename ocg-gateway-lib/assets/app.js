@@ -629,6 +629,7 @@
     state.current = null;
     state.editing = null;
     state.confirming = null;
+    resetMemoryView();
     clearMessages();
     renderSessions();
   }
@@ -645,16 +646,22 @@
 
   // --------------------------------------------------------------- routing
 
+  const VIEWS = { '#status': 'status', '#memory': 'memory' };
+  const VIEW_TITLES = { status: 'Status · OCG', memory: 'Memory · OCG' };
+
   function route() {
-    const view = location.hash === '#status' ? 'status' : 'chat';
+    const view = VIEWS[location.hash] || 'chat';
     state.view = view;
     $('chat-view').hidden = view !== 'chat';
     $('status-view').hidden = view !== 'status';
-    $('tab-chat').toggleAttribute('aria-current', false);
-    $('tab-status').toggleAttribute('aria-current', false);
-    $(view === 'chat' ? 'tab-chat' : 'tab-status').setAttribute('aria-current', 'page');
+    $('memory-view').hidden = view !== 'memory';
+    for (const name of ['chat', 'status', 'memory']) {
+      $(`tab-${name}`).toggleAttribute('aria-current', false);
+    }
+    $(`tab-${view}`).setAttribute('aria-current', 'page');
     $('menu-btn').hidden = view !== 'chat';
-    document.title = view === 'status' ? 'Status · OCG' : 'OCG';
+    document.title = VIEW_TITLES[view] || 'OCG';
+    if (view === 'memory') loadMemories();
     if (view === 'status') startStatusPolling();
     else {
       stopStatusPolling();
@@ -1654,6 +1661,204 @@
     }));
   }
 
+  // ---------------------------------------------------------------- memory
+
+  const MEMORY_PAGE = 20;
+  const memory = {
+    offset: 0,
+    total: 0,
+    query: '',        // the search shown, '' for the newest-first list
+    items: [],
+    confirming: null, // id whose deletion awaits confirmation
+    seq: 0,
+  };
+
+  function resetMemoryView() {
+    Object.assign(memory, { offset: 0, total: 0, query: '', items: [], confirming: null });
+    $('memory-list').replaceChildren();
+    $('memory-query').value = '';
+    $('memory-note').textContent = '';
+    $('memory-count').textContent = '';
+  }
+
+  /** Load the current page (or search) and render it; stale answers are dropped. */
+  async function loadMemories() {
+    if (!state.authed) return;
+    const seq = ++memory.seq;
+    const note = $('memory-note');
+    try {
+      if (memory.query) {
+        const data = await api('GET', `/api/memory/search?q=${encodeURIComponent(memory.query)}&limit=50`);
+        if (seq !== memory.seq) return;
+        memory.items = Array.isArray(data && data.memories) ? data.memories : [];
+        memory.total = memory.items.length;
+      } else {
+        const data = await api('GET', `/api/memory?offset=${memory.offset}&limit=${MEMORY_PAGE}`);
+        if (seq !== memory.seq) return;
+        memory.items = Array.isArray(data && data.memories) ? data.memories : [];
+        memory.total = typeof data.total === 'number' ? data.total : memory.items.length;
+        if (!memory.items.length && memory.offset > 0) {
+          memory.offset = Math.max(0, memory.offset - MEMORY_PAGE);
+          loadMemories();
+          return;
+        }
+      }
+      note.textContent = '';
+      note.className = 'memory-note';
+    } catch (error) {
+      if (seq !== memory.seq || error.status === 401) return;
+      memory.items = [];
+      note.className = 'memory-note bad';
+      note.textContent = error.status === 501
+        ? 'This agent does not keep long-term memory.'
+        : `Could not load memories: ${error.message}`;
+    }
+    renderMemories();
+  }
+
+  function renderMemories() {
+    const list = $('memory-list');
+    const searching = Boolean(memory.query);
+    $('memory-clear').hidden = !searching;
+    $('memory-count').textContent = searching
+      ? `${memory.items.length} found`
+      : `${memory.total} ${memory.total === 1 ? 'memory' : 'memories'}`;
+    list.replaceChildren(...memory.items.map(memoryItem));
+    if (!memory.items.length && !$('memory-note').textContent) {
+      list.append(el('li', {
+        class: 'memory-empty',
+        text: searching ? 'No memory matches that search.' : 'Nothing remembered yet.',
+      }));
+    }
+    const pager = $('memory-pager');
+    pager.hidden = searching || memory.total <= MEMORY_PAGE;
+    if (!pager.hidden) {
+      const last = Math.min(memory.offset + memory.items.length, memory.total);
+      $('memory-page').textContent = `${memory.offset + 1}–${last} of ${memory.total}`;
+      $('memory-prev').disabled = memory.offset === 0;
+      $('memory-next').disabled = memory.offset + MEMORY_PAGE >= memory.total;
+    }
+  }
+
+  function memoryItem(m) {
+    const item = el('li', { class: 'memory-item', 'data-id': m.id });
+    const meta = el('div', { class: 'memory-meta' },
+      el('span', { class: 'memory-category', text: m.category || 'fact' }),
+      el('span', { class: 'memory-importance-value', text: `importance ${Number(m.importance || 0).toFixed(1)}` }),
+      el('span', { text: m.source === 'agent' ? 'by the assistant' : 'by you' }),
+      el('time', {
+        datetime: m.updated_at_ms ? new Date(m.updated_at_ms).toISOString() : null,
+        title: formatTime(m.updated_at_ms),
+        text: formatRelative(m.updated_at_ms),
+      }),
+      typeof m.score === 'number' ? el('span', { class: 'memory-score', text: `match ${m.score.toFixed(2)}` }) : null);
+    item.append(el('p', { class: 'memory-text-value', text: m.text || '' }), meta);
+    if (memory.confirming === m.id) {
+      const cancel = () => { memory.confirming = null; renderMemories(); };
+      const preview = (m.text || '').length > 60 ? `${m.text.slice(0, 59)}…` : (m.text || '');
+      const row = el('div', { class: 'memory-confirm', role: 'group', 'aria-label': 'Confirm deletion' },
+        el('span', { class: 'confirm-text', text: `Forget “${preview}”?` }),
+        el('button', { type: 'button', class: 'btn danger sm memory-confirm-delete', text: 'Forget', onclick: () => deleteMemory(m.id) }),
+        el('button', { type: 'button', class: 'btn ghost sm', text: 'Cancel', onclick: cancel }));
+      row.addEventListener('keydown', (e) => { if (e.key === 'Escape') cancel(); });
+      item.append(row);
+      setTimeout(() => row.querySelector('.memory-confirm-delete').focus(), 0);
+    } else {
+      const remove = el('button', {
+        type: 'button',
+        class: 'icon-btn memory-delete',
+        'aria-label': `Forget: ${(m.text || '').slice(0, 60)}`,
+        title: 'Forget',
+        onclick: () => { memory.confirming = m.id; renderMemories(); },
+      }, icon('trash'));
+      meta.append(remove);
+    }
+    return item;
+  }
+
+  async function deleteMemory(id) {
+    memory.confirming = null;
+    try {
+      await api('DELETE', `/api/memory/${encodeURIComponent(id)}`);
+      announce('Memory forgotten.');
+    } catch (error) {
+      if (error.status === 401) return;
+      if (error.status !== 404) toast(`Could not forget it: ${error.message}`);
+    }
+    memory.items = memory.items.filter((m) => m.id !== id);
+    loadMemories();
+  }
+
+  async function addMemory(event) {
+    event.preventDefault();
+    const textBox = $('memory-text');
+    const error = $('memory-add-error');
+    const text = textBox.value.trim();
+    error.textContent = '';
+    if (!text) {
+      error.textContent = 'Write the fact to remember first.';
+      textBox.focus();
+      return;
+    }
+    const body = { text };
+    const category = $('memory-category').value.trim();
+    if (category) body.category = category;
+    const importance = $('memory-importance').value.trim();
+    if (importance) {
+      const value = Number(importance);
+      if (!Number.isFinite(value) || value < 0 || value > 1) {
+        error.textContent = 'Importance is a number from 0 to 1.';
+        $('memory-importance').focus();
+        return;
+      }
+      body.importance = value;
+    }
+    const button = $('memory-add-btn');
+    button.disabled = true;
+    try {
+      const stored = await api('POST', '/api/memory', body);
+      textBox.value = '';
+      announce(stored && stored.updated ? 'Memory updated.' : 'Memory added.');
+      memory.query = '';
+      $('memory-query').value = '';
+      memory.offset = 0;
+      await loadMemories();
+    } catch (failure) {
+      if (failure.status !== 401) {
+        error.textContent = failure.status === 501
+          ? 'This agent does not keep long-term memory.'
+          : `Not saved: ${failure.message}`;
+      }
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  function searchMemories(event) {
+    event.preventDefault();
+    memory.query = $('memory-query').value.trim();
+    memory.offset = 0;
+    memory.confirming = null;
+    loadMemories();
+  }
+
+  function bindMemory() {
+    $('memory-add').addEventListener('submit', addMemory);
+    $('memory-search').addEventListener('submit', searchMemories);
+    $('memory-clear').addEventListener('click', () => {
+      $('memory-query').value = '';
+      searchMemories(new Event('submit'));
+    });
+    $('memory-prev').addEventListener('click', () => {
+      memory.offset = Math.max(0, memory.offset - MEMORY_PAGE);
+      loadMemories();
+    });
+    $('memory-next').addEventListener('click', () => {
+      memory.offset += MEMORY_PAGE;
+      loadMemories();
+    });
+  }
+
   // ----------------------------------------------------------------- wiring
 
   function bind() {
@@ -1666,6 +1871,7 @@
     });
     $('backdrop').addEventListener('click', () => closeDrawer(true));
     $('status-refresh').addEventListener('click', () => loadStatus());
+    bindMemory();
     document.addEventListener('keydown', (e) => {
       if (e.key === 'Escape' && document.body.classList.contains('drawer-open')) closeDrawer(true);
     });

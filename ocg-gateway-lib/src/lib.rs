@@ -6,7 +6,7 @@
 //! in the same process.
 //!
 //! - [`router`]: the web UI, the OpenAI-compatible API, WebSocket chat,
-//!   sessions, status and webhooks ([`ROUTES`] lists them).
+//!   sessions, memory, status and webhooks ([`ROUTES`] lists them).
 //! - [`auth`]: the UI token (256 bits from the OS, stored 0600), the HttpOnly
 //!   login cookie, constant-time comparison, and a per-client limit on failed
 //!   attempts.
@@ -22,6 +22,7 @@ pub mod auth;
 pub mod channels;
 mod error;
 mod hooks;
+mod memory;
 mod openai;
 mod routes;
 pub mod telegram;

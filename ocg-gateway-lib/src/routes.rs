@@ -59,6 +59,11 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     ("GET", "/api/sessions/{key}/history", "token"),
     ("POST", "/api/sessions/{key}/rename", "token"),
     ("DELETE", "/api/sessions/{key}", "token"),
+    ("GET", "/api/memory", "token"),
+    ("POST", "/api/memory", "token"),
+    ("GET", "/api/memory/search", "token"),
+    ("GET", "/api/memory/{id}", "token"),
+    ("DELETE", "/api/memory/{id}", "token"),
     ("POST", "/v1/chat/completions", "token"),
     ("GET", "/v1/models", "token"),
     (
@@ -212,6 +217,7 @@ pub fn router(state: GatewayState) -> Router {
         .route("/api/sessions/{key}", axum::routing::delete(delete_session))
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/v1/models", get(openai::models))
+        .merge(crate::memory::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/health", get(health))

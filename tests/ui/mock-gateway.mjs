@@ -1,6 +1,6 @@
 // A stand-in for the OCG gateway, following docs/gateway.md: the UI's static
-// files (with the real CSP), login/logout/me, sessions, status and the chat
-// WebSocket. The agent behind it echoes `echo: <text>`, like the fake LLM of
+// files (with the real CSP), login/logout/me, sessions, memory, status and
+// the chat WebSocket. The agent behind it echoes `echo: <text>`, like the fake LLM of
 // the real stack; a message containing "tool" also runs a fake tool, one
 // containing "fail" ends in an error, one containing "slow" streams slowly.
 //
@@ -32,6 +32,10 @@ const started = Date.now();
 
 /** key -> {key, title, created_at_ms, updated_at_ms, messages: []} */
 const sessions = new Map();
+/** The user's memories, oldest first (docs/gateway.md, "Memory"). */
+const memories = [];
+let memoryIds = 0;
+let memoryClock = 0;
 const failures = new Map(); // ip -> [times]
 
 function report(service, checks) {
@@ -177,6 +181,7 @@ const server = http.createServer(async (req, res) => {
         }));
       return send(res, 200, list);
     }
+    if (p === '/api/memory' || p.startsWith('/api/memory/')) return memoryRoute(req, res, url);
     const m = /^\/api\/sessions\/([^/]+)(\/history|\/rename)?$/.exec(p);
     if (m) {
       const key = decodeURIComponent(m[1]);
@@ -203,6 +208,93 @@ const server = http.createServer(async (req, res) => {
     return send(res, error.status || 500, { error: { code: 'invalid_input', message: error.message } });
   }
 });
+
+// ---------------------------------------------------------------- memory
+
+const bad = (res, code, message) => send(res, 400, { error: { code, message } });
+const words = (text) => text.toLowerCase().split(/[^\p{L}\p{N}]+/u).filter(Boolean);
+
+function intParam(url, name, fallback, max) {
+  const raw = url.searchParams.get(name);
+  if (raw === null || raw === '') return fallback;
+  const n = Number(raw);
+  return Number.isInteger(n) && n >= (name === 'offset' ? 0 : 1) && n <= max ? n : null;
+}
+
+/** The memory routes, with the gateway's checks and a naive word search. */
+async function memoryRoute(req, res, url) {
+  const p = url.pathname;
+  if (req.method === 'GET' && p === '/api/memory') {
+    const offset = intParam(url, 'offset', 0, Number.MAX_SAFE_INTEGER);
+    const limit = intParam(url, 'limit', 50, 500);
+    if (offset === null) return bad(res, 'invalid_offset', 'offset must be a whole number');
+    if (limit === null) return bad(res, 'invalid_limit', 'limit must be from 1 to 500');
+    const newest = [...memories].reverse();
+    return send(res, 200, { memories: newest.slice(offset, offset + limit), total: memories.length });
+  }
+  if (req.method === 'GET' && p === '/api/memory/search') {
+    const q = (url.searchParams.get('q') || '').trim();
+    if (!q) return bad(res, 'empty_query', 'q is required');
+    const limit = intParam(url, 'limit', 10, 100);
+    if (limit === null) return bad(res, 'invalid_limit', 'limit must be from 1 to 100');
+    const wanted = words(q);
+    const found = [...memories].reverse()
+      .map((m) => {
+        const have = new Set(words(m.text));
+        const shared = wanted.filter((w) => have.has(w)).length;
+        return { ...m, score: wanted.length ? shared / wanted.length : 0 };
+      })
+      .filter((m) => m.score > 0)
+      .sort((a, b) => b.score - a.score)
+      .slice(0, limit);
+    return send(res, 200, { memories: found });
+  }
+  if (req.method === 'POST' && p === '/api/memory') {
+    const body = await readJson(req);
+    if (!body || typeof body.text !== 'string') return bad(res, 'invalid_json', 'text is required');
+    const text = body.text.trim();
+    if (!text) return bad(res, 'empty_text', 'the memory is empty');
+    if ([...text].length > 4000) return bad(res, 'text_too_long', 'at most 4000 characters');
+    if (body.importance !== undefined && !(typeof body.importance === 'number' && body.importance >= 0 && body.importance <= 1)) {
+      return bad(res, 'invalid_importance', 'importance is from 0 to 1');
+    }
+    const category = typeof body.category === 'string' && body.category.trim() ? body.category.trim() : null;
+    const now = Math.max(Date.now(), memoryClock + 1);
+    memoryClock = now;
+    const same = memories.findIndex((m) => m.text.toLowerCase() === text.toLowerCase());
+    if (same !== -1) {
+      const [existing] = memories.splice(same, 1);
+      Object.assign(existing, { text, updated_at_ms: now });
+      if (category) existing.category = category;
+      if (body.importance !== undefined) existing.importance = body.importance;
+      memories.push(existing);
+      return send(res, 200, { memory: existing, updated: true });
+    }
+    const memory = {
+      id: `mem-${++memoryIds}`,
+      text,
+      category: category || 'fact',
+      importance: body.importance ?? 0.5,
+      source: 'user',
+      created_at_ms: now,
+      updated_at_ms: now,
+    };
+    memories.push(memory);
+    return send(res, 201, { memory, updated: false });
+  }
+  const m = /^\/api\/memory\/([^/]+)$/.exec(p);
+  if (m) {
+    const id = decodeURIComponent(m[1]);
+    const index = memories.findIndex((x) => x.id === id);
+    if (index === -1) return notFound(res, `no memory ${id}`);
+    if (req.method === 'GET') return send(res, 200, memories[index]);
+    if (req.method === 'DELETE') {
+      memories.splice(index, 1);
+      return send(res, 204);
+    }
+  }
+  return notFound(res);
+}
 
 // ------------------------------------------------------------- WebSocket
 

@@ -5,7 +5,9 @@
 //
 // Optional: OCG_UI_SHOTS (screenshot directory, default a new temp dir),
 // OCG_UI_EXPECT_TOOLS=1 (the gateway's agent runs tools on "tool" messages, as
-// the mock gateway does), OCG_CHROMIUM (default /usr/bin/chromium).
+// the mock gateway does), OCG_UI_EXPECT_MEMORY=1 (the agent keeps memories; without
+// it, an agent answering 501 to /api/memory is accepted and the memory page must
+// say so), OCG_CHROMIUM (default /usr/bin/chromium).
 //
 // The agent behind the gateway must answer `echo: <text>` (tests/ui/fake-llm.mjs
 // or the mock gateway). Exits non-zero with a clear message on any failure.
@@ -19,6 +21,7 @@ const { chromium } = requireDep('playwright-core');
 const BASE = (process.env.OCG_UI_URL || '').replace(/\/+$/, '');
 const TOKEN = process.env.OCG_UI_TOKEN || '';
 const EXPECT_TOOLS = process.env.OCG_UI_EXPECT_TOOLS === '1';
+const EXPECT_MEMORY = process.env.OCG_UI_EXPECT_MEMORY === '1';
 const CHROMIUM = process.env.OCG_CHROMIUM || '/usr/bin/chromium';
 const SHOTS = process.env.OCG_UI_SHOTS || fs.mkdtempSync(path.join(os.tmpdir(), 'ocg-ui-shots-'));
 const RID = Math.random().toString(36).slice(2, 8);
@@ -97,6 +100,8 @@ function watch(page) {
     // Chromium logs every 4xx as a console error; the expected 401s are
     // checked one by one in the response handler below.
     if (/status of 401/.test(text)) return;
+    // Likewise a 501 of an agent without memory (checked by URL below).
+    if (!EXPECT_MEMORY && /status of 501/.test(text)) return;
     if (msg.type() === 'warning' && !/Content.Security.Policy|Refused/i.test(text)) return;
     problems.push(`console ${msg.type()}: ${text}`);
   });
@@ -110,6 +115,9 @@ function watch(page) {
     const status = response.status();
     const request = response.request();
     if (status < 400) return;
+    if (status === 501 && !EXPECT_MEMORY && new URL(response.url()).pathname.startsWith('/api/memory')) {
+      return;
+    }
     if (status === 401 && allowed401(response.url(), request.method())) {
       if (new URL(response.url()).pathname === '/login') {
         if (expectedLoginFailures > 0) expectedLoginFailures--;
@@ -508,6 +516,74 @@ try {
     await shot(page, 'desktop-status');
   });
 
+  await step('the memory page adds, searches and forgets memories', async () => {
+    await page.click('#tab-memory');
+    await page.locator('#memory-view').waitFor({ state: 'visible' });
+    check(await page.locator('#chat-view').isHidden(), 'the chat should hide on the memory page');
+    await waitFor('the memory list or a note', async () => (await page.locator('#memory-count').innerText()) !== ''
+      || (await page.locator('#memory-note').innerText()) !== '');
+    const note = await page.locator('#memory-note').innerText();
+    if (/does not keep long-term memory/.test(note)) {
+      check(!EXPECT_MEMORY, `the agent should keep memories (OCG_UI_EXPECT_MEMORY=1), the page says ${JSON.stringify(note)}`);
+      console.log('     (the agent keeps no memory: 501, shown on the page; add/search/forget skipped)');
+      await shot(page, 'desktop-memory-unsupported');
+      return;
+    }
+    const FACT = `My cat Zorblax${RID} eats tuna <img src=x onerror="window.__xss=2"> & sleeps`;
+    const OTHER = `The train to Lyon ${RID} leaves at nine`;
+    const add = async (text, category, importance) => {
+      const before = await page.locator('#memory-list .memory-item').count();
+      await page.fill('#memory-text', text);
+      await page.fill('#memory-category', category);
+      await page.fill('#memory-importance', importance);
+      await page.click('#memory-add-btn');
+      await waitFor(`"${text.slice(0, 20)}…" in the list`, async () => (await page.locator('#memory-list .memory-item').count()) === before + 1);
+      check((await page.locator('#memory-text').inputValue()) === '', 'the form should clear after adding');
+    };
+    // An empty text is refused before anything is sent.
+    await page.fill('#memory-text', '   ');
+    await page.click('#memory-add-btn');
+    await waitFor('the empty-text error', async () => /Write the fact/.test(await page.locator('#memory-add-error').innerText()));
+    await add(FACT, 'pet', '0.8');
+    await add(OTHER, '', '0.5');
+    const items = page.locator('#memory-list .memory-item');
+    const texts = await items.locator('.memory-text-value').allInnerTexts();
+    check(texts[0] === OTHER && texts[1] === FACT, `newest first, literally: ${JSON.stringify(texts)}`);
+    check(await page.evaluate(() => !document.querySelector('#memory-list img') && !window.__xss), 'memory text must not become HTML');
+    check((await items.first().locator('.memory-category').innerText()) === 'fact', 'the default category shows');
+    check((await items.nth(1).locator('.memory-category').innerText()) === 'pet', 'the chosen category shows');
+
+    await page.fill('#memory-query', `zorblax${RID}`);
+    await page.press('#memory-query', 'Enter');
+    await waitFor('one search result', async () => {
+      const found = await page.locator('#memory-list .memory-text-value').allInnerTexts();
+      return found.length === 1 && found[0] === FACT;
+    });
+    check(await page.locator('#memory-clear').isVisible(), 'a search offers to show all again');
+    check((await page.locator('#memory-list .memory-score').count()) === 1, 'search results show their score');
+    await shot(page, 'desktop-memory-search');
+
+    // Forget it: the confirmation first, then the list and the API agree.
+    await page.locator('#memory-list .memory-item .memory-delete').click();
+    await page.locator('#memory-list .memory-confirm').waitFor({ state: 'visible' });
+    await page.locator('#memory-list .memory-confirm .btn.ghost').click();
+    await waitFor('the confirmation to go', async () => (await page.locator('#memory-list .memory-confirm').count()) === 0);
+    check((await page.locator('#memory-list .memory-item').count()) === 1, 'cancel keeps the memory');
+    await page.locator('#memory-list .memory-item .memory-delete').click();
+    await page.locator('#memory-list .memory-confirm-delete').click();
+    await waitFor('the memory to leave the search', async () => /No memory matches/.test(await page.locator('#memory-list').innerText()));
+    await page.click('#memory-clear');
+    await waitFor('the remaining memory', async () => {
+      const left = await page.locator('#memory-list .memory-text-value').allInnerTexts();
+      return left.includes(OTHER) && !left.includes(FACT);
+    });
+    const listed = await apiJson(page, '/api/memory?limit=500');
+    check(listed.status === 200 && !listed.body.memories.some((m) => m.text === FACT)
+      && listed.body.memories.some((m) => m.text === OTHER), `the gateway should have forgotten it: ${JSON.stringify(listed)}`);
+    await shot(page, 'desktop-memory');
+    await page.click('#tab-chat');
+  });
+
   await step('a reload keeps the session and the renamed chat', async () => {
     navigating = true;
     await page.goto(`${BASE}/#chat`, { waitUntil: 'domcontentloaded' });
@@ -526,7 +602,7 @@ try {
     await page.emulateMedia({ colorScheme: 'light' });
   });
 
-  await step('phone width (360 px): chat, drawer, status', async () => {
+  await step('phone width (360 px): chat, drawer, status, memory', async () => {
     await page.setViewportSize({ width: 360, height: 760 });
     await waitFor('the sidebar to become a drawer', async () => page.locator('#menu-btn').isVisible());
     await waitFor('the chats drawer to be closed on a phone', async () => page.locator('#sidebar').isHidden(), 3000);
@@ -549,6 +625,11 @@ try {
     const overflowStatus = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
     check(overflowStatus <= 0, `the status view should fit 360 px (overflows by ${overflowStatus} px)`);
     await shot(page, 'phone-status');
+    await page.click('#tab-memory');
+    await page.locator('#memory-view').waitFor({ state: 'visible' });
+    const overflowMemory = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+    check(overflowMemory <= 0, `the memory view should fit 360 px (overflows by ${overflowMemory} px)`);
+    await shot(page, 'phone-memory');
     await page.click('#tab-chat');
   });
 

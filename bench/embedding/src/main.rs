@@ -8,13 +8,20 @@
 //! `bench-embedding http <dir>`: the release `ocg-embedding` with the real
 //! model. Baseline: the same `llama-server` child, called directly in the same
 //! run. Then `/search` over HTTP on a 100k collection. One JSON line.
+//!
+//! `bench-embedding hybrid`: hybrid search (vector + FTS5 keywords) against
+//! vector-only search (the baseline) on 10,000 items with generated texts:
+//! in process on `VectorStore` (the search alone), then over HTTP with a
+//! text query on the release `ocg-embedding` with the real model (query
+//! embedding included, as the agent's recall pays it). One JSON line.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use ocg_embed::index::{HnswParams, IndexKind, VectorIndex};
+use ocg_embed::index::{HnswParams, IndexKind, VectorIndex, normalize};
+use ocg_embed::store::{PreparedItem, VectorStore};
 use serde_json::{Value, json};
 
 const DIMENSION: usize = 384;
@@ -261,19 +268,245 @@ async fn http_bench(dir: &Path, bin_dir: &Path) -> Value {
     })
 }
 
+/// xorshift64*: deterministic data without a dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// Generated notes: words drawn from a Zipf-like vocabulary (English
+/// function words most frequent, then 5,000 made-up words), some with a
+/// name or an order number, so the keyword index has very common, middling
+/// and unique tokens.
+struct TextMaker {
+    words: Vec<String>,
+    cumulative: Vec<f64>,
+    names: Vec<String>,
+}
+
+impl TextMaker {
+    fn new(rng: &mut Rng) -> Self {
+        let syllables = [
+            "ka", "lo", "mi", "ter", "san", "vel", "dor", "pi", "ru", "nex", "bal", "cor", "fin",
+            "gra", "hol", "jin", "mar", "nor", "pel", "quo", "ris", "sul", "tam", "ung", "vor",
+        ];
+        let mut words: Vec<String> = [
+            "the", "a", "is", "to", "of", "and", "in", "my", "on", "for", "with", "at", "it",
+        ]
+        .iter()
+        .map(|w| w.to_string())
+        .collect();
+        while words.len() < 5_000 {
+            let n = 2 + (rng.next() % 2) as usize;
+            let word: String = (0..n)
+                .map(|_| syllables[(rng.next() % syllables.len() as u64) as usize])
+                .collect();
+            if !words.contains(&word) {
+                words.push(word);
+            }
+        }
+        let mut total = 0.0;
+        let cumulative = (0..words.len())
+            .map(|rank| {
+                total += 1.0 / (rank as f64 + 1.0);
+                total
+            })
+            .collect();
+        let names = (0..500)
+            .map(|i| format!("Name{i:03}{}", syllables[i % syllables.len()]))
+            .collect();
+        TextMaker {
+            words,
+            cumulative,
+            names,
+        }
+    }
+
+    fn word(&self, rng: &mut Rng) -> &str {
+        let total = self.cumulative.last().copied().unwrap_or(1.0);
+        let x = rng.unit() * total;
+        let i = self.cumulative.partition_point(|c| *c < x);
+        &self.words[i.min(self.words.len() - 1)]
+    }
+
+    fn note(&self, rng: &mut Rng, i: usize) -> String {
+        let length = 8 + (rng.next() % 13) as usize;
+        let mut words: Vec<String> = (0..length).map(|_| self.word(rng).to_owned()).collect();
+        if i % 3 == 0 {
+            words.push(format!("order {}", 100_000 + i));
+        }
+        if i % 5 == 0 {
+            words.push(self.names[i % self.names.len()].clone());
+        }
+        words.join(" ")
+    }
+
+    /// A question of a few words; half name an order number or a person.
+    fn query(&self, rng: &mut Rng, items: usize) -> String {
+        let mut words: Vec<String> = (0..3 + (rng.next() % 5) as usize)
+            .map(|_| self.word(rng).to_owned())
+            .collect();
+        match rng.next() % 4 {
+            0 => words.push(format!(
+                "order {}",
+                100_000 + (rng.next() as usize % items) / 3 * 3
+            )),
+            1 => words.push(self.names[rng.next() as usize % self.names.len()].clone()),
+            _ => {}
+        }
+        words.join(" ")
+    }
+}
+
+fn random_unit(rng: &mut Rng) -> Vec<f32> {
+    let mut v: Vec<f32> = (0..DIMENSION).map(|_| rng.unit() as f32 - 0.5).collect();
+    normalize(&mut v);
+    v
+}
+
+const HYBRID_ITEMS: usize = 10_000;
+
+async fn hybrid_bench(bin_dir: &Path) -> Value {
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let maker = TextMaker::new(&mut rng);
+    let items: Vec<(String, String, Vec<f32>)> = (0..HYBRID_ITEMS)
+        .map(|i| {
+            (
+                format!("n{i}"),
+                maker.note(&mut rng, i),
+                random_unit(&mut rng),
+            )
+        })
+        .collect();
+    let queries: Vec<(String, Vec<f32>)> = (0..500)
+        .map(|_| (maker.query(&mut rng, HYBRID_ITEMS), random_unit(&mut rng)))
+        .collect();
+
+    // In process: the store's search alone, interleaved.
+    let dir = tempfile::tempdir().unwrap();
+    let store = VectorStore::open(
+        &dir.path().join("e.db"),
+        &dir.path().join("idx"),
+        HnswParams::default(),
+    )
+    .unwrap();
+    store.create("notes", DIMENSION).unwrap();
+    for chunk in items.chunks(1000) {
+        let prepared = chunk
+            .iter()
+            .map(|(id, text, vector)| PreparedItem {
+                id: id.clone(),
+                text: Some(text.clone()),
+                vector: vector.clone(),
+                metadata: Default::default(),
+                model: None,
+            })
+            .collect();
+        store.upsert("notes", prepared).unwrap();
+    }
+    let none = serde_json::Map::new();
+    let (mut vector_ms, mut hybrid_ms) = (Vec::new(), Vec::new());
+    for (round, (text, vector)) in queries.iter().enumerate() {
+        let started = Instant::now();
+        let plain = store.search("notes", vector, 10, None, &none).unwrap();
+        let plain_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let started = Instant::now();
+        let hits = store
+            .hybrid_search("notes", vector, text, 10, None, &none)
+            .unwrap();
+        let both_ms = started.elapsed().as_secs_f64() * 1000.0;
+        assert_eq!(plain.len(), 10);
+        assert_eq!(hits.len(), 10);
+        if round >= 50 {
+            vector_ms.push(plain_ms);
+            hybrid_ms.push(both_ms);
+        }
+    }
+    drop(store);
+
+    // Over HTTP with a text query: embedding + search, as the agent recalls.
+    let service = start_service(bin_dir);
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    for chunk in items.chunks(1000) {
+        let batch: Vec<Value> = chunk
+            .iter()
+            .map(|(id, text, vector)| json!({ "id": id, "text": text, "vector": vector }))
+            .collect();
+        let response = http
+            .post(format!("{}/collections/notes/items", service.url))
+            .json(&json!({ "items": batch }))
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success());
+    }
+    let url = format!("{}/search", service.url);
+    let (mut http_vector, mut http_hybrid) = (Vec::new(), Vec::new());
+    for (round, (text, _)) in queries.iter().take(350).enumerate() {
+        let plain = timed(
+            &http,
+            &url,
+            &json!({ "collection": "notes", "text": text, "top_k": 10 }),
+        )
+        .await;
+        let both = timed(
+            &http,
+            &url,
+            &json!({ "collection": "notes", "text": text, "top_k": 10, "hybrid": true }),
+        )
+        .await;
+        if round >= 50 {
+            http_vector.push(plain);
+            http_hybrid.push(both);
+        }
+    }
+    // Paired differences (hybrid minus vector-only, same query, back to
+    // back): the keyword part's own cost, robust to the machine's load.
+    let mut store_extra: Vec<f64> = hybrid_ms
+        .iter()
+        .zip(&vector_ms)
+        .map(|(h, v)| h - v)
+        .collect();
+    let mut http_extra: Vec<f64> = http_hybrid
+        .iter()
+        .zip(&http_vector)
+        .map(|(h, v)| h - v)
+        .collect();
+    let stats = |samples: &mut Vec<f64>| json!({ "p50": percentile(samples, 0.5), "p99": percentile(samples, 0.99) });
+    json!({
+        "items": HYBRID_ITEMS,
+        "store_extra_p50": percentile(&mut store_extra, 0.5),
+        "http_extra_p50": percentile(&mut http_extra, 0.5),
+        "store_vector": stats(&mut vector_ms),
+        "store_hybrid": stats(&mut hybrid_ms),
+        "http_vector": stats(&mut http_vector),
+        "http_hybrid": stats(&mut http_hybrid),
+    })
+}
+
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let dir = PathBuf::from(
-        args.get(2)
-            .expect("usage: bench-embedding index|http <dir>"),
-    );
+    let dir = PathBuf::from(args.get(2).map_or(".", String::as_str));
     let bin_dir = std::env::current_exe()
         .unwrap()
         .parent()
         .unwrap()
         .to_owned();
-    let result = match args[1].as_str() {
+    let mode = args
+        .get(1)
+        .expect("usage: bench-embedding index|http|hybrid [dir]");
+    let result = match mode.as_str() {
         "index" => {
             let m = std::env::var("HNSW_M")
                 .ok()
@@ -288,6 +521,7 @@ async fn main() {
                 .unwrap()
         }
         "http" => http_bench(&dir, &bin_dir).await,
+        "hybrid" => hybrid_bench(&bin_dir).await,
         other => panic!("unknown mode {other}"),
     };
     println!("{result}");
