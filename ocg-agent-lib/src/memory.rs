@@ -35,6 +35,9 @@ pub const DUPLICATE_SCORE: f32 = 0.92;
 pub const MAX_TEXT_CHARS: usize = 4000;
 /// The longest category, in characters.
 pub const MAX_CATEGORY_CHARS: usize = 40;
+/// The lowest score a memory search (tool, API) returns: below it, hits are
+/// noise (unrelated texts score up to about 0.22 with the local model).
+pub const SEARCH_MIN_SCORE: f32 = 0.25;
 /// How long a recall may delay a turn before it is given up.
 pub const RECALL_TIMEOUT: Duration = Duration::from_secs(3);
 

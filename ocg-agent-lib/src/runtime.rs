@@ -295,7 +295,11 @@ impl Agent for AgentRuntime {
     }
 
     async fn memory_search(&self, query: &str, limit: usize) -> ocg_core::Result<Vec<Memory>> {
-        Ok(self.inner.memory()?.search(query, limit, None).await?)
+        Ok(self
+            .inner
+            .memory()?
+            .search(query, limit, Some(crate::memory::SEARCH_MIN_SCORE))
+            .await?)
     }
 
     async fn memory_list(&self, offset: u64, limit: u64) -> ocg_core::Result<MemoryPage> {

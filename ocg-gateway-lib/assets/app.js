@@ -875,14 +875,22 @@
     s.title = title;
     renderSessions();
     renderChatHead();
-    if (s.local) { s.titlePending = true; return; } // applied after its first answer
+    // Pending until the gateway confirms: a session list fetched before the
+    // rename landed must not bring the old title back.
+    s.titlePending = true;
+    if (s.local) return; // applied after its first answer
     try {
       await api('POST', `${sessionPath(key)}/rename`, { title });
-      s.titlePending = false;
+      const current = findSession(key);
+      if (current) current.titlePending = false;
       announce(`Renamed to ${title}`);
     } catch (error) {
       if (error.status === 401) return;
-      s.title = previous;
+      const current = findSession(key);
+      if (current) {
+        current.title = previous;
+        current.titlePending = false;
+      }
       renderSessions();
       renderChatHead();
       toast(`Could not rename: ${error.message}`);

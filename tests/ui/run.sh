@@ -141,7 +141,7 @@ case "$MODE" in
     done
     log "gateway at $URL"
     set +e
-    OCG_UI_URL="$URL" OCG_UI_TOKEN="$TOKEN" run_test
+    OCG_UI_URL="$URL" OCG_UI_TOKEN="$TOKEN" OCG_UI_EXPECT_MEMORY=1 run_test
     STATUS=$?
     set -e
     if [ "$STATUS" -ne 0 ]; then

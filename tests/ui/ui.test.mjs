@@ -449,14 +449,19 @@ try {
     await item.locator('[data-role="rename"]').click();
     const input = item.locator('.session-rename input');
     await input.waitFor({ state: 'visible' });
+    // A session-list refresh may replace the input: ask for whichever rename
+    // field is current, not for the element first found.
     const titleFocused = await page
-      .waitForFunction((n) => n === document.activeElement, await input.elementHandle(), { timeout: 5000 })
+      .waitForFunction((key) => {
+        const active = document.activeElement;
+        return !!active && active.matches('.session-rename input') && active.closest('.session').dataset.key === key;
+      }, firstKey, { timeout: 5000 })
       .then(() => true, () => false);
     check(titleFocused, 'the title field should have focus');
     await input.fill(RENAMED);
     await input.press('Enter');
     await waitFor('the new title in the list', async () => (await item.locator('.session-title').innerText()) === RENAMED);
-    check((await page.locator('#chat-title').innerText()) === RENAMED, 'the chat header should show the new title');
+    await waitFor('the chat header to show the new title', async () => (await page.locator('#chat-title').innerText()) === RENAMED);
     await waitFor('the gateway to know the title', async () => {
       const list = await apiJson(page, '/api/sessions');
       return list.status === 200 && list.body.some((s) => s.key === firstKey && s.title === RENAMED);
@@ -530,7 +535,9 @@ try {
       return;
     }
     const FACT = `My cat Zorblax${RID} eats tuna <img src=x onerror="window.__xss=2"> & sleeps`;
-    const OTHER = `The train to Lyon ${RID} leaves at nine`;
+    // Nothing in common with the search below: with the real model a shared
+    // random token alone scores about 0.27, over the search floor.
+    const OTHER = `The train to Lyon leaves at nine`;
     const add = async (text, category, importance) => {
       const before = await page.locator('#memory-list .memory-item').count();
       await page.fill('#memory-text', text);

@@ -78,7 +78,11 @@ impl Tool for MemorySearchTool {
         let args: SearchArgs = arguments(self.name(), args)?;
         let found = self
             .0
-            .search(&args.query, args.limit.unwrap_or(5).clamp(1, 50), Some(0.2))
+            .search(
+                &args.query,
+                args.limit.unwrap_or(5).clamp(1, 50),
+                Some(crate::memory::SEARCH_MIN_SCORE),
+            )
             .await
             .map_err(tool_error)?;
         if found.is_empty() {
