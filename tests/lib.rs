@@ -300,6 +300,58 @@ pub mod bench {
         samples.get(index).copied().unwrap_or(f64::NAN)
     }
 
+    /// A release `ocg-embedding` from `bin_dir` with the real model, in a
+    /// temporary directory; killed (with its llama-server) when dropped.
+    #[derive(Debug)]
+    pub struct EmbeddingService {
+        child: std::process::Child,
+        /// Its base URL.
+        pub url: String,
+        _dir: tempfile::TempDir,
+    }
+
+    impl Drop for EmbeddingService {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    impl EmbeddingService {
+        /// Start it with `env` added, and wait (90 s at most) for its address.
+        pub fn start(bin_dir: &std::path::Path, env: &[(&str, &str)]) -> Self {
+            let (llama, model) = crate::embedding_model();
+            let dir = tempfile::tempdir().unwrap();
+            let port = crate::free_port();
+            let child = std::process::Command::new(bin_dir.join("ocg-embedding"))
+                .env("OCG_PID_DIR", dir.path())
+                .env("OCG_LOG_DIR", dir.path())
+                .env("OCG_DATA_DIR", dir.path().join("data"))
+                .env("OCG_EMBEDDING_PORT", port.to_string())
+                .env("OCG_EMBEDDING_PORT_MAX", (port + 20).to_string())
+                .env("LLAMA_SERVER_BIN", llama)
+                .env("EMBEDDING_MODEL_PATH", model)
+                .env("OCG_START_TIMEOUT", "60")
+                .env("RUST_LOG", "warn")
+                .envs(env.iter().copied())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::inherit())
+                .spawn()
+                .unwrap();
+            let addr = dir.path().join("ocg-embedding.addr");
+            assert!(crate::wait_until(
+                std::time::Duration::from_secs(90),
+                || addr.is_file()
+            ));
+            let url = std::fs::read_to_string(&addr).unwrap().trim().to_owned();
+            EmbeddingService {
+                child,
+                url,
+                _dir: dir,
+            }
+        }
+    }
+
     /// Resident memory of `pid` in MB.
     pub fn rss_mb(pid: u32) -> f64 {
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();

@@ -17,11 +17,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use ocg_embed::index::{HnswParams, IndexKind, VectorIndex, normalize};
 use ocg_embed::store::{PreparedItem, VectorStore};
+use ocg_tests::bench::EmbeddingService;
 use serde_json::{Value, json};
 
 const DIMENSION: usize = 384;
@@ -83,48 +83,6 @@ fn index_bench(dir: &Path, m: u32, ef_construction: u32) -> Value {
     json!({ "name": "ocg-embed (faiss crate, static)", "build_s": build, "sweep": sweep })
 }
 
-struct Service {
-    child: Child,
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_service(bin_dir: &Path) -> Service {
-    let (llama, model) = ocg_tests::embedding_model();
-    let dir = tempfile::tempdir().unwrap();
-    let port = ocg_tests::free_port();
-    let child = std::process::Command::new(bin_dir.join("ocg-embedding"))
-        .env("OCG_PID_DIR", dir.path())
-        .env("OCG_LOG_DIR", dir.path())
-        .env("OCG_DATA_DIR", dir.path().join("data"))
-        .env("OCG_EMBEDDING_PORT", port.to_string())
-        .env("OCG_EMBEDDING_PORT_MAX", (port + 20).to_string())
-        .env("LLAMA_SERVER_BIN", llama)
-        .env("EMBEDDING_MODEL_PATH", model)
-        .env("OCG_EMBED_MAX_BATCH", "1000")
-        .env("OCG_START_TIMEOUT", "60")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let addr = dir.path().join("ocg-embedding.addr");
-    assert!(ocg_tests::wait_until(Duration::from_secs(90), || addr.is_file()));
-    let url = std::fs::read_to_string(&addr).unwrap().trim().to_owned();
-    Service {
-        child,
-        url,
-        _dir: dir,
-    }
-}
-
 /// One timed POST, in milliseconds.
 async fn timed(http: &reqwest::Client, url: &str, body: &Value) -> f64 {
     let started = Instant::now();
@@ -159,7 +117,7 @@ async fn rounds(
 }
 
 async fn http_bench(dir: &Path, bin_dir: &Path) -> Value {
-    let service = start_service(bin_dir);
+    let service = EmbeddingService::start(bin_dir, &[("OCG_EMBED_MAX_BATCH", "1000")]);
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
     let info: Value = http
         .get(format!("{}/info", service.url))
@@ -435,7 +393,7 @@ async fn hybrid_bench(bin_dir: &Path) -> Value {
     drop(store);
 
     // Over HTTP with a text query: embedding + search, as the agent recalls.
-    let service = start_service(bin_dir);
+    let service = EmbeddingService::start(bin_dir, &[("OCG_EMBED_MAX_BATCH", "1000")]);
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
     for chunk in items.chunks(1000) {
         let batch: Vec<Value> = chunk

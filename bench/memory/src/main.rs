@@ -14,9 +14,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use async_trait::async_trait;
 use ocg_agent_lib::memory::{MemoryBank, RecallConfig};
@@ -28,7 +27,7 @@ use ocg_agent_lib::tools::{Tool, ToolContext, ToolGroup, ToolPolicy, ToolRegistr
 use ocg_agent_lib::{AgentError, AgentRuntime, RuntimeConfig};
 use ocg_core::{Agent, ChatRequest, Embedder, Role, ToolCall, Usage, VectorItem};
 use ocg_embed::{EmbeddingClient, EmbeddingEndpoint};
-use ocg_tests::bench::percentile;
+use ocg_tests::bench::{EmbeddingService, percentile};
 
 /// The model: a user message `tools N` asks for N calls of `noop`; after
 /// tool results, or for any other message, it answers at once.
@@ -174,47 +173,6 @@ async fn tool_loop() {
     println!("\nBudget: overhead < 1 ms per call.\n");
 }
 
-struct Service {
-    child: Child,
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_service(bin_dir: &Path) -> Service {
-    let (llama, model) = ocg_tests::embedding_model();
-    let dir = tempfile::tempdir().unwrap();
-    let port = ocg_tests::free_port();
-    let child = std::process::Command::new(bin_dir.join("ocg-embedding"))
-        .env("OCG_PID_DIR", dir.path())
-        .env("OCG_LOG_DIR", dir.path())
-        .env("OCG_DATA_DIR", dir.path().join("data"))
-        .env("OCG_EMBEDDING_PORT", port.to_string())
-        .env("OCG_EMBEDDING_PORT_MAX", (port + 20).to_string())
-        .env("LLAMA_SERVER_BIN", llama)
-        .env("EMBEDDING_MODEL_PATH", model)
-        .env("OCG_START_TIMEOUT", "60")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let addr = dir.path().join("ocg-embedding.addr");
-    assert!(ocg_tests::wait_until(Duration::from_secs(90), || addr.is_file()));
-    let url = std::fs::read_to_string(&addr).unwrap().trim().to_owned();
-    Service {
-        child,
-        url,
-        _dir: dir,
-    }
-}
-
 const NAMES: [&str; 20] = [
     "Alice", "Bruno", "Chiara", "Dmitri", "Elena", "Farid", "Greta", "Hiro", "Ines", "Jonas",
     "Kenji", "Lena", "Marta", "Nadia", "Omar", "Paula", "Quentin", "Rosa", "Sven", "Tomas",
@@ -262,7 +220,7 @@ fn fact(i: usize) -> String {
 }
 
 async fn recall(bin_dir: &Path) {
-    let service = start_service(bin_dir);
+    let service = EmbeddingService::start(bin_dir, &[]);
     let client = EmbeddingClient::new(EmbeddingEndpoint::Fixed(service.url.clone()));
     let started = Instant::now();
     let total = 10_000;

@@ -13,23 +13,27 @@ use crate::sessions::SessionStore;
 use crate::test_support::{Reply, ScriptedProvider};
 use crate::{NoTools, RuntimeConfig};
 
+fn config() -> RuntimeConfig {
+    RuntimeConfig {
+        budget: ContextBudget {
+            system_prompt: "You are a test.".into(),
+            context_window: 8192,
+            max_answer_tokens: 512,
+            compaction_threshold: 0.75,
+        },
+        max_tool_rounds: 4,
+        agents_file: None,
+        recall: Default::default(),
+    }
+}
+
 fn runtime(provider: ScriptedProvider) -> AgentRuntime {
     AgentRuntime::new(
         Arc::new(provider),
         SessionStore::in_memory().unwrap(),
         Arc::new(NoTools),
         None,
-        RuntimeConfig {
-            budget: ContextBudget {
-                system_prompt: "You are a test.".into(),
-                context_window: 8192,
-                max_answer_tokens: 512,
-                compaction_threshold: 0.75,
-            },
-            max_tool_rounds: 4,
-            agents_file: None,
-            recall: Default::default(),
-        },
+        config(),
     )
 }
 
@@ -250,17 +254,7 @@ async fn memory_over_the_socket_with_agent_client() {
         SessionStore::in_memory().unwrap(),
         Arc::new(NoTools),
         Some(MemoryBank::new(Arc::new(store.clone()))),
-        RuntimeConfig {
-            budget: ContextBudget {
-                system_prompt: "You are a test.".into(),
-                context_window: 8192,
-                max_answer_tokens: 512,
-                compaction_threshold: 0.75,
-            },
-            max_tool_rounds: 4,
-            agents_file: None,
-            recall: Default::default(),
-        },
+        config(),
     );
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("agent.sock");

@@ -79,9 +79,10 @@ fn looks_binary(bytes: &[u8]) -> bool {
     bytes[..bytes.len().min(8192)].contains(&0)
 }
 
-/// Replace `path` with `content` atomically, keeping the mode of a file it
-/// replaces (new files get 0644 under the process umask).
-pub(crate) fn write_atomically(path: &Path, content: &[u8]) -> std::io::Result<()> {
+/// `content` in a synced temporary file beside `path`, with the mode of the
+/// file it will replace (new files get 0644 under the process umask): ready
+/// to be renamed over `path`.
+pub(crate) fn stage(path: &Path, content: &[u8]) -> std::io::Result<tempfile::NamedTempFile> {
     let parent = path.parent().unwrap_or(Path::new("."));
     let mut file = tempfile::Builder::new()
         .prefix(".ocg-write-")
@@ -95,7 +96,12 @@ pub(crate) fn write_atomically(path: &Path, content: &[u8]) -> std::io::Result<(
         file.as_file()
             .set_permissions(std::fs::Permissions::from_mode(0o644))?;
     }
-    file.persist(path).map_err(|e| e.error)?;
+    Ok(file)
+}
+
+/// Replace `path` with `content` atomically ([`stage`], then rename).
+pub(crate) fn write_atomically(path: &Path, content: &[u8]) -> std::io::Result<()> {
+    stage(path, content)?.persist(path).map_err(|e| e.error)?;
     Ok(())
 }
 

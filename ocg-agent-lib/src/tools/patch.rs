@@ -434,24 +434,7 @@ fn commit(workspace: &Workspace, steps: &[Step]) -> Result<(), AgentError> {
         if let Step::Write { path, content, .. } = step {
             let parent = path.parent().unwrap_or(Path::new("."));
             let file = std::fs::create_dir_all(parent)
-                .and_then(|()| {
-                    tempfile::Builder::new()
-                        .prefix(".ocg-patch-")
-                        .tempfile_in(parent)
-                })
-                .and_then(|mut file| {
-                    use std::io::Write;
-                    file.write_all(content.as_bytes())?;
-                    file.as_file().sync_all()?;
-                    if let Ok(existing) = std::fs::metadata(path) {
-                        file.as_file().set_permissions(existing.permissions())?;
-                    } else {
-                        use std::os::unix::fs::PermissionsExt;
-                        file.as_file()
-                            .set_permissions(std::fs::Permissions::from_mode(0o644))?;
-                    }
-                    Ok(file)
-                })
+                .and_then(|()| super::fs::stage(path, content.as_bytes()))
                 .map_err(|e| failed(path, e))?;
             staged.push(Some(file));
         } else {
