@@ -8,6 +8,12 @@
 //!   ([`providers`]), runs tool calls through a [`ToolExecutor`], and stores
 //!   the whole turn atomically in SQLite ([`sessions`]). Turns of one
 //!   session are serialized; different sessions run in parallel.
+//! - [`tools`]: the built-in tools (files, `apply_patch`, `exec`, `process`,
+//!   `web_fetch`, memory, sessions) inside one [`Workspace`](tools::Workspace),
+//!   filtered by a [`ToolPolicy`](tools::ToolPolicy) in a
+//!   [`ToolRegistry`](tools::ToolRegistry).
+//! - [`memory`]: long-term memory in any [`VectorStore`](ocg_core::VectorStore)
+//!   (the embedding service in the binary), recalled before each turn.
 //! - [`local`]: the no-account default, a `llama-server` child running a
 //!   small local chat model, spoken to as an OpenAI-compatible provider.
 //! - [`server`]: the agent's RPC router on a Unix socket (0600), and

@@ -114,8 +114,8 @@ where
 /// | route | what |
 /// |---|---|
 /// | `GET /health` | health report |
-/// | `POST /v1/chat` | one turn, the final [`ChatReply`](ocg_core::ChatReply) |
-/// | `POST /v1/chat/stream` | one turn as SSE [`ChatEvent`]s; disconnecting cancels it |
+/// | `POST /v1/chat` | one turn, the final [`ChatReply`] |
+/// | `POST /v1/chat/stream` | one turn as SSE [`ChatEvent`](ocg_core::ChatEvent)s; disconnecting cancels it |
 /// | `GET /v1/sessions` | sessions, most recent first |
 /// | `GET /v1/sessions/{key}/history?offset&limit&archived` | a page of messages |
 /// | `POST /v1/sessions/{key}/reset` | forget the messages |
