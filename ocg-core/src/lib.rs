@@ -16,7 +16,7 @@
 //! Every trait is usable as a trait object (`Arc<dyn Agent>`): a library that
 //! talks to another service takes the trait object and the binary wires in the
 //! concrete client. The `testing` feature adds in-memory fakes of each trait
-//! ([`testing`]) for tests and for SDK users who want to swap a piece out.
+//! (`testing`) for tests and for SDK users who want to swap a piece out.
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
