@@ -252,6 +252,24 @@ fn fetch_candidate(
     Ok(row)
 }
 
+/// The rows of scored labels, as hits in the same order; labels whose row
+/// is gone are skipped.
+fn read_hits(db: &Connection, scored: Vec<(i64, f32)>) -> Result<Vec<SearchHit>, EmbedError> {
+    let mut statement = db.prepare_cached(CANDIDATE_SQL)?;
+    let mut hits = Vec::with_capacity(scored.len());
+    for (label, score) in scored {
+        if let Some(row) = fetch_candidate(&mut statement, label)? {
+            hits.push(SearchHit {
+                id: row.id,
+                score,
+                text: row.text,
+                metadata: row.metadata,
+            });
+        }
+    }
+    Ok(hits)
+}
+
 impl VectorStore {
     /// Open (or create) the database and load every collection's index.
     pub fn open(database: &Path, index_dir: &Path, params: HnswParams) -> Result<Self, EmbedError> {
@@ -682,19 +700,7 @@ impl VectorStore {
             scored.retain(|(_, score)| *score >= min);
         }
         let db = lock(&self.db);
-        let mut statement = db.prepare_cached(CANDIDATE_SQL)?;
-        let mut hits = Vec::with_capacity(scored.len());
-        for (label, score) in scored {
-            if let Some(row) = fetch_candidate(&mut statement, label)? {
-                hits.push(SearchHit {
-                    id: row.id,
-                    score,
-                    text: row.text,
-                    metadata: row.metadata,
-                });
-            }
-        }
-        Ok(hits)
+        read_hits(&db, scored)
     }
 
     /// Hybrid search: the unit vector `query` (the embedding of `text`)
@@ -819,19 +825,7 @@ impl VectorStore {
         scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(b.0.cmp(&a.0)));
         scored.truncate(top_k);
 
-        let mut statement = db.prepare_cached(CANDIDATE_SQL)?;
-        let mut hits = Vec::with_capacity(scored.len());
-        for (label, score) in scored {
-            if let Some(row) = fetch_candidate(&mut statement, label)? {
-                hits.push(SearchHit {
-                    id: row.id,
-                    score,
-                    text: row.text,
-                    metadata: row.metadata,
-                });
-            }
-        }
-        Ok(hits)
+        read_hits(&db, scored)
     }
 
     /// The best `k` labels by vector with their cosine, and (when `filter`
