@@ -1,54 +1,148 @@
 //! The no-account default: a local `llama-server` running a small chat model.
 //!
-//! [`LocalModel`] starts `llama-server` as a child of the agent (same process
-//! group, dies with the agent), waits for its `/health`, and then answers as
-//! an OpenAI-compatible provider on `http://127.0.0.1:<port>/v1`. If the
-//! child dies it is restarted with backoff, on a port that is free then.
-//! While it loads, [`LlmProvider::check`] reports so and turns fail with a
-//! clear `llm_unavailable` error instead of hanging.
+//! [`LocalModel`] runs `llama-server` as a [`SupervisedChild`] of the agent
+//! (killed with it, restarted with backoff, reported as crashing after
+//! repeated quick crashes) and answers as an OpenAI-compatible provider on
+//! `http://127.0.0.1:<port>/v1`. A turn that arrives while the model loads
+//! waits for it (at most [`LocalModelConfig::startup_timeout`]), so the first
+//! question after `ocg start` is answered rather than refused.
+//!
+//! If `llama-server` dies of `SIGILL` (a CPU path ggml chose that this
+//! machine cannot run: its AMX kernels crash on some virtual machines), it is
+//! restarted at once with `--no-repack`, which turns ggml's repacked and AMX
+//! matrix kernels off.
 
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use ocg_process::child::{ChildSpec, first_free_port, spawn_child, wait_http_ready};
+use ocg_process::RestartPolicy;
+use ocg_process::supervised::{ChildState, Fallback, PORT, SupervisedChild, SupervisedSpec};
 
 use crate::providers::openai::{OpenAiConfig, OpenAiProvider};
-use crate::providers::{CompletionRequest, LlmProvider, ProviderError, ProviderStream};
+use crate::providers::{CompletionRequest, LlmProvider, NotReady, ProviderError, ProviderStream};
+
+/// The sampling the local model uses when a request sets none, passed to
+/// `llama-server` as its defaults (a request's own `temperature` wins).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sampling {
+    /// `--temp`.
+    pub temperature: f32,
+    /// `--top-k`.
+    pub top_k: u32,
+    /// `--top-p`.
+    pub top_p: f32,
+    /// `--min-p`.
+    pub min_p: f32,
+    /// `--repeat-penalty`.
+    pub repeat_penalty: f32,
+}
+
+impl Default for Sampling {
+    /// Chosen by the evaluation in `docs/agent.md`: small models answer
+    /// simple questions right near-greedily and ramble at llama-server's
+    /// default temperature of 0.8.
+    fn default() -> Self {
+        Sampling {
+            temperature: 0.2,
+            top_k: 40,
+            top_p: 0.9,
+            min_p: 0.05,
+            repeat_penalty: 1.1,
+        }
+    }
+}
+
+impl Sampling {
+    fn args(&self) -> Vec<String> {
+        [
+            ("--temp", self.temperature.to_string()),
+            ("--top-k", self.top_k.to_string()),
+            ("--top-p", self.top_p.to_string()),
+            ("--min-p", self.min_p.to_string()),
+            ("--repeat-penalty", self.repeat_penalty.to_string()),
+        ]
+        .into_iter()
+        .flat_map(|(flag, value)| [flag.to_owned(), value])
+        .collect()
+    }
+}
 
 /// How to run the local model.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LocalModelConfig {
     /// The `llama-server` program.
     pub llama_server: PathBuf,
     /// The GGUF chat model.
     pub model_path: PathBuf,
-    /// Ports to try for `llama-server`, first free wins.
+    /// Ports to try for `llama-server`.
     pub ports: RangeInclusive<u16>,
     /// Context size passed to `llama-server` (`-c`).
     pub context: u32,
     /// CPU threads (`-t`).
     pub threads: u32,
+    /// Default sampling.
+    pub sampling: Sampling,
     /// Where `llama-server` logs.
     pub log_file: PathBuf,
-    /// How long loading may take.
+    /// How long loading may take; also how long a turn waits for it.
     pub startup_timeout: Duration,
 }
 
-#[derive(Debug, Clone)]
-enum State {
-    Starting,
-    Ready(Arc<OpenAiProvider>),
-    Failed(String),
+impl LocalModelConfig {
+    fn spec(&self) -> SupervisedSpec {
+        let mut args: Vec<String> = [
+            "-m",
+            &self.model_path.display().to_string(),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            PORT,
+            "-c",
+            &self.context.to_string(),
+            "-t",
+            &self.threads.to_string(),
+            "--no-webui",
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        args.extend(self.sampling.args());
+        SupervisedSpec {
+            name: "llama-server (chat)".into(),
+            program: self.llama_server.clone(),
+            args,
+            ports: self.ports.clone(),
+            health_path: "/health".into(),
+            log_file: self.log_file.clone(),
+            startup_timeout: self.startup_timeout,
+            policy: RestartPolicy::default(),
+            fallbacks: vec![Fallback {
+                args: vec!["--no-repack".into()],
+                reason: "ggml's repacked and AMX matrix kernels off".into(),
+            }],
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Runner {
+    /// Program or model missing: nothing will start until configured.
+    Missing(String),
+    Supervised {
+        child: SupervisedChild,
+        /// The provider for the port the child answers on now.
+        provider: Mutex<Option<(u16, Arc<OpenAiProvider>)>>,
+    },
 }
 
 /// An [`LlmProvider`] backed by a supervised local `llama-server`.
 #[derive(Debug, Clone)]
 pub struct LocalModel {
-    state: Arc<RwLock<State>>,
+    runner: Arc<Runner>,
     model: String,
+    wait: Duration,
 }
 
 impl LocalModel {
@@ -60,112 +154,79 @@ impl LocalModel {
             .model_path
             .file_stem()
             .map_or_else(|| "local".to_owned(), |s| s.to_string_lossy().into_owned());
-        let state = Arc::new(RwLock::new(State::Starting));
         let missing = [
             (&config.llama_server, "llama-server", "LLAMA_SERVER_BIN"),
             (&config.model_path, "the chat model", "OCG_CHAT_MODEL_PATH"),
         ]
         .into_iter()
         .find(|(path, _, _)| !path.is_file());
-        if let Some((path, what, key)) = missing {
-            let message = format!(
+        let runner = match missing {
+            Some((path, what, key)) => Runner::Missing(format!(
                 "{what} not found at {}: run scripts/setup-llama.sh, set {key}, or configure OPENAI_API_KEY / ANTHROPIC_API_KEY",
                 path.display()
-            );
-            *state.write().unwrap_or_else(|p| p.into_inner()) = State::Failed(message);
-        } else {
-            tokio::spawn(supervise(config, state.clone(), model.clone()));
+            )),
+            None => Runner::Supervised {
+                child: SupervisedChild::start(config.spec(), None),
+                provider: Mutex::new(None),
+            },
+        };
+        LocalModel {
+            runner: Arc::new(runner),
+            model,
+            wait: config.startup_timeout,
         }
-        LocalModel { state, model }
     }
 
-    fn current(&self) -> State {
-        self.state.read().unwrap_or_else(|p| p.into_inner()).clone()
+    /// The provider when ready, else why not.
+    fn provider(&self, state: &ChildState) -> Result<Arc<OpenAiProvider>, NotReady> {
+        let (child, cache) = match &*self.runner {
+            Runner::Missing(message) => return Err(NotReady::Failing(message.clone())),
+            Runner::Supervised { child, provider } => (child, provider),
+        };
+        let port = match state {
+            ChildState::Ready { port, .. } => *port,
+            ChildState::Starting { .. } => {
+                return Err(NotReady::Loading(
+                    state.problem(child.name()).unwrap_or_default(),
+                ));
+            }
+            ChildState::CrashLoop { .. } => {
+                return Err(NotReady::Failing(
+                    state.problem(child.name()).unwrap_or_default(),
+                ));
+            }
+        };
+        let mut cache = cache.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((cached, provider)) = &*cache {
+            if *cached == port {
+                return Ok(provider.clone());
+            }
+        }
+        let provider = OpenAiProvider::new(OpenAiConfig {
+            name: "local".into(),
+            base_url: format!("http://127.0.0.1:{port}/v1"),
+            api_key: None,
+            model: self.model.clone(),
+            timeout: Duration::from_secs(300),
+        })
+        .map(Arc::new)
+        .map_err(|e| NotReady::Failing(e.to_string()))?;
+        *cache = Some((port, provider.clone()));
+        Ok(provider)
+    }
+
+    fn state_now(&self) -> Option<ChildState> {
+        match &*self.runner {
+            Runner::Missing(_) => None,
+            Runner::Supervised { child, .. } => Some(child.state()),
+        }
     }
 }
 
-async fn supervise(config: LocalModelConfig, state: Arc<RwLock<State>>, model: String) {
-    let set = |new: State| *state.write().unwrap_or_else(|p| p.into_inner()) = new;
-    let mut delay = Duration::from_millis(500);
-    loop {
-        set(State::Starting);
-        let Some(port) = first_free_port(config.ports.clone()) else {
-            set(State::Failed(format!("no free port in {:?}", config.ports)));
-            tokio::time::sleep(Duration::from_secs(5)).await;
-            continue;
-        };
-        let spec = ChildSpec {
-            name: "llama-server (chat)".into(),
-            program: config.llama_server.clone(),
-            args: [
-                "-m",
-                &config.model_path.display().to_string(),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                &port.to_string(),
-                "-c",
-                &config.context.to_string(),
-                "-t",
-                &config.threads.to_string(),
-                "--no-webui",
-            ]
-            .map(str::to_owned)
-            .to_vec(),
-            log_file: config.log_file.clone(),
-        };
-        let started = std::time::Instant::now();
-        let mut child = match spawn_child(&spec) {
-            Ok(child) => child,
-            Err(error) => {
-                set(State::Failed(error.to_string()));
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(30));
-                continue;
-            }
-        };
-        let base = format!("http://127.0.0.1:{port}");
-        match wait_http_ready(
-            &spec.name,
-            &format!("{base}/health"),
-            &mut child,
-            config.startup_timeout,
-        )
-        .await
-        {
-            Ok(()) => {
-                let provider = OpenAiProvider::new(OpenAiConfig {
-                    name: "local".into(),
-                    base_url: format!("{base}/v1"),
-                    api_key: None,
-                    model: model.clone(),
-                    timeout: Duration::from_secs(300),
-                });
-                match provider {
-                    Ok(provider) => {
-                        tracing::info!(port, model = %model, secs = started.elapsed().as_secs_f32(), "local model ready");
-                        set(State::Ready(Arc::new(provider)));
-                    }
-                    Err(error) => set(State::Failed(error.to_string())),
-                }
-            }
-            Err(error) => {
-                tracing::warn!(%error, "local model did not start");
-                set(State::Failed(error.to_string()));
-            }
-        }
-        let status = child.wait().await;
-        let ran = started.elapsed();
-        tracing::warn!(
-            ?status,
-            "llama-server (chat) exited; restarting in {delay:?}"
-        );
-        if ran > Duration::from_secs(60) {
-            delay = Duration::from_millis(500);
-        }
-        set(State::Starting);
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_secs(30));
+fn unavailable(why: NotReady) -> ProviderError {
+    ProviderError::Connect {
+        provider: "local".into(),
+        message: why.to_string(),
     }
 }
 
@@ -180,25 +241,32 @@ impl LlmProvider for LocalModel {
     }
 
     async fn stream(&self, request: &CompletionRequest) -> Result<ProviderStream, ProviderError> {
-        match self.current() {
-            State::Ready(provider) => provider.stream(request).await,
-            State::Starting => Err(ProviderError::Connect {
-                provider: "local".into(),
-                message: "the local model is still loading; try again in a moment".into(),
-            }),
-            State::Failed(message) => Err(ProviderError::Connect {
-                provider: "local".into(),
-                message,
-            }),
-        }
+        let state = match &*self.runner {
+            Runner::Missing(message) => {
+                return Err(unavailable(NotReady::Failing(message.clone())));
+            }
+            // A turn that arrives while the model loads waits for it.
+            Runner::Supervised { child, .. } => child.wait_settled(self.wait).await,
+        };
+        let provider = self.provider(&state).map_err(|why| match why {
+            NotReady::Loading(why) => unavailable(NotReady::Loading(format!(
+                "{why} after {} s; try again in a moment",
+                self.wait.as_secs()
+            ))),
+            failing => unavailable(failing),
+        })?;
+        provider.stream(request).await
     }
 
-    async fn check(&self) -> Result<(), String> {
-        match self.current() {
-            State::Ready(_) => Ok(()),
-            State::Starting => Err("the local model is loading".into()),
-            State::Failed(message) => Err(message),
+    async fn check(&self) -> Result<(), NotReady> {
+        match self.state_now() {
+            None => self.provider(&ChildState::Starting {
+                restarts: 0,
+                last_exit: None,
+            }),
+            Some(state) => self.provider(&state),
         }
+        .map(drop)
     }
 }
 
@@ -206,18 +274,24 @@ impl LlmProvider for LocalModel {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn a_missing_program_is_reported_with_what_to_do() {
-        let model = LocalModel::start(LocalModelConfig {
-            llama_server: "/nonexistent/llama-server".into(),
+    fn config(llama_server: PathBuf, dir: &std::path::Path) -> LocalModelConfig {
+        LocalModelConfig {
+            llama_server,
             model_path: "/nonexistent/smollm2.gguf".into(),
             ports: 18000..=19000,
             context: 2048,
             threads: 2,
-            log_file: std::env::temp_dir().join("ocg-test-llama.log"),
-            startup_timeout: Duration::from_secs(1),
-        });
-        let why = model.check().await.unwrap_err();
+            sampling: Sampling::default(),
+            log_file: dir.join("llama.log"),
+            startup_timeout: Duration::from_secs(10),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_missing_program_is_reported_with_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let model = LocalModel::start(config("/nonexistent/llama-server".into(), dir.path()));
+        let why = model.check().await.unwrap_err().to_string();
         assert!(
             why.contains("llama-server not found") && why.contains("LLAMA_SERVER_BIN"),
             "{why}"
@@ -229,5 +303,43 @@ mod tests {
             .unwrap();
         assert_eq!(error.code(), "llm_unavailable");
         assert_eq!(model.model(), "smollm2");
+    }
+
+    #[tokio::test]
+    async fn a_server_that_dies_of_sigill_is_retried_without_repacking_then_reported() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        // A stand-in llama-server that records its arguments and dies of
+        // SIGILL, as ggml's AMX kernels do on some machines.
+        let program = dir.path().join("llama-server");
+        std::fs::write(&program, "#!/bin/sh\necho \"args: $*\"\nkill -ILL $$\n").unwrap();
+        std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let model_file = dir.path().join("model.gguf");
+        std::fs::write(&model_file, b"GGUF").unwrap();
+        let mut config = config(program, dir.path());
+        config.model_path = model_file;
+        let model = LocalModel::start(config);
+        let error = model
+            .stream(&CompletionRequest::default())
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(error.code(), "llm_unavailable");
+        let why = model.check().await.unwrap_err();
+        let NotReady::Failing(why) = why else {
+            panic!("a crash loop is not loading: {why:?}");
+        };
+        assert!(
+            why.contains("crashed 5 times (SIGILL)") && why.contains("llama.log"),
+            "{why}"
+        );
+        let log = std::fs::read_to_string(dir.path().join("llama.log")).unwrap();
+        let runs: Vec<&str> = log.lines().filter(|l| l.starts_with("args:")).collect();
+        assert!(!runs[0].contains("--no-repack"), "{log}");
+        assert!(
+            runs[1..].iter().all(|run| run.contains("--no-repack")),
+            "{log}"
+        );
+        assert!(runs[0].contains("--temp 0.2"), "{log}");
     }
 }

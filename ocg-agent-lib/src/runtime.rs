@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use crate::context::{ContextBudget, compaction_slice, estimate_tokens, message_tokens};
 use crate::event_stream::spawn_event_stream;
 use crate::memory::{MemoryBank, RecallConfig, recall_block};
-use crate::providers::{CompletionRequest, LlmProvider, ProviderEvent};
+use crate::providers::{CompletionRequest, LlmProvider, NotReady, ProviderEvent};
 use crate::sessions::{NewMessage, SessionStore};
 use crate::{AgentError, ToolExecutor, ToolOutput};
 
@@ -329,7 +329,8 @@ impl Agent for AgentRuntime {
                     inner.provider.model()
                 )),
             ),
-            Err(why) => HealthCheck::failing("llm", why),
+            Err(NotReady::Loading(why)) => HealthCheck::starting("llm", why),
+            Err(NotReady::Failing(why)) => HealthCheck::failing("llm", why),
         }];
         checks.push(match inner.store.stats().await {
             Ok(_) => HealthCheck::ok("sessions", None),

@@ -17,7 +17,7 @@ use ocg_core::config::{ConfigError, Origin, RawConfig, parse_http_url};
 
 use crate::RuntimeConfig;
 use crate::context::{ContextBudget, known_context_window};
-use crate::local::{LocalModel, LocalModelConfig};
+use crate::local::{LocalModel, LocalModelConfig, Sampling};
 use crate::memory::RecallConfig;
 use crate::providers::anthropic::{AnthropicConfig, AnthropicProvider};
 use crate::providers::openai::{OpenAiConfig, OpenAiProvider};
@@ -166,6 +166,7 @@ impl AgentSettings {
                 ports: 18000..=19000,
                 context: 4096,
                 threads,
+                sampling: Sampling::default(),
                 log_file: config.log_dir.join("ocg-llama-chat.log"),
                 startup_timeout: Duration::from_secs(config.start_timeout_secs.max(60)),
             })

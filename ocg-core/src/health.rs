@@ -8,6 +8,9 @@ use serde::{Deserialize, Serialize};
 pub enum HealthStatus {
     /// Everything this service needs works.
     Ok,
+    /// Something it depends on is still starting (a local model loading) and
+    /// will be ready by itself.
+    Starting,
     /// The service answers but something it depends on does not.
     Degraded,
     /// The service cannot do its job.
@@ -33,6 +36,15 @@ impl HealthCheck {
             name: name.into(),
             status: HealthStatus::Ok,
             detail,
+        }
+    }
+
+    /// A check of something still starting by itself.
+    pub fn starting(name: impl Into<String>, detail: impl Into<String>) -> Self {
+        HealthCheck {
+            name: name.into(),
+            status: HealthStatus::Starting,
+            detail: Some(detail.into()),
         }
     }
 
@@ -104,6 +116,7 @@ fn worst(a: HealthStatus, b: HealthStatus) -> HealthStatus {
     match (a, b) {
         (Unhealthy, _) | (_, Unhealthy) => Unhealthy,
         (Degraded, _) | (_, Degraded) => Degraded,
+        (Starting, _) | (_, Starting) => Starting,
         _ => Ok,
     }
 }
@@ -125,6 +138,16 @@ mod tests {
         );
         assert_eq!(report.status, HealthStatus::Degraded);
         assert_eq!(report.problems(), vec!["agent: connection refused"]);
+        let loading = HealthReport::from_checks(
+            "agent",
+            "0.1.0",
+            1,
+            vec![
+                HealthCheck::ok("sessions", None),
+                HealthCheck::starting("llm", "llama-server (chat) is loading"),
+            ],
+        );
+        assert_eq!(loading.status, HealthStatus::Starting);
         let fine = HealthReport::from_checks("agent", "0.1.0", 0, vec![]);
         assert_eq!(fine.status, HealthStatus::Ok);
     }

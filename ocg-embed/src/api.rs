@@ -111,9 +111,15 @@ impl Engine {
                 LlamaStatus::Ready {
                     pid, port, model, ..
                 } => HealthCheck::ok("llama", Some(format!("{model} on port {port} (PID {pid})"))),
-                other => HealthCheck::failing("llama", format!("{other:?}")),
+                LlamaStatus::Starting { .. } => {
+                    HealthCheck::starting("llama", "the embedding model is loading")
+                }
+                LlamaStatus::Failed { message } => HealthCheck::failing("llama", message),
             },
             (None, Ok(())) => HealthCheck::ok("llama", None),
+            (Some(llama), Err(error)) if matches!(llama.status(), LlamaStatus::Starting { .. }) => {
+                HealthCheck::starting("llama", error.to_string())
+            }
             (_, Err(error)) => HealthCheck::failing("llama", error.to_string()),
         }
     }

@@ -1,24 +1,28 @@
 //! [`LlamaEmbedder`]: embeddings from a supervised llama.cpp `llama-server`.
 //!
-//! The server runs as this process's child (same process group, killed with
-//! it, see `ocg_process::child`) with `--embeddings --pooling mean` on the
-//! first free port of 18000–19000 (or `LLAMA_PORT`). A non-causal model must
+//! The server runs as a [`SupervisedChild`] of this process (killed with it,
+//! restarted with backoff, reported as crashing after repeated quick
+//! crashes, retried with `--no-repack` after a `SIGILL`) with
+//! `--embeddings --pooling mean` on a free port of 18000–19000 (or
+//! `LLAMA_PORT`). A non-causal model must
 //! see each input in one micro-batch, so `-b`/`-ub` are the longest input in
 //! tokens ([`LlamaConfig::max_tokens`]) and `-np` slots of that size let a
-//! batch of short texts run together. If the child dies it is restarted with
-//! exponential backoff (0.5 s doubling to 30 s, reset after a minute of good
-//! running); meanwhile embedding calls fail with a clear `embedder_unavailable`.
+//! batch of short texts run together. While it is not ready, embedding calls fail
+//! with a clear `embedder_unavailable`.
 
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use ocg_core::{Embedder, EmbedderInfo, Error, Result};
-use ocg_process::child::{ChildSpec, spawn_child, wait_http_ready};
+use ocg_process::RestartPolicy;
+use ocg_process::supervised::{
+    ChildState, Fallback, PORT, ReadyCheck, SupervisedChild, SupervisedSpec,
+};
 use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
 
 /// How to run `llama-server` for embeddings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,32 +75,18 @@ pub enum LlamaStatus {
 }
 
 #[derive(Debug)]
-struct Shared {
-    status: RwLock<LlamaStatus>,
-    ready: watch::Sender<bool>,
-    /// False when program or model is missing: nothing will ever start.
-    configured: bool,
-}
-
-impl Shared {
-    fn set(&self, status: LlamaStatus) {
-        let ready = matches!(status, LlamaStatus::Ready { .. });
-        *self.status.write().unwrap_or_else(|p| p.into_inner()) = status;
-        self.ready.send_replace(ready);
-    }
-
-    fn get(&self) -> LlamaStatus {
-        self.status
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
+enum Runner {
+    /// Program or model missing: nothing will ever start.
+    Missing(String),
+    Supervised(SupervisedChild),
 }
 
 /// An [`Embedder`] backed by a supervised `llama-server`.
 #[derive(Debug, Clone)]
 pub struct LlamaEmbedder {
-    shared: Arc<Shared>,
+    runner: Arc<Runner>,
+    /// Vector length, learnt from a probe embedding at each start.
+    dimension: Arc<AtomicUsize>,
     http: reqwest::Client,
     max_tokens: usize,
     model: String,
@@ -134,13 +124,6 @@ impl LlamaEmbedder {
             .as_ref()
             .and_then(|p| p.file_stem())
             .map_or_else(|| "none".to_owned(), |s| s.to_string_lossy().into_owned());
-        let (ready, _) = watch::channel(false);
-        let missing = missing(&config);
-        let shared = Arc::new(Shared {
-            status: RwLock::new(LlamaStatus::Starting { restarts: 0 }),
-            ready,
-            configured: missing.is_none(),
-        });
         let http = reqwest::Client::builder()
             .no_proxy()
             .connect_timeout(Duration::from_secs(2))
@@ -148,45 +131,61 @@ impl LlamaEmbedder {
             .pool_max_idle_per_host(64)
             .build()
             .unwrap_or_default();
-        let embedder = LlamaEmbedder {
-            shared: shared.clone(),
+        let dimension = Arc::new(AtomicUsize::new(0));
+        let runner = match missing(&config) {
+            Some(message) => Runner::Missing(message),
+            None => {
+                if let Some(dir) = config.log_file.parent() {
+                    let _ = std::fs::create_dir_all(dir);
+                }
+                let probe = dimension_probe(http.clone(), model.clone(), dimension.clone());
+                Runner::Supervised(SupervisedChild::start(spec(&config), Some(probe)))
+            }
+        };
+        LlamaEmbedder {
+            runner: Arc::new(runner),
+            dimension,
             http,
             max_tokens: config.max_tokens,
             model,
-        };
-        match missing {
-            Some(message) => shared.set(LlamaStatus::Failed { message }),
-            None => {
-                tokio::spawn(supervise(config, embedder.clone()));
-            }
         }
-        embedder
     }
 
     /// The child's state now.
     pub fn status(&self) -> LlamaStatus {
-        self.shared.get()
+        match &*self.runner {
+            Runner::Missing(message) => LlamaStatus::Failed {
+                message: message.clone(),
+            },
+            Runner::Supervised(child) => match child.state() {
+                ChildState::Ready {
+                    pid,
+                    port,
+                    restarts,
+                } => LlamaStatus::Ready {
+                    pid,
+                    port,
+                    model: self.model.clone(),
+                    dimension: self.dimension.load(Ordering::Relaxed),
+                    restarts,
+                },
+                ChildState::Starting { restarts, .. } => LlamaStatus::Starting { restarts },
+                crashed @ ChildState::CrashLoop { .. } => LlamaStatus::Failed {
+                    message: crashed.problem(child.name()).unwrap_or_default(),
+                },
+            },
+        }
     }
 
-    /// Wait until the server is ready, cannot ever start (not configured),
-    /// or `timeout` passes; whether it is ready. A failed start that will be
-    /// retried (say, a port taken in the meantime) is waited out.
+    /// Wait until the server is ready, cannot start (not configured, or
+    /// crashing), or `timeout` passes; whether it is ready.
     pub async fn wait_ready(&self, timeout: Duration) -> bool {
-        let mut ready = self.shared.ready.subscribe();
-        let wait = async {
-            loop {
-                if *ready.borrow_and_update() {
-                    return true;
-                }
-                if !self.shared.configured {
-                    return false;
-                }
-                if ready.changed().await.is_err() {
-                    return false;
-                }
+        match &*self.runner {
+            Runner::Missing(_) => false,
+            Runner::Supervised(child) => {
+                matches!(child.wait_settled(timeout).await, ChildState::Ready { .. })
             }
-        };
-        tokio::time::timeout(timeout, wait).await.unwrap_or(false)
+        }
     }
 
     fn base(&self) -> Result<(String, String, usize)> {
@@ -221,8 +220,21 @@ impl LlamaEmbedder {
     }
 
     async fn raw_embed(&self, base: &str, model: &str, texts: &[String]) -> Result<Vec<Vec<f32>>> {
-        let response = self
-            .http
+        raw_embed(&self.http, self.max_tokens, base, model, texts).await
+    }
+}
+
+/// `POST /v1/embeddings` to the llama-server at `base`; unit vectors in the
+/// order of `texts`.
+async fn raw_embed(
+    http: &reqwest::Client,
+    max_tokens: usize,
+    base: &str,
+    model: &str,
+    texts: &[String],
+) -> Result<Vec<Vec<f32>>> {
+    {
+        let response = http
             .post(format!("{base}/v1/embeddings"))
             .json(&EmbeddingsRequest {
                 input: texts,
@@ -242,8 +254,7 @@ impl LlamaEmbedder {
                 return Err(Error::Remote {
                     code: "input_too_long".into(),
                     message: format!(
-                        "a text is longer than the model's {} tokens (split it)",
-                        self.max_tokens
+                        "a text is longer than the model's {max_tokens} tokens (split it)"
                     ),
                 });
             }
@@ -300,150 +311,77 @@ fn missing(config: &LlamaConfig) -> Option<String> {
     })
 }
 
-/// A port of `ports` free now. The scan starts at an offset taken from the
-/// pid and the clock rather than at the first port, so services starting
-/// together (tests, the agent's chat model) rarely race for the same one; a
-/// lost race only costs a restart.
-fn free_port(ports: &RangeInclusive<u16>) -> Option<u16> {
-    let (first, last) = (*ports.start(), *ports.end());
-    if last < first {
-        return None;
+fn spec(config: &LlamaConfig) -> SupervisedSpec {
+    let tokens = config.max_tokens.to_string();
+    let model_path = config.model.clone().unwrap_or_default();
+    SupervisedSpec {
+        name: "llama-server (embedding)".into(),
+        program: config.program.clone().unwrap_or_default(),
+        args: [
+            "-m",
+            &model_path.display().to_string(),
+            "--embeddings",
+            "--pooling",
+            "mean",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            PORT,
+            "-c",
+            &(config.max_tokens * config.slots as usize).to_string(),
+            "-np",
+            &config.slots.to_string(),
+            "-b",
+            &tokens,
+            "-ub",
+            &tokens,
+            "-t",
+            &config.threads.to_string(),
+            "--no-webui",
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+        ports: config.ports.clone(),
+        health_path: "/health".into(),
+        log_file: config.log_file.clone(),
+        startup_timeout: config.startup_timeout,
+        policy: RestartPolicy::default(),
+        fallbacks: vec![Fallback {
+            args: vec!["--no-repack".into()],
+            reason: "ggml's repacked and AMX matrix kernels off".into(),
+        }],
     }
-    let span = u32::from(last - first) + 1;
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    let offset = (std::process::id() ^ nanos) % span;
-    (0..span)
-        .map(|i| first + ((offset + i) % span) as u16)
-        .find(|port| std::net::TcpListener::bind(("127.0.0.1", *port)).is_ok())
 }
 
-async fn supervise(config: LlamaConfig, embedder: LlamaEmbedder) {
-    let shared = embedder.shared.clone();
-    let mut delay = Duration::from_millis(500);
-    let mut restarts = 0u32;
-    loop {
-        shared.set(LlamaStatus::Starting { restarts });
-        let Some(port) = free_port(&config.ports) else {
-            shared.set(LlamaStatus::Failed {
-                message: format!("no free port for llama-server in {:?}", config.ports),
-            });
-            tokio::time::sleep(Duration::from_secs(5)).await;
-            continue;
-        };
-        let tokens = config.max_tokens.to_string();
-        let model_path = config.model.clone().unwrap_or_default();
-        let spec = ChildSpec {
-            name: "llama-server (embedding)".into(),
-            program: config.program.clone().unwrap_or_default(),
-            args: [
-                "-m",
-                &model_path.display().to_string(),
-                "--embeddings",
-                "--pooling",
-                "mean",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                &port.to_string(),
-                "-c",
-                &(config.max_tokens * config.slots as usize).to_string(),
-                "-np",
-                &config.slots.to_string(),
-                "-b",
-                &tokens,
-                "-ub",
-                &tokens,
-                "-t",
-                &config.threads.to_string(),
-                "--no-webui",
-            ]
-            .map(str::to_owned)
-            .to_vec(),
-            log_file: config.log_file.clone(),
-        };
-        if let Some(dir) = config.log_file.parent() {
-            let _ = std::fs::create_dir_all(dir);
-        }
-        let started = Instant::now();
-        let mut child = match spawn_child(&spec) {
-            Ok(child) => child,
-            Err(error) => {
-                tracing::warn!(%error, "llama-server (embedding) did not start; retrying in {delay:?}");
-                shared.set(LlamaStatus::Failed {
-                    message: error.to_string(),
-                });
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(30));
-                restarts += 1;
-                continue;
+/// The readiness check: a server that answers `/health` but cannot embed is
+/// not ready. It also learns the vector length.
+fn dimension_probe(
+    http: reqwest::Client,
+    model: String,
+    dimension: Arc<AtomicUsize>,
+) -> ReadyCheck {
+    Arc::new(move |port| {
+        let (http, model, dimension) = (http.clone(), model.clone(), dimension.clone());
+        Box::pin(async move {
+            let base = format!("http://127.0.0.1:{port}");
+            let vectors = raw_embed(
+                &http,
+                usize::MAX,
+                &base,
+                &model,
+                &["dimension probe".to_owned()],
+            )
+            .await
+            .map_err(|e| format!("llama-server does not embed: {e}"))?;
+            let length = vectors.first().map_or(0, Vec::len);
+            if length == 0 {
+                return Err("llama-server returned an empty vector".into());
             }
-        };
-        let pid = child.id().unwrap_or(0);
-        let base = format!("http://127.0.0.1:{port}");
-        match wait_http_ready(
-            &spec.name,
-            &format!("{base}/health"),
-            &mut child,
-            config.startup_timeout,
-        )
-        .await
-        {
-            Ok(()) => match embedder
-                .raw_embed(&base, &embedder.model, &["dimension probe".to_owned()])
-                .await
-            {
-                Ok(vectors) => {
-                    let dimension = vectors.first().map_or(0, Vec::len);
-                    tracing::info!(
-                        pid,
-                        port,
-                        model = %embedder.model,
-                        dimension,
-                        secs = started.elapsed().as_secs_f32(),
-                        "embedding model ready"
-                    );
-                    shared.set(LlamaStatus::Ready {
-                        pid,
-                        port,
-                        model: embedder.model.clone(),
-                        dimension,
-                        restarts,
-                    });
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "llama-server (embedding) answers but does not embed");
-                    shared.set(LlamaStatus::Failed {
-                        message: format!("llama-server does not embed: {error}"),
-                    });
-                    let _ = child.start_kill();
-                }
-            },
-            Err(error) => {
-                tracing::warn!(%error, "llama-server (embedding) did not become ready");
-                shared.set(LlamaStatus::Failed {
-                    message: error.to_string(),
-                });
-                let _ = child.start_kill();
-            }
-        }
-        let status = child.wait().await;
-        if started.elapsed() > Duration::from_secs(60) {
-            delay = Duration::from_millis(500);
-        }
-        restarts += 1;
-        tracing::warn!(
-            ?status,
-            restarts,
-            "llama-server (embedding) exited; restarting in {delay:?}"
-        );
-        if !matches!(shared.get(), LlamaStatus::Failed { .. }) {
-            shared.set(LlamaStatus::Starting { restarts });
-        }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_secs(30));
-    }
+            dimension.store(length, Ordering::Relaxed);
+            tracing::info!(model = %model, dimension = length, "embedding model ready");
+            Ok(())
+        })
+    })
 }
 
 #[async_trait]

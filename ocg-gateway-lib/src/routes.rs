@@ -142,6 +142,7 @@ impl GatewayState {
             HealthStatus::Ok => {
                 HealthCheck::ok("agent", Some(format!("version {}", agent.version)))
             }
+            HealthStatus::Starting => HealthCheck::starting("agent", agent.problems().join(", ")),
             _ => {
                 let why = agent.problems().join(", ");
                 HealthCheck::failing(

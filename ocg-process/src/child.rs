@@ -3,7 +3,7 @@
 //! Unlike services, a helper stays in its parent's process group, so
 //! `ocg stop` (which signals the service's group) stops it too. It also gets
 //! `PR_SET_PDEATHSIG`: if its parent dies without cleaning up (`kill -9`),
-//! the kernel sends it SIGTERM, so no orphan keeps a port and memory.
+//! the kernel kills it too, so no orphan keeps a port and memory.
 
 use std::net::TcpListener;
 use std::ops::RangeInclusive;
@@ -62,10 +62,22 @@ pub async fn wait_http_ready(
     probe::wait_ready(name, &readiness, child, timeout).await
 }
 
-/// The first port of `range` on 127.0.0.1 that can be bound now.
-pub fn first_free_port(range: RangeInclusive<u16>) -> Option<u16> {
-    range
-        .into_iter()
+/// A port of `ports` on 127.0.0.1 that can be bound now. The scan starts at
+/// an offset taken from the pid and the clock rather than at the first port,
+/// so helpers starting together (the embedding model, the chat model, tests)
+/// rarely race for the same one; a lost race only costs a restart.
+pub fn free_port(ports: &RangeInclusive<u16>) -> Option<u16> {
+    let (first, last) = (*ports.start(), *ports.end());
+    if last < first {
+        return None;
+    }
+    let span = u32::from(last - first) + 1;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let offset = (std::process::id() ^ nanos) % span;
+    (0..span)
+        .map(|i| first + ((offset + i) % span) as u16)
         .find(|port| TcpListener::bind(("127.0.0.1", *port)).is_ok())
 }
 
@@ -104,6 +116,6 @@ mod tests {
         assert!(gone, "dropping the handle kills the helper");
         let log = std::fs::read_to_string(dir.path().join("helper.log")).unwrap();
         assert!(log.contains("hello from helper"));
-        assert!(first_free_port(18000..=19000).is_some());
+        assert!(free_port(&(18000..=19000)).is_some());
     }
 }

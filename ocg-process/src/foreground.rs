@@ -1,34 +1,14 @@
 //! Staying attached: restart crashed services, stop all on request.
 
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use ocg_core::ServiceSpec;
 use tokio::process::Child;
 use tokio::sync::watch;
 
+use crate::restart::{Backoff, RestartPolicy};
 use crate::{PidFileSupervisor, ProcessError};
-
-/// When and how fast crashed services are restarted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RestartPolicy {
-    /// Delay before the first restart.
-    pub initial: Duration,
-    /// The delay doubles per crash up to this cap.
-    pub max: Duration,
-    /// A service that ran this long before crashing starts over at `initial`.
-    pub reset_after: Duration,
-}
-
-impl Default for RestartPolicy {
-    fn default() -> Self {
-        RestartPolicy {
-            initial: Duration::from_millis(500),
-            max: Duration::from_secs(30),
-            reset_after: Duration::from_secs(60),
-        }
-    }
-}
 
 /// Starts services in order, keeps them running, and stops them in reverse
 /// order when told to.
@@ -111,7 +91,7 @@ async fn keep_alive(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut child = Some(child);
-    let mut delay = policy.initial;
+    let mut backoff = Backoff::new(policy);
     let mut started_at = Instant::now();
     loop {
         if let Some(running) = child.as_mut() {
@@ -130,15 +110,20 @@ async fn keep_alive(
                 }
             }
         }
-        if started_at.elapsed() >= policy.reset_after {
-            delay = policy.initial;
-        }
+        let Some(delay) = backoff.after_exit(started_at.elapsed()) else {
+            tracing::error!(
+                service = %spec.name,
+                crashes = backoff.quick_crashes(),
+                "crashed too often in a row; not restarting it (see its log)"
+            );
+            return;
+        };
         tracing::warn!(service = %spec.name, delay_ms = delay.as_millis() as u64, "restarting");
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
             _ = stop.changed() => return,
         }
-        delay = (delay * 2).min(policy.max);
+        started_at = Instant::now();
         match supervisor.launch(&spec).await {
             Ok((mut restarted, _)) if *stop.borrow() => {
                 // Shutdown began while this restart was in flight.
@@ -149,7 +134,6 @@ async fn keep_alive(
             Ok((restarted, running)) => {
                 tracing::info!(service = %spec.name, pid = running.pid, "restarted");
                 child = Some(restarted);
-                started_at = Instant::now();
             }
             Err(error) => {
                 tracing::error!(service = %spec.name, %error, "restart failed");

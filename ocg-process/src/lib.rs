@@ -19,7 +19,8 @@
 //!   symlinks, mode 0600.
 //!
 //! [`ForegroundSupervisor`] keeps services attached and restarts crashed ones
-//! with exponential backoff; [`stack`] knows the three OCG services and the
+//! with exponential backoff; [`supervised::SupervisedChild`] does the same for
+//! a helper program a service runs (llama-server); [`stack`] knows the three OCG services and the
 //! order they start and stop in.
 #![warn(missing_docs)]
 
@@ -30,15 +31,18 @@ pub mod log_file;
 mod pid_file;
 pub mod probe;
 pub mod proc_stat;
+mod restart;
 mod signal;
 #[allow(unsafe_code)]
 mod spawn;
 pub mod stack;
+pub mod supervised;
 mod supervisor;
 
 pub use error::ProcessError;
-pub use foreground::{ForegroundSupervisor, RestartPolicy};
+pub use foreground::ForegroundSupervisor;
 pub use pid_file::PidRecord;
+pub use restart::{Backoff, RestartPolicy};
 pub use signal::StopSchedule;
 pub use supervisor::PidFileSupervisor;
 

@@ -37,13 +37,14 @@ pub(crate) fn spawn(spec: &ServiceSpec, log: std::fs::File) -> Result<Child, Pro
     command.spawn().map_err(error)
 }
 
-/// Ask the kernel to send SIGTERM to the child when this process dies.
+/// Ask the kernel to kill the child (SIGKILL) when this process dies: a
+/// helper has nothing to save, and a SIGTERM can be ignored while it loads.
 pub(crate) fn die_with_parent(command: &mut Command) {
     // SAFETY: runs in the forked child before exec; prctl(2) is
     // async-signal-safe, allocates nothing and touches no shared state.
     unsafe {
         command.pre_exec(|| {
-            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
                 .map_err(std::io::Error::from)
         });
     }

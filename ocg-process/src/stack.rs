@@ -181,6 +181,27 @@ impl Stack {
         }
         StackStatus { services }
     }
+
+    /// After [`start`](Stack::start): wait until no service reports a
+    /// dependency still starting (the local model loading), at most
+    /// `timeout`. `waiting` is called about every 250 ms with the time so
+    /// far and what is still starting. The status at the end.
+    pub async fn wait_settled(
+        &self,
+        timeout: Duration,
+        mut waiting: impl FnMut(Duration, &[String]),
+    ) -> StackStatus {
+        let started = std::time::Instant::now();
+        loop {
+            let status = self.status().await;
+            let starting = status.starting();
+            if starting.is_empty() || started.elapsed() >= timeout {
+                return status;
+            }
+            waiting(started.elapsed(), &starting);
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
 }
 
 async fn probe_health(readiness: &Readiness) -> Result<HealthReport, String> {
@@ -247,6 +268,21 @@ impl StackStatus {
             }
         }
         problems
+    }
+
+    /// What is still starting by itself, one phrase each.
+    pub fn starting(&self) -> Vec<String> {
+        self.services
+            .iter()
+            .filter_map(|service| match &service.health {
+                Some(Ok(report)) if report.status == HealthStatus::Starting => Some(format!(
+                    "{}: {}",
+                    service.name,
+                    report.problems().join(", ")
+                )),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Whether all services run and report ok.

@@ -1,8 +1,9 @@
 //! `ocg`: the process manager of the three OCG services.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -113,10 +114,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         .context("the ocg executable has no directory")?;
     let gateway_url = config.gateway_url();
     let config_socket = config.agent_socket.clone();
+    // Loading a local model may take as long as starting a service.
+    let wait = Duration::from_secs(config.start_timeout_secs.max(60));
     let stack = Stack::new(config, bin_dir);
 
     match cli.command {
-        Command::Start { foreground: false } => start(&stack, &gateway_url).await,
+        Command::Start { foreground: false } => start(&stack, &gateway_url, wait).await,
         Command::Start { foreground: true } => {
             print_stops(&stack.stop(false).await);
             let supervisor =
@@ -136,7 +139,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
-        Command::Restart => start(&stack, &gateway_url).await,
+        Command::Restart => start(&stack, &gateway_url, wait).await,
         Command::Status { json } => {
             let status = stack.status().await;
             if json {
@@ -188,7 +191,7 @@ async fn chat(
     session: String,
     message: Option<String>,
 ) -> anyhow::Result<ExitCode> {
-    use std::io::{IsTerminal, Read};
+    use std::io::Read;
     let mut chat = TerminalChat::new(AgentClient::new(socket)?, session);
     let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
     let message = match message {
@@ -217,28 +220,52 @@ async fn chat(
     }
 }
 
-/// The documented start: stop what the pid dir records, then start in order.
-async fn start(stack: &Stack, gateway_url: &str) -> anyhow::Result<ExitCode> {
+/// The documented start: stop what the pid dir records, then start in order,
+/// then wait for the local model so that "running" means a question is
+/// answered.
+async fn start(stack: &Stack, gateway_url: &str, wait: Duration) -> anyhow::Result<ExitCode> {
     print_stops(&stack.stop(false).await);
     let result = stack
         .start(|name, pid| {
             println!("{}: started (PID {pid})", stack::display_name(name));
         })
         .await;
-    match result {
-        Ok(()) => {
-            println!("OCG is running. Gateway: {gateway_url}/");
-            Ok(ExitCode::SUCCESS)
+    if let Err(failure) = result {
+        eprintln!("error: {}", failure.error);
+        eprintln!("last lines of {}:", failure.log_file.display());
+        for line in &failure.log_tail {
+            eprintln!("  {line}");
         }
-        Err(failure) => {
-            eprintln!("error: {}", failure.error);
-            eprintln!("last lines of {}:", failure.log_file.display());
-            for line in &failure.log_tail {
-                eprintln!("  {line}");
+        eprintln!("stopped the services this start had started");
+        return Ok(ExitCode::FAILURE);
+    }
+    let terminal = std::io::stdout().is_terminal();
+    let mut announced = false;
+    let status = stack
+        .wait_settled(wait, |elapsed, starting| {
+            let what = starting.first().map_or("", String::as_str);
+            if terminal {
+                print!("\rwaiting: {what} ({:.1} s)\x1b[K", elapsed.as_secs_f32());
+                let _ = std::io::stdout().flush();
+            } else if !announced {
+                println!("waiting: {what}");
             }
-            eprintln!("stopped the services this start had started");
-            Ok(ExitCode::FAILURE)
+            announced = true;
+        })
+        .await;
+    if terminal && announced {
+        println!();
+    }
+    let problems = status.problems();
+    if problems.is_empty() {
+        println!("OCG is running. Gateway: {gateway_url}/");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!("OCG is running at {gateway_url}/ but not all is well:");
+        for problem in problems {
+            println!("  {problem}");
         }
+        Ok(ExitCode::FAILURE)
     }
 }
 

@@ -192,6 +192,23 @@ pub struct Completion {
     pub finish_reason: FinishReason,
 }
 
+/// Why a provider cannot answer now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotReady {
+    /// It will be ready by itself soon (a local model loading).
+    Loading(String),
+    /// It cannot answer until something changes; the text says what.
+    Failing(String),
+}
+
+impl std::fmt::Display for NotReady {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NotReady::Loading(why) | NotReady::Failing(why) => f.write_str(why),
+        }
+    }
+}
+
 /// A chat model.
 ///
 /// Contract: a stream yields zero or more `TextDelta`/`ToolCall` events and
@@ -211,7 +228,7 @@ pub trait LlmProvider: Send + Sync {
     /// Whether the provider can answer now; the error says why not (a local
     /// model still loading, say). Remote providers answer `Ok` without a
     /// network call: health checks must not cost tokens.
-    async fn check(&self) -> Result<(), String> {
+    async fn check(&self) -> Result<(), NotReady> {
         Ok(())
     }
 
