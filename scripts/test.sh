@@ -4,22 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-need_apt=()
-command -v curl >/dev/null || need_apt+=(curl)
-command -v cc >/dev/null || need_apt+=(build-essential)
-# FAISS (the embedding service's vector index) is compiled from source by
-# the faiss crate's `static` feature: C++, cmake >= 3.24, BLAS + LAPACK.
-command -v g++ >/dev/null || need_apt+=(g++)
-command -v cmake >/dev/null || need_apt+=(cmake)
-# (libblas.so and liblapack.so come with libopenblas-dev)
-dpkg -s libopenblas-dev >/dev/null 2>&1 || need_apt+=(libopenblas-dev)
-if ((${#need_apt[@]})); then
-    apt-get update -qq && apt-get install -y -qq "${need_apt[@]}"
-fi
-
-# The real llama-server and models (local chat default, embeddings): built
-# and converted once, cached in ~/.cache/ocg (OCG_CACHE_DIR).
-eval "$(scripts/setup-llama.sh)"
+# The Debian packages, llama-server and the models: shared with the run
+# command (scripts/setup.sh), cached in ~/.cache/ocg (OCG_CACHE_DIR).
+eval "$(scripts/setup.sh)"
 export LLAMA_SERVER_BIN EMBEDDING_MODEL_PATH CHAT_MODEL_PATH
 
 # The official OpenAI Python SDK, for the compatibility test of the gateway.
@@ -30,6 +17,11 @@ if [ ! -x "$PY_OPENAI/bin/python" ] || ! "$PY_OPENAI/bin/python" -c "import open
 fi
 export OCG_TEST_PYTHON="$PY_OPENAI/bin/python"
 
+# Every process the suite starts inherits this mark; whatever still carries
+# it when the suite is over outlived its test.
+OCG_TEST_RUN="$(od -An -N8 -tx8 /dev/urandom | tr -d ' ')"
+export OCG_TEST_RUN
+
 cargo build --workspace --bins --locked
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
@@ -37,6 +29,29 @@ status=0
 cargo test --workspace --all-features --locked 2>&1 | tee "$log" || status=$?
 # The web UI in a real headless Chromium, against the real stack.
 tests/ui/run.sh --stack 2>&1 | tee -a "$log" || status=$?
+
+# Nothing the suite started may still run: list, kill and fail on leftovers.
+leftovers="$(python3 - "$$" <<'PY'
+import os, sys
+mark = ("OCG_TEST_RUN=" + os.environ["OCG_TEST_RUN"]).encode()
+mine = {os.getpid(), os.getppid(), int(sys.argv[1])}
+for pid in filter(str.isdigit, os.listdir("/proc")):
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            found = mark in f.read().split(b"\0")
+        if found and int(pid) not in mine:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                print(pid, f.read().replace(b"\0", b" ").decode(errors="replace")[:200])
+    except OSError:
+        pass
+PY
+)"
+if [ -n "$leftovers" ]; then
+    echo "error: processes started by the tests outlived the suite (killed now):" | tee -a "$log"
+    echo "$leftovers" | tee -a "$log"
+    echo "$leftovers" | awk '{ print $1 }' | xargs -r kill -9 2>/dev/null || true
+    status=1
+fi
 
 # One closing line for the whole run (cargo prints one per test binary, the
 # UI test its own).

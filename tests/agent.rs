@@ -229,32 +229,32 @@ fn malformed_requests_get_codes_and_the_agent_stays_up() {
 fn the_local_default_answers_a_real_question() {
     let home = std::env::var("HOME").unwrap();
     let cache = std::env::var("OCG_CACHE_DIR").unwrap_or_else(|_| format!("{home}/.cache/ocg"));
+    let server =
+        std::env::var("LLAMA_SERVER_BIN").unwrap_or_else(|_| format!("{cache}/bin/llama-server"));
+    let model = std::env::var("CHAT_MODEL_PATH")
+        .unwrap_or_else(|_| format!("{cache}/models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"));
     let install = Install::new()
         .with("OPENAI_BASE_URL", "")
-        .with("LLAMA_SERVER_BIN", &format!("{cache}/bin/llama-server"))
-        .with(
-            "OCG_CHAT_MODEL_PATH",
-            &format!("{cache}/models/smollm2-135m-instruct.gguf"),
-        )
+        .with("LLAMA_SERVER_BIN", &server)
+        .with("OCG_CHAT_MODEL_PATH", &model)
         .with("OCG_START_TIMEOUT", "60");
-    install.ocg(&["start"]).ok();
+    // As a user does it: `ocg start`, then at once the first question, at the
+    // shipped sampling. `ocg start` returns once the model answers.
+    let started = install.ocg(&["start"]).ok();
     assert!(
-        wait_until(Duration::from_secs(60), || install.ocg(&["status"]).code()
-            == 0),
-        "the local model became ready: {}",
-        install.ocg(&["status"]).stdout()
+        started.stdout().contains("OCG is running. Gateway:"),
+        "{}",
+        started.stdout()
     );
-    let (status, body) = unix_http_post(
-        &install.socket(),
-        "/v1/chat",
-        r#"{"session_key":"local:1","temperature":0,"max_tokens":40,
-            "messages":[{"role":"user","content":"What is the capital of France?"}]}"#,
-    )
-    .unwrap();
-    assert_eq!(status, 200, "{body}");
-    let reply: serde_json::Value = serde_json::from_str(&body).unwrap();
-    let text = reply["message"]["content"].as_str().unwrap();
-    assert!(text.to_lowercase().contains("paris"), "{text}");
+    let reply = install
+        .ocg(&["chat", "-m", "What is the capital of France?"])
+        .ok();
+    assert!(
+        reply.stdout().to_lowercase().contains("paris"),
+        "{}",
+        reply.stdout()
+    );
+    assert_eq!(install.ocg(&["status"]).code(), 0);
     let (_, stats) = unix_http_get(&install.socket(), "/v1/stats").unwrap();
     assert!(stats.contains(r#""provider":"local""#), "{stats}");
     // The model runs in the agent's process group: stopping the agent stops it.

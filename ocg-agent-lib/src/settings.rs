@@ -348,7 +348,11 @@ mod tests {
                     local.llama_server,
                     PathBuf::from("/home/u/.cache/ocg/bin/llama-server")
                 );
-                assert!(local.model_path.ends_with("smollm2-135m-instruct.gguf"));
+                assert!(
+                    local
+                        .model_path
+                        .ends_with("qwen2.5-coder-0.5b-instruct-q4_k_m.gguf")
+                );
             }
             other => panic!("{other:?}"),
         }

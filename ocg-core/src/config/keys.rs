@@ -142,7 +142,7 @@ pub const KEYS: &[KeySpec] = &[
     ),
     key(
         "OCG_CHAT_MODEL_PATH",
-        Some("$HOME/.cache/ocg/models/smollm2-135m-instruct.gguf"),
+        Some("$HOME/.cache/ocg/models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"),
         "local GGUF chat model",
     ),
     key(
