@@ -346,3 +346,69 @@ fn a_malformed_config_is_a_clear_error() {
     );
     assert_eq!(install.recorded_pid("embedding"), None, "nothing started");
 }
+
+#[test]
+fn everything_an_install_writes_is_private_and_an_older_install_is_tightened() {
+    use ocg_tests::fake_llm::{self, Script};
+    let vendor = fake_llm::start_openai();
+    let install = Install::new()
+        .with("OPENAI_BASE_URL", &vendor.base_url)
+        .with("OPENAI_API_KEY", "sk-test-secret");
+    // An install from before: world-readable data dir and database.
+    let data = install.path("data");
+    std::fs::create_dir_all(data.join("workspace")).unwrap();
+    std::fs::write(data.join("ocg.db"), b"").unwrap();
+    let set = |p: &std::path::Path, m: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
+    };
+    set(&data, 0o755);
+    set(&data.join("ocg.db"), 0o644);
+    set(&data.join("workspace"), 0o755);
+
+    install.ocg(&["start"]).ok();
+    vendor.push(Script::Text("Noted, it stays between us.".into()));
+    install
+        .ocg(&["chat", "--session", "cli:secret", "-m", "My PIN is 4711"])
+        .ok();
+
+    let mut loose = Vec::new();
+    let mut pending = vec![data.clone()];
+    let mut seen = 0;
+    while let Some(path) = pending.pop() {
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        seen += 1;
+        if meta.permissions().mode() & 0o077 != 0 {
+            loose.push(format!(
+                "{:o} {}",
+                meta.permissions().mode() & 0o777,
+                path.display()
+            ));
+        }
+        if meta.is_dir() && path != data.join("workspace") {
+            for entry in std::fs::read_dir(&path).unwrap() {
+                pending.push(entry.unwrap().path());
+            }
+        }
+    }
+    assert!(loose.is_empty(), "readable by others: {loose:#?}");
+    // The database, its WAL and the embedding store at least.
+    assert!(seen >= 5, "only {seen} entries under {}", data.display());
+    install.ocg(&["stop"]).ok();
+}
+
+#[test]
+fn stop_works_with_a_broken_config_file() {
+    let install = Install::new();
+    install.ocg(&["start"]).ok();
+    let agent = install.recorded_pid("agent").unwrap();
+    // `./env.config` of the install's working directory, now unreadable.
+    std::fs::write(install.path("env.config"), "this line is not KEY=VALUE\n").unwrap();
+    assert_ne!(install.ocg(&["status"]).code(), 0);
+    let stop = install.ocg(&["stop"]).ok();
+    assert!(
+        stop.stdout().contains("Agent: stopped"),
+        "{}",
+        stop.stdout()
+    );
+    assert!(!alive(agent));
+}

@@ -254,6 +254,7 @@ impl AgentSettings {
             }
         };
 
+        let tools = tool_policy(raw, &provider)?;
         Ok(AgentSettings {
             provider,
             runtime: RuntimeConfig {
@@ -278,7 +279,7 @@ impl AgentSettings {
             tcp,
             workspace,
             protected,
-            tools: ToolPolicy::from_config(raw)?,
+            tools,
         })
     }
 
@@ -323,6 +324,19 @@ impl AgentSettings {
     }
 }
 
+/// The tool policy of the config. With the local default model, no tool is
+/// offered unless `OCG_TOOLS_ALLOW` names some: the schemas of all tools are
+/// about 2,300 prompt tokens, which a 0.5B model on 2 cores takes 20 s to
+/// read at the start of every session, and it does not call tools reliably
+/// (docs/agent.md).
+fn tool_policy(raw: &RawConfig, provider: &ProviderChoice) -> Result<ToolPolicy, ConfigError> {
+    let mut policy = ToolPolicy::from_config(raw)?;
+    if matches!(provider, ProviderChoice::Local(_)) && raw.get("OCG_TOOLS_ALLOW").is_none() {
+        policy.allow = Some(Vec::new());
+    }
+    Ok(policy)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -358,6 +372,12 @@ mod tests {
         }
         assert_eq!(s.runtime.budget.context_window, 4096);
         assert_eq!(s.database, PathBuf::from("/home/u/.ocg/ocg.db"));
+        // The local model is offered no tools unless some are asked for.
+        assert_eq!(s.tools.allow, Some(Vec::new()));
+        let s = settings(&[("HOME", "/home/u"), ("OCG_TOOLS_ALLOW", "memory")]).unwrap();
+        assert_eq!(s.tools.allow, Some(vec!["memory".to_owned()]));
+        let s = settings(&[("HOME", "/home/u"), ("OPENAI_API_KEY", "k")]).unwrap();
+        assert_eq!(s.tools.allow, None);
     }
 
     #[test]

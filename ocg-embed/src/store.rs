@@ -317,13 +317,15 @@ impl VectorStore {
         };
         let mut map = HashMap::new();
         for (name, dimension, model) in rows {
-            let index = store.load_index(&name, dimension)?;
+            let (index, rebuilt) = store.load_index(&name, dimension)?;
             let mut collection = Collection {
                 name: name.clone(),
                 dimension,
                 model,
                 index,
-                dirty: false,
+                // A rebuilt index is snapshotted at the next snapshot tick, so
+                // the next start loads it instead of rebuilding again.
+                dirty: rebuilt,
             };
             store.rebuild_if_wanted(&mut collection)?;
             map.insert(name, Arc::new(Mutex::new(collection)));
@@ -376,9 +378,11 @@ impl VectorStore {
         Ok((labels, vectors))
     }
 
-    fn load_index(&self, name: &str, dimension: usize) -> Result<VectorIndex, EmbedError> {
+    /// The collection's index from its snapshot, or rebuilt from SQLite
+    /// (then `true`).
+    fn load_index(&self, name: &str, dimension: usize) -> Result<(VectorIndex, bool), EmbedError> {
         match self.load_snapshot(name, dimension) {
-            Ok(Some(index)) => return Ok(index),
+            Ok(Some(index)) => return Ok((index, false)),
             Ok(None) => tracing::info!(
                 collection = name,
                 "no index snapshot; building from the store"
@@ -388,7 +392,10 @@ impl VectorStore {
             }
         }
         let (labels, vectors) = self.vectors_from_db(name, dimension, None)?;
-        VectorIndex::build(dimension, &labels, &vectors, self.params)
+        Ok((
+            VectorIndex::build(dimension, &labels, &vectors, self.params)?,
+            true,
+        ))
     }
 
     fn load_snapshot(
@@ -1313,6 +1320,11 @@ mod tests {
         fs::write(dir.path().join("indexes/c.json"), "{").unwrap();
         let store = open(dir.path());
         assert_eq!(store.list()[0].count, 4);
+        // The rebuilt index is due for a snapshot, so the next start loads it.
+        assert_eq!(store.snapshot(false).unwrap(), 1);
+        drop(store);
+        assert!(open(dir.path()).read_manifest("c").is_some());
+        assert_eq!(open(dir.path()).snapshot(false).unwrap(), 0);
     }
 
     #[test]

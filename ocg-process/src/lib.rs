@@ -29,6 +29,7 @@ mod error;
 mod foreground;
 pub mod log_file;
 mod pid_file;
+pub mod private;
 pub mod probe;
 pub mod proc_stat;
 mod restart;

@@ -50,6 +50,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "OCG_AGENT_SOCK",
         args.socket.map(|p| p.display().to_string()),
     ))?;
+    // Everything written from here on holds user data: owner only.
+    ocg_process::private::make_private(&config)?;
     let settings = AgentSettings::from_config(&config)?;
     let endpoint = match &config.embedding_url {
         Some(url) => EmbeddingEndpoint::Fixed(url.clone()),

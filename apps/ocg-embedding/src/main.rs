@@ -66,6 +66,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .with_file(args.config)
             .flag("OCG_EMBEDDING_PORT", args.port),
     )?;
+    // Everything written from here on holds user data: owner only.
+    ocg_process::private::make_private(&config)?;
     let settings = ServiceSettings::from_config(&config)?;
     match args.command {
         None => serve(config, settings, shutdown).await,

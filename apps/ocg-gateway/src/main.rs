@@ -95,6 +95,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .flag("OCG_HOST", args.host)
             .flag("OCG_PORT", args.port),
     )?;
+    // Everything written from here on holds user data: owner only.
+    ocg_process::private::make_private(&config)?;
     let proxies = trusted_proxies(&config)?;
     match args.command {
         Some(Command::Routes) => {

@@ -102,12 +102,21 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let path_flag = |p: Option<PathBuf>| p.map(|p| p.display().to_string());
-    let config = Config::load(
-        &Sources::from_process_env()
-            .with_file(cli.config)
-            .flag("OCG_PID_DIR", path_flag(cli.pid_dir))
-            .flag("OCG_LOG_DIR", path_flag(cli.log_dir)),
-    )?;
+    let sources = Sources::from_process_env()
+        .flag("OCG_PID_DIR", path_flag(cli.pid_dir))
+        .flag("OCG_LOG_DIR", path_flag(cli.log_dir));
+    let config = match Config::load(&sources.clone().with_file(cli.config)) {
+        Ok(config) => config,
+        // A broken env.config must not keep running services from stopping:
+        // the pid dir (flags, environment or default) is all `stop` needs.
+        Err(error) if matches!(cli.command, Command::Stop { .. }) => {
+            eprintln!("warning: {error}; stopping without the config file");
+            Config::load(&sources.with_file(Some(PathBuf::from("/dev/null"))))?
+        }
+        Err(error) => return Err(error.into()),
+    };
+    // Pid files and logs, and the services it starts: owner only.
+    ocg_process::private::private_umask();
     let exe = std::env::current_exe().context("cannot locate the ocg executable")?;
     let bin_dir = exe
         .parent()
@@ -275,7 +284,7 @@ fn print_stops(outcomes: &[(String, Result<StopOutcome, ocg_process::ProcessErro
         match outcome {
             Ok(StopOutcome::NotRunning) => println!("{name}: not running"),
             Ok(StopOutcome::StalePidFileRemoved { pid }) => {
-                println!("{name}: removed stale pid file (PID {pid} was not ours)")
+                println!("{name}: removed stale pid file (PID {pid} it names has exited)")
             }
             Ok(StopOutcome::Stopped {
                 pid,
