@@ -26,6 +26,26 @@ fn shell(name: &str, script: &str) -> ServiceSpec {
     }
 }
 
+/// A shell that ignores `signals`, then says it is ready, then waits: the
+/// test stops it only once the traps are in place (a stop that arrives
+/// before `trap` runs would end it at once).
+async fn start_trapping(
+    supervisor: &PidFileSupervisor,
+    dir: &tempfile::TempDir,
+    name: &str,
+    signals: &str,
+    extra: &str,
+) -> ocg_core::RunningService {
+    let ready = dir.path().join(format!("{name}.ready"));
+    let script = format!(
+        "trap '' {signals}; {extra}touch '{}'; while :; do sleep 0.05; done",
+        ready.display()
+    );
+    let (_child, running) = supervisor.launch(&shell(name, &script)).await.unwrap();
+    assert!(wait_until(Duration::from_secs(10), || ready.exists()));
+    running
+}
+
 fn signal_of(outcome: &StopOutcome) -> &str {
     match outcome {
         StopOutcome::Stopped { signal, .. } => signal,
@@ -60,13 +80,7 @@ async fn a_cooperative_child_stops_at_the_first_signal() {
 async fn sigterm_ignored_escalates_to_sigint() {
     let dir = tempfile::tempdir().unwrap();
     let supervisor = supervisor(&dir);
-    let (_child, _) = supervisor
-        .launch(&shell(
-            "stubborn",
-            "trap '' TERM; while :; do sleep 0.05; done",
-        ))
-        .await
-        .unwrap();
+    start_trapping(&supervisor, &dir, "stubborn", "TERM", "").await;
     let outcome = supervisor.stop_service("stubborn", false).await.unwrap();
     assert_eq!(signal_of(&outcome), "SIGINT");
 }
@@ -76,13 +90,7 @@ async fn sigterm_and_sigint_ignored_escalate_to_sigkill_on_the_whole_group() {
     let dir = tempfile::tempdir().unwrap();
     let supervisor = supervisor(&dir);
     // The grandchild ignores both signals too (ignored dispositions survive exec).
-    let (_child, running) = supervisor
-        .launch(&shell(
-            "deaf",
-            "trap '' TERM INT; sleep 60 & while :; do sleep 0.05; done",
-        ))
-        .await
-        .unwrap();
+    let running = start_trapping(&supervisor, &dir, "deaf", "TERM INT", "sleep 60 & ").await;
     let started = Instant::now();
     let outcome = supervisor.stop_service("deaf", false).await.unwrap();
     assert_eq!(signal_of(&outcome), "SIGKILL");
@@ -102,13 +110,7 @@ async fn sigterm_and_sigint_ignored_escalate_to_sigkill_on_the_whole_group() {
 async fn force_sends_sigkill_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let supervisor = supervisor(&dir);
-    supervisor
-        .launch(&shell(
-            "forced",
-            "trap '' TERM INT; while :; do sleep 0.05; done",
-        ))
-        .await
-        .unwrap();
+    start_trapping(&supervisor, &dir, "forced", "TERM INT", "").await;
     let started = Instant::now();
     let outcome = supervisor.stop_service("forced", true).await.unwrap();
     assert_eq!(signal_of(&outcome), "SIGKILL");
