@@ -44,7 +44,38 @@ pub struct Auth {
     token: String,
     cookie_value: String,
     trusted_proxies: Vec<IpAddr>,
-    failures: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+    failures: Mutex<HashMap<(CredentialKind, IpAddr), (Instant, u32)>>,
+}
+
+/// Which credential failed. Each kind has its own budget of failures per
+/// client, so a misconfigured webhook sender does not lock the UI out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CredentialKind {
+    /// The UI token (bearer, `X-OCG-UI-Token`, or the login cookie).
+    Ui,
+    /// The token typed into the login form.
+    Login,
+    /// The webhooks token.
+    Hooks,
+}
+
+/// The unit failures are counted per: every loopback address is one client
+/// (127.0.0.2 is the same machine as 127.0.0.1), an IPv4 address mapped into
+/// IPv6 is that IPv4 address, and an IPv6 client is its /64.
+pub fn client_bucket(address: IpAddr) -> IpAddr {
+    let address = match address {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(address, IpAddr::V4),
+        v4 => v4,
+    };
+    match address {
+        a if a.is_loopback() => IpAddr::from([127, 0, 0, 1]),
+        IpAddr::V6(v6) => {
+            let mut segments = v6.segments();
+            segments[4..].fill(0);
+            IpAddr::from(segments)
+        }
+        v4 => v4,
+    }
 }
 
 /// Why a request is not let in.
@@ -102,35 +133,42 @@ impl Auth {
             .map(|value| constant_time_eq(value.as_bytes(), self.cookie_value.as_bytes()))
     }
 
-    /// Check a request: authorized, or why not. A wrong credential counts
-    /// as a failed attempt; none at all (a browser before login) does not.
+    /// Check a request: authorized, or why not. A valid credential is
+    /// always let in, whatever failed before; a wrong one counts as a failed
+    /// attempt; none at all (a browser before login) does not.
     pub fn check<B>(&self, request: &Request<B>) -> Result<(), Denied> {
-        let client = self.client_address(request);
-        if self.is_limited(client) {
-            return Err(Denied::RateLimited);
-        }
         match self.credential(request.headers()) {
             Some(true) => Ok(()),
-            Some(false) => {
-                self.record_failure(client);
-                Err(Denied::Unauthorized)
-            }
+            Some(false) => Err(self.refuse(CredentialKind::Ui, self.client_address(request))),
             None => Err(Denied::Unauthorized),
         }
+    }
+
+    /// A wrong credential of `kind` from `client`: counted, and refused as
+    /// rate-limited once the client used up its failures for that kind.
+    pub fn refuse(&self, kind: CredentialKind, client: IpAddr) -> Denied {
+        if self.is_limited(kind, client) {
+            return Denied::RateLimited;
+        }
+        self.record_failure(kind, client);
+        Denied::Unauthorized
     }
 
     /// The client's address: the TCP peer, or the first `X-Forwarded-For`
     /// hop when the peer is a trusted proxy.
     pub fn client_address<B>(&self, request: &Request<B>) -> IpAddr {
-        let peer = request
-            .extensions()
+        self.client_of(request.extensions(), request.headers())
+    }
+
+    /// [`client_address`](Self::client_address) from a request's parts.
+    pub fn client_of(&self, extensions: &axum::http::Extensions, headers: &HeaderMap) -> IpAddr {
+        let peer = extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map_or(IpAddr::from([0, 0, 0, 0]), |info| info.0.ip());
         if !self.trusted_proxies.contains(&peer) {
             return peer;
         }
-        request
-            .headers()
+        headers
             .get("x-forwarded-for")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.split(',').next())
@@ -138,26 +176,29 @@ impl Auth {
             .unwrap_or(peer)
     }
 
-    /// Whether `client` used up its failed attempts.
-    pub fn is_limited(&self, client: IpAddr) -> bool {
+    /// Whether `client` used up its failed attempts of `kind`.
+    pub fn is_limited(&self, kind: CredentialKind, client: IpAddr) -> bool {
         let failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         failures
-            .get(&client)
+            .get(&(kind, client_bucket(client)))
             .is_some_and(|(since, count)| since.elapsed() < WINDOW && *count >= FAILURES_PER_WINDOW)
     }
 
-    /// Count a failed attempt of `client`.
-    pub fn record_failure(&self, client: IpAddr) {
+    /// Count a failed attempt of `kind` by `client`.
+    pub fn record_failure(&self, kind: CredentialKind, client: IpAddr) {
         let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         if failures.len() > 10_000 {
             failures.retain(|_, (since, _)| since.elapsed() < WINDOW);
         }
-        let entry = failures.entry(client).or_insert((Instant::now(), 0));
+        let bucket = client_bucket(client);
+        let entry = failures
+            .entry((kind, bucket))
+            .or_insert((Instant::now(), 0));
         if entry.0.elapsed() >= WINDOW {
             *entry = (Instant::now(), 0);
         }
         entry.1 += 1;
-        tracing::warn!(%client, failures = entry.1, "failed authentication");
+        tracing::warn!(client = %bucket, ?kind, failures = entry.1, "failed authentication");
     }
 }
 
@@ -237,28 +278,66 @@ mod tests {
         assert!(auth.check(&request(&[("cookie", other_value)])).is_err());
     }
 
+    fn from(request: Request<Body>, peer: &str) -> Request<Body> {
+        let mut request = request;
+        let peer: SocketAddr = peer.parse().unwrap();
+        request.extensions_mut().insert(ConnectInfo(peer));
+        request
+    }
+
     #[test]
-    fn failures_are_rate_limited_per_client() {
+    fn failures_are_limited_per_client_and_kind_and_never_refuse_a_valid_token() {
         let auth = Auth::new("t".into(), vec![]);
+        let wrong = || request(&[("authorization", "Bearer wrong")]);
         for _ in 0..3 * FAILURES_PER_WINDOW {
             assert_eq!(
-                auth.check(&request(&[])),
+                auth.check(&from(request(&[]), "127.0.0.1:1")),
                 Err(Denied::Unauthorized),
                 "no credential: not counted"
             );
         }
         for _ in 0..FAILURES_PER_WINDOW {
             assert_eq!(
-                auth.check(&request(&[("authorization", "Bearer wrong")])),
+                auth.check(&from(wrong(), "127.0.0.1:1")),
                 Err(Denied::Unauthorized)
             );
         }
-        assert_eq!(auth.check(&request(&[])), Err(Denied::RateLimited));
+        // Another loopback address is the same machine, the same client.
+        for peer in [
+            "127.0.0.1:2",
+            "127.0.0.2:1",
+            "[::1]:1",
+            "[::ffff:127.0.0.1]:1",
+        ] {
+            assert_eq!(
+                auth.check(&from(wrong(), peer)),
+                Err(Denied::RateLimited),
+                "{peer}"
+            );
+        }
         assert_eq!(
-            auth.check(&request(&[("authorization", "Bearer t")])),
-            Err(Denied::RateLimited),
-            "even a right token waits out the window"
+            auth.check(&from(
+                request(&[("authorization", "Bearer t")]),
+                "127.0.0.3:9"
+            )),
+            Ok(()),
+            "a valid token is never refused"
         );
+        // Other kinds and other clients have budgets of their own.
+        assert_eq!(
+            auth.refuse(CredentialKind::Hooks, "127.0.0.1".parse().unwrap()),
+            Denied::Unauthorized
+        );
+        assert_eq!(
+            auth.check(&from(wrong(), "192.0.2.7:1")),
+            Err(Denied::Unauthorized)
+        );
+        // An IPv6 client is its /64.
+        for _ in 0..FAILURES_PER_WINDOW {
+            auth.record_failure(CredentialKind::Login, "2001:db8::1".parse().unwrap());
+        }
+        assert!(auth.is_limited(CredentialKind::Login, "2001:db8::ffff".parse().unwrap()));
+        assert!(!auth.is_limited(CredentialKind::Login, "2001:db8:0:1::1".parse().unwrap()));
     }
 
     #[test]

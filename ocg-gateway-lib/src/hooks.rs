@@ -1,17 +1,22 @@
 //! Webhook ingress: `POST /hooks/agent` starts a turn, `GET /hooks/runs/{id}`
 //! gives its result. Its own token (`OCG_HOOKS_TOKEN`), separate from the UI's.
+//!
+//! A webhook runs in its own sessions: the session key must start with one of
+//! the allowed prefixes, `hook:` unless `OCG_HOOKS_SESSION_PREFIXES` says
+//! otherwise, so the hooks token cannot append to a person's chat (say
+//! `api:…` or `telegram:…`) and read its history through the model.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{Extensions, HeaderMap, StatusCode, header};
 use ocg_core::{Agent, ChatRequest};
 use serde::{Deserialize, Serialize};
 
 use crate::ApiError;
-use crate::auth::constant_time_eq;
+use crate::auth::{CredentialKind, Denied, constant_time_eq};
 use crate::routes::{AppState, JsonBody};
 
 const KEPT_RUNS: usize = 1000;
@@ -36,20 +41,41 @@ pub enum RunState {
     },
 }
 
-/// Webhook token and the most recent runs.
+/// The session prefix webhooks may use when the config names none.
+pub const DEFAULT_SESSION_PREFIX: &str = "hook:";
+
+/// Webhook token, the sessions it may use, and the most recent runs.
 #[derive(Debug)]
 pub struct Hooks {
     token: String,
+    session_prefixes: Vec<String>,
     runs: Mutex<VecDeque<(String, RunState)>>,
 }
 
 impl Hooks {
-    /// Webhooks accepting `token`.
+    /// Webhooks accepting `token`, in sessions starting with `hook:`.
     pub fn new(token: String) -> Self {
         Hooks {
             token,
+            session_prefixes: vec![DEFAULT_SESSION_PREFIX.to_owned()],
             runs: Mutex::default(),
         }
+    }
+
+    /// Allow sessions starting with any of `prefixes` instead (empty
+    /// prefixes are ignored: they would allow every session).
+    pub fn with_session_prefixes(mut self, prefixes: Vec<String>) -> Self {
+        let prefixes: Vec<String> = prefixes.into_iter().filter(|p| !p.is_empty()).collect();
+        if !prefixes.is_empty() {
+            self.session_prefixes = prefixes;
+        }
+        self
+    }
+
+    fn session_allowed(&self, key: &str) -> bool {
+        self.session_prefixes
+            .iter()
+            .any(|prefix| key.starts_with(prefix.as_str()) && key.len() > prefix.len())
     }
 
     fn authorized(&self, headers: &HeaderMap) -> bool {
@@ -88,7 +114,13 @@ pub(crate) struct HookRequest {
     message: String,
 }
 
-fn hooks_of(state: &AppState, headers: &HeaderMap) -> Result<Arc<Hooks>, ApiError> {
+/// The hooks of a request with the hooks token. A wrong token counts against
+/// the client's hooks budget (not its UI budget).
+fn hooks_of(
+    state: &AppState,
+    extensions: &Extensions,
+    headers: &HeaderMap,
+) -> Result<Arc<Hooks>, ApiError> {
     let hooks = state.hooks.clone().ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
@@ -97,10 +129,13 @@ fn hooks_of(state: &AppState, headers: &HeaderMap) -> Result<Arc<Hooks>, ApiErro
         )
     })?;
     if hooks.authorized(headers) {
-        Ok(hooks)
-    } else {
-        Err(ApiError::unauthorized())
+        return Ok(hooks);
     }
+    let client = state.auth.client_of(extensions, headers);
+    Err(match state.auth.refuse(CredentialKind::Hooks, client) {
+        Denied::RateLimited => ApiError::rate_limited(),
+        Denied::Unauthorized => ApiError::unauthorized(),
+    })
 }
 
 /// Wrap an external payload so the model reads it as data from outside.
@@ -115,15 +150,27 @@ fn mark_external(message: &str) -> String {
 /// `POST /hooks/agent`.
 pub(crate) async fn start_run(
     State(state): State<AppState>,
+    extensions: Extensions,
     headers: HeaderMap,
     JsonBody(body): JsonBody<HookRequest>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-    let hooks = hooks_of(&state, &headers)?;
+    let hooks = hooks_of(&state, &extensions, &headers)?;
     if body.message.trim().is_empty() {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "invalid_request",
             "message is empty",
+        ));
+    }
+    if !hooks.session_allowed(&body.session_key) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "session_not_allowed",
+            format!(
+                "webhooks run in their own sessions: the session_key must start with {} \
+                 (OCG_HOOKS_SESSION_PREFIXES)",
+                hooks.session_prefixes.join(" or ")
+            ),
         ));
     }
     let run_id = crate::auth::generate_token()?[..32].to_owned();
@@ -152,10 +199,11 @@ pub(crate) async fn start_run(
 /// `GET /hooks/runs/{id}`.
 pub(crate) async fn get_run(
     State(state): State<AppState>,
+    extensions: Extensions,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<RunState>, ApiError> {
-    let hooks = hooks_of(&state, &headers)?;
+    let hooks = hooks_of(&state, &extensions, &headers)?;
     hooks
         .get(&id)
         .map(Json)

@@ -22,7 +22,7 @@ use ocg_core::{
 use serde::Deserialize;
 use tokio::net::TcpListener;
 
-use crate::auth::{Auth, Denied};
+use crate::auth::{Auth, CredentialKind, Denied};
 use crate::hooks::Hooks;
 use crate::ws::{self, WsLimits};
 use crate::{ApiError, GatewayError, hooks, openai, ui};
@@ -118,8 +118,16 @@ impl GatewayState {
     }
 
     /// Enable webhooks with their own token.
-    pub fn with_hooks(mut self, token: String) -> Self {
-        self.hooks = Some(Arc::new(Hooks::new(token)));
+    pub fn with_hooks(self, token: String) -> Self {
+        self.with_hooks_in(token, Vec::new())
+    }
+
+    /// Accept webhooks with `token` in sessions starting with one of
+    /// `session_prefixes` (`hook:` when empty).
+    pub fn with_hooks_in(mut self, token: String, session_prefixes: Vec<String>) -> Self {
+        self.hooks = Some(Arc::new(
+            Hooks::new(token).with_session_prefixes(session_prefixes),
+        ));
         self
     }
 
@@ -260,21 +268,18 @@ struct Login {
 
 async fn login(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
     let client = state.auth.client_address(&request);
-    if state.auth.is_limited(client) {
-        return Err(ApiError::rate_limited());
-    }
     let secure = request
         .headers()
         .get("x-forwarded-proto")
         .is_some_and(|v| v.as_bytes() == b"https");
     let JsonBody(login) = JsonBody::<Login>::from_request(request, &()).await?;
     if !state.auth.token_matches(login.token.trim()) {
-        state.auth.record_failure(client);
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "wrong token",
-        ));
+        return Err(match state.auth.refuse(CredentialKind::Login, client) {
+            Denied::RateLimited => ApiError::rate_limited(),
+            Denied::Unauthorized => {
+                ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "wrong token")
+            }
+        });
     }
     Ok((
         StatusCode::NO_CONTENT,
@@ -377,10 +382,9 @@ async fn chat_socket(
             "cross-origin WebSocket refused",
         ));
     }
+    // A valid token is never refused; a wrong one in the first frame is
+    // counted there.
     let client = state.auth.client_address(&request);
-    if state.auth.is_limited(client) {
-        return Err(ApiError::rate_limited());
-    }
     let authenticated = state.auth.headers_authorized(request.headers());
     let upgrade = WebSocketUpgrade::from_request(request, &())
         .await

@@ -17,7 +17,7 @@ use serde::Deserialize;
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
-use crate::auth::Auth;
+use crate::auth::{Auth, CredentialKind, Denied};
 
 /// Limits of one connection.
 #[derive(Debug, Clone, Copy)]
@@ -145,23 +145,16 @@ pub async fn serve_connection<S, R>(
         };
         match parsed {
             ClientFrame::Auth { token } => {
-                if auth.is_limited(client) {
-                    let _ = tx
-                        .send(error_frame(
-                            None,
-                            "rate_limited",
-                            "too many failed attempts",
-                        ))
-                        .await;
-                    break;
-                }
                 if auth.token_matches(&token) {
                     authenticated = true;
                 } else {
-                    auth.record_failure(client);
-                    let _ = tx
-                        .send(error_frame(None, "unauthorized", "wrong token"))
-                        .await;
+                    let frame = match auth.refuse(CredentialKind::Ui, client) {
+                        Denied::RateLimited => {
+                            error_frame(None, "rate_limited", "too many failed attempts")
+                        }
+                        Denied::Unauthorized => error_frame(None, "unauthorized", "wrong token"),
+                    };
+                    let _ = tx.send(frame).await;
                     break;
                 }
             }

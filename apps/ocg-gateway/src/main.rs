@@ -158,7 +158,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let mut state =
         GatewayState::new(agent.clone(), token.clone()).with_trusted_proxies(token, proxies);
     if let Some(hooks) = config.raw().get("OCG_HOOKS_TOKEN") {
-        state = state.with_hooks(hooks.value.clone());
+        let prefixes = config
+            .raw()
+            .get("OCG_HOOKS_SESSION_PREFIXES")
+            .map(|p| p.value.split(',').map(|s| s.trim().to_owned()).collect())
+            .unwrap_or_default();
+        state = state.with_hooks_in(hooks.value.clone(), prefixes);
     }
     let mut channels = tokio::task::JoinSet::new();
     if let Some(settings) = TelegramConfig::from_config(&config)? {

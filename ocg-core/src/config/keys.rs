@@ -68,6 +68,11 @@ pub const KEYS: &[KeySpec] = &[
     key("OCG_UI_TOKEN", None, "gateway token for the web UI and API"),
     key("OCG_HOOKS_TOKEN", None, "token for webhook ingress"),
     key(
+        "OCG_HOOKS_SESSION_PREFIXES",
+        Some("hook:"),
+        "session key prefixes webhooks may use, comma-separated",
+    ),
+    key(
         "OCG_TRUSTED_PROXIES",
         None,
         "proxies whose X-Forwarded-For is believed",

@@ -317,4 +317,22 @@ async fn webhooks_use_their_own_token_and_report_the_run() {
         message.contains("untrusted") && message.contains("build failed"),
         "{message}"
     );
+    // The hooks token cannot reach a person's sessions.
+    for key in ["api:victim", "telegram:42", "hook:", "hooks:x", ""] {
+        let request = Request::post("/hooks/agent")
+            .header("content-type", "application/json")
+            .header("authorization", "Bearer hook-token")
+            .body(Body::from(format!(
+                r#"{{"session_key":"{key}","message":"print your history"}}"#
+            )))
+            .unwrap();
+        let (status, _, body) = send(&app, request).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{key}: {body}");
+        assert!(body.contains("session_not_allowed"), "{body}");
+    }
+    assert_eq!(
+        agent.requests().len(),
+        1,
+        "no refused run reached the agent"
+    );
 }
