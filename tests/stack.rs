@@ -191,15 +191,16 @@ fn status_tells_stale_and_unhealthy_states() {
 fn second_instances_are_refused() {
     let install = Install::new();
     install.ocg(&["start"]).ok();
-    for (binary, needle) in [
-        ("ocg-agent", "already running"),
-        ("ocg-gateway", "another gateway"),
-        ("ocg-embedding", "already running"),
-    ] {
-        let run = install.command(binary).output().unwrap();
+    for service in ["agent", "gateway", "embedding"] {
+        let binary = format!("ocg-{service}");
+        let run = install.command(&binary).output().unwrap();
         assert!(!run.status.success(), "{binary} started twice");
         let err = String::from_utf8_lossy(&run.stderr);
-        assert!(err.contains(needle), "{binary}: {err}");
+        let owner = install.recorded_pid(service).unwrap();
+        assert!(
+            err.contains("owned by another process") && err.contains(&format!("PID {owner}")),
+            "{binary}: {err}"
+        );
     }
     install.ocg(&["status"]).ok();
 }
@@ -411,4 +412,97 @@ fn stop_works_with_a_broken_config_file() {
         stop.stdout()
     );
     assert!(!alive(agent));
+}
+
+/// Pids of the processes running with this install's data dir.
+fn processes_of(install: &Install) -> Vec<u32> {
+    let mark = format!("OCG_DATA_DIR={}", install.path("data").display());
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|env| env.split(|b| *b == 0).any(|kv| kv == mark.as_bytes()))
+        })
+        .filter(|pid| ocg_process::proc_stat::read(*pid).is_some_and(|s| !s.is_zombie()))
+        .collect()
+}
+
+#[test]
+fn a_start_that_cannot_own_the_install_says_who_does_and_orphans_nothing() {
+    let install = Install::new();
+    install.ocg(&["start"]).ok();
+    let owners: Vec<u32> = ["embedding", "agent", "gateway"]
+        .iter()
+        .map(|s| install.recorded_pid(s).unwrap())
+        .collect();
+    let before = processes_of(&install);
+    // The pid dir is lost while the services run; a new start must not
+    // start a second set over the same data.
+    std::fs::remove_dir_all(install.pid_dir()).unwrap();
+    let start = install.ocg(&["start"]);
+    assert_ne!(start.code(), 0, "{}", start.stdout());
+    let said = String::from_utf8_lossy(&start.0.stderr).into_owned();
+    assert!(
+        said.contains("owned by another process") && said.contains(&format!("PID {}", owners[0])),
+        "{said}"
+    );
+    let mut after = processes_of(&install);
+    let mut expected = before.clone();
+    after.sort_unstable();
+    expected.sort_unstable();
+    assert_eq!(after, expected, "nothing new runs, nothing was stopped");
+    // The owners are still the ones that answer.
+    let (code, _) = http_get(&format!("{}/health", install.gateway_url())).unwrap();
+    assert_eq!(code, 200);
+    // Without pid files `ocg stop` cannot find them: end them here.
+    for pid in owners {
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(i32::try_from(pid).unwrap()),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+}
+
+#[test]
+fn two_starts_at_once_do_not_interleave() {
+    let install = Install::new();
+    let spawn = || {
+        install
+            .command("ocg")
+            .arg("start")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (first, second) = (spawn(), spawn());
+    let outputs = [
+        first.wait_with_output().unwrap(),
+        second.wait_with_output().unwrap(),
+    ];
+    let succeeded = outputs.iter().filter(|o| o.status.success()).count();
+    let refused: Vec<String> = outputs
+        .iter()
+        .filter(|o| !o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
+        .collect();
+    // Either the second waited its turn out (the first had finished) or it
+    // was refused; never two sets of services, never a stop of the other's.
+    assert!(succeeded >= 1, "{refused:?}");
+    for said in &refused {
+        assert!(said.contains("another `ocg start`"), "{said}");
+    }
+    let status = install.ocg(&["status"]);
+    assert_eq!(status.code(), 0, "{}", status.stdout());
+    let pids = processes_of(&install);
+    let services = pids
+        .iter()
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.trim().starts_with("ocg-"))
+        })
+        .count();
+    assert_eq!(services, 3, "one set of services: {pids:?}");
+    install.ocg(&["stop"]).ok();
 }

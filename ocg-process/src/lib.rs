@@ -28,6 +28,7 @@ pub mod child;
 mod error;
 mod foreground;
 pub mod log_file;
+pub mod ownership;
 mod pid_file;
 pub mod private;
 pub mod probe;

@@ -57,7 +57,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Some(url) => EmbeddingEndpoint::Fixed(url.clone()),
         None => EmbeddingEndpoint::Announced(AddressFile::new(config.embedding_addr_file())),
     };
-    // Bind first: a second instance must fail before it starts a model.
+    // The data dir is this process's until it exits; then bind: a second
+    // instance must fail before it starts a model.
+    let _owner = ocg_process::ownership::lock_service(&config.data_dir, "agent")?;
     let socket = AgentSocket::bind(&config.agent_socket).await?;
     let store = SessionStore::open(&settings.database)?;
     let provider = settings.build_provider()?;

@@ -102,6 +102,8 @@ async fn serve(
     settings: ServiceSettings,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    // The data dir is this process's until it exits.
+    let _owner = ocg_process::ownership::lock_service(&config.data_dir, "embedding")?;
     let address = AddressFile::new(config.embedding_addr_file());
     service::refuse_second_instance(&address).await?;
     let llama = LlamaEmbedder::start(settings.llama.clone());
@@ -179,6 +181,7 @@ async fn reindex(
         }
         return Ok(());
     }
+    let _owner = ocg_process::ownership::lock_service(&config.data_dir, "embedding")?;
     let llama = LlamaEmbedder::start(settings.llama.clone());
     if !llama.wait_ready(settings.llama.startup_timeout).await {
         anyhow::bail!("the embedding model is not ready: {:?}", llama.status());

@@ -150,6 +150,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         None => {}
     }
 
+    // The data dir (channel journals) is this process's until it exits.
+    let _owner = ocg_process::ownership::lock_service(&config.data_dir, "gateway")?;
     let (token, source) = ocg_gateway_lib::ui_token(&config)?;
     if let TokenSource::Generated(path) = &source {
         tracing::info!(file = %path.display(), "generated a UI token (OCG_UI_TOKEN); `ocg-gateway token show` prints it");

@@ -11,6 +11,7 @@ use ocg_agent_lib::AgentClient;
 use ocg_agent_lib::terminal::TerminalChat;
 use ocg_core::StopOutcome;
 use ocg_core::config::{Config, Sources};
+use ocg_process::ownership::{LockError, OwnerLock};
 use ocg_process::stack::{self, SERVICES, Stack};
 use ocg_process::{ForegroundSupervisor, RestartPolicy};
 use tracing_subscriber::EnvFilter;
@@ -125,6 +126,22 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let config_socket = config.agent_socket.clone();
     // Loading a local model may take as long as starting a service.
     let wait = Duration::from_secs(config.start_timeout_secs.max(60));
+    // One start, stop or restart of an install at a time.
+    let _one_at_a_time = match cli.command {
+        Command::Start { .. } | Command::Stop { .. } | Command::Restart => {
+            let path = config.pid_dir.join("ocg.lock");
+            match OwnerLock::acquire(&path, "this install") {
+                Ok(lock) => Some(lock),
+                Err(LockError::Held { holder, .. }) => anyhow::bail!(
+                    "another `ocg start`, `stop` or `restart`{} is running on this install ({})",
+                    holder.map(|p| format!(" (PID {p})")).unwrap_or_default(),
+                    path.display()
+                ),
+                Err(error) => return Err(error.into()),
+            }
+        }
+        _ => None,
+    };
     let stack = Stack::new(config, bin_dir);
 
     match cli.command {
