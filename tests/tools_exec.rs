@@ -14,7 +14,7 @@ use ocg_agent_lib::providers::{
 };
 use ocg_agent_lib::sessions::SessionStore;
 use ocg_agent_lib::tools::{
-    ExecTool, ProcessTool, Tool, ToolPolicy, ToolRegistry, WebFetchTool, Workspace,
+    ExecSandbox, ExecTool, ProcessTool, Tool, ToolPolicy, ToolRegistry, WebFetchTool, Workspace,
 };
 use ocg_agent_lib::{AgentRuntime, RuntimeConfig};
 use ocg_core::{Agent, ChatEvent, ChatRequest, ToolCall};
@@ -79,11 +79,18 @@ fn setup() -> Setup {
     let workspace = Workspace::new(&dir.path().join("ws"), &[]).unwrap();
     let mut policy = ToolPolicy {
         exec_shell: true,
+        // The real sandbox: the agent binary in helper mode.
+        sandbox: ExecSandbox::Kernel {
+            helper: ocg_tests::bin_dir().join("ocg-agent"),
+            network: false,
+        },
         ..ToolPolicy::default()
     };
-    policy
-        .exec_allow
-        .push(std::fs::canonicalize("/usr/bin/sleep").unwrap());
+    for extra in ["/usr/bin/sleep", "/usr/bin/perl"] {
+        policy
+            .exec_allow
+            .push(std::fs::canonicalize(extra).unwrap());
+    }
     let tools: Vec<Arc<dyn Tool>> = vec![
         Arc::new(ExecTool::new(workspace.clone(), policy.clone())),
         Arc::new(ProcessTool::new(workspace.clone(), policy.clone())),
@@ -282,4 +289,79 @@ async fn background_processes_across_rounds_end_with_the_agent() {
         wait_until(Duration::from_secs(2), || pids.iter().all(|p| !alive(*p))),
         "background processes outlived the agent"
     );
+}
+
+/// What a prompt-injected model tried against the old `exec`: each attempt
+/// is refused by the kernel, whatever form the path or the socket takes,
+/// while ordinary work in the workspace goes on.
+#[tokio::test]
+async fn programs_are_confined_to_the_workspace_by_the_kernel() {
+    let s = setup();
+    let install = s.workspace.root().parent().unwrap().to_owned();
+    std::fs::write(install.join("env.config"), "OCG_UI_TOKEN=the-secret\n").unwrap();
+    let socket_path = install.join("agent.sock");
+    let _agent_socket = std::os::unix::net::UnixListener::bind(&socket_path).unwrap();
+    let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = tcp.local_addr().unwrap().port();
+    let mut bystander = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
+    let connect = |address: &str| {
+        format!(
+            "use Socket; my $a = '{address}'; \
+             if ($a =~ /^\\//) {{ socket(my $s, PF_UNIX, SOCK_STREAM, 0) or die \"socket: $!\\n\"; \
+               connect($s, pack_sockaddr_un($a)) or die \"connect: $!\\n\"; }} \
+             else {{ socket(my $s, PF_INET, SOCK_STREAM, 0) or die \"socket: $!\\n\"; \
+               connect($s, pack_sockaddr_in({port}, inet_aton('127.0.0.1'))) or die \"connect: $!\\n\"; }} \
+             print \"connected\\n\";"
+        )
+    };
+    let outside = install.join("outside.txt");
+    let ends = turn(
+        &s.agent,
+        vec![vec![
+            call("config", "exec", serde_json::json!({"argv": ["cat", install.join("env.config")]})),
+            call("relative", "exec", serde_json::json!({"argv": ["cat", "../env.config"]})),
+            call("grep", "exec", serde_json::json!({"argv": ["grep", "-r", "the-secret", install]})),
+            call("environ", "exec", serde_json::json!({"argv": ["cat", format!("/proc/{}/environ", std::process::id())]})),
+            call("sort", "exec", serde_json::json!({"argv": ["sort", "-o", outside, "/dev/null"]})),
+            call("unix", "exec", serde_json::json!({"argv": ["perl", "-e", connect(&socket_path.display().to_string())]})),
+            call("tcp", "exec", serde_json::json!({"argv": ["perl", "-e", connect("tcp")]})),
+            call("signal", "exec", serde_json::json!({"command": format!("kill -TERM {}", bystander.id())})),
+            call("work", "exec", serde_json::json!({"command":
+                "echo hi > out.txt && grep -c hi out.txt && printf 'echo script ran\\n' > s.sh && sh s.sh"})),
+        ]],
+        &s.model,
+    )
+    .await;
+    for id in ["config", "relative", "grep", "environ", "sort"] {
+        let (text, _) = result(&ends, id);
+        assert!(!text.starts_with("exit code 0"), "{id}: {text}");
+        assert!(
+            !text.contains("the-secret") && !text.contains("OCG_"),
+            "{id}: {text}"
+        );
+        assert!(text.contains("Permission denied"), "{id}: {text}");
+    }
+    assert!(!outside.exists(), "nothing written outside the workspace");
+    for id in ["unix", "tcp"] {
+        let (text, _) = result(&ends, id);
+        assert!(text.contains("socket: Permission denied"), "{id}: {text}");
+        assert!(!text.contains("connected"), "{id}: {text}");
+    }
+    let (text, _) = result(&ends, "signal");
+    assert!(!text.starts_with("exit code 0"), "signal: {text}");
+    assert!(
+        bystander.try_wait().unwrap().is_none(),
+        "the bystander lives"
+    );
+    let _ = bystander.kill();
+    let (text, ok) = result(&ends, "work");
+    assert!(
+        ok && text.contains("\n1\n") && text.contains("script ran"),
+        "{text}"
+    );
+    assert!(s.workspace.root().join("out.txt").exists());
+    drop(tcp);
 }

@@ -87,6 +87,8 @@ struct Inner {
     locks: Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>,
     counters: Counters,
     started: Instant,
+    /// Checks fixed at start (the exec sandbox), reported with the others.
+    checks: Vec<HealthCheck>,
 }
 
 /// The agent, in process: implements [`Agent`].
@@ -149,8 +151,18 @@ impl AgentRuntime {
                 locks: Mutex::default(),
                 counters: Counters::default(),
                 started: Instant::now(),
+                checks: Vec::new(),
             }),
         }
+    }
+
+    /// Report `check` in every health answer (a fact fixed at start, such as
+    /// whether programs run sandboxed). Call before the runtime is shared.
+    pub fn with_check(mut self, check: HealthCheck) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.checks.push(check);
+        }
+        self
     }
 
     /// The session store.
@@ -342,6 +354,7 @@ impl Agent for AgentRuntime {
                 Err(error) => HealthCheck::failing("embedding", error.to_string()),
             });
         }
+        checks.extend(inner.checks.iter().cloned());
         HealthReport::from_checks("agent", VERSION, inner.started.elapsed().as_secs(), checks)
     }
 }

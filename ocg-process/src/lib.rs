@@ -34,6 +34,7 @@ pub mod private;
 pub mod probe;
 pub mod proc_stat;
 mod restart;
+pub mod sandbox;
 mod signal;
 #[allow(unsafe_code)]
 mod spawn;

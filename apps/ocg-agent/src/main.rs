@@ -10,7 +10,8 @@ use ocg_agent_lib::memory::MemoryBank;
 use ocg_agent_lib::server::{self, AgentSocket};
 use ocg_agent_lib::sessions::SessionStore;
 use ocg_agent_lib::settings::AgentSettings;
-use ocg_agent_lib::tools::{self, ToolRegistry, Workspace};
+use ocg_agent_lib::tools::{self, ExecSandbox, ToolGroup, ToolRegistry, Workspace};
+use ocg_core::HealthCheck;
 use ocg_core::config::{Config, Sources};
 use ocg_embed::{AddressFile, EmbeddingClient, EmbeddingEndpoint};
 use tracing_subscriber::EnvFilter;
@@ -27,8 +28,22 @@ struct Args {
     socket: Option<PathBuf>,
 }
 
+fn main() -> ExitCode {
+    // Helper mode: confine this process and exec the program the `exec` or
+    // `process` tool runs. Before any runtime thread exists.
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == ocg_process::sandbox::HELPER_MODE)
+    {
+        let error = ocg_process::sandbox::helper_main(std::env::args_os().skip(2));
+        eprintln!("ocg sandbox: {error}");
+        return ExitCode::from(126);
+    }
+    agent_main()
+}
+
 #[tokio::main]
-async fn main() -> ExitCode {
+async fn agent_main() -> ExitCode {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -90,6 +105,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Some(memory),
         settings.runtime.clone(),
     );
+    let runtime = match sandbox_check(&settings) {
+        Some(check) => runtime.with_check(check),
+        None => runtime,
+    };
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let until_stopped = move || {
         let mut stopped = stopped.clone();
@@ -110,4 +129,40 @@ async fn run(args: Args) -> anyhow::Result<()> {
         tcp.await??;
     }
     Ok(())
+}
+
+/// Whether `exec`/`process` programs run confined, for `/health` and
+/// `ocg status`; `None` when neither tool is offered.
+fn sandbox_check(settings: &AgentSettings) -> Option<HealthCheck> {
+    let tools = &settings.tools;
+    if !tools.allows("exec", ToolGroup::Exec) && !tools.allows("process", ToolGroup::Exec) {
+        return None;
+    }
+    Some(match &tools.sandbox {
+        ExecSandbox::Kernel { helper, network } => match ocg_process::sandbox::probe(helper) {
+            Ok(()) => HealthCheck::ok(
+                "sandbox",
+                Some(format!(
+                    "programs confined by landlock and seccomp{}",
+                    if *network {
+                        ", network allowed"
+                    } else {
+                        ", no network"
+                    }
+                )),
+            ),
+            Err(why) => {
+                tracing::error!(%why, "programs cannot be confined; exec and process will fail");
+                HealthCheck::failing("sandbox", format!("unavailable: {why}"))
+            }
+        },
+        ExecSandbox::Off => {
+            tracing::warn!("OCG_EXEC_SANDBOX=off: exec and process run programs unconfined");
+            HealthCheck::failing(
+                "sandbox",
+                "off: exec and process run programs unconfined (OCG_EXEC_SANDBOX=off)",
+            )
+        }
+        ExecSandbox::Unconfigured => HealthCheck::failing("sandbox", "no sandbox helper"),
+    })
 }

@@ -12,7 +12,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use ocg_agent_lib::ToolExecutor;
-use ocg_agent_lib::tools::{ExecTool, Tool, ToolContext, ToolPolicy, ToolRegistry, Workspace};
+use ocg_agent_lib::tools::{
+    ExecSandbox, ExecTool, Tool, ToolContext, ToolPolicy, ToolRegistry, Workspace,
+};
 use ocg_core::ToolCall;
 use ocg_tests::bench::percentile;
 
@@ -61,7 +63,24 @@ async fn registry(tools: &ToolRegistry, call: &ToolCall) -> f64 {
 async fn main() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let workspace = Workspace::new(&dir.path().join("ws"), &[])?;
-    let policy = ToolPolicy::default();
+    // The sandbox helper is the agent binary (bench/tools.sh builds it).
+    let helper = std::env::var_os("OCG_AGENT_BIN")
+        .map(std::path::PathBuf::from)
+        .ok_or_else(|| anyhow::anyhow!("set OCG_AGENT_BIN to the ocg-agent binary"))?;
+    let policy = ToolPolicy {
+        sandbox: ExecSandbox::Kernel {
+            helper,
+            network: false,
+        },
+        ..ToolPolicy::default()
+    };
+    let unconfined = ExecTool::new(
+        workspace.clone(),
+        ToolPolicy {
+            sandbox: ExecSandbox::Off,
+            ..policy.clone()
+        },
+    );
     let exec = ExecTool::new(workspace.clone(), policy.clone());
     let tools = ToolRegistry::new(
         vec![Arc::new(ExecTool::new(workspace, policy.clone())) as Arc<dyn Tool>],
@@ -75,13 +94,18 @@ async fn main() -> anyhow::Result<()> {
 
     for _ in 0..WARMUP {
         direct().await;
+        tool(&unconfined).await;
         tool(&exec).await;
         registry(&tools, &call).await;
     }
     let (mut base, mut through_tool, mut through_registry) = (Vec::new(), Vec::new(), Vec::new());
+    let mut unconfined_tool = Vec::new();
     for _ in 0..ROUNDS {
         for _ in 0..PER_ROUND {
             base.push(direct().await);
+        }
+        for _ in 0..PER_ROUND {
+            unconfined_tool.push(tool(&unconfined).await);
         }
         for _ in 0..PER_ROUND {
             through_tool.push(tool(&exec).await);
@@ -104,11 +128,15 @@ async fn main() -> anyhow::Result<()> {
     println!("| baseline: tokio::process::Command | {base50:.3} | {base99:.3} | 1.00× | 1.00× |");
     for (name, samples) in [
         (
-            "`exec` tool (`argv: [\"/usr/bin/true\"]`)",
+            "`exec` tool, sandbox off (`argv: [\"/usr/bin/true\"]`)",
+            &mut unconfined_tool,
+        ),
+        (
+            "`exec` tool, sandboxed: helper + landlock + seccomp",
             &mut through_tool,
         ),
         (
-            "`exec` through ToolRegistry (`argv: [\"true\"]`)",
+            "`exec` through ToolRegistry, sandboxed (`argv: [\"true\"]`)",
             &mut through_registry,
         ),
     ] {

@@ -18,7 +18,7 @@ use nix::unistd::Pid;
 use serde::Deserialize;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
-use super::{Tool, ToolContext, ToolGroup, ToolPolicy, Workspace, arguments};
+use super::{ExecSandbox, Tool, ToolContext, ToolGroup, ToolPolicy, Workspace, arguments};
 use crate::AgentError;
 
 /// The only `PATH` programs see, and the directories a bare program name is
@@ -184,14 +184,55 @@ pub(crate) fn environment(workspace: &Workspace) -> Vec<(String, String)> {
     env
 }
 
-/// The spawn recipe: cleared environment plus [`environment`], its own
-/// process group (so the whole tree can be killed), killed when dropped,
-/// stdout and stderr piped.
-pub(crate) fn command(workspace: &Workspace, launch: &Launch) -> tokio::process::Command {
-    let mut command = tokio::process::Command::new(&launch.program);
+/// The spawn recipe: the program confined by the sandbox helper (or, with
+/// the sandbox off, as it is), cleared environment plus [`environment`], its
+/// own process group (so the whole tree can be killed), killed when
+/// dropped, stdout and stderr piped. Fails when no sandbox is configured.
+pub(crate) fn command(
+    workspace: &Workspace,
+    policy: &ToolPolicy,
+    launch: &Launch,
+) -> Result<tokio::process::Command, AgentError> {
+    let mut command = match &policy.sandbox {
+        ExecSandbox::Kernel { helper, network } => {
+            let mut readable: Vec<PathBuf> = ocg_process::sandbox::SYSTEM_DIRS
+                .iter()
+                .map(PathBuf::from)
+                .collect();
+            // An allowed program outside the system directories.
+            readable.push(launch.program.clone());
+            let confinement = ocg_process::sandbox::Confinement {
+                writable: vec![workspace.root().to_owned()],
+                readable,
+                network: *network,
+            };
+            let mut command = tokio::process::Command::new(helper);
+            command.args(ocg_process::sandbox::helper_args(
+                &confinement,
+                &launch.cwd,
+                &launch.program,
+                &launch.arg0,
+                &launch.args,
+            ));
+            command
+        }
+        ExecSandbox::Off => {
+            let mut command = tokio::process::Command::new(&launch.program);
+            command
+                .arg0(&launch.arg0)
+                .args(&launch.args)
+                .current_dir(&launch.cwd);
+            command
+        }
+        ExecSandbox::Unconfigured => {
+            return Err(AgentError::tool(
+                "sandbox_unavailable",
+                "programs run only confined, and no sandbox helper is configured \
+                 (ToolPolicy::sandbox; OCG_EXEC_SANDBOX=off runs them unconfined)",
+            ));
+        }
+    };
     command
-        .arg0(&launch.arg0)
-        .args(&launch.args)
         .current_dir(&launch.cwd)
         .env_clear()
         .envs(environment(workspace))
@@ -199,7 +240,7 @@ pub(crate) fn command(workspace: &Workspace, launch: &Launch) -> tokio::process:
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
-    command
+    Ok(command)
 }
 
 /// SIGKILL every process of the group `pgid`. A group already gone is fine.
@@ -425,7 +466,7 @@ impl Tool for ExecTool {
             args.command,
             args.cwd.as_deref(),
         )?;
-        let mut command = command(&self.workspace, &launch);
+        let mut command = command(&self.workspace, &self.policy, &launch)?;
         command.stdin(if args.stdin.is_some() {
             Stdio::piped()
         } else {
@@ -520,8 +561,11 @@ pub(crate) mod tests {
         std::fs::create_dir_all(root.join("sub")).unwrap();
         std::fs::write(root.join("sub/a.txt"), "hello\n").unwrap();
         let workspace = Workspace::new(&root, &[]).unwrap();
+        // The mechanics (timeouts, caps, groups) unconfined; the sandbox
+        // itself is tested with the real helper in tests/tools_exec.rs.
         let mut policy = ToolPolicy {
             exec_shell: shell,
+            sandbox: ExecSandbox::Off,
             ..ToolPolicy::default()
         };
         for extra in ["/usr/bin/env", "/usr/bin/sleep"] {

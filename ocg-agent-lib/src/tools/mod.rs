@@ -26,7 +26,7 @@ use crate::AgentError;
 
 pub use exec::{EXEC_OUTPUT_CAP, ExecTool, SAFE_PATH};
 pub use executor::{NoTools, ToolExecutor, ToolOutput};
-pub use policy::{ToolGroup, ToolPolicy};
+pub use policy::{ExecSandbox, ToolGroup, ToolPolicy};
 pub use process::{MAX_LIVE_PROCESSES, PROCESS_BUFFER, ProcessTool};
 pub use registry::{ToolRegistry, truncate_middle};
 pub use web::{

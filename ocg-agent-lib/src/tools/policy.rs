@@ -66,6 +66,25 @@ pub const DEFAULT_EXEC_ALLOW: &[&str] = &[
     "/usr/bin/wc",
 ];
 
+/// How `exec` and `process` run programs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExecSandbox {
+    /// Confined by the kernel through `helper sandbox-exec …` (the agent
+    /// binary; see `ocg_process::sandbox`): the workspace to write, system
+    /// directories to read, nothing else; no network unless `network`.
+    Kernel {
+        /// The helper program (`ocg-agent`).
+        helper: PathBuf,
+        /// Whether programs may open network sockets (`OCG_EXEC_NETWORK`).
+        network: bool,
+    },
+    /// No helper is configured: programs are refused (the default of a
+    /// policy built in code; `ocg-agent` configures itself).
+    Unconfigured,
+    /// Unconfined, by the operator's explicit `OCG_EXEC_SANDBOX=off`.
+    Off,
+}
+
 /// What the tools may do. Built from config by [`ToolPolicy::from_config`];
 /// [`Default`] is the built-in defaults.
 #[derive(Debug, Clone, PartialEq)]
@@ -87,6 +106,8 @@ pub struct ToolPolicy {
     /// Whether `web_fetch` may reach loopback, private, link-local and
     /// metadata addresses.
     pub web_allow_private: bool,
+    /// How programs run.
+    pub sandbox: ExecSandbox,
 }
 
 impl Default for ToolPolicy {
@@ -103,6 +124,7 @@ impl Default for ToolPolicy {
             exec_max_timeout: Duration::from_secs(600),
             output_max: 32 * 1024,
             web_allow_private: false,
+            sandbox: ExecSandbox::Unconfigured,
         }
     }
 }
@@ -119,9 +141,12 @@ fn names(value: &str) -> Vec<String> {
 impl ToolPolicy {
     /// Read `OCG_TOOLS_ALLOW`, `OCG_TOOLS_DENY`, `OCG_EXEC_ALLOW`,
     /// `OCG_EXEC_SHELL`, `OCG_EXEC_TIMEOUT`, `OCG_EXEC_MAX_TIMEOUT`,
-    /// `OCG_TOOL_OUTPUT_MAX` and `OCG_WEB_ALLOW_PRIVATE`. Program paths must
-    /// be absolute and exist; they are canonicalized, so a symlink allows
-    /// its target. Tool names are checked by the registry.
+    /// `OCG_TOOL_OUTPUT_MAX`, `OCG_WEB_ALLOW_PRIVATE`, `OCG_EXEC_SANDBOX` and
+    /// `OCG_EXEC_NETWORK`. Program paths must be absolute and exist; they are
+    /// canonicalized, so a symlink allows its target. Tool names are checked
+    /// by the registry. The sandbox helper is this very program
+    /// (`std::env::current_exe`), which must answer `sandbox-exec` by calling
+    /// `ocg_process::sandbox::helper_main`, as `ocg-agent` does.
     pub fn from_config(raw: &RawConfig) -> Result<Self, ConfigError> {
         let defaults = ToolPolicy::default();
         let exec_allow = match raw.parse("OCG_EXEC_ALLOW", |value| {
@@ -162,6 +187,17 @@ impl ToolPolicy {
             web_allow_private: raw
                 .parse("OCG_WEB_ALLOW_PRIVATE", parse_bool)?
                 .unwrap_or(defaults.web_allow_private),
+            sandbox: if raw.parse("OCG_EXEC_SANDBOX", parse_bool)?.unwrap_or(true) {
+                match std::env::current_exe() {
+                    Ok(helper) => ExecSandbox::Kernel {
+                        helper,
+                        network: raw.parse("OCG_EXEC_NETWORK", parse_bool)?.unwrap_or(false),
+                    },
+                    Err(_) => ExecSandbox::Unconfigured,
+                }
+            } else {
+                ExecSandbox::Off
+            },
         })
     }
 

@@ -301,7 +301,7 @@ impl ProcessTool {
                 ),
             ));
         }
-        let mut command = command(&self.workspace, &launch);
+        let mut command = command(&self.workspace, &self.policy, &launch)?;
         command.stdin(std::process::Stdio::piped());
         let mut child = command.spawn().map_err(|error| {
             AgentError::tool(

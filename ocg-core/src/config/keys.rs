@@ -93,6 +93,16 @@ pub const KEYS: &[KeySpec] = &[
         None,
         "programs exec may run: absolute paths, resolved",
     ),
+    key(
+        "OCG_EXEC_SANDBOX",
+        Some("true"),
+        "confine exec/process programs by the kernel (false runs them unconfined)",
+    ),
+    key(
+        "OCG_EXEC_NETWORK",
+        Some("false"),
+        "let exec/process programs open network sockets",
+    ),
     key("OCG_EXEC_SHELL", Some("false"), "let exec run sh -c"),
     key(
         "OCG_EXEC_TIMEOUT",
