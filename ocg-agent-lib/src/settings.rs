@@ -325,10 +325,10 @@ impl AgentSettings {
 }
 
 /// The tool policy of the config. With the local default model, no tool is
-/// offered unless `OCG_TOOLS_ALLOW` names some: the schemas of all tools are
-/// about 2,300 prompt tokens, which a 0.5B model on 2 cores takes 20 s to
-/// read at the start of every session, and it does not call tools reliably
-/// (docs/agent.md).
+/// offered unless `OCG_TOOLS_ALLOW` names some: with the schemas of all
+/// tools a first turn is 2,564 prompt tokens (53 without them), which a 0.5B
+/// model on 2 cores reads in 24 s at the start of every session, and it does
+/// not call tools reliably (docs/agent.md).
 fn tool_policy(raw: &RawConfig, provider: &ProviderChoice) -> Result<ToolPolicy, ConfigError> {
     let mut policy = ToolPolicy::from_config(raw)?;
     if matches!(provider, ProviderChoice::Local(_)) && raw.get("OCG_TOOLS_ALLOW").is_none() {
