@@ -132,21 +132,14 @@ impl LocalModelConfig {
     }
 }
 
-#[derive(Debug)]
-enum Runner {
-    /// Program or model missing: nothing will start until configured.
-    Missing(String),
-    Supervised {
-        child: SupervisedChild,
-        /// The provider for the port the child answers on now.
-        provider: Mutex<Option<(u16, Arc<OpenAiProvider>)>>,
-    },
-}
+/// The provider for the port the child answers on, built once per port.
+type PortProvider = Arc<Mutex<Option<(u16, Arc<OpenAiProvider>)>>>;
 
 /// An [`LlmProvider`] backed by a supervised local `llama-server`.
 #[derive(Debug, Clone)]
 pub struct LocalModel {
-    runner: Arc<Runner>,
+    child: SupervisedChild,
+    provider: PortProvider,
     model: String,
     wait: Duration,
 }
@@ -166,43 +159,36 @@ impl LocalModel {
         ]
         .into_iter()
         .find(|(path, _, _)| !path.is_file());
-        let runner = match missing {
-            Some((path, what, key)) => Runner::Missing(format!(
-                "{what} not found at {}: run scripts/setup-llama.sh, set {key}, or configure OPENAI_API_KEY / ANTHROPIC_API_KEY",
-                path.display()
-            )),
-            None => Runner::Supervised {
-                child: SupervisedChild::start(config.spec(), None),
-                provider: Mutex::new(None),
-            },
+        let spec = config.spec();
+        let child = match missing {
+            Some((path, what, key)) => SupervisedChild::unavailable(
+                &spec.name,
+                format!(
+                    "{what} not found at {}: run scripts/setup-llama.sh, set {key}, or configure OPENAI_API_KEY / ANTHROPIC_API_KEY",
+                    path.display()
+                ),
+            ),
+            None => SupervisedChild::start(spec, None),
         };
         LocalModel {
-            runner: Arc::new(runner),
+            child,
+            provider: Arc::default(),
             model,
             wait: config.startup_timeout,
         }
     }
 
-    /// The provider when ready, else why not.
+    /// The provider when the child is `state`, else why not.
     fn provider(&self, state: &ChildState) -> Result<Arc<OpenAiProvider>, NotReady> {
-        let (child, cache) = match &*self.runner {
-            Runner::Missing(message) => return Err(NotReady::Failing(message.clone())),
-            Runner::Supervised { child, provider } => (child, provider),
-        };
+        let problem = || state.problem(self.child.name()).unwrap_or_default();
         let port = match state {
             ChildState::Ready { port, .. } => *port,
-            ChildState::Starting { .. } => {
-                return Err(NotReady::Loading(
-                    state.problem(child.name()).unwrap_or_default(),
-                ));
-            }
-            ChildState::CrashLoop { .. } => {
-                return Err(NotReady::Failing(
-                    state.problem(child.name()).unwrap_or_default(),
-                ));
+            ChildState::Starting { .. } => return Err(NotReady::Loading(problem())),
+            ChildState::CrashLoop { .. } | ChildState::Unavailable { .. } => {
+                return Err(NotReady::Failing(problem()));
             }
         };
-        let mut cache = cache.lock().unwrap_or_else(|p| p.into_inner());
+        let mut cache = self.provider.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((cached, provider)) = &*cache {
             if *cached == port {
                 return Ok(provider.clone());
@@ -219,13 +205,6 @@ impl LocalModel {
         .map_err(|e| NotReady::Failing(e.to_string()))?;
         *cache = Some((port, provider.clone()));
         Ok(provider)
-    }
-
-    fn state_now(&self) -> Option<ChildState> {
-        match &*self.runner {
-            Runner::Missing(_) => None,
-            Runner::Supervised { child, .. } => Some(child.state()),
-        }
     }
 }
 
@@ -247,13 +226,8 @@ impl LlmProvider for LocalModel {
     }
 
     async fn stream(&self, request: &CompletionRequest) -> Result<ProviderStream, ProviderError> {
-        let state = match &*self.runner {
-            Runner::Missing(message) => {
-                return Err(unavailable(NotReady::Failing(message.clone())));
-            }
-            // A turn that arrives while the model loads waits for it.
-            Runner::Supervised { child, .. } => child.wait_settled(self.wait).await,
-        };
+        // A turn that arrives while the model loads waits for it.
+        let state = self.child.wait_settled(self.wait).await;
         let provider = self.provider(&state).map_err(|why| match why {
             NotReady::Loading(why) => unavailable(NotReady::Loading(format!(
                 "{why} after {} s; try again in a moment",
@@ -265,14 +239,7 @@ impl LlmProvider for LocalModel {
     }
 
     async fn check(&self) -> Result<(), NotReady> {
-        match self.state_now() {
-            None => self.provider(&ChildState::Starting {
-                restarts: 0,
-                last_exit: None,
-            }),
-            Some(state) => self.provider(&state),
-        }
-        .map(drop)
+        self.provider(&self.child.state()).map(drop)
     }
 }
 

@@ -74,17 +74,10 @@ pub enum LlamaStatus {
     },
 }
 
-#[derive(Debug)]
-enum Runner {
-    /// Program or model missing: nothing will ever start.
-    Missing(String),
-    Supervised(SupervisedChild),
-}
-
 /// An [`Embedder`] backed by a supervised `llama-server`.
 #[derive(Debug, Clone)]
 pub struct LlamaEmbedder {
-    runner: Arc<Runner>,
+    child: SupervisedChild,
     /// Vector length, learnt from a probe embedding at each start.
     dimension: Arc<AtomicUsize>,
     http: reqwest::Client,
@@ -132,18 +125,16 @@ impl LlamaEmbedder {
             .build()
             .unwrap_or_default();
         let dimension = Arc::new(AtomicUsize::new(0));
-        let runner = match missing(&config) {
-            Some(message) => Runner::Missing(message),
+        let spec = spec(&config);
+        let child = match missing(&config) {
+            Some(message) => SupervisedChild::unavailable(&spec.name, message),
             None => {
-                if let Some(dir) = config.log_file.parent() {
-                    let _ = std::fs::create_dir_all(dir);
-                }
                 let probe = dimension_probe(http.clone(), model.clone(), dimension.clone());
-                Runner::Supervised(SupervisedChild::start(spec(&config), Some(probe)))
+                SupervisedChild::start(spec, Some(probe))
             }
         };
         LlamaEmbedder {
-            runner: Arc::new(runner),
+            child,
             dimension,
             http,
             max_tokens: config.max_tokens,
@@ -153,39 +144,34 @@ impl LlamaEmbedder {
 
     /// The child's state now.
     pub fn status(&self) -> LlamaStatus {
-        match &*self.runner {
-            Runner::Missing(message) => LlamaStatus::Failed {
-                message: message.clone(),
+        match self.child.state() {
+            ChildState::Ready {
+                pid,
+                port,
+                restarts,
+            } => LlamaStatus::Ready {
+                pid,
+                port,
+                model: self.model.clone(),
+                dimension: self.dimension.load(Ordering::Relaxed),
+                restarts,
             },
-            Runner::Supervised(child) => match child.state() {
-                ChildState::Ready {
-                    pid,
-                    port,
-                    restarts,
-                } => LlamaStatus::Ready {
-                    pid,
-                    port,
-                    model: self.model.clone(),
-                    dimension: self.dimension.load(Ordering::Relaxed),
-                    restarts,
-                },
-                ChildState::Starting { restarts, .. } => LlamaStatus::Starting { restarts },
-                crashed @ ChildState::CrashLoop { .. } => LlamaStatus::Failed {
-                    message: crashed.problem(child.name()).unwrap_or_default(),
-                },
-            },
+            ChildState::Starting { restarts, .. } => LlamaStatus::Starting { restarts },
+            failed @ (ChildState::CrashLoop { .. } | ChildState::Unavailable { .. }) => {
+                LlamaStatus::Failed {
+                    message: failed.problem(self.child.name()).unwrap_or_default(),
+                }
+            }
         }
     }
 
     /// Wait until the server is ready, cannot start (not configured, or
     /// crashing), or `timeout` passes; whether it is ready.
     pub async fn wait_ready(&self, timeout: Duration) -> bool {
-        match &*self.runner {
-            Runner::Missing(_) => false,
-            Runner::Supervised(child) => {
-                matches!(child.wait_settled(timeout).await, ChildState::Ready { .. })
-            }
-        }
+        matches!(
+            self.child.wait_settled(timeout).await,
+            ChildState::Ready { .. }
+        )
     }
 
     fn base(&self) -> Result<(String, String, usize)> {
@@ -218,10 +204,6 @@ impl LlamaEmbedder {
             .map_err(|e| Error::unavailable("llama-server", e.to_string()))?;
         Ok(answer.tokens.len())
     }
-
-    async fn raw_embed(&self, base: &str, model: &str, texts: &[String]) -> Result<Vec<Vec<f32>>> {
-        raw_embed(&self.http, self.max_tokens, base, model, texts).await
-    }
 }
 
 /// `POST /v1/embeddings` to the llama-server at `base`; unit vectors in the
@@ -233,58 +215,56 @@ async fn raw_embed(
     model: &str,
     texts: &[String],
 ) -> Result<Vec<Vec<f32>>> {
-    {
-        let response = http
-            .post(format!("{base}/v1/embeddings"))
-            .json(&EmbeddingsRequest {
-                input: texts,
-                model,
-            })
-            .send()
-            .await
-            .map_err(|e| Error::unavailable("llama-server", e.to_string()))?;
-        let status = response.status();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| Error::unavailable("llama-server", e.to_string()))?;
-        if !status.is_success() {
-            let body = String::from_utf8_lossy(&bytes);
-            if body.contains("too large") {
-                return Err(Error::Remote {
-                    code: "input_too_long".into(),
-                    message: format!(
-                        "a text is longer than the model's {max_tokens} tokens (split it)"
-                    ),
-                });
-            }
-            return Err(Error::unavailable(
-                "llama-server",
-                format!(
-                    "HTTP {status}: {}",
-                    body.chars().take(300).collect::<String>()
+    let response = http
+        .post(format!("{base}/v1/embeddings"))
+        .json(&EmbeddingsRequest {
+            input: texts,
+            model,
+        })
+        .send()
+        .await
+        .map_err(|e| Error::unavailable("llama-server", e.to_string()))?;
+    let status = response.status();
+    let bytes = response
+        .bytes()
+        .await
+        .map_err(|e| Error::unavailable("llama-server", e.to_string()))?;
+    if !status.is_success() {
+        let body = String::from_utf8_lossy(&bytes);
+        if body.contains("too large") {
+            return Err(Error::Remote {
+                code: "input_too_long".into(),
+                message: format!(
+                    "a text is longer than the model's {max_tokens} tokens (split it)"
                 ),
-            ));
+            });
         }
-        let mut answer: EmbeddingsAnswer = serde_json::from_slice(&bytes)
-            .map_err(|e| Error::unavailable("llama-server", format!("unexpected answer: {e}")))?;
-        answer.data.sort_by_key(|d| d.index);
-        if answer.data.len() != texts.len() {
-            return Err(Error::unavailable(
-                "llama-server",
-                format!("{} vectors for {} texts", answer.data.len(), texts.len()),
-            ));
-        }
-        Ok(answer
-            .data
-            .into_iter()
-            .map(|d| {
-                let mut v = d.embedding;
-                crate::index::normalize(&mut v);
-                v
-            })
-            .collect())
+        return Err(Error::unavailable(
+            "llama-server",
+            format!(
+                "HTTP {status}: {}",
+                body.chars().take(300).collect::<String>()
+            ),
+        ));
     }
+    let mut answer: EmbeddingsAnswer = serde_json::from_slice(&bytes)
+        .map_err(|e| Error::unavailable("llama-server", format!("unexpected answer: {e}")))?;
+    answer.data.sort_by_key(|d| d.index);
+    if answer.data.len() != texts.len() {
+        return Err(Error::unavailable(
+            "llama-server",
+            format!("{} vectors for {} texts", answer.data.len(), texts.len()),
+        ));
+    }
+    Ok(answer
+        .data
+        .into_iter()
+        .map(|d| {
+            let mut v = d.embedding;
+            crate::index::normalize(&mut v);
+            v
+        })
+        .collect())
 }
 
 fn missing(config: &LlamaConfig) -> Option<String> {
@@ -410,7 +390,7 @@ impl Embedder for LlamaEmbedder {
                 }
             }
         }
-        self.raw_embed(&base, &model, texts).await
+        raw_embed(&self.http, self.max_tokens, &base, &model, texts).await
     }
 
     async fn info(&self) -> Result<EmbedderInfo> {

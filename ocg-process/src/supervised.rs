@@ -89,6 +89,12 @@ pub enum ChildState {
         /// Restarts so far.
         restarts: u32,
     },
+    /// Cannot start at all (a program or file it needs is missing); the
+    /// message says what to do. Never started, never retried.
+    Unavailable {
+        /// What is missing and what to do.
+        message: String,
+    },
     /// Crashed too often in a row; no longer restarted.
     CrashLoop {
         /// Quick crashes in a row.
@@ -110,6 +116,7 @@ impl ChildState {
     pub fn problem(&self, name: &str) -> Option<String> {
         match self {
             ChildState::Ready { .. } => None,
+            ChildState::Unavailable { message } => Some(message.clone()),
             ChildState::Starting {
                 last_exit: None, ..
             } => Some(format!("{name} is loading")),
@@ -162,6 +169,18 @@ impl SupervisedChild {
         tokio::spawn(supervise(spec, ready_check, state_tx, stopped));
         SupervisedChild {
             name,
+            state,
+            _stop: Arc::new(stop),
+        }
+    }
+
+    /// A child that cannot start (say, its program is missing): its state
+    /// is [`ChildState::Unavailable`] with `message`, for good.
+    pub fn unavailable(name: &str, message: String) -> Self {
+        let (_, state) = watch::channel(ChildState::Unavailable { message });
+        let (stop, _) = watch::channel(());
+        SupervisedChild {
+            name: name.into(),
             state,
             _stop: Arc::new(stop),
         }
@@ -299,6 +318,9 @@ async fn run_once(
         .map(|arg| arg.replace(PORT, &port.to_string()))
         .chain(extra.iter().cloned())
         .collect();
+    if let Some(dir) = spec.log_file.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
     let child_spec = ChildSpec {
         name: spec.name.clone(),
         program: spec.program.clone(),
@@ -401,6 +423,19 @@ mod tests {
         );
         let log = std::fs::read_to_string(dir.path().join("helper.log")).unwrap();
         assert_eq!(log.matches("safe mode").count(), 3, "{log}");
+    }
+
+    #[tokio::test]
+    async fn an_unavailable_child_is_settled_at_once_and_says_why() {
+        let child = SupervisedChild::unavailable("helper", "helper not found: set X".into());
+        let state = child.wait_settled(Duration::from_secs(10)).await;
+        assert_eq!(
+            state,
+            ChildState::Unavailable {
+                message: "helper not found: set X".into()
+            }
+        );
+        assert_eq!(state.problem("helper").unwrap(), "helper not found: set X");
     }
 
     #[tokio::test]
