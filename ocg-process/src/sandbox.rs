@@ -83,10 +83,10 @@ pub enum SandboxError {
 }
 
 /// The helper's arguments (after the helper program itself) to run
-/// `program` as `arg0 args…` in `cwd` under `confinement`.
+/// `program` as `arg0 args…` under `confinement`, in the working directory
+/// the helper is started in.
 pub fn helper_args(
     confinement: &Confinement,
-    cwd: &Path,
     program: &Path,
     arg0: &str,
     args: &[String],
@@ -101,7 +101,7 @@ pub fn helper_args(
     if confinement.network {
         out.push("--network".into());
     }
-    out.extend(["--cwd".into(), cwd.into(), "--arg0".into(), arg0.into()]);
+    out.extend(["--arg0".into(), arg0.into()]);
     out.push("--".into());
     out.push(program.into());
     out.extend(args.iter().map(OsString::from));
@@ -117,14 +117,13 @@ pub fn helper_main(args: impl Iterator<Item = OsString>) -> SandboxError {
         readable: Vec::new(),
         network: false,
     };
-    let (mut cwd, mut arg0) = (None, None);
+    let mut arg0 = None;
     let mut args = args.peekable();
     while let Some(flag) = args.next() {
         match flag.to_str() {
             Some("--write") => confinement.writable.extend(args.next().map(PathBuf::from)),
             Some("--read") => confinement.readable.extend(args.next().map(PathBuf::from)),
             Some("--network") => confinement.network = true,
-            Some("--cwd") => cwd = args.next().map(PathBuf::from),
             Some("--arg0") => arg0 = args.next(),
             Some("--") => break,
             _ => return SandboxError::Usage(format!("unexpected argument {flag:?}")),
@@ -145,9 +144,6 @@ pub fn helper_main(args: impl Iterator<Item = OsString>) -> SandboxError {
     command.args(args);
     if let Some(arg0) = arg0 {
         command.arg0(arg0);
-    }
-    if let Some(cwd) = cwd {
-        command.current_dir(cwd);
     }
     let error = command.exec();
     SandboxError::Usage(format!(
@@ -170,13 +166,7 @@ pub fn probe(helper: &Path) -> Result<(), String> {
         .find(|p| p.exists())
         .ok_or("no true(1) to probe the sandbox with")?;
     let output = std::process::Command::new(helper)
-        .args(helper_args(
-            &confinement,
-            Path::new("/"),
-            truth,
-            "true",
-            &[],
-        ))
+        .args(helper_args(&confinement, truth, "true", &[]))
         .env_clear()
         .output()
         .map_err(|e| format!("cannot run {}: {e}", helper.display()))?;
@@ -298,7 +288,6 @@ mod tests {
         };
         let args = helper_args(
             &confinement,
-            Path::new("/w/sub"),
             Path::new("/usr/bin/grep"),
             "grep",
             &["-r".into(), "--".into(), "x".into()],
@@ -309,7 +298,7 @@ mod tests {
             .collect();
         assert_eq!(
             text.join(" "),
-            "sandbox-exec --write /w --read /usr --read /etc --network --cwd /w/sub --arg0 grep -- /usr/bin/grep -r -- x"
+            "sandbox-exec --write /w --read /usr --read /etc --network --arg0 grep -- /usr/bin/grep -r -- x"
         );
         // Helper mode rejects what it does not know before confining anything.
         let error = helper_main(["--bogus".into()].into_iter());

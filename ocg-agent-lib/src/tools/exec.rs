@@ -209,7 +209,6 @@ pub(crate) fn command(
             let mut command = tokio::process::Command::new(helper);
             command.args(ocg_process::sandbox::helper_args(
                 &confinement,
-                &launch.cwd,
                 &launch.program,
                 &launch.arg0,
                 &launch.args,
@@ -218,10 +217,7 @@ pub(crate) fn command(
         }
         ExecSandbox::Off => {
             let mut command = tokio::process::Command::new(&launch.program);
-            command
-                .arg0(&launch.arg0)
-                .args(&launch.args)
-                .current_dir(&launch.cwd);
+            command.arg0(&launch.arg0).args(&launch.args);
             command
         }
         ExecSandbox::Unconfigured => {
