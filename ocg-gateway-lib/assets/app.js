@@ -522,6 +522,9 @@
     confirming: null,     // key whose deletion awaits confirmation
     turns: new Map(),     // request id -> Turn
     loadSeq: 0,
+    // Number of session-list requests sent; a title set locally remembers it,
+    // so a list that was asked for before the title changed cannot undo it.
+    listSeq: 0,
     historyOffset: 0,
     ws: null,
     wsAttempts: 0,
@@ -698,6 +701,7 @@
 
   async function loadSessions(selectAfter) {
     let list;
+    const seq = ++state.listSeq;
     try {
       list = await api('GET', '/api/sessions');
     } catch (error) {
@@ -719,10 +723,12 @@
           local: false,
           titlePending: false,
         };
-        // A rename made while the first turn was running is applied after it.
-        if (old && old.titlePending) {
+        // A rename made while the first turn was running is applied after it,
+        // and a list asked for before the last local title change is stale.
+        if (old && (old.titlePending || old.titleSeq >= seq)) {
           entry.title = old.title;
-          entry.titlePending = true;
+          entry.titlePending = old.titlePending;
+          entry.titleSeq = old.titleSeq;
         }
         return entry;
       });
@@ -873,6 +879,7 @@
     if (!s || !title || (title === s.title && !force)) { renderSessions(); return; }
     const previous = s.title;
     s.title = title;
+    s.titleSeq = state.listSeq;
     renderSessions();
     renderChatHead();
     // Pending until the gateway confirms: a session list fetched before the
@@ -882,7 +889,11 @@
     try {
       await api('POST', `${sessionPath(key)}/rename`, { title });
       const current = findSession(key);
-      if (current) current.titlePending = false;
+      if (current) {
+        current.titlePending = false;
+        // Lists asked for while the rename was on its way may predate it.
+        current.titleSeq = state.listSeq;
+      }
       announce(`Renamed to ${title}`);
     } catch (error) {
       if (error.status === 401) return;
@@ -1374,10 +1385,12 @@
     if (!title) return;
     if (title.length > 48) title = `${title.slice(0, 47).trimEnd()}…`;
     s.title = title;
+    s.titleSeq = state.listSeq;
     renderSessions();
     renderChatHead();
     try {
       await api('POST', `${sessionPath(s.key)}/rename`, { title });
+      s.titleSeq = state.listSeq;
     } catch {
       // Untitled is fine: the list shows its key.
       if (s.title === title) s.title = null;

@@ -468,6 +468,47 @@ try {
     }, 5000);
   });
 
+  await step('a session list asked for before a rename does not undo it', async () => {
+    await page.click('#new-chat');
+    await sendMessage(page, `Race ${RID}`);
+    await waitForAnswer(page);
+    const key = (await sessionItems(page)).find((s) => s.active).key;
+    await page.waitForTimeout(1000); // the refresh after the answer is done
+    // Hold the next list: it is read from the gateway now (old title) and
+    // handed to the page only after the rename has been confirmed.
+    let held = false;
+    let release;
+    const released = new Promise((r) => { release = r; });
+    await page.route('**/api/sessions', async (route) => {
+      if (route.request().method() !== 'GET' || held) return route.continue();
+      held = true;
+      const response = await route.fetch();
+      await released;
+      await route.fulfill({ response });
+    });
+    try {
+      await sendMessage(page, `Race again ${RID}`); // its end asks for the list
+      await waitForAnswer(page);
+      await waitFor('the list request', async () => held, 5000);
+      const title = `Raced ${RID}`;
+      const item = page.locator(`#session-list .session[data-key="${key}"]`);
+      await item.locator('[data-role="rename"]').click();
+      await item.locator('.session-rename input').fill(title);
+      await item.locator('.session-rename input').press('Enter');
+      await waitFor('the gateway to know the title', async () => {
+        const list = await apiJson(page, `/api/sessions?race=${Date.now()}`);
+        return list.status === 200 && list.body.some((s) => s.key === key && s.title === title);
+      }, 5000);
+      release();
+      await page.waitForTimeout(500);
+      check((await item.locator('.session-title').innerText()) === title, 'the stale list brought the old title back to the list');
+      check((await page.locator('#chat-title').innerText()) === title, 'the stale list brought the old title back to the header');
+    } finally {
+      release();
+      await page.unroute('**/api/sessions');
+    }
+  });
+
   await step('a chat can be deleted after confirming', async () => {
     await page.click('#new-chat');
     const C1 = `Throwaway ${RID}`;
