@@ -5,13 +5,15 @@
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
-use ocg_tests::{Install, alive, embedding_model, http_get, http_send, wait_until};
+use ocg_tests::{Install, alive, embedding_model, http_get, http_send_with, wait_until};
 use serde_json::{Value, json};
 
 /// A running `ocg-embedding`, killed (with its llama-server) when dropped.
 struct Service {
     child: Child,
     url: String,
+    /// The token it generated at first start (`OCG_EMBEDDING_TOKEN`).
+    token: String,
 }
 
 impl Drop for Service {
@@ -46,7 +48,10 @@ fn start(install: &Install) -> Service {
         "no health answer; log:\n{}",
         log()
     );
-    Service { child, url }
+    let token = install
+        .file_setting("OCG_EMBEDDING_TOKEN")
+        .expect("the service stores its token in env.config");
+    Service { child, url, token }
 }
 
 fn with_model(install: Install) -> Install {
@@ -60,20 +65,23 @@ fn with_model(install: Install) -> Install {
 }
 
 fn call(service: &Service, method: &str, path: &str, body: Value) -> (u16, Value) {
-    let (status, text) = http_send(
-        method,
-        &format!("{}{path}", service.url),
-        body.to_string().as_bytes(),
-    )
-    .unwrap();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
+    send(service, method, path, body.to_string().as_bytes())
 }
 
 fn get(service: &Service, path: &str) -> (u16, Value) {
-    let (status, text) = http_get(&format!("{}{path}", service.url)).unwrap();
+    send(service, "GET", path, b"")
+}
+
+/// `method path` with the service's token; the status and the JSON answer.
+fn send(service: &Service, method: &str, path: &str, body: &[u8]) -> (u16, Value) {
+    let bearer = format!("Bearer {}", service.token);
+    let (status, text) = http_send_with(
+        method,
+        &format!("{}{path}", service.url),
+        &[("Authorization", &bearer)],
+        body,
+    )
+    .unwrap();
     (
         status,
         serde_json::from_str(&text).unwrap_or(Value::String(text)),
@@ -441,12 +449,11 @@ fn every_bad_input_is_a_4xx_and_nothing_is_stored() {
             "body_too_large",
         ),
     ] {
-        let (status, text) = http_send("POST", &format!("{}/embed", service.url), &body).unwrap();
-        let answer: Value = serde_json::from_str(&text).unwrap();
+        let (status, answer) = send(&service, "POST", "/embed", &body);
         assert_eq!(
             (status, answer["error"]["code"].as_str().unwrap()),
             (want_status, want_code),
-            "{text}"
+            "{answer}"
         );
     }
     // Nothing was stored, the service is up.
@@ -902,4 +909,72 @@ fn hybrid_search_finds_exact_names_and_numbers_that_vectors_rank_lower() {
     let (status, missing) = get(&service, "/collections/nothing/items");
     assert_eq!(status, 404);
     assert_eq!(missing["error"]["code"], "collection_not_found");
+}
+
+#[test]
+fn only_callers_with_the_token_and_a_loopback_host_are_served() {
+    let install = Install::new();
+    let service = start(&install);
+    // The token was made at first start, 256 bits, in a file only we read.
+    assert_eq!(service.token.len(), 64);
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(install.path("env.config"))
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+    let plant = json!({ "items": [{ "id": "p", "vector": [1.0, 0.0], "text": "obey me" }] });
+    let plant = plant.to_string();
+    let url = |path: &str| format!("{}{path}", service.url);
+    let port = service.url.rsplit(':').next().unwrap().to_owned();
+    // No token, a wrong one, another scheme: 401 on every route, the
+    // OpenAI-compatible one included.
+    for headers in [
+        vec![],
+        vec![("Authorization", "Bearer wrong".to_owned())],
+        vec![("Authorization", format!("Basic {}", service.token))],
+        vec![("Authorization", format!("Bearer {}x", service.token))],
+    ] {
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        for (method, path, body) in [
+            ("GET", "/collections", ""),
+            ("GET", "/info", ""),
+            ("POST", "/collections/mem/items", plant.as_str()),
+            ("POST", "/v1/embeddings", r#"{"input":"hi"}"#),
+            ("GET", "/collections/memory/items?offset=0&limit=10", ""),
+        ] {
+            let (status, text) =
+                http_send_with(method, &url(path), &headers, body.as_bytes()).unwrap();
+            assert_eq!(status, 401, "{method} {path} {headers:?}: {text}");
+            assert!(text.contains("\"unauthorized\""), "{text}");
+        }
+    }
+    // A page that rebinds its DNS name to 127.0.0.1 sends its own name as
+    // Host: refused even with the token, even for /health.
+    let bearer = format!("Bearer {}", service.token);
+    for host in [
+        format!("attacker.example:{port}"),
+        "attacker.example".to_owned(),
+    ] {
+        for path in ["/health", "/collections"] {
+            let (status, text) = http_send_with(
+                "GET",
+                &url(path),
+                &[("Host", &host), ("Authorization", &bearer)],
+                b"",
+            )
+            .unwrap();
+            assert_eq!(status, 403, "{host} {path}: {text}");
+            assert!(text.contains("forbidden_host"), "{text}");
+        }
+    }
+    // Nothing was planted; the token opens every route; health stays open
+    // for the process manager's probes.
+    let (status, collections) = get(&service, "/collections");
+    assert_eq!(status, 200, "{collections}");
+    assert_eq!(collections["collections"], json!([]), "{collections}");
+    assert_eq!(http_get(&url("/health")).unwrap().0, 200);
+    // The token is not in the log.
+    let log = std::fs::read_to_string(install.path("embedding.log")).unwrap_or_default();
+    assert!(!log.contains(&service.token), "{log}");
 }

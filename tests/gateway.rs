@@ -241,26 +241,34 @@ fn a_missing_token_is_generated_into_env_config_and_never_logged() {
     )
     .unwrap();
     install.ocg(&["start"]).ok();
+    // Both tokens of the install: the UI's and the embedding service's
+    // (shared with the agent), appended after the user's own lines.
     let text = std::fs::read_to_string(install.path("env.config")).unwrap();
     assert!(
-        text.starts_with("# my settings\nOCG_MAX_TOOL_ROUNDS=4\nOCG_UI_TOKEN="),
+        text.starts_with("# my settings\nOCG_MAX_TOOL_ROUNDS=4\n"),
         "{text}"
     );
-    let token = text
-        .lines()
-        .last()
-        .unwrap()
-        .trim_start_matches("OCG_UI_TOKEN=")
-        .to_owned();
-    assert_eq!(token.len(), 64);
+    let token = install.file_setting("OCG_UI_TOKEN").expect("a UI token");
+    let embedding_token = install
+        .file_setting("OCG_EMBEDDING_TOKEN")
+        .expect("an embedding token");
+    assert_eq!((token.len(), embedding_token.len()), (64, 64));
+    assert_ne!(token, embedding_token);
     let mode = std::fs::metadata(install.path("env.config"))
         .unwrap()
         .permissions()
         .mode()
         & 0o777;
     assert_eq!(mode, 0o600);
+    for service in ["gateway", "agent", "embedding"] {
+        let log =
+            std::fs::read_to_string(install.path(&format!("logs/ocg-{service}.log"))).unwrap();
+        assert!(
+            !log.contains(&token) && !log.contains(&embedding_token),
+            "no token in the {service} log"
+        );
+    }
     let log = std::fs::read_to_string(install.path("logs/ocg-gateway.log")).unwrap();
-    assert!(!log.contains(&token), "the token is not logged");
     assert!(
         log.contains("env.config"),
         "the log says where the token is: {log}"

@@ -120,6 +120,16 @@ impl Install {
         Run(self.command("ocg").args(args).output().unwrap())
     }
 
+    /// A setting of this installation's `env.config` (where the services
+    /// store the tokens they generate at first start).
+    pub fn file_setting(&self, key: &str) -> Option<String> {
+        let text = std::fs::read_to_string(self.path("env.config")).ok()?;
+        text.lines()
+            .rev()
+            .find_map(|line| line.strip_prefix(key)?.strip_prefix('='))
+            .map(|value| value.trim_matches('"').to_owned())
+    }
+
     /// The pid recorded for `service`, if any.
     pub fn recorded_pid(&self, service: &str) -> Option<u32> {
         let text =
@@ -250,6 +260,16 @@ pub fn unix_http_post(socket: &Path, path: &str, json: &str) -> Option<(u16, Str
 /// `method url` with `body` (sent as `application/json`) over a plain
 /// HTTP/1.1 TCP connection; the status code and body.
 pub fn http_send(method: &str, url: &str, body: &[u8]) -> Option<(u16, String)> {
+    http_send_with(method, url, &[], body)
+}
+
+/// [`http_send`] with extra request headers.
+pub fn http_send_with(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Option<(u16, String)> {
     use std::io::{Read, Write};
     let authority = url.strip_prefix("http://")?.split('/').next()?;
     let path = &url["http://".len() + authority.len()..];
@@ -258,9 +278,20 @@ pub fn http_send(method: &str, url: &str, body: &[u8]) -> Option<(u16, String)> 
     stream
         .set_read_timeout(Some(Duration::from_secs(120)))
         .ok()?;
+    // A `Host` among `headers` replaces the URL's.
+    let mut extra: String = headers
+        .iter()
+        .map(|(name, value)| format!("{name}: {value}\r\n"))
+        .collect();
+    if !headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("host"))
+    {
+        extra.push_str(&format!("Host: {authority}\r\n"));
+    }
     write!(
         stream,
-        "{method} {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{extra}\r\n",
         body.len()
     )
     .ok()?;
@@ -307,6 +338,8 @@ pub mod bench {
         child: std::process::Child,
         /// Its base URL.
         pub url: String,
+        /// The token its routes need (`OCG_EMBEDDING_TOKEN`).
+        pub token: ocg_core::config::Secret,
         _dir: tempfile::TempDir,
     }
 
@@ -323,7 +356,9 @@ pub mod bench {
             let (llama, model) = crate::embedding_model();
             let dir = tempfile::tempdir().unwrap();
             let port = crate::free_port();
+            let token = ocg_core::config::Secret::generate().unwrap();
             let child = std::process::Command::new(bin_dir.join("ocg-embedding"))
+                .env("OCG_EMBEDDING_TOKEN", token.expose())
                 .env("OCG_PID_DIR", dir.path())
                 .env("OCG_LOG_DIR", dir.path())
                 .env("OCG_DATA_DIR", dir.path().join("data"))
@@ -347,6 +382,7 @@ pub mod bench {
             EmbeddingService {
                 child,
                 url,
+                token,
                 _dir: dir,
             }
         }

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use ocg_core::config::Secret;
 use ocg_core::{
     Embedder, EmbedderInfo, Error, HealthReport, HealthStatus, Result, SearchHit, SearchRequest,
     VectorItem,
@@ -52,11 +53,20 @@ struct ErrorBody {
 }
 
 impl EmbeddingClient {
-    /// A client of the service at `endpoint`.
-    pub fn new(endpoint: EmbeddingEndpoint) -> Self {
+    /// A client of the service at `endpoint`, sending `token`
+    /// (`OCG_EMBEDDING_TOKEN`) with every request.
+    pub fn new(endpoint: EmbeddingEndpoint, token: &Secret) -> Self {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Ok(mut value) =
+            reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.expose()))
+        {
+            value.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(2))
             .timeout(Duration::from_secs(60))
+            .default_headers(headers)
             .no_proxy()
             .build()
             .unwrap_or_default();
@@ -228,6 +238,12 @@ async fn decode<T: serde::de::DeserializeOwned>(response: reqwest::Response) -> 
         return serde_json::from_slice(&bytes)
             .map_err(|e| Error::unavailable("embedding", format!("unexpected answer: {e}")));
     }
+    if status == reqwest::StatusCode::UNAUTHORIZED {
+        return Err(Error::unavailable(
+            "embedding",
+            "the embedding service refused our token: OCG_EMBEDDING_TOKEN differs from the service's",
+        ));
+    }
     match serde_json::from_slice::<ErrorAnswer>(&bytes) {
         Ok(answer) if status == reqwest::StatusCode::NOT_FOUND => {
             Err(Error::NotFound(answer.error.message))
@@ -301,9 +317,10 @@ mod tests {
 
     #[tokio::test]
     async fn reports_an_unannounced_service_as_unavailable() {
-        let client = EmbeddingClient::new(EmbeddingEndpoint::Announced(AddressFile::new(
-            "/nonexistent/ocg-embedding.addr",
-        )));
+        let client = EmbeddingClient::new(
+            EmbeddingEndpoint::Announced(AddressFile::new("/nonexistent/ocg-embedding.addr")),
+            &Secret::new("t"),
+        );
         let error = client.check().await.unwrap_err();
         assert_eq!(error.code(), "unavailable");
         assert!(error.to_string().contains("no embedding service announced"));
@@ -316,7 +333,7 @@ mod tests {
         let router =
             crate::service::router(std::sync::Arc::new(crate::service::EmbeddingState::new()));
         tokio::spawn(async move { axum::serve(listener, router).await });
-        let client = EmbeddingClient::new(EmbeddingEndpoint::Fixed(url));
+        let client = EmbeddingClient::new(EmbeddingEndpoint::Fixed(url), &Secret::new("t"));
         client.check().await.unwrap();
         assert_eq!(client.health().await.unwrap().service, "embedding");
     }
@@ -349,9 +366,14 @@ mod tests {
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        let app = router(Arc::new(EmbeddingState::with_engine(engine)));
+        let token = Secret::new("the-token");
+        let app = router(Arc::new(EmbeddingState::with_engine(engine, token.clone())));
         tokio::spawn(async move { axum::serve(listener, app).await });
-        let client = EmbeddingClient::new(EmbeddingEndpoint::Fixed(url));
+        let client = EmbeddingClient::new(EmbeddingEndpoint::Fixed(url.clone()), &token);
+        let stranger = EmbeddingClient::new(EmbeddingEndpoint::Fixed(url), &Secret::new("nope"));
+        let error = stranger.list("mem", 0, 10).await.unwrap_err();
+        assert_eq!(error.code(), "unavailable");
+        assert!(error.to_string().contains("OCG_EMBEDDING_TOKEN"), "{error}");
 
         let search = |text: &str, hybrid: bool| SearchRequest {
             collection: "mem".into(),

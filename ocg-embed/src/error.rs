@@ -1,5 +1,10 @@
 use std::path::PathBuf;
 
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
 /// What can go wrong in the embedding service.
 ///
 /// Each variant has a stable [`code`](EmbedError::code) and, for the HTTP
@@ -102,6 +107,15 @@ pub enum EmbedError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The request has no valid bearer token.
+    #[error(
+        "this route needs the embedding service's token (OCG_EMBEDDING_TOKEN) as `Authorization: Bearer <token>`"
+    )]
+    Unauthorized,
+    /// The request's `Host` is not a loopback name: a browser page on
+    /// another origin (DNS rebinding) or a misdirected client.
+    #[error("the Host header must name this machine's loopback (127.0.0.1, [::1] or localhost)")]
+    ForbiddenHost,
     /// A background task died.
     #[error("internal error: {0}")]
     Internal(String),
@@ -134,6 +148,8 @@ impl EmbedError {
             EmbedError::Store(_) => "store",
             #[cfg(feature = "server")]
             EmbedError::Index(_) => "index",
+            EmbedError::Unauthorized => "unauthorized",
+            EmbedError::ForbiddenHost => "forbidden_host",
             EmbedError::Internal(_) => "internal",
         }
     }
@@ -143,6 +159,8 @@ impl EmbedError {
         match self {
             EmbedError::InvalidInput { code, .. } if *code == "body_too_large" => 413,
             EmbedError::InvalidInput { .. } | EmbedError::TooLong { .. } => 400,
+            EmbedError::Unauthorized => 401,
+            EmbedError::ForbiddenHost => 403,
             EmbedError::UnknownCollection(_) | EmbedError::UnknownItem { .. } => 404,
             EmbedError::DimensionMismatch { .. } | EmbedError::Conflict(_) => 409,
             EmbedError::EmbedderUnavailable(_) => 503,
@@ -160,5 +178,26 @@ impl From<ocg_core::Error> for EmbedError {
             }
             other => EmbedError::EmbedderUnavailable(other.to_string()),
         }
+    }
+}
+
+/// `{"error":{"code","message","type"}}` with the error's status
+/// (OpenAI's shape, so its SDKs show the message).
+impl IntoResponse for EmbedError {
+    fn into_response(self) -> Response {
+        let status =
+            StatusCode::from_u16(self.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        if status.is_server_error() {
+            tracing::warn!(code = self.code(), error = %self, "request failed");
+        }
+        let kind = if status.is_client_error() {
+            "invalid_request_error"
+        } else {
+            "server_error"
+        };
+        let body = json!({
+            "error": { "code": self.code(), "message": self.to_string(), "type": kind, "param": null }
+        });
+        (status, Json(body)).into_response()
     }
 }

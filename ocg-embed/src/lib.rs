@@ -47,3 +47,7 @@ pub use announce::{AddressFile, EmbeddingEndpoint};
 #[cfg(feature = "client")]
 pub use client::EmbeddingClient;
 pub use error::EmbedError;
+
+/// The config key of the token every caller of the service sends as
+/// `Authorization: Bearer <token>` (all routes but `/health`).
+pub const TOKEN_KEY: &str = "OCG_EMBEDDING_TOKEN";

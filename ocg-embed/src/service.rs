@@ -4,9 +4,13 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::State;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use ocg_core::config::Secret;
 use ocg_core::{HealthCheck, HealthReport, VERSION};
 use tokio::net::TcpListener;
 
@@ -16,6 +20,8 @@ use crate::{AddressFile, EmbedError};
 #[derive(Debug, Clone)]
 pub struct EmbeddingState {
     started: Instant,
+    /// The bearer token every route but `/health` needs.
+    token: Option<Secret>,
     #[cfg(feature = "server")]
     engine: Option<crate::api::Engine>,
 }
@@ -25,19 +31,47 @@ impl EmbeddingState {
     pub fn new() -> Self {
         EmbeddingState {
             started: Instant::now(),
+            token: None,
             #[cfg(feature = "server")]
             engine: None,
         }
     }
 
     /// State of the full service: embeddings from `engine`'s embedder,
-    /// collections in its store.
+    /// collections in its store, each route but `/health` open to callers
+    /// that send `token` as `Authorization: Bearer <token>`.
     #[cfg(feature = "server")]
     #[cfg_attr(docsrs, doc(cfg(feature = "server")))]
-    pub fn with_engine(engine: crate::api::Engine) -> Self {
+    pub fn with_engine(engine: crate::api::Engine, token: Secret) -> Self {
         EmbeddingState {
             started: Instant::now(),
+            token: Some(token),
             engine: Some(engine),
+        }
+    }
+
+    /// Whether a request with `headers` for `path` may go on: its `Host`
+    /// names the loopback, and it carries the token unless it asks for
+    /// `/health`.
+    fn admit(&self, headers: &HeaderMap, path: &str) -> Result<(), EmbedError> {
+        let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+        if !host.is_some_and(is_loopback_host) {
+            return Err(EmbedError::ForbiddenHost);
+        }
+        if path == "/health" {
+            return Ok(());
+        }
+        let Some(token) = &self.token else {
+            return Ok(());
+        };
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if given.is_some_and(|given| token.matches(given.trim())) {
+            Ok(())
+        } else {
+            Err(EmbedError::Unauthorized)
         }
     }
 
@@ -57,7 +91,10 @@ impl Default for EmbeddingState {
 }
 
 /// The service's routes: `GET /health` and, with the `server` feature and
-/// an engine, the embedding and vector API (see [`crate::api`]).
+/// an engine, the embedding and vector API (see [`crate::api`]). Every
+/// request must name a loopback `Host` (a page that rebinds its own DNS name
+/// to 127.0.0.1 sends its name), and every route but `/health` needs the
+/// state's token.
 pub fn router(state: Arc<EmbeddingState>) -> Router {
     let router = Router::new().route("/health", get(health));
     #[cfg(feature = "server")]
@@ -65,7 +102,27 @@ pub fn router(state: Arc<EmbeddingState>) -> Router {
         Some(engine) => router.merge(crate::api::routes(engine.clone())),
         None => router,
     };
-    router.with_state(state)
+    router
+        .layer(middleware::from_fn_with_state(state.clone(), guard))
+        .with_state(state)
+}
+
+async fn guard(State(state): State<Arc<EmbeddingState>>, request: Request, next: Next) -> Response {
+    match state.admit(request.headers(), request.uri().path()) {
+        Ok(()) => next.run(request).await,
+        Err(error) => error.into_response(),
+    }
+}
+
+/// Whether a `Host` header value names the loopback: `localhost` or a
+/// loopback address, with or without a port.
+fn is_loopback_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(bracketed) => bracketed.split(']').next().unwrap_or_default(),
+        None => host.rsplit_once(':').map_or(host, |(name, _port)| name),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 async fn health(State(state): State<Arc<EmbeddingState>>) -> Json<HealthReport> {
@@ -150,7 +207,12 @@ mod tests {
     #[tokio::test]
     async fn health_reports_the_service() {
         let response = router(Arc::new(EmbeddingState::new()))
-            .oneshot(Request::get("/health").body(Body::empty()).unwrap())
+            .oneshot(
+                Request::get("/health")
+                    .header("host", "127.0.0.1:50000")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
             .await
             .unwrap();
         assert_eq!(response.status(), StatusCode::OK);
@@ -158,6 +220,48 @@ mod tests {
         let report: HealthReport = serde_json::from_slice(&body).unwrap();
         assert_eq!(report.service, "embedding");
         assert_eq!(report.pid, std::process::id());
+    }
+
+    #[test]
+    fn only_loopback_hosts_are_admitted() {
+        for host in [
+            "127.0.0.1:50000",
+            "localhost:50000",
+            "LOCALHOST",
+            "[::1]:50000",
+            "127.0.0.1",
+        ] {
+            assert!(is_loopback_host(host), "{host}");
+        }
+        for host in [
+            "evil.example:50000",
+            "evil.example",
+            "localhost.evil.example",
+            "127.0.0.1.nip.io:50000",
+            "[::ffff:1.2.3.4]:50000",
+            "10.0.0.1:50000",
+            "",
+            "[",
+        ] {
+            assert!(!is_loopback_host(host), "{host}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_foreign_host_is_refused_even_for_health() {
+        let response = router(Arc::new(EmbeddingState::new()))
+            .oneshot(
+                Request::get("/health")
+                    .header("host", "rebound.example:50000")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["error"]["code"], "forbidden_host");
     }
 
     #[tokio::test]

@@ -2,7 +2,6 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -11,32 +10,12 @@ use axum::http::{HeaderMap, Request, header};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use crate::GatewayError;
-
 /// Name of the login cookie.
 pub const COOKIE: &str = "ocg_session";
 const FAILURES_PER_WINDOW: u32 = 10;
 const WINDOW: Duration = Duration::from_secs(60);
 
-/// 32 bytes from the OS's random generator, hex-encoded (256 bits).
-pub fn generate_token() -> Result<String, GatewayError> {
-    let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).map_err(|e| GatewayError::Random(e.to_string()))?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
-}
-
-/// Create a token and store it as `OCG_UI_TOKEN` in the env file at `path`
-/// (comments and order kept, file 0600). Returns the token.
-pub fn write_new_token(path: &Path) -> Result<String, GatewayError> {
-    let token = generate_token()?;
-    ocg_core::config::env_file::set_key(path, "OCG_UI_TOKEN", &token)?;
-    Ok(token)
-}
-
-/// Equality in time independent of where the inputs differ.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
+pub use ocg_core::config::constant_time_eq;
 
 /// The gateway's credentials and failure counters.
 #[derive(Debug)]
@@ -246,9 +225,15 @@ mod tests {
 
     #[test]
     fn tokens_headers_and_cookies() {
-        let token = generate_token().unwrap();
+        let token = ocg_core::config::Secret::generate()
+            .unwrap()
+            .expose()
+            .to_owned();
         assert_eq!(token.len(), 64);
-        assert_ne!(token, generate_token().unwrap());
+        assert_ne!(
+            token,
+            ocg_core::config::Secret::generate().unwrap().expose()
+        );
         let auth = Auth::new(token.clone(), vec![]);
         assert!(
             auth.check(&request(&[("authorization", &format!("Bearer {token}"))]))
@@ -351,24 +336,6 @@ mod tests {
         assert_eq!(
             trusted.client_address(&req),
             "203.0.113.9".parse::<IpAddr>().unwrap()
-        );
-    }
-
-    #[test]
-    fn a_new_token_is_written_0600_keeping_comments() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("env.config");
-        std::fs::write(&path, "# mine\nOCG_PORT=55003\n").unwrap();
-        let token = write_new_token(&path).unwrap();
-        let text = std::fs::read_to_string(&path).unwrap();
-        assert_eq!(
-            text,
-            format!("# mine\nOCG_PORT=55003\nOCG_UI_TOKEN={token}\n")
-        );
-        assert_eq!(
-            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-            0o600
         );
     }
 }

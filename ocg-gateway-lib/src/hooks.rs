@@ -173,7 +173,10 @@ pub(crate) async fn start_run(
             ),
         ));
     }
-    let run_id = crate::auth::generate_token()?[..32].to_owned();
+    let run_id = ocg_core::config::Secret::generate()
+        .map_err(|e| crate::GatewayError::Random(e.to_string()))?
+        .expose()[..32]
+        .to_owned();
     hooks.set(&run_id, RunState::Running);
     let request = ChatRequest::user(body.session_key, mark_external(&body.message));
     let agent: Arc<dyn Agent> = state.agent.clone();

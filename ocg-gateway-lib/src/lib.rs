@@ -31,6 +31,4 @@ pub mod ws;
 
 pub use error::{ApiError, GatewayError};
 pub use hooks::RunState;
-pub use routes::{
-    GatewayState, JsonBody, MAX_BODY, ROUTES, TokenSource, router, serve, token_file, ui_token,
-};
+pub use routes::{GatewayState, JsonBody, MAX_BODY, ROUTES, router, serve};

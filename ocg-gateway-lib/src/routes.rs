@@ -1,7 +1,6 @@
 //! The gateway's router: which routes exist and who may call them.
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -16,8 +15,7 @@ use axum::serve::ListenerExt;
 use axum::{Json, Router};
 use futures_util::StreamExt;
 use ocg_core::{
-    Agent, Channel, Config, HealthCheck, HealthReport, HealthStatus, HistoryEntry, SessionInfo,
-    VERSION,
+    Agent, Channel, HealthCheck, HealthReport, HealthStatus, HistoryEntry, SessionInfo, VERSION,
 };
 use serde::Deserialize;
 use tokio::net::TcpListener;
@@ -439,37 +437,6 @@ pub async fn serve(
     .with_graceful_shutdown(shutdown)
     .await
     .map_err(GatewayError::Serve)
-}
-
-/// Where the UI token comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TokenSource {
-    /// `OCG_UI_TOKEN` was configured.
-    Configured,
-    /// A new token was written to this file.
-    Generated(PathBuf),
-}
-
-/// The UI token of `config`, creating and storing one when none is set:
-/// in the config file that was read, else `./env.config`.
-pub fn ui_token(config: &Config) -> Result<(String, TokenSource), GatewayError> {
-    if let Some(token) = &config.ui_token {
-        return Ok((token.expose().to_owned(), TokenSource::Configured));
-    }
-    let path = token_file(config);
-    let token = crate::auth::write_new_token(&path)?;
-    Ok((token, TokenSource::Generated(path)))
-}
-
-/// The file a generated token goes to.
-pub fn token_file(config: &Config) -> PathBuf {
-    config.file().map_or_else(
-        || {
-            std::path::absolute(ocg_core::config::DEFAULT_CONFIG_FILE)
-                .unwrap_or_else(|_| PathBuf::from("env.config"))
-        },
-        std::path::Path::to_path_buf,
-    )
 }
 
 #[cfg(test)]

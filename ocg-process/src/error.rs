@@ -56,6 +56,9 @@ pub enum ProcessError {
         /// The OS error.
         source: nix::Error,
     },
+    /// The env file could not be read or written.
+    #[error(transparent)]
+    Config(#[from] ocg_core::config::ConfigError),
     /// The process group survived SIGKILL.
     #[error("process group {pgid} is still alive after SIGKILL")]
     Unkillable {

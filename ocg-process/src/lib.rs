@@ -35,6 +35,7 @@ pub mod probe;
 pub mod proc_stat;
 mod restart;
 pub mod sandbox;
+pub mod secrets;
 mod signal;
 #[allow(unsafe_code)]
 mod spawn;

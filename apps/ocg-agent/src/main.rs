@@ -83,7 +83,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         model = provider.model(),
         "agent ready"
     );
-    let memory = MemoryBank::new(Arc::new(EmbeddingClient::new(endpoint)));
+    let (embedding_token, _) = ocg_process::secrets::ensure_token(&config, ocg_embed::TOKEN_KEY)?;
+    let memory = MemoryBank::new(Arc::new(EmbeddingClient::new(endpoint, &embedding_token)));
     let workspace = Arc::new(Workspace::new(&settings.workspace, &settings.protected)?);
     let builtin = tools::builtin(
         workspace,

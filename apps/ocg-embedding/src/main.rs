@@ -14,6 +14,7 @@ use ocg_embed::llama::LlamaEmbedder;
 use ocg_embed::service::{self, EmbeddingState};
 use ocg_embed::settings::ServiceSettings;
 use ocg_embed::store::VectorStore;
+use ocg_process::secrets::TokenSource;
 use tracing_subscriber::EnvFilter;
 
 /// OCG embedding service: embeddings and vector search on 127.0.0.1.
@@ -104,6 +105,10 @@ async fn serve(
 ) -> anyhow::Result<()> {
     // The data dir is this process's until it exits.
     let _owner = ocg_process::ownership::lock_service(&config.data_dir, "embedding")?;
+    let (token, source) = ocg_process::secrets::ensure_token(&config, ocg_embed::TOKEN_KEY)?;
+    if let TokenSource::Generated(path) = source {
+        tracing::info!(file = %path.display(), "generated the embedding service's token ({})", ocg_embed::TOKEN_KEY);
+    }
     let address = AddressFile::new(config.embedding_addr_file());
     service::refuse_second_instance(&address).await?;
     let llama = LlamaEmbedder::start(settings.llama.clone());
@@ -131,7 +136,7 @@ async fn serve(
             }
         })
     };
-    let router = service::router(Arc::new(EmbeddingState::with_engine(engine)));
+    let router = service::router(Arc::new(EmbeddingState::with_engine(engine, token)));
     let served = service::serve(listener, router, &address, shutdown).await;
     snapshots.abort();
     snapshot(&store).await;
@@ -145,7 +150,14 @@ async fn reindex(
     collection: Option<String>,
 ) -> anyhow::Result<()> {
     let address = AddressFile::new(config.embedding_addr_file());
+    let (token, _) = ocg_process::secrets::ensure_token(&config, ocg_embed::TOKEN_KEY)?;
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {}", token.expose()).parse()?,
+    );
     let http = reqwest::Client::builder()
+        .default_headers(headers)
         .no_proxy()
         .timeout(Duration::from_secs(3600))
         .build()?;

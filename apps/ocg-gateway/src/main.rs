@@ -12,7 +12,8 @@ use ocg_core::Channel;
 use ocg_core::config::{Config, Sources};
 use ocg_gateway_lib::channels::ChannelBridge;
 use ocg_gateway_lib::telegram::{TelegramChannel, TelegramConfig};
-use ocg_gateway_lib::{GatewayState, ROUTES, TokenSource};
+use ocg_gateway_lib::{GatewayState, ROUTES};
+use ocg_process::secrets::{self, TokenSource};
 use tracing_subscriber::EnvFilter;
 
 /// OCG gateway: web UI, OpenAI-compatible API and WebSocket chat on 127.0.0.1:55003.
@@ -129,18 +130,18 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Some(Command::Token {
             action: TokenAction::Show,
         }) => {
-            let (token, source) = ocg_gateway_lib::ui_token(&config)?;
+            let (token, source) = secrets::ensure_token(&config, "OCG_UI_TOKEN")?;
             if let TokenSource::Generated(path) = source {
                 eprintln!("created a new token in {}", path.display());
             }
-            println!("{token}");
+            println!("{}", token.expose());
             return Ok(());
         }
         Some(Command::Token {
             action: TokenAction::Rotate,
         }) => {
-            let path = ocg_gateway_lib::token_file(&config);
-            ocg_gateway_lib::auth::write_new_token(&path)?;
+            let path = secrets::token_file(&config);
+            secrets::rotate_token(&path, "OCG_UI_TOKEN")?;
             println!(
                 "new token written to {} (OCG_UI_TOKEN); restart the gateway to use it",
                 path.display()
@@ -152,7 +153,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     // The data dir (channel journals) is this process's until it exits.
     let _owner = ocg_process::ownership::lock_service(&config.data_dir, "gateway")?;
-    let (token, source) = ocg_gateway_lib::ui_token(&config)?;
+    let (token, source) = secrets::ensure_token(&config, "OCG_UI_TOKEN")?;
+    let token = token.expose().to_owned();
     if let TokenSource::Generated(path) = &source {
         tracing::info!(file = %path.display(), "generated a UI token (OCG_UI_TOKEN); `ocg-gateway token show` prints it");
     }

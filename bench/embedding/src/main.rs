@@ -118,7 +118,7 @@ async fn rounds(
 
 async fn http_bench(dir: &Path, bin_dir: &Path) -> Value {
     let service = EmbeddingService::start(bin_dir, &[("OCG_EMBED_MAX_BATCH", "1000")]);
-    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let http = authorized_client(&service);
     let info: Value = http
         .get(format!("{}/info", service.url))
         .send()
@@ -394,7 +394,7 @@ async fn hybrid_bench(bin_dir: &Path) -> Value {
 
     // Over HTTP with a text query: embedding + search, as the agent recalls.
     let service = EmbeddingService::start(bin_dir, &[("OCG_EMBED_MAX_BATCH", "1000")]);
-    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let http = authorized_client(&service);
     for chunk in items.chunks(1000) {
         let batch: Vec<Value> = chunk
             .iter()
@@ -483,4 +483,16 @@ async fn main() {
         other => panic!("unknown mode {other}"),
     };
     println!("{result}");
+}
+
+/// An HTTP client that sends the service's token.
+fn authorized_client(service: &EmbeddingService) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    let bearer = format!("Bearer {}", service.token.expose());
+    headers.insert(reqwest::header::AUTHORIZATION, bearer.parse().unwrap());
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .no_proxy()
+        .build()
+        .unwrap()
 }

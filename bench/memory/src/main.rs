@@ -221,7 +221,10 @@ fn fact(i: usize) -> String {
 
 async fn recall(bin_dir: &Path) {
     let service = EmbeddingService::start(bin_dir, &[]);
-    let client = EmbeddingClient::new(EmbeddingEndpoint::Fixed(service.url.clone()));
+    let client = EmbeddingClient::new(
+        EmbeddingEndpoint::Fixed(service.url.clone()),
+        &service.token,
+    );
     let started = Instant::now();
     let total = 10_000;
     for chunk in (0..total).collect::<Vec<_>>().chunks(64) {

@@ -13,6 +13,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use ocg_core::config::Secret;
 use ocg_core::testing::DeterministicEmbedder;
 use ocg_core::{Embedder, SearchQuery, SearchRequest, VectorItem};
 use ocg_embed::api::Engine;
@@ -70,12 +71,14 @@ async fn main() -> anyhow::Result<()> {
         }
     };
 
+    // Every route but /health needs this token as `Authorization: Bearer`.
+    let token = Secret::generate()?;
     let address = AddressFile::new(data.path().join("ocg-embedding.addr"));
     let listener = service::bind_first_free([127, 0, 0, 1].into(), 50000, 60000).await?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = {
         let address = address.clone();
-        let router = service::router(Arc::new(EmbeddingState::with_engine(engine)));
+        let router = service::router(Arc::new(EmbeddingState::with_engine(engine, token.clone())));
         tokio::spawn(async move {
             service::serve(listener, router, &address, async {
                 let _ = stopped.await;
@@ -88,7 +91,7 @@ async fn main() -> anyhow::Result<()> {
     }
     println!("announced: {}", address.read().unwrap_or_default());
 
-    let client = EmbeddingClient::new(EmbeddingEndpoint::Announced(address.clone()));
+    let client = EmbeddingClient::new(EmbeddingEndpoint::Announced(address.clone()), &token);
     println!("health: {:?}", client.health().await?.status);
     let memory = |id: &str, text: &str| VectorItem {
         id: id.into(),

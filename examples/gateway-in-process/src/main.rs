@@ -12,7 +12,7 @@ use ocg_gateway_lib::GatewayState;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let token = ocg_gateway_lib::auth::generate_token()?;
+    let token = ocg_core::config::Secret::generate()?.expose().to_owned();
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     let addr: SocketAddr = listener.local_addr()?;
     drop(listener);

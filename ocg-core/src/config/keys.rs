@@ -56,6 +56,11 @@ pub const KEYS: &[KeySpec] = &[
         "last port the embedding service tries",
     ),
     key(
+        "OCG_EMBEDDING_TOKEN",
+        None,
+        "token of the embedding service (generated at first start)",
+    ),
+    key(
         "OCG_EMBEDDING_URL",
         None,
         "embedding service URL (default: announced address)",

@@ -340,6 +340,27 @@ impl Secret {
     pub fn expose(&self) -> &str {
         &self.0
     }
+
+    /// Whether `given` is this secret, compared in time independent of
+    /// where they differ.
+    pub fn matches(&self, given: &str) -> bool {
+        constant_time_eq(given.as_bytes(), self.0.as_bytes())
+    }
+
+    /// A new random token: 32 bytes from the kernel's generator
+    /// (`/dev/urandom`), hex-encoded (256 bits).
+    pub fn generate() -> std::io::Result<Secret> {
+        use std::io::Read;
+        let mut bytes = [0u8; 32];
+        std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+        Ok(Secret(bytes.iter().map(|b| format!("{b:02x}")).collect()))
+    }
+}
+
+/// Equality in time independent of where the inputs differ (their lengths
+/// are not secret).
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 impl fmt::Debug for Secret {
@@ -373,8 +394,6 @@ pub struct Config {
     /// Where the agent reaches the embedding service (`OCG_EMBEDDING_URL`);
     /// `None` means "read the address the service announced in the pid dir".
     pub embedding_url: Option<String>,
-    /// The gateway's UI/API token (`OCG_UI_TOKEN`).
-    pub ui_token: Option<Secret>,
     /// The `llama-server` program (`LLAMA_SERVER_BIN`).
     pub llama_server_bin: Option<PathBuf>,
     /// The GGUF embedding model (`EMBEDDING_MODEL_PATH`).
@@ -460,7 +479,6 @@ impl TryFrom<RawConfig> for Config {
             embedding_port,
             embedding_port_max,
             embedding_url,
-            ui_token: raw.parse("OCG_UI_TOKEN", |v| Ok(Secret::new(v)))?,
             llama_server_bin: raw.parse("LLAMA_SERVER_BIN", parse_path)?,
             embedding_model_path: raw.parse("EMBEDDING_MODEL_PATH", parse_path)?,
             llama_port: raw.parse("LLAMA_PORT", parse_port)?,

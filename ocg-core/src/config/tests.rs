@@ -136,7 +136,13 @@ fn secrets_do_not_debug_print() {
     let config = Config::load(&sources(None, &[("OCG_UI_TOKEN", "s3cret-token")], &[])).unwrap();
     let debug = format!("{config:?}");
     assert!(!debug.contains("s3cret-token"), "{debug}");
-    assert_eq!(config.ui_token.as_ref().unwrap().expose(), "s3cret-token");
+    let setting = config.raw().get("OCG_UI_TOKEN").unwrap();
+    assert_eq!(setting.value, "s3cret-token");
+    assert!(!format!("{setting:?}").contains("s3cret-token"));
+    let secret = Secret::new("s3cret-token");
+    assert_eq!(format!("{secret:?}"), "Secret(***)");
+    assert!(secret.matches("s3cret-token") && !secret.matches("s3cret-tokem"));
+    assert!(!secret.matches("s3cret") && !secret.matches(""));
 }
 
 #[test]
