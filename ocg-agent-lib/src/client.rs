@@ -177,13 +177,22 @@ impl Agent for AgentClient {
         let events = spawn_event_stream(move |emit| async move {
             while let Some(chunk) = bytes.next().await {
                 let Ok(chunk) = chunk else { break };
-                for data in decoder.feed(&chunk) {
-                    let event = serde_json::from_str::<ChatEvent>(&data).unwrap_or_else(|e| {
-                        ChatEvent::Error {
-                            code: "protocol".into(),
-                            message: format!("undecodable event from the agent: {e}"),
-                        }
-                    });
+                let events = match decoder.feed(&chunk) {
+                    Ok(events) => events,
+                    Err(message) => {
+                        let code = "protocol".into();
+                        let _ = emit.send(ChatEvent::Error { code, message }).await;
+                        return;
+                    }
+                };
+                for event in events {
+                    let event =
+                        serde_json::from_str::<ChatEvent>(&event.data).unwrap_or_else(|e| {
+                            ChatEvent::Error {
+                                code: "protocol".into(),
+                                message: format!("undecodable event from the agent: {e}"),
+                            }
+                        });
                     let terminal = event.is_terminal();
                     if emit.send(event).await.is_err() || terminal {
                         return;

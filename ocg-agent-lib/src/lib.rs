@@ -70,5 +70,6 @@ pub use runtime::{AgentRuntime, RuntimeConfig};
 #[cfg(feature = "runtime")]
 pub use tools::{NoTools, ToolExecutor, ToolOutput};
 
-#[cfg(all(test, feature = "runtime"))]
-mod test_support;
+#[cfg(all(any(test, feature = "testing"), feature = "runtime"))]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+pub mod testing;

@@ -721,7 +721,7 @@ fn provider_error(error: crate::providers::ProviderError) -> TurnError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_support::{Reply, ScriptedProvider};
+    use crate::testing::{ScriptedProvider, ScriptedReply as Reply};
 
     struct Upper;
 
@@ -785,7 +785,7 @@ mod tests {
                 call("a", serde_json::json!({"text": "hi"})),
                 call("b", serde_json::Value::String("{broken".into())),
             ]),
-            Reply::Text("HI it is"),
+            Reply::Text("HI it is".into()),
         ]));
         let runtime = runtime(provider.clone(), 8192);
         let got = events(&runtime, ChatRequest::user("s:1", "shout hi")).await;
@@ -806,7 +806,7 @@ mod tests {
         );
 
         // The second model call saw the tool results.
-        let second = provider.requests.lock().unwrap()[1].clone();
+        let second = provider.requests()[1].clone();
         let roles: Vec<Role> = second.messages.iter().map(|m| m.role).collect();
         assert_eq!(
             roles,
@@ -836,7 +836,7 @@ mod tests {
             Reply::Tools(vec![call("1", serde_json::json!({"text": "a"}))]),
             Reply::Tools(vec![call("2", serde_json::json!({"text": "a"}))]),
             Reply::Tools(vec![call("3", serde_json::json!({"text": "a"}))]),
-            Reply::Text("never reached"),
+            Reply::Text("never reached".into()),
         ]));
         let runtime = runtime(provider, 8192);
         let reply = runtime
@@ -858,7 +858,7 @@ mod tests {
             same(),
             same(),
             same(),
-            Reply::Text("done"),
+            Reply::Text("done".into()),
         ]));
         let runtime = runtime(provider, 8192);
         let got = events(&runtime, ChatRequest::user("s:loop", "go")).await;
@@ -917,7 +917,7 @@ mod tests {
             .chat(ChatRequest::user("s:m", "what are stock prices doing"))
             .await
             .unwrap();
-        let requests = provider.requests.lock().unwrap().clone();
+        let requests = provider.requests();
         let first = &requests[0].messages.last().unwrap().content;
         assert!(first.starts_with("<recalled_memories>"), "{first}");
         assert!(first.contains("Ann takes her coffee black"));
@@ -935,7 +935,7 @@ mod tests {
         let runtime = runtime(provider.clone(), 8192);
         runtime.chat(ChatRequest::user("s:h", "one")).await.unwrap();
         runtime.chat(ChatRequest::user("s:h", "two")).await.unwrap();
-        let sent = provider.requests.lock().unwrap()[1].messages.clone();
+        let sent = provider.requests()[1].messages.clone();
         let texts: Vec<&str> = sent.iter().map(|m| m.content.as_str()).collect();
         assert_eq!(texts, ["sys", "one", "echo: one", "two"]);
 
@@ -985,10 +985,10 @@ mod tests {
     #[tokio::test]
     async fn compact_summarizes_old_turns_and_keeps_the_archive() {
         let provider = Arc::new(ScriptedProvider::with(vec![
-            Reply::Text("a1"),
-            Reply::Text("a2"),
-            Reply::Text("a3"),
-            Reply::Text("SUMMARY: they talked"),
+            Reply::Text("a1".into()),
+            Reply::Text("a2".into()),
+            Reply::Text("a3".into()),
+            Reply::Text("SUMMARY: they talked".into()),
         ]));
         let runtime = runtime(provider.clone(), 100_000);
         for q in ["q1", "q2", "q3"] {
@@ -1017,14 +1017,7 @@ mod tests {
         );
         // The next turn starts with the system prompt and the summary.
         runtime.chat(ChatRequest::user("s:c", "q4")).await.unwrap();
-        let last = provider
-            .requests
-            .lock()
-            .unwrap()
-            .last()
-            .unwrap()
-            .messages
-            .clone();
+        let last = provider.requests().last().unwrap().messages.clone();
         assert_eq!(last[0].content, "sys");
         assert!(last[1].content.contains("SUMMARY: they talked"));
     }

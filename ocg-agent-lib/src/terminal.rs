@@ -208,7 +208,7 @@ mod tests {
     use crate::context::ContextBudget;
     use crate::server::{self, AgentSocket};
     use crate::sessions::SessionStore;
-    use crate::test_support::ScriptedProvider;
+    use crate::testing::ScriptedProvider;
     use crate::{AgentRuntime, NoTools, RuntimeConfig};
 
     #[tokio::test]

@@ -17,6 +17,7 @@
 pub mod anthropic;
 pub mod openai;
 pub mod retry;
+mod transport;
 
 use std::pin::Pin;
 use std::time::Duration;

@@ -10,7 +10,7 @@ use super::*;
 use crate::context::ContextBudget;
 use crate::providers::ProviderError;
 use crate::sessions::SessionStore;
-use crate::test_support::{Reply, ScriptedProvider};
+use crate::testing::{ScriptedProvider, ScriptedReply as Reply};
 use crate::{NoTools, RuntimeConfig};
 
 fn config() -> RuntimeConfig {

@@ -1,5 +1,11 @@
-//! A scripted [`LlmProvider`] for the runtime's and server's tests.
-#![allow(clippy::unwrap_used)]
+//! A scripted [`LlmProvider`] (feature `testing`): test an agent built on
+//! [`AgentRuntime`](crate::AgentRuntime) without a model or a vendor.
+//!
+//! ```
+//! use ocg_agent_lib::testing::{ScriptedProvider, ScriptedReply};
+//! let provider = ScriptedProvider::with(vec![ScriptedReply::Text("Paris.".into())]);
+//! assert!(provider.requests().is_empty());
+//! ```
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -13,26 +19,38 @@ use crate::providers::{
 
 /// One scripted answer.
 #[derive(Debug, Clone)]
-pub(crate) enum Reply {
-    Text(&'static str),
+pub enum ScriptedReply {
+    /// Answer this text, then stop.
+    Text(String),
+    /// Call these tools (finish reason `tool_calls`).
     Tools(Vec<ToolCall>),
+    /// Fail the request before any event.
     Fail(ProviderError),
 }
 
 /// Answers from a queue; with the queue empty, echoes the last user message.
 /// Records every request.
 #[derive(Debug, Default)]
-pub(crate) struct ScriptedProvider {
-    replies: Mutex<VecDeque<Reply>>,
-    pub(crate) requests: Mutex<Vec<CompletionRequest>>,
+pub struct ScriptedProvider {
+    replies: Mutex<VecDeque<ScriptedReply>>,
+    requests: Mutex<Vec<CompletionRequest>>,
 }
 
 impl ScriptedProvider {
-    pub(crate) fn with(replies: Vec<Reply>) -> Self {
+    /// A provider answering `replies` in order, then echoing.
+    pub fn with(replies: Vec<ScriptedReply>) -> Self {
         ScriptedProvider {
             replies: Mutex::new(replies.into()),
             requests: Mutex::default(),
         }
+    }
+
+    /// Every request it was sent, oldest first.
+    pub fn requests(&self) -> Vec<CompletionRequest> {
+        self.requests
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 }
 
@@ -47,16 +65,23 @@ impl LlmProvider for ScriptedProvider {
     }
 
     async fn stream(&self, request: &CompletionRequest) -> Result<ProviderStream, ProviderError> {
-        self.requests.lock().unwrap().push(request.clone());
-        let reply = self.replies.lock().unwrap().pop_front();
+        self.requests
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(request.clone());
+        let reply = self
+            .replies
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .pop_front();
         let usage = Some(Usage {
             prompt_tokens: 10,
             completion_tokens: 2,
             total_tokens: 12,
         });
         let events: Vec<Result<ProviderEvent, ProviderError>> = match reply {
-            Some(Reply::Fail(error)) => return Err(error),
-            Some(Reply::Tools(calls)) => calls
+            Some(ScriptedReply::Fail(error)) => return Err(error),
+            Some(ScriptedReply::Tools(calls)) => calls
                 .into_iter()
                 .map(|c| Ok(ProviderEvent::ToolCall(c)))
                 .chain([Ok(ProviderEvent::Done {
@@ -64,8 +89,8 @@ impl LlmProvider for ScriptedProvider {
                     finish_reason: FinishReason::ToolCalls,
                 })])
                 .collect(),
-            Some(Reply::Text(text)) => vec![
-                Ok(ProviderEvent::TextDelta(text.to_owned())),
+            Some(ScriptedReply::Text(text)) => vec![
+                Ok(ProviderEvent::TextDelta(text)),
                 Ok(ProviderEvent::Done {
                     usage,
                     finish_reason: FinishReason::Stop,
