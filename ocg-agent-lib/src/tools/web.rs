@@ -493,6 +493,23 @@ impl TextOut {
     }
 }
 
+/// The character a numeric reference stands for, as HTML decodes it: NUL,
+/// surrogates and numbers past Unicode are U+FFFD; 0x80 to 0x9F are read as
+/// the windows-1252 characters that pages meant by them.
+fn numeric_reference(code: u32) -> char {
+    const WINDOWS_1252: [u32; 32] = [
+        0x20AC, 0xFFFD, 0x201A, 0x0192, 0x201E, 0x2026, 0x2020, 0x2021, 0x02C6, 0x2030, 0x0160,
+        0x2039, 0x0152, 0xFFFD, 0x017D, 0xFFFD, 0xFFFD, 0x2018, 0x2019, 0x201C, 0x201D, 0x2022,
+        0x2013, 0x2014, 0x02DC, 0x2122, 0x0161, 0x203A, 0x0153, 0xFFFD, 0x017E, 0x0178,
+    ];
+    let code = match code {
+        0 => 0xFFFD,
+        0x80..=0x9F => WINDOWS_1252[(code - 0x80) as usize],
+        _ => code,
+    };
+    char::from_u32(code).unwrap_or('\u{fffd}')
+}
+
 /// Decode the character references of `s` (`&amp;`, `&#233;`, `&#x2014;`
 /// and the common named ones); unknown ones stay as written.
 fn decode_entities(s: &str) -> String {
@@ -510,7 +527,7 @@ fn decode_entities(s: &str) -> String {
                 Some(hex) => u32::from_str_radix(hex, 16).ok(),
                 None => number.parse().ok(),
             };
-            code.map(|c| char::from_u32(c).unwrap_or('\u{fffd}'))
+            code.map(numeric_reference)
         } else {
             named_entity(name)
         };
@@ -527,6 +544,10 @@ fn decode_entities(s: &str) -> String {
         }
     }
     out.push_str(rest);
+    // A NUL is never text (HTML drops it too); the model should not get one.
+    if out.contains('\0') {
+        out.retain(|c| c != '\0');
+    }
     out
 }
 
@@ -900,6 +921,10 @@ mod tests {
         assert_eq!(
             decode_entities("a &amp;&amp b &#65;&#x42; &zz; &"),
             "a && b AB &zz; &"
+        );
+        assert_eq!(
+            decode_entities("&#0;x\0y &#150; &#x110000; &#xD800; &#128;"),
+            "\u{fffd}xy \u{2013} \u{fffd} \u{fffd} \u{20ac}"
         );
         let (tag, consumed) = parse_tag(r#"<A HREF='x>y' title="t">rest"#).unwrap();
         assert_eq!(tag.name, "a");
