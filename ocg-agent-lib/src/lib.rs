@@ -70,6 +70,9 @@ pub use runtime::{AgentRuntime, RuntimeConfig};
 #[cfg(feature = "runtime")]
 pub use tools::{NoTools, ToolExecutor, ToolOutput};
 
+#[cfg(all(fuzzing, feature = "runtime"))]
+#[doc(hidden)]
+pub mod fuzzing;
 #[cfg(all(any(test, feature = "testing"), feature = "runtime"))]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;

@@ -21,6 +21,9 @@
 pub mod auth;
 pub mod channels;
 mod error;
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzzing;
 mod hooks;
 mod memory;
 mod openai;

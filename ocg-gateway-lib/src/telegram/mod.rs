@@ -496,6 +496,29 @@ impl TelegramChannel {
     }
 }
 
+/// What the dispatcher makes of one update's JSON (its id and the message to
+/// answer), and how an answer is split and formatted; for the fuzz targets.
+#[cfg(fuzzing)]
+pub(crate) mod fuzzing {
+    use super::*;
+
+    /// The update's id and the message it brings, as the dispatcher sees them.
+    pub(crate) fn update(body: &[u8]) -> Option<(i64, IncomingMessage)> {
+        let raw = serde_json::from_slice::<Value>(body).ok()?;
+        let id = raw.get("update_id").and_then(Value::as_i64)?;
+        let update = serde_json::from_value::<Update>(raw).ok()?;
+        incoming(update.message.as_ref()?).map(|message| (id, message))
+    }
+
+    /// The HTML pieces an answer is sent as.
+    pub(crate) fn answer(text: &str) -> Vec<String> {
+        format::split(text, format::MESSAGE_LIMIT)
+            .iter()
+            .map(|piece| format::markdown_to_html(piece))
+            .collect()
+    }
+}
+
 /// The core message for a Telegram message; `None` when there is nothing to
 /// answer (a service message such as "X joined").
 fn incoming(message: &TgMessage) -> Option<IncomingMessage> {

@@ -444,6 +444,13 @@ struct EventsParser {
     stop_reason: Option<String>,
 }
 
+/// The events of a Messages stream body given as chunks, for the fuzz
+/// targets.
+#[cfg(fuzzing)]
+pub(crate) fn parse_stream(chunks: Vec<Vec<u8>>) -> super::ProviderStream {
+    transport::chunk_stream(chunks, "fuzz".into(), EventsParser::new("fuzz".into()))
+}
+
 impl EventsParser {
     fn new(provider: String) -> Self {
         EventsParser {

@@ -362,6 +362,13 @@ struct ChunkParser {
     finish_reason: Option<FinishReason>,
 }
 
+/// The events of a `/chat/completions` stream body given as chunks, for the
+/// fuzz targets.
+#[cfg(fuzzing)]
+pub(crate) fn parse_stream(chunks: Vec<Vec<u8>>) -> ProviderStream {
+    transport::chunk_stream(chunks, "fuzz".into(), ChunkParser::new("fuzz".into()))
+}
+
 impl ChunkParser {
     fn new(provider: String) -> Self {
         ChunkParser {

@@ -53,6 +53,17 @@ pub(in crate::providers) fn event_stream<P: EventParser>(
     drive(Box::pin(response.bytes_stream()), provider, parser)
 }
 
+/// [`event_stream`] over a body given as chunks, for the fuzz targets.
+#[cfg(fuzzing)]
+pub(in crate::providers) fn chunk_stream<P: EventParser>(
+    chunks: Vec<Vec<u8>>,
+    provider: String,
+    parser: P,
+) -> ProviderStream {
+    let body = futures_util::stream::iter(chunks.into_iter().map(Ok::<_, reqwest::Error>));
+    drive(body, provider, parser)
+}
+
 fn drive<B, C, P>(body: B, provider: String, parser: P) -> ProviderStream
 where
     B: Stream<Item = Result<C, reqwest::Error>> + Unpin + Send + 'static,
