@@ -446,7 +446,7 @@ fn every_bad_input_is_a_4xx_and_nothing_is_stored() {
         (
             format!("{{\"text\": \"{}\"}}", "a".repeat(70_000)).into_bytes(),
             413,
-            "body_too_large",
+            "payload_too_large",
         ),
     ] {
         let (status, answer) = send(&service, "POST", "/embed", &body);

@@ -20,8 +20,8 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use ocg_core::{
-    Memory, MemoryPage, NewMemory, SearchQuery, SearchRequest, StoredMemory, VectorItem,
-    VectorStore,
+    Memory, MemoryPage, NewMemory, SearchQuery, SearchRequest, StoredMemory, ValidMemory,
+    VectorItem, VectorStore,
 };
 use serde_json::{Map, Value, json};
 
@@ -31,10 +31,6 @@ use crate::AgentError;
 pub const COLLECTION: &str = "memories";
 /// Similarity from which a new memory updates an existing one.
 pub const DUPLICATE_SCORE: f32 = 0.92;
-/// The longest memory text, in characters.
-pub const MAX_TEXT_CHARS: usize = 4000;
-/// The longest category, in characters.
-pub const MAX_CATEGORY_CHARS: usize = 40;
 /// The lowest score a memory search (tool, API) returns: below it, hits are
 /// noise (unrelated texts score up to about 0.22 with the local model).
 pub const SEARCH_MIN_SCORE: f32 = 0.25;
@@ -124,42 +120,6 @@ fn from_item(id: String, text: Option<String>, metadata: &Map<String, Value>) ->
     }
 }
 
-/// Check and normalize a new memory.
-fn validate(memory: &NewMemory) -> Result<(String, String, f32), AgentError> {
-    let text = memory.text.trim();
-    if text.is_empty() {
-        return Err(AgentError::InvalidInput("a memory needs text".into()));
-    }
-    if text.chars().count() > MAX_TEXT_CHARS {
-        return Err(AgentError::InvalidInput(format!(
-            "a memory is at most {MAX_TEXT_CHARS} characters; store the essential fact"
-        )));
-    }
-    let category = memory
-        .category
-        .as_deref()
-        .map(str::trim)
-        .filter(|c| !c.is_empty())
-        .unwrap_or("fact")
-        .to_lowercase();
-    if category.chars().count() > MAX_CATEGORY_CHARS
-        || !category
-            .chars()
-            .all(|c| c.is_alphanumeric() || c == '_' || c == '-')
-    {
-        return Err(AgentError::InvalidInput(format!(
-            "a category is one word of at most {MAX_CATEGORY_CHARS} letters, digits, `_` or `-`"
-        )));
-    }
-    let importance = memory.importance.unwrap_or(0.5);
-    if !(0.0..=1.0).contains(&importance) {
-        return Err(AgentError::InvalidInput(
-            "importance is a number from 0 to 1".into(),
-        ));
-    }
-    Ok((text.to_owned(), category, importance))
-}
-
 impl MemoryBank {
     /// Memories kept in `store`.
     pub fn new(store: Arc<dyn VectorStore>) -> Self {
@@ -177,7 +137,13 @@ impl MemoryBank {
 
     /// Remember `memory`, stored as coming from `source` (`agent`, `user`).
     pub async fn store(&self, memory: NewMemory, source: &str) -> Result<StoredMemory, AgentError> {
-        let (text, category, importance) = validate(&memory)?;
+        let ValidMemory {
+            text,
+            category,
+            importance,
+        } = memory
+            .validate()
+            .map_err(|e| AgentError::InvalidInput(e.to_string()))?;
         let _writing = self.writing.lock().await;
         let duplicate = self
             .store
@@ -436,7 +402,7 @@ mod tests {
         let (_store, bank) = bank();
         for bad in [
             NewMemory::text("   "),
-            NewMemory::text("x".repeat(MAX_TEXT_CHARS + 1)),
+            NewMemory::text("x".repeat(NewMemory::MAX_TEXT_CHARS + 1)),
             NewMemory {
                 importance: Some(1.5),
                 ..NewMemory::text("ok")

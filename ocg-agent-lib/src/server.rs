@@ -66,14 +66,8 @@ impl From<AgentError> for ApiError {
 impl From<ocg_core::Error> for ApiError {
     fn from(error: ocg_core::Error) -> Self {
         use ocg_core::Error;
-        let status = match &error {
-            Error::InvalidInput(_) => StatusCode::BAD_REQUEST,
-            Error::NotFound(_) => StatusCode::NOT_FOUND,
-            Error::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            Error::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
-            Error::Unsupported(_) => StatusCode::NOT_IMPLEMENTED,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
-        };
+        let status =
+            StatusCode::from_u16(error.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let code = match &error {
             Error::Unavailable { service, .. } if service == "memory" => "memory_unavailable",
             other => other.code(),
@@ -97,12 +91,8 @@ where
         match Json::<T>::from_request(request, state).await {
             Ok(Json(value)) => Ok(ApiJson(value)),
             Err(rejection) => {
-                let status = rejection.status();
-                let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
-                    "payload_too_large"
-                } else {
-                    "invalid_json"
-                };
+                let (status, code) = ocg_core::body::rejection(rejection.status().as_u16());
+                let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
                 Err(ApiError::new(status, code, rejection.body_text()))
             }
         }

@@ -67,6 +67,21 @@ impl Error {
         }
     }
 
+    /// The HTTP status every OCG service answers this error with: 400 for
+    /// bad input, 404, 501, 503 for a dependency that is down, 504, 502 for
+    /// a model vendor's failure, 500 otherwise.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            Error::InvalidInput(_) => 400,
+            Error::NotFound(_) => 404,
+            Error::Unsupported(_) => 501,
+            Error::Unavailable { .. } => 503,
+            Error::Timeout(_) => 504,
+            Error::Remote { code, .. } if code.starts_with("llm_") => 502,
+            _ => 500,
+        }
+    }
+
     /// Shorthand for [`Error::Unavailable`].
     pub fn unavailable(service: impl Into<String>, message: impl Into<String>) -> Self {
         Error::Unavailable {
@@ -90,5 +105,50 @@ mod tests {
         };
         assert_eq!(remote.code(), "rate_limited");
         assert_eq!(remote.to_string(), "slow down (rate_limited)");
+    }
+
+    #[test]
+    fn statuses_follow_the_table() {
+        let llm = Error::Remote {
+            code: "llm_rate_limited".into(),
+            message: "m".into(),
+        };
+        let other = Error::Remote {
+            code: "store".into(),
+            message: "m".into(),
+        };
+        let cases = [
+            (Error::InvalidInput("x".into()), 400),
+            (Error::NotFound("x".into()), 404),
+            (Error::Unsupported("x".into()), 501),
+            (Error::unavailable("memory", "down"), 503),
+            (Error::Timeout("x".into()), 504),
+            (llm, 502),
+            (other, 500),
+            (Error::Cancelled, 500),
+        ];
+        for (error, status) in cases {
+            assert_eq!(error.http_status(), status, "{error}");
+        }
+    }
+}
+
+/// The stable codes of a rejected request body, the same in every service.
+pub mod body {
+    /// Over the service's size limit (status 413).
+    pub const PAYLOAD_TOO_LARGE: &str = "payload_too_large";
+    /// Not `application/json` (status 415).
+    pub const UNSUPPORTED_MEDIA_TYPE: &str = "unsupported_media_type";
+    /// Not UTF-8, not JSON, or not the expected shape (status 400).
+    pub const INVALID_JSON: &str = "invalid_json";
+
+    /// The status and code to answer a body rejected with `status` by the
+    /// HTTP framework.
+    pub fn rejection(status: u16) -> (u16, &'static str) {
+        match status {
+            413 => (413, PAYLOAD_TOO_LARGE),
+            415 => (415, UNSUPPORTED_MEDIA_TYPE),
+            _ => (400, INVALID_JSON),
+        }
     }
 }

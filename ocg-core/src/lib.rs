@@ -45,9 +45,9 @@ pub use channel::{
 pub use config::{Config, ConfigError};
 pub use embedder::{Embedder, EmbedderInfo};
 pub use embedding::{SearchHit, SearchQuery, SearchRequest, VectorItem};
-pub use error::{Error, Result};
+pub use error::{Error, Result, body};
 pub use health::{HealthCheck, HealthReport, HealthStatus};
-pub use memory::{Memory, MemoryPage, NewMemory, StoredMemory};
+pub use memory::{InvalidMemory, Memory, MemoryPage, NewMemory, StoredMemory, ValidMemory};
 pub use supervisor::{
     ProcessSupervisor, Readiness, RunningService, ServiceSpec, ServiceState, StopOutcome,
 };

@@ -183,21 +183,23 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
             Bytes::from_request(request, state)
                 .await
                 .map_err(|rejection: BytesRejection| {
-                    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    let (_, code) = ocg_core::body::rejection(rejection.status().as_u16());
+                    if code == ocg_core::body::PAYLOAD_TOO_LARGE {
                         EmbedError::invalid(
-                            "body_too_large",
+                            code,
                             "the request body is over the size limit (OCG_EMBED_MAX_BODY_BYTES)",
                         )
                     } else {
-                        EmbedError::invalid("invalid_body", rejection.body_text())
+                        EmbedError::invalid(code, rejection.body_text())
                     }
                 })?;
+        let invalid = ocg_core::body::INVALID_JSON;
         if std::str::from_utf8(&bytes).is_err() {
-            return Err(EmbedError::invalid("invalid_json", "the body is not UTF-8"));
+            return Err(EmbedError::invalid(invalid, "the body is not UTF-8"));
         }
         serde_json::from_slice(&bytes)
             .map(ApiJson)
-            .map_err(|e| EmbedError::invalid("invalid_json", format!("bad request body: {e}")))
+            .map_err(|e| EmbedError::invalid(invalid, format!("bad request body: {e}")))
     }
 }
 
@@ -969,7 +971,7 @@ mod tests {
                 "/embed",
                 json!({ "text": "x".repeat(5000) }),
                 413,
-                "body_too_large",
+                "payload_too_large",
             ),
             ("/v1/embeddings", json!({ "input": " " }), 400, "empty_text"),
             (

@@ -157,7 +157,9 @@ impl EmbedError {
     /// The HTTP status this error is answered with.
     pub fn status(&self) -> u16 {
         match self {
-            EmbedError::InvalidInput { code, .. } if *code == "body_too_large" => 413,
+            EmbedError::InvalidInput { code, .. } if *code == ocg_core::body::PAYLOAD_TOO_LARGE => {
+                413
+            }
             EmbedError::InvalidInput { .. } | EmbedError::TooLong { .. } => 400,
             EmbedError::Unauthorized => 401,
             EmbedError::ForbiddenHost => 403,

@@ -110,16 +110,8 @@ impl IntoResponse for ApiError {
 
 impl From<ocg_core::Error> for ApiError {
     fn from(error: ocg_core::Error) -> Self {
-        use ocg_core::Error;
-        let status = match &error {
-            Error::InvalidInput(_) => StatusCode::BAD_REQUEST,
-            Error::NotFound(_) => StatusCode::NOT_FOUND,
-            Error::Unsupported(_) => StatusCode::NOT_IMPLEMENTED,
-            Error::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            Error::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
-            Error::Remote { code, .. } if code.starts_with("llm_") => StatusCode::BAD_GATEWAY,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
-        };
+        let status =
+            StatusCode::from_u16(error.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         ApiError::new(status, error.code(), error.to_string())
     }
 }

@@ -25,10 +25,6 @@ use serde_json::{Value, json};
 use crate::ApiError;
 use crate::routes::{AppState, JsonBody};
 
-/// Longest memory text, in characters.
-pub const MAX_TEXT_CHARS: usize = 4_000;
-/// Longest category, in characters.
-pub const MAX_CATEGORY_CHARS: usize = 64;
 /// Longest search query, in characters.
 pub const MAX_QUERY_CHARS: usize = 1_000;
 /// Longest memory id, in bytes.
@@ -154,42 +150,19 @@ struct AddMemory {
 impl AddMemory {
     /// Checked and trimmed, as the agent's [`NewMemory`].
     fn validate(self) -> Result<NewMemory, ApiError> {
-        let text = self.text.trim();
-        if text.is_empty() {
-            return Err(bad("empty_text", "the memory's text is empty"));
-        }
-        if text.chars().count() > MAX_TEXT_CHARS {
-            return Err(bad(
-                "text_too_long",
-                format!("a memory is at most {MAX_TEXT_CHARS} characters"),
-            ));
-        }
-        let category = match self.category.as_deref().map(str::trim) {
-            None | Some("") => None,
-            Some(c)
-                if c.chars().count() > MAX_CATEGORY_CHARS || c.chars().any(char::is_control) =>
-            {
-                return Err(bad(
-                    "invalid_category",
-                    format!(
-                        "a category is at most {MAX_CATEGORY_CHARS} characters, without control characters"
-                    ),
-                ));
-            }
-            Some(c) => Some(c.to_owned()),
-        };
-        if let Some(importance) = self.importance
-            && !(0.0..=1.0).contains(&importance)
-        {
-            return Err(bad(
-                "invalid_importance",
-                format!("importance must be from 0 to 1, not {importance}"),
-            ));
-        }
-        Ok(NewMemory {
-            text: text.to_owned(),
-            category,
+        let memory = NewMemory {
+            text: self.text,
+            category: self.category,
             importance: self.importance,
+            session: None,
+        };
+        let valid = memory
+            .validate()
+            .map_err(|e| bad(e.code(), e.to_string()))?;
+        Ok(NewMemory {
+            text: valid.text,
+            category: Some(valid.category),
+            importance: Some(valid.importance),
             session: None,
         })
     }

@@ -194,15 +194,8 @@ where
         match Json::<T>::from_request(request, state).await {
             Ok(Json(value)) => Ok(JsonBody(value)),
             Err(rejection) => {
-                let (status, code) = match rejection.status() {
-                    StatusCode::PAYLOAD_TOO_LARGE => {
-                        (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
-                    }
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE => {
-                        (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
-                    }
-                    _ => (StatusCode::BAD_REQUEST, "invalid_json"),
-                };
+                let (status, code) = ocg_core::body::rejection(rejection.status().as_u16());
+                let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
                 Err(ApiError::new(status, code, rejection.body_text()))
             }
         }

@@ -118,7 +118,7 @@ async fn add_list_search_get_and_delete_memories() {
 #[tokio::test]
 async fn bad_input_gets_a_stable_code_and_never_reaches_the_agent() {
     let app = app(ScriptedAgent::new().with_memory());
-    let long = "x".repeat(super::MAX_TEXT_CHARS + 1);
+    let long = "x".repeat(ocg_core::NewMemory::MAX_TEXT_CHARS + 1);
     for (method, uri, body, status, code) in [
         (
             "POST",
