@@ -2,16 +2,18 @@
 //! stopped in reverse.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ocg_core::config::Origin;
 use ocg_core::{
-    Config, HealthReport, HealthStatus, Readiness, ServiceSpec, ServiceState, StopOutcome,
+    Config, HealthReport, HealthStatus, ProcessSupervisor, Readiness, ServiceSpec, ServiceState,
+    StopOutcome,
 };
 use serde::Serialize;
 
+use crate::PidFileSupervisor;
 use crate::probe::{HealthTarget, fetch_health};
-use crate::{PidFileSupervisor, ProcessError};
 
 /// The services in start order.
 pub const SERVICES: [&str; 3] = ["embedding", "agent", "gateway"];
@@ -32,25 +34,71 @@ pub struct StartFailure {
     /// The service.
     pub service: String,
     /// Why.
-    pub error: ProcessError,
+    pub error: ocg_core::Error,
     /// The last lines of its log.
     pub log_tail: Vec<String>,
     /// Its log file.
     pub log_file: PathBuf,
 }
 
-/// The three services of one config.
-#[derive(Debug, Clone)]
+impl std::fmt::Display for StartFailure {
+    /// What `ocg start` prints when a service does not come up: the error,
+    /// the last lines of its log, and that the rest was rolled back.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "error: {}", self.error)?;
+        writeln!(f, "last lines of {}:", self.log_file.display())?;
+        for line in &self.log_tail {
+            writeln!(f, "  {line}")?;
+        }
+        write!(f, "stopped the services this start had started")
+    }
+}
+
+/// What a stop did to `service`, one line as `ocg stop` prints it; `Err`
+/// when it failed.
+pub fn describe_stop(
+    service: &str,
+    outcome: &ocg_core::Result<StopOutcome>,
+) -> Result<String, String> {
+    let name = display_name(service);
+    match outcome {
+        Ok(StopOutcome::NotRunning) => Ok(format!("{name}: not running")),
+        Ok(StopOutcome::StalePidFileRemoved { pid }) => Ok(format!(
+            "{name}: removed stale pid file (PID {pid} it names has exited)"
+        )),
+        Ok(StopOutcome::Stopped {
+            pid,
+            signal,
+            elapsed_ms,
+        }) => Ok(format!(
+            "{name}: stopped (PID {pid}, {signal}, {elapsed_ms} ms)"
+        )),
+        Err(error) => Err(format!("{name}: {error}")),
+    }
+}
+
+/// The three services of one config, run by any [`ProcessSupervisor`].
+#[derive(Clone)]
 pub struct Stack {
     config: Config,
     bin_dir: PathBuf,
-    supervisor: PidFileSupervisor,
+    supervisor: Arc<dyn ProcessSupervisor>,
+}
+
+impl std::fmt::Debug for Stack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stack")
+            .field("bin_dir", &self.bin_dir)
+            .field("pid_dir", &self.config.pid_dir)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Stack {
-    /// The stack of `config`, running the binaries found in `bin_dir`.
+    /// The stack of `config`, running the binaries found in `bin_dir` as
+    /// detached processes with pid files ([`PidFileSupervisor`]).
     pub fn new(config: Config, bin_dir: impl Into<PathBuf>) -> Self {
-        let supervisor = PidFileSupervisor::new(&config.pid_dir, &config.log_dir);
+        let supervisor = Arc::new(PidFileSupervisor::new(&config.pid_dir, &config.log_dir));
         Stack {
             config,
             bin_dir: bin_dir.into(),
@@ -58,15 +106,16 @@ impl Stack {
         }
     }
 
-    /// The supervisor used (pid and log files).
-    pub fn supervisor(&self) -> &PidFileSupervisor {
-        &self.supervisor
-    }
-
-    /// Replace the supervisor (e.g. for another stop schedule).
-    pub fn with_supervisor(mut self, supervisor: PidFileSupervisor) -> Self {
+    /// Run the services with `supervisor` instead (another stop schedule,
+    /// or a fake in tests).
+    pub fn with_supervisor(mut self, supervisor: Arc<dyn ProcessSupervisor>) -> Self {
         self.supervisor = supervisor;
         self
+    }
+
+    /// The log file of `service`: `<log-dir>/ocg-<service>.log`.
+    pub fn log_file(&self, service: &str) -> PathBuf {
+        self.config.log_dir.join(format!("ocg-{service}.log"))
     }
 
     /// The spec of each service, in start order.
@@ -129,17 +178,18 @@ impl Stack {
     ) -> Result<(), Box<StartFailure>> {
         let specs = self.specs();
         for (index, spec) in specs.iter().enumerate() {
-            match self.supervisor.launch(spec).await {
-                Ok((_child, running)) => on_started(&spec.name, running.pid),
+            match self.supervisor.start(spec).await {
+                Ok(running) => on_started(&spec.name, running.pid),
                 Err(error) => {
                     for started in specs[..index].iter().rev() {
-                        let _ = self.supervisor.stop_service(&started.name, false).await;
+                        let _ = self.supervisor.stop(&started.name, false).await;
                     }
+                    let log_file = self.log_file(&spec.name);
                     return Err(Box::new(StartFailure {
                         service: spec.name.clone(),
                         error,
-                        log_tail: self.supervisor.log_tail(&spec.name, 20),
-                        log_file: self.supervisor.log_file(&spec.name),
+                        log_tail: crate::log_file::tail(&log_file, 20).unwrap_or_default(),
+                        log_file,
                     }));
                 }
             }
@@ -148,10 +198,10 @@ impl Stack {
     }
 
     /// Stop gateway, agent, embedding (in that order).
-    pub async fn stop(&self, force: bool) -> Vec<(String, Result<StopOutcome, ProcessError>)> {
+    pub async fn stop(&self, force: bool) -> Vec<(String, ocg_core::Result<StopOutcome>)> {
         let mut outcomes = Vec::new();
         for name in SERVICES.iter().rev() {
-            let outcome = self.supervisor.stop_service(name, force).await;
+            let outcome = self.supervisor.stop(name, force).await;
             outcomes.push(((*name).to_owned(), outcome));
         }
         // The embedding service removes its address file when it exits; a
@@ -167,7 +217,8 @@ impl Stack {
         for spec in &specs {
             let state = self
                 .supervisor
-                .service_state(&spec.name)
+                .state(&spec.name)
+                .await
                 .unwrap_or(ServiceState::Stopped);
             let health = match state {
                 ServiceState::Running { .. } => Some(probe_health(&spec.readiness).await),
@@ -331,6 +382,78 @@ impl StackStatus {
 mod tests {
     use super::*;
     use ocg_core::HealthCheck;
+    use ocg_core::config::Sources;
+    use ocg_core::testing::FakeSupervisor;
+
+    fn stack_on(supervisor: Arc<FakeSupervisor>) -> (Stack, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = |name: &str| dir.path().join(name).display().to_string();
+        let sources = Sources {
+            file: None,
+            env: vec![
+                ("OCG_PID_DIR".into(), path("pids")),
+                ("OCG_LOG_DIR".into(), path("logs")),
+                ("OCG_DATA_DIR".into(), path("data")),
+                ("OCG_AGENT_SOCK".into(), path("agent.sock")),
+            ],
+            flags: Vec::new(),
+        };
+        let config = Config::load(&sources).unwrap();
+        let stack = Stack::new(config, dir.path().join("bin")).with_supervisor(supervisor);
+        (stack, dir)
+    }
+
+    #[tokio::test]
+    async fn starts_in_order_and_stops_in_reverse() {
+        let supervisor = Arc::new(FakeSupervisor::new());
+        let (stack, _dir) = stack_on(supervisor.clone());
+        let mut started = Vec::new();
+        stack
+            .start(|name, _pid| started.push(name.to_owned()))
+            .await
+            .unwrap();
+        assert_eq!(started, SERVICES);
+        let stopped = stack.stop(false).await;
+        assert!(
+            stopped
+                .iter()
+                .all(|(_, outcome)| matches!(outcome, Ok(StopOutcome::Stopped { .. })))
+        );
+        assert_eq!(
+            supervisor.calls(),
+            [
+                "start embedding",
+                "start agent",
+                "start gateway",
+                "stop gateway",
+                "stop agent",
+                "stop embedding",
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_start_stops_what_it_started_and_names_the_service() {
+        let supervisor = Arc::new(FakeSupervisor::new());
+        supervisor.fail_start("agent");
+        let (stack, _dir) = stack_on(supervisor.clone());
+        let failure = stack.start(|_, _| {}).await.unwrap_err();
+        assert_eq!(failure.service, "agent");
+        assert!(failure.error.to_string().contains("did not become ready"));
+        assert!(failure.log_file.ends_with("logs/ocg-agent.log"));
+        assert_eq!(
+            supervisor.calls(),
+            ["start embedding", "start agent", "stop embedding"],
+            "the gateway is never started, the embedding service is rolled back"
+        );
+        let status = stack.status().await;
+        assert!(
+            status
+                .services
+                .iter()
+                .all(|s| s.state == ServiceState::Stopped)
+        );
+    }
 
     fn report(status: HealthStatus, checks: Vec<HealthCheck>) -> HealthReport {
         HealthReport {

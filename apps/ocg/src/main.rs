@@ -142,14 +142,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         _ => None,
     };
+    let (pid_dir, log_dir) = (config.pid_dir.clone(), config.log_dir.clone());
     let stack = Stack::new(config, bin_dir);
 
     match cli.command {
         Command::Start { foreground: false } => start(&stack, &gateway_url, wait).await,
         Command::Start { foreground: true } => {
             print_stops(&stack.stop(false).await);
-            let supervisor =
-                ForegroundSupervisor::new(stack.supervisor().clone(), RestartPolicy::default());
+            let processes = ocg_process::PidFileSupervisor::new(&pid_dir, &log_dir);
+            let supervisor = ForegroundSupervisor::new(processes, RestartPolicy::default());
             println!("Starting in the foreground; Ctrl-C stops all services.");
             supervisor
                 .run(&stack.specs(), ocg_process::shutdown_signal())
@@ -184,7 +185,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             follow,
             lines,
         } => {
-            let path = stack.supervisor().log_file(&service);
+            let path = stack.log_file(&service);
             let mut out = std::io::stdout().lock();
             for line in ocg_process::log_file::tail(&path, lines)
                 .with_context(|| format!("cannot read {}", path.display()))?
@@ -257,12 +258,7 @@ async fn start(stack: &Stack, gateway_url: &str, wait: Duration) -> anyhow::Resu
         })
         .await;
     if let Err(failure) = result {
-        eprintln!("error: {}", failure.error);
-        eprintln!("last lines of {}:", failure.log_file.display());
-        for line in &failure.log_tail {
-            eprintln!("  {line}");
-        }
-        eprintln!("stopped the services this start had started");
+        eprintln!("{failure}");
         return Ok(ExitCode::FAILURE);
     }
     let terminal = std::io::stdout().is_terminal();
@@ -295,20 +291,11 @@ async fn start(stack: &Stack, gateway_url: &str, wait: Duration) -> anyhow::Resu
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_stops(outcomes: &[(String, Result<StopOutcome, ocg_process::ProcessError>)]) {
+fn print_stops(outcomes: &[(String, ocg_core::Result<StopOutcome>)]) {
     for (name, outcome) in outcomes {
-        let name = stack::display_name(name);
-        match outcome {
-            Ok(StopOutcome::NotRunning) => println!("{name}: not running"),
-            Ok(StopOutcome::StalePidFileRemoved { pid }) => {
-                println!("{name}: removed stale pid file (PID {pid} it names has exited)")
-            }
-            Ok(StopOutcome::Stopped {
-                pid,
-                signal,
-                elapsed_ms,
-            }) => println!("{name}: stopped (PID {pid}, {signal}, {elapsed_ms} ms)"),
-            Err(error) => eprintln!("{name}: {error}"),
+        match stack::describe_stop(name, outcome) {
+            Ok(line) => println!("{line}"),
+            Err(line) => eprintln!("{line}"),
         }
     }
 }
