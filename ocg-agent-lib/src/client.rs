@@ -175,9 +175,17 @@ impl Agent for AgentClient {
         let mut bytes = response.bytes_stream();
         let mut decoder = SseDecoder::default();
         let events = spawn_event_stream(move |emit| async move {
-            while let Some(chunk) = bytes.next().await {
-                let Ok(chunk) = chunk else { break };
-                let events = match decoder.feed(&chunk) {
+            // Each chunk's events, then what the end of the body completes.
+            let mut body_done = false;
+            while !body_done {
+                let events = match bytes.next().await {
+                    Some(Ok(chunk)) => decoder.feed(&chunk),
+                    Some(Err(_)) | None => {
+                        body_done = true;
+                        Ok(decoder.finish())
+                    }
+                };
+                let events = match events {
                     Ok(events) => events,
                     Err(message) => {
                         let code = "protocol".into();

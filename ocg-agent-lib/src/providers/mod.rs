@@ -15,6 +15,8 @@
 //!   one fails before its first event.
 
 pub mod anthropic;
+#[cfg(test)]
+mod fake_vendor;
 pub mod openai;
 pub mod retry;
 mod transport;

@@ -29,7 +29,7 @@ use ocg_core::{Message, Role, ToolCall, Usage};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::transport::{self, EventParser, Item, SseEvent};
+use super::transport::{self, Endpoint, EventParser, Item, SseEvent};
 use super::{
     CompletionRequest, FinishReason, LlmProvider, ProviderError, ProviderEvent, ProviderStream,
     ToolSpec,
@@ -93,24 +93,10 @@ impl fmt::Debug for AnthropicConfig {
 /// Anthropic's Messages API, streamed over SSE.
 ///
 /// Cheap to share behind an `Arc`; the HTTP client pools connections.
+#[derive(Debug)]
 pub struct AnthropicProvider {
-    name: String,
-    model: String,
+    endpoint: Endpoint,
     max_tokens_default: u32,
-    url: reqwest::Url,
-    client: reqwest::Client,
-    /// Kept only to scrub it from vendor error messages.
-    api_key: String,
-}
-
-impl fmt::Debug for AnthropicProvider {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AnthropicProvider")
-            .field("name", &self.name)
-            .field("model", &self.model)
-            .field("url", &self.url.as_str())
-            .finish_non_exhaustive()
-    }
 }
 
 impl AnthropicProvider {
@@ -125,7 +111,6 @@ impl AnthropicProvider {
         } else {
             &config.base_url
         };
-        let url = transport::endpoint(&config.name, base_url, "v1/messages")?;
         let mut headers = reqwest::header::HeaderMap::new();
         headers.insert(
             "x-api-key",
@@ -135,14 +120,17 @@ impl AnthropicProvider {
             "anthropic-version",
             reqwest::header::HeaderValue::from_static(API_VERSION),
         );
-        let client = transport::client(&config.name, headers, config.timeout)?;
+        let endpoint = Endpoint::new(
+            config.name.clone(),
+            config.model,
+            (base_url, "v1/messages"),
+            headers,
+            config.timeout,
+            Some(config.api_key),
+        )?;
         Ok(AnthropicProvider {
-            name: config.name,
-            model: config.model,
+            endpoint,
             max_tokens_default: config.max_tokens_default,
-            url,
-            client,
-            api_key: config.api_key,
         })
     }
 }
@@ -150,32 +138,17 @@ impl AnthropicProvider {
 #[async_trait]
 impl LlmProvider for AnthropicProvider {
     fn name(&self) -> &str {
-        &self.name
+        &self.endpoint.name
     }
 
     fn model(&self) -> &str {
-        &self.model
+        &self.endpoint.model
     }
 
     async fn stream(&self, request: &CompletionRequest) -> Result<ProviderStream, ProviderError> {
-        let body = wire_request(request, &self.model, self.max_tokens_default);
-        tracing::debug!(provider = %self.name, model = body.model, url = %self.url, "messages request");
-        let response = self
-            .client
-            .post(self.url.clone())
-            .header(reqwest::header::ACCEPT, "text/event-stream")
-            .json(&body)
-            .send()
-            .await
-            .map_err(|error| transport::request_error(&self.name, &error))?;
-        if !response.status().is_success() {
-            return Err(transport::status_error(&self.name, response, Some(&self.api_key)).await);
-        }
-        Ok(transport::event_stream(
-            response,
-            self.name.clone(),
-            EventsParser::new(self.name.clone()),
-        ))
+        let body = wire_request(request, &self.endpoint.model, self.max_tokens_default);
+        let parser = EventsParser::new(self.endpoint.name.clone());
+        self.endpoint.stream(&body, parser).await
     }
 }
 

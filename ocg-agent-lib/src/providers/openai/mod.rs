@@ -31,7 +31,7 @@ use ocg_core::{Message, Role, ToolCall, Usage};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::transport::{self, EventParser, Item, SseEvent};
+use super::transport::{self, Endpoint, EventParser, Item, SseEvent};
 use super::{
     CompletionRequest, FinishReason, LlmProvider, ProviderError, ProviderEvent, ProviderStream,
     ToolSpec,
@@ -76,23 +76,9 @@ impl fmt::Debug for OpenAiConfig {
 /// An OpenAI-compatible chat-completions endpoint, streamed over SSE.
 ///
 /// Cheap to share behind an `Arc`; the HTTP client pools connections.
+#[derive(Debug)]
 pub struct OpenAiProvider {
-    name: String,
-    model: String,
-    url: reqwest::Url,
-    client: reqwest::Client,
-    /// Kept only to scrub it from vendor error messages.
-    api_key: Option<String>,
-}
-
-impl fmt::Debug for OpenAiProvider {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("OpenAiProvider")
-            .field("name", &self.name)
-            .field("model", &self.model)
-            .field("url", &self.url.as_str())
-            .finish_non_exhaustive()
-    }
+    endpoint: Endpoint,
 }
 
 impl OpenAiProvider {
@@ -102,56 +88,40 @@ impl OpenAiProvider {
     /// the HTTP client cannot be built, and with [`ProviderError::Auth`] when
     /// the API key cannot be sent in a header.
     pub fn new(config: OpenAiConfig) -> Result<Self, ProviderError> {
-        let url = transport::endpoint(&config.name, &config.base_url, "chat/completions")?;
+        let key = config.api_key.filter(|key| !key.is_empty());
         let mut headers = reqwest::header::HeaderMap::new();
-        if let Some(key) = config.api_key.as_deref().filter(|key| !key.is_empty()) {
+        if let Some(key) = &key {
             headers.insert(
                 reqwest::header::AUTHORIZATION,
                 transport::secret_header(&config.name, &format!("Bearer {key}"))?,
             );
         }
-        let client = transport::client(&config.name, headers, config.timeout)?;
-        Ok(OpenAiProvider {
-            name: config.name,
-            model: config.model,
-            url,
-            client,
-            api_key: config.api_key.filter(|key| !key.is_empty()),
-        })
+        let endpoint = Endpoint::new(
+            config.name,
+            config.model,
+            (&config.base_url, "chat/completions"),
+            headers,
+            config.timeout,
+            key,
+        )?;
+        Ok(OpenAiProvider { endpoint })
     }
 }
 
 #[async_trait]
 impl LlmProvider for OpenAiProvider {
     fn name(&self) -> &str {
-        &self.name
+        &self.endpoint.name
     }
 
     fn model(&self) -> &str {
-        &self.model
+        &self.endpoint.model
     }
 
     async fn stream(&self, request: &CompletionRequest) -> Result<ProviderStream, ProviderError> {
-        let body = wire_request(request, &self.model);
-        tracing::debug!(provider = %self.name, model = body.model, url = %self.url, "chat completion request");
-        let response = self
-            .client
-            .post(self.url.clone())
-            .header(reqwest::header::ACCEPT, "text/event-stream")
-            .json(&body)
-            .send()
-            .await
-            .map_err(|error| transport::request_error(&self.name, &error))?;
-        if !response.status().is_success() {
-            return Err(
-                transport::status_error(&self.name, response, self.api_key.as_deref()).await,
-            );
-        }
-        Ok(transport::event_stream(
-            response,
-            self.name.clone(),
-            ChunkParser::new(self.name.clone()),
-        ))
+        let body = wire_request(request, &self.endpoint.model);
+        let parser = ChunkParser::new(self.endpoint.name.clone());
+        self.endpoint.stream(&body, parser).await
     }
 }
 

@@ -1,51 +1,31 @@
 use std::convert::Infallible;
-use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use futures_util::StreamExt;
 use serde_json::json;
 
 use super::*;
+use crate::providers::fake_vendor::{self, Seen};
 
 const KEY: &str = "sk-test-secret-key";
 
-/// Requests the fake received: (headers, JSON body).
-type Seen = Arc<Mutex<Vec<(HeaderMap, Value)>>>;
-
+/// `router` served; its `/v1` base URL.
 async fn spawn(router: Router) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router).await });
-    format!("http://{addr}/v1")
+    format!("{}/v1", fake_vendor::serve(router).await)
 }
 
 /// A fake `/v1/chat/completions` answering every request with `respond()`,
-/// recording what it received.
+/// recording what it received; its `/v1` base URL.
 async fn fake<F>(respond: F) -> (String, Seen)
 where
     F: Fn() -> Response + Clone + Send + Sync + 'static,
 {
-    let seen = Seen::default();
-    let router = Router::new()
-        .route(
-            "/v1/chat/completions",
-            post(
-                move |State(seen): State<Seen>, headers: HeaderMap, body: axum::Json<Value>| {
-                    let respond = respond.clone();
-                    async move {
-                        seen.lock().unwrap().push((headers, body.0));
-                        respond()
-                    }
-                },
-            ),
-        )
-        .with_state(seen.clone());
-    (spawn(router).await, seen)
+    let (root, seen) = fake_vendor::fake_vendor("/v1/chat/completions", respond).await;
+    (format!("{root}/v1"), seen)
 }
 
 /// An SSE response whose body arrives as `chunks`, each its own write.

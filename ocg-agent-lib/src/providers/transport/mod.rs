@@ -45,7 +45,7 @@ struct Driver<B, P> {
 
 /// Run `parser` over the SSE body of `response`. The stream ends after
 /// the first `Done` or error; dropping it drops the connection.
-pub(in crate::providers) fn event_stream<P: EventParser>(
+fn event_stream<P: EventParser>(
     response: reqwest::Response,
     provider: String,
     parser: P,
@@ -53,7 +53,7 @@ pub(in crate::providers) fn event_stream<P: EventParser>(
     drive(Box::pin(response.bytes_stream()), provider, parser)
 }
 
-/// [`event_stream`] over a body given as chunks, for the fuzz targets.
+/// [`Endpoint::stream`]'s driver over a body given as chunks, for the fuzz targets.
 #[cfg(fuzzing)]
 pub(in crate::providers) fn chunk_stream<P: EventParser>(
     chunks: Vec<Vec<u8>>,
@@ -128,12 +128,78 @@ where
     }))
 }
 
+/// A vendor's streaming endpoint: where requests go, the HTTP client with
+/// the vendor's headers (the key marked sensitive), and the key itself, kept
+/// only to scrub it from the vendor's error messages. `Debug` shows neither.
+pub(in crate::providers) struct Endpoint {
+    /// The provider's name, for logs and errors.
+    pub(in crate::providers) name: String,
+    /// The model used when a request names none.
+    pub(in crate::providers) model: String,
+    url: reqwest::Url,
+    client: reqwest::Client,
+    secret: Option<String>,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("name", &self.name)
+            .field("model", &self.model)
+            .field("url", &self.url.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Endpoint {
+    /// `{base_url}/{path}` of provider `name`, with `headers` on every
+    /// request and `timeout` for connecting and between reads.
+    pub(in crate::providers) fn new(
+        name: String,
+        model: String,
+        (base_url, path): (&str, &str),
+        headers: HeaderMap,
+        timeout: Duration,
+        secret: Option<String>,
+    ) -> Result<Self, ProviderError> {
+        Ok(Endpoint {
+            url: endpoint(&name, base_url, path)?,
+            client: client(&name, headers, timeout)?,
+            name,
+            model,
+            secret: secret.filter(|s| !s.is_empty()),
+        })
+    }
+
+    /// POST `body` and run `parser` over the streamed answer; an HTTP error
+    /// status is classified before any event.
+    pub(in crate::providers) async fn stream<B, P>(
+        &self,
+        body: &B,
+        parser: P,
+    ) -> Result<ProviderStream, ProviderError>
+    where
+        B: serde::Serialize + Sync,
+        P: EventParser,
+    {
+        tracing::debug!(provider = %self.name, url = %self.url, "model request");
+        let response = self
+            .client
+            .post(self.url.clone())
+            .header(reqwest::header::ACCEPT, "text/event-stream")
+            .json(body)
+            .send()
+            .await
+            .map_err(|error| request_error(&self.name, &error))?;
+        if !response.status().is_success() {
+            return Err(status_error(&self.name, response, self.secret.as_deref()).await);
+        }
+        Ok(event_stream(response, self.name.clone(), parser))
+    }
+}
+
 /// `{base_url}/{path}` as a URL.
-pub(in crate::providers) fn endpoint(
-    provider: &str,
-    base_url: &str,
-    path: &str,
-) -> Result<reqwest::Url, ProviderError> {
+fn endpoint(provider: &str, base_url: &str, path: &str) -> Result<reqwest::Url, ProviderError> {
     let joined = format!("{}/{path}", base_url.trim_end_matches('/'));
     reqwest::Url::parse(&joined).map_err(|error| ProviderError::Connect {
         provider: provider.to_owned(),
@@ -157,7 +223,7 @@ pub(in crate::providers) fn secret_header(
 
 /// An HTTP client with `headers` on every request, a connect timeout and
 /// an idle-read timeout of `timeout`.
-pub(in crate::providers) fn client(
+fn client(
     provider: &str,
     headers: HeaderMap,
     timeout: Duration,
