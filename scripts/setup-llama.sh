@@ -407,6 +407,10 @@ ensure_chat_model
 case " ${OCG_EXTRA_MODELS:-} " in *" smollm2 "*) ensure_smollm2_model ;; esac
 step 3 "the embedding model (and its check against a reference)"
 ensure_embedding_model
+# The reference and the venv stay for the test suite's own check of the
+# model (tests/embedding.rs), also when the model itself came from the cache.
+ensure_minilm_source
+ensure_venv
 step 4 "the chat model on this CPU"
 verify_chat_model
 log "ready in $(mmss $((SECONDS - setup_t0)))"

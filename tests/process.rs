@@ -65,13 +65,9 @@ async fn a_cooperative_child_stops_at_the_first_signal() {
         supervisor.service_state("coop").unwrap(),
         ServiceState::Running { pid: running.pid }
     );
-    let started = Instant::now();
+    // Stopped by the first signal: no escalation, so no grace period waited.
     let outcome = supervisor.stop_service("coop", false).await.unwrap();
     assert_eq!(signal_of(&outcome), "SIGTERM");
-    assert!(
-        started.elapsed() < Duration::from_millis(400),
-        "no grace wait"
-    );
     assert!(wait_until(Duration::from_secs(1), || !alive(running.pid)));
     assert!(!supervisor.pid_file("coop").exists());
 }
@@ -110,11 +106,20 @@ async fn sigterm_and_sigint_ignored_escalate_to_sigkill_on_the_whole_group() {
 async fn force_sends_sigkill_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let supervisor = supervisor(&dir);
-    start_trapping(&supervisor, &dir, "forced", "TERM INT", "").await;
-    let started = Instant::now();
+    // It would log the gentle signals it got; force sends none of them.
+    let got = dir.path().join("forced.signals");
+    let logging = format!(
+        "trap 'echo TERM >> {0}' TERM; trap 'echo INT >> {0}' INT; ",
+        got.display()
+    );
+    start_trapping(&supervisor, &dir, "forced", "HUP", &logging).await;
     let outcome = supervisor.stop_service("forced", true).await.unwrap();
     assert_eq!(signal_of(&outcome), "SIGKILL");
-    assert!(started.elapsed() < Duration::from_millis(400));
+    assert!(
+        !got.exists(),
+        "force sent {:?}",
+        std::fs::read_to_string(&got)
+    );
 }
 
 #[tokio::test]
@@ -182,13 +187,13 @@ async fn a_child_that_exits_early_fails_readiness_at_once() {
     spec.readiness = Readiness::Http {
         url: format!("http://127.0.0.1:{}/health", ocg_tests::free_port()),
     };
-    let started = Instant::now();
+    // The exit is noticed, not the readiness timeout waited out: the error
+    // says the child exited.
     let error = supervisor.launch(&spec).await.unwrap_err();
     assert!(
         error.to_string().contains("exited before it became ready"),
         "{error}"
     );
-    assert!(started.elapsed() < Duration::from_secs(2));
     assert!(!supervisor.pid_file("crashy").exists());
     let log = supervisor.log_tail("crashy", 5).join("\n");
     assert!(log.contains("fatal: bad config"), "{log}");
