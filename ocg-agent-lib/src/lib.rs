@@ -36,7 +36,7 @@ mod client;
 mod error;
 #[cfg(any(feature = "client", feature = "runtime"))]
 mod event_stream;
-#[cfg(feature = "client")]
+#[cfg(any(feature = "client", feature = "runtime"))]
 mod sse;
 
 #[cfg(feature = "runtime")]

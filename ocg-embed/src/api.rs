@@ -38,37 +38,37 @@ use crate::EmbedError;
 use crate::index::{HnswParams, normalize};
 use crate::llama::{LlamaEmbedder, LlamaStatus};
 use crate::settings::Limits;
-use crate::store::{PreparedItem, VectorStore, valid_collection_name};
+use crate::store::{CollectionStore, PreparedItem, valid_collection_name};
 
 /// The embedder, the store and the limits behind the API.
 #[derive(Clone)]
-pub struct Engine {
+pub struct EmbeddingApi {
     embedder: Arc<dyn Embedder>,
     llama: Option<LlamaEmbedder>,
-    store: Arc<VectorStore>,
+    store: Arc<CollectionStore>,
     limits: Limits,
     hnsw: HnswParams,
 }
 
-impl std::fmt::Debug for Engine {
+impl std::fmt::Debug for EmbeddingApi {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Engine")
+        f.debug_struct("EmbeddingApi")
             .field("llama", &self.llama)
             .field("limits", &self.limits)
             .finish_non_exhaustive()
     }
 }
 
-impl Engine {
+impl EmbeddingApi {
     /// An engine embedding with any [`Embedder`] (tests use
     /// `ocg_core::testing::DeterministicEmbedder`).
     pub fn new(
         embedder: Arc<dyn Embedder>,
-        store: Arc<VectorStore>,
+        store: Arc<CollectionStore>,
         limits: Limits,
         hnsw: HnswParams,
     ) -> Self {
-        Engine {
+        EmbeddingApi {
             embedder,
             llama: None,
             store,
@@ -81,11 +81,11 @@ impl Engine {
     /// `/health` and `/info` report.
     pub fn with_llama(
         llama: LlamaEmbedder,
-        store: Arc<VectorStore>,
+        store: Arc<CollectionStore>,
         limits: Limits,
         hnsw: HnswParams,
     ) -> Self {
-        Engine {
+        EmbeddingApi {
             embedder: Arc::new(llama.clone()),
             llama: Some(llama),
             store,
@@ -95,7 +95,7 @@ impl Engine {
     }
 
     /// The store.
-    pub fn store(&self) -> &Arc<VectorStore> {
+    pub fn store(&self) -> &Arc<CollectionStore> {
         &self.store
     }
 
@@ -156,7 +156,7 @@ impl Engine {
 /// A collection's dimension and model, off the async threads (a rebuild
 /// may hold the collection for a while).
 async fn describe(
-    engine: &Engine,
+    engine: &EmbeddingApi,
     name: &str,
 ) -> Result<Option<(usize, Option<String>)>, EmbedError> {
     let store = engine.store.clone();
@@ -204,7 +204,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
 }
 
 /// The API routes, for merging into the service's router.
-pub fn routes<S>(engine: Engine) -> Router<S> {
+pub fn routes<S>(engine: EmbeddingApi) -> Router<S> {
     let limit = engine.limits.max_body_bytes;
     Router::new()
         .route("/embed", post(embed))
@@ -263,7 +263,7 @@ struct EmbedBody {
 }
 
 async fn embed(
-    State(engine): State<Engine>,
+    State(engine): State<EmbeddingApi>,
     ApiJson(body): ApiJson<EmbedBody>,
 ) -> Result<Json<Value>, EmbedError> {
     let texts = match (body.text, body.texts) {
@@ -307,7 +307,7 @@ struct OpenAiBody {
 }
 
 async fn openai_embeddings(
-    State(engine): State<Engine>,
+    State(engine): State<EmbeddingApi>,
     ApiJson(body): ApiJson<OpenAiBody>,
 ) -> Result<Json<Value>, EmbedError> {
     let texts = match body.input {
@@ -367,7 +367,7 @@ async fn openai_embeddings(
     })))
 }
 
-async fn info(State(engine): State<Engine>) -> Json<Value> {
+async fn info(State(engine): State<EmbeddingApi>) -> Json<Value> {
     let store = engine.store.clone();
     let collections = tokio::task::spawn_blocking(move || store.list())
         .await
@@ -398,7 +398,7 @@ async fn info(State(engine): State<Engine>) -> Json<Value> {
     }))
 }
 
-async fn list_collections(State(engine): State<Engine>) -> Result<Json<Value>, EmbedError> {
+async fn list_collections(State(engine): State<EmbeddingApi>) -> Result<Json<Value>, EmbedError> {
     let store = engine.store.clone();
     let collections = blocking(move || Ok(store.list())).await?;
     Ok(Json(json!({ "collections": collections })))
@@ -412,7 +412,7 @@ struct CreateBody {
 }
 
 async fn create_collection(
-    State(engine): State<Engine>,
+    State(engine): State<EmbeddingApi>,
     Path(name): Path<String>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), EmbedError> {
@@ -453,7 +453,7 @@ async fn create_collection(
 }
 
 async fn drop_collection(
-    State(engine): State<Engine>,
+    State(engine): State<EmbeddingApi>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, EmbedError> {
     let store = engine.store.clone();
@@ -536,7 +536,7 @@ struct UpsertBody {
 }
 
 async fn upsert(
-    State(engine): State<Engine>,
+    State(engine): State<EmbeddingApi>,
     Path(name): Path<String>,
     ApiJson(body): ApiJson<UpsertBody>,
 ) -> Result<Json<Value>, EmbedError> {
@@ -653,7 +653,7 @@ struct ListQuery {
 }
 
 async fn list_items(
-    State(engine): State<Engine>,
+    State(engine): State<EmbeddingApi>,
     Path(name): Path<String>,
     Query(query): Query<ListQuery>,
 ) -> Result<Json<Value>, EmbedError> {
@@ -691,7 +691,7 @@ struct GetQuery {
 }
 
 async fn get_item(
-    State(engine): State<Engine>,
+    State(engine): State<EmbeddingApi>,
     Path((name, id)): Path<(String, String)>,
     Query(query): Query<GetQuery>,
 ) -> Result<Json<Value>, EmbedError> {
@@ -701,7 +701,7 @@ async fn get_item(
 }
 
 async fn delete_item(
-    State(engine): State<Engine>,
+    State(engine): State<EmbeddingApi>,
     Path((name, id)): Path<(String, String)>,
 ) -> Result<Json<Value>, EmbedError> {
     let store = engine.store.clone();
@@ -716,7 +716,7 @@ struct DeleteBody {
 }
 
 async fn delete_items(
-    State(engine): State<Engine>,
+    State(engine): State<EmbeddingApi>,
     Path(name): Path<String>,
     ApiJson(body): ApiJson<DeleteBody>,
 ) -> Result<Json<Value>, EmbedError> {
@@ -739,7 +739,7 @@ async fn delete_items(
 }
 
 async fn reindex(
-    State(engine): State<Engine>,
+    State(engine): State<EmbeddingApi>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, EmbedError> {
     let count = engine.reindex(&name).await?;
@@ -750,7 +750,7 @@ async fn reindex(
 }
 
 async fn search(
-    State(engine): State<Engine>,
+    State(engine): State<EmbeddingApi>,
     ApiJson(request): ApiJson<SearchRequest>,
 ) -> Result<Json<Value>, EmbedError> {
     let name = request.collection;
@@ -818,8 +818,9 @@ mod tests {
 
     fn app(dir: &std::path::Path) -> Router {
         let store =
-            VectorStore::open(&dir.join("e.db"), &dir.join("idx"), HnswParams::default()).unwrap();
-        let engine = Engine::new(
+            CollectionStore::open(&dir.join("e.db"), &dir.join("idx"), HnswParams::default())
+                .unwrap();
+        let engine = EmbeddingApi::new(
             Arc::new(DeterministicEmbedder::new(16)),
             Arc::new(store),
             Limits {

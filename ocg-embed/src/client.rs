@@ -179,6 +179,50 @@ impl EmbeddingClient {
         Ok(url)
     }
 
+    /// The names of the service's collections.
+    pub async fn collections(&self) -> Result<Vec<String>> {
+        #[derive(Deserialize)]
+        struct Collection {
+            name: String,
+        }
+        #[derive(Deserialize)]
+        struct Collections {
+            collections: Vec<Collection>,
+        }
+        let response = self
+            .http
+            .get(self.url("/collections")?)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        let answer: Collections = decode(response).await?;
+        Ok(answer.collections.into_iter().map(|c| c.name).collect())
+    }
+
+    /// Re-embed every stored text of `collection` with the service's current
+    /// model and rebuild its index; how many items were re-embedded. May take
+    /// minutes for a large collection (allowed up to an hour).
+    pub async fn reindex(&self, collection: &str) -> Result<u64> {
+        #[derive(Deserialize)]
+        struct Reindexed {
+            reindexed: u64,
+        }
+        let mut url = reqwest::Url::parse(&self.url("")?)
+            .map_err(|e| Error::unavailable("embedding", e.to_string()))?;
+        url.path_segments_mut()
+            .map_err(|()| Error::unavailable("embedding", "bad address"))?
+            .pop_if_empty()
+            .extend(["collections", collection, "reindex"]);
+        let response = self
+            .http
+            .post(url)
+            .timeout(Duration::from_secs(3600))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        decode::<Reindexed>(response).await.map(|r| r.reindexed)
+    }
+
     /// The service's health report.
     pub async fn health(&self) -> Result<HealthReport> {
         let response = self
@@ -326,6 +370,7 @@ mod tests {
         assert!(error.to_string().contains("no embedding service announced"));
     }
 
+    #[cfg(feature = "server")]
     #[tokio::test]
     async fn checks_a_live_service() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -340,21 +385,21 @@ mod tests {
     #[cfg(feature = "server")]
     #[tokio::test]
     async fn gets_lists_and_searches_with_missing_collections_as_empty() {
-        use crate::api::Engine;
+        use crate::api::EmbeddingApi;
         use crate::index::HnswParams;
         use crate::service::{EmbeddingState, router};
         use crate::settings::Limits;
-        use crate::store::VectorStore;
+        use crate::store::CollectionStore;
         use std::sync::Arc;
 
         let dir = tempfile::tempdir().unwrap();
-        let store = VectorStore::open(
+        let store = CollectionStore::open(
             &dir.path().join("e.db"),
             &dir.path().join("idx"),
             HnswParams::default(),
         )
         .unwrap();
-        let engine = Engine::new(
+        let engine = EmbeddingApi::new(
             Arc::new(ocg_core::testing::DeterministicEmbedder::new(8)),
             Arc::new(store),
             Limits {

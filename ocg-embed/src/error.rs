@@ -1,10 +1,5 @@
 use std::path::PathBuf;
 
-use axum::Json;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use serde_json::json;
-
 /// What can go wrong in the embedding service.
 ///
 /// Each variant has a stable [`code`](EmbedError::code) and, for the HTTP
@@ -185,8 +180,12 @@ impl From<ocg_core::Error> for EmbedError {
 
 /// `{"error":{"code","message","type"}}` with the error's status
 /// (OpenAI's shape, so its SDKs show the message).
-impl IntoResponse for EmbedError {
-    fn into_response(self) -> Response {
+#[cfg(feature = "server")]
+impl axum::response::IntoResponse for EmbedError {
+    fn into_response(self) -> axum::response::Response {
+        use axum::Json;
+        use axum::http::StatusCode;
+        use serde_json::json;
         let status =
             StatusCode::from_u16(self.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         if status.is_server_error() {

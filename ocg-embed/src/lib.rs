@@ -9,7 +9,7 @@
 //!   restarting on another port.
 //! - Feature `server` (the `ocg-embedding` binary): [`llama::LlamaEmbedder`]
 //!   supervises llama.cpp's `llama-server` and embeds through it;
-//!   [`store::VectorStore`] keeps collections in SQLite (the source of
+//!   [`store::CollectionStore`] keeps collections in SQLite (the source of
 //!   truth) and searches them with FAISS ([`index`]); [`api`] is the HTTP
 //!   API over both. FAISS is compiled from source (cmake, BLAS), which is why
 //!   the agent, using only `client`, never links it.
@@ -35,10 +35,15 @@ pub mod index;
 #[cfg(feature = "server")]
 #[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 pub mod llama;
+#[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 pub mod service;
 #[cfg(feature = "server")]
 #[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 pub mod settings;
+#[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
+pub mod snapshots;
 #[cfg(feature = "server")]
 #[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 pub mod store;

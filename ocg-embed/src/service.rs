@@ -23,7 +23,7 @@ pub struct EmbeddingState {
     /// The bearer token every route but `/health` needs.
     token: Option<Secret>,
     #[cfg(feature = "server")]
-    engine: Option<crate::api::Engine>,
+    engine: Option<crate::api::EmbeddingApi>,
 }
 
 impl EmbeddingState {
@@ -42,7 +42,7 @@ impl EmbeddingState {
     /// that send `token` as `Authorization: Bearer <token>`.
     #[cfg(feature = "server")]
     #[cfg_attr(docsrs, doc(cfg(feature = "server")))]
-    pub fn with_engine(engine: crate::api::Engine, token: Secret) -> Self {
+    pub fn with_engine(engine: crate::api::EmbeddingApi, token: Secret) -> Self {
         EmbeddingState {
             started: Instant::now(),
             token: Some(token),

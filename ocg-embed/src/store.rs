@@ -1,4 +1,4 @@
-//! [`VectorStore`]: collections of vectors, durable in SQLite, searched with FAISS.
+//! [`CollectionStore`]: collections of vectors, durable in SQLite, searched with FAISS.
 //!
 //! SQLite (`embeddings.db`, WAL, `synchronous=FULL`) is the source of truth:
 //! every acknowledged upsert or delete is committed there before the answer.
@@ -122,7 +122,7 @@ struct Manifest {
 
 /// Collections of vectors; see the module docs.
 #[derive(Debug)]
-pub struct VectorStore {
+pub struct CollectionStore {
     db: Mutex<Connection>,
     index_dir: PathBuf,
     params: HnswParams,
@@ -270,7 +270,7 @@ fn read_hits(db: &Connection, scored: Vec<(i64, f32)>) -> Result<Vec<SearchHit>,
     Ok(hits)
 }
 
-impl VectorStore {
+impl CollectionStore {
     /// Open (or create) the database and load every collection's index.
     pub fn open(database: &Path, index_dir: &Path, params: HnswParams) -> Result<Self, EmbedError> {
         if let Some(dir) = database.parent() {
@@ -302,7 +302,7 @@ impl VectorStore {
              );",
         )?;
         migrate(&db)?;
-        let store = VectorStore {
+        let store = CollectionStore {
             db: Mutex::new(db),
             index_dir: index_dir.to_owned(),
             params,
@@ -1195,8 +1195,8 @@ mod tests {
         }
     }
 
-    fn open(dir: &Path) -> VectorStore {
-        VectorStore::open(
+    fn open(dir: &Path) -> CollectionStore {
+        CollectionStore::open(
             &dir.join("embeddings.db"),
             &dir.join("indexes"),
             HnswParams {
@@ -1422,7 +1422,7 @@ mod tests {
         hits.iter().map(|h| h.id.as_str()).collect()
     }
 
-    fn fts_is_consistent(store: &VectorStore) {
+    fn fts_is_consistent(store: &CollectionStore) {
         lock(&store.db)
             .execute(
                 "INSERT INTO items_fts (items_fts) VALUES ('integrity-check')",
@@ -1565,7 +1565,7 @@ mod tests {
         let store = open(dir.path());
         store.create("c", 4).unwrap();
         store.upsert("c", filler(10)).unwrap();
-        let keyword = |store: &VectorStore| {
+        let keyword = |store: &CollectionStore| {
             store
                 .hybrid_search(
                     "c",

@@ -8,12 +8,13 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use ocg_core::config::{Config, Sources};
-use ocg_embed::AddressFile;
-use ocg_embed::api::Engine;
+use ocg_embed::api::EmbeddingApi;
 use ocg_embed::llama::LlamaEmbedder;
 use ocg_embed::service::{self, EmbeddingState};
 use ocg_embed::settings::ServiceSettings;
-use ocg_embed::store::VectorStore;
+use ocg_embed::snapshots::Snapshots;
+use ocg_embed::store::CollectionStore;
+use ocg_embed::{AddressFile, EmbeddingClient, EmbeddingEndpoint};
 use ocg_process::secrets::TokenSource;
 use tracing_subscriber::EnvFilter;
 
@@ -76,26 +77,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
 }
 
-async fn open_store(settings: &ServiceSettings) -> anyhow::Result<Arc<VectorStore>> {
+async fn open_store(settings: &ServiceSettings) -> anyhow::Result<Arc<CollectionStore>> {
     let (database, index_dir, hnsw) = (
         settings.database.clone(),
         settings.index_dir.clone(),
         settings.hnsw,
     );
-    let store = tokio::task::spawn_blocking(move || VectorStore::open(&database, &index_dir, hnsw))
-        .await?
-        .with_context(|| format!("opening {}", settings.database.display()))?;
+    let store =
+        tokio::task::spawn_blocking(move || CollectionStore::open(&database, &index_dir, hnsw))
+            .await?
+            .with_context(|| format!("opening {}", settings.database.display()))?;
     Ok(Arc::new(store))
-}
-
-async fn snapshot(store: &Arc<VectorStore>) {
-    let store = store.clone();
-    match tokio::task::spawn_blocking(move || store.snapshot(false)).await {
-        Ok(Ok(0)) => {}
-        Ok(Ok(written)) => tracing::debug!(written, "index snapshots written"),
-        Ok(Err(error)) => tracing::warn!(%error, "index snapshot failed"),
-        Err(error) => tracing::warn!(%error, "index snapshot task failed"),
-    }
 }
 
 async fn serve(
@@ -125,21 +117,11 @@ async fn serve(
         config.embedding_port_max,
     )
     .await?;
-    let engine = Engine::with_llama(llama, store.clone(), settings.limits, settings.hnsw);
-    let snapshots = {
-        let store = store.clone();
-        let every = settings.snapshot_every;
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(every).await;
-                snapshot(&store).await;
-            }
-        })
-    };
+    let engine = EmbeddingApi::with_llama(llama, store.clone(), settings.limits, settings.hnsw);
+    let snapshots = Snapshots::start(store, settings.snapshot_every);
     let router = service::router(Arc::new(EmbeddingState::with_engine(engine, token)));
     let served = service::serve(listener, router, &address, shutdown).await;
-    snapshots.abort();
-    snapshot(&store).await;
+    snapshots.stop().await;
     served?;
     Ok(())
 }
@@ -149,47 +131,18 @@ async fn reindex(
     settings: ServiceSettings,
     collection: Option<String>,
 ) -> anyhow::Result<()> {
+    // A running service re-indexes itself (it owns the data).
     let address = AddressFile::new(config.embedding_addr_file());
     let (token, _) = ocg_process::secrets::ensure_token(&config, ocg_embed::TOKEN_KEY)?;
-    let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert(
-        reqwest::header::AUTHORIZATION,
-        format!("Bearer {}", token.expose()).parse()?,
-    );
-    let http = reqwest::Client::builder()
-        .default_headers(headers)
-        .no_proxy()
-        .timeout(Duration::from_secs(3600))
-        .build()?;
-    if let Some(url) = address.read()
-        && http.get(format!("{url}/health")).send().await.is_ok()
-    {
+    let client = EmbeddingClient::new(EmbeddingEndpoint::Announced(address), &token);
+    if client.health().await.is_ok() {
         let names = match collection {
             Some(name) => vec![name],
-            None => {
-                let answer: serde_json::Value = http
-                    .get(format!("{url}/collections"))
-                    .send()
-                    .await?
-                    .json()
-                    .await?;
-                answer["collections"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|c| c["name"].as_str().map(str::to_owned))
-                    .collect()
-            }
+            None => client.collections().await?,
         };
         for name in names {
-            let response = http
-                .post(format!("{url}/collections/{name}/reindex"))
-                .send()
-                .await?;
-            let status = response.status();
-            let body = response.text().await?;
-            anyhow::ensure!(status.is_success(), "{name}: {body}");
-            println!("{body}");
+            let count = client.reindex(&name).await?;
+            println!("{name}: {count} items re-embedded");
         }
         return Ok(());
     }
@@ -199,7 +152,7 @@ async fn reindex(
         anyhow::bail!("the embedding model is not ready: {:?}", llama.status());
     }
     let store = open_store(&settings).await?;
-    let engine = Engine::with_llama(llama, store.clone(), settings.limits, settings.hnsw);
+    let engine = EmbeddingApi::with_llama(llama, store.clone(), settings.limits, settings.hnsw);
     let names = match collection {
         Some(name) => vec![name],
         None => store.list().into_iter().map(|c| c.name).collect(),

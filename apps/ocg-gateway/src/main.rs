@@ -1,18 +1,16 @@
 //! `ocg-gateway`: the gateway service, and a small CLI of its own.
 
-use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
 use ocg_agent_lib::AgentClient;
 use ocg_core::Channel;
 use ocg_core::config::{Config, Sources};
 use ocg_gateway_lib::channels::ChannelBridge;
-use ocg_gateway_lib::telegram::{TelegramChannel, TelegramConfig};
-use ocg_gateway_lib::{GatewayState, ROUTES};
+use ocg_gateway_lib::telegram::TelegramChannel;
+use ocg_gateway_lib::{GatewaySettings, GatewayState, ROUTES};
 use ocg_process::secrets::{self, TokenSource};
 use tracing_subscriber::EnvFilter;
 
@@ -70,23 +68,6 @@ async fn main() -> ExitCode {
     }
 }
 
-fn trusted_proxies(config: &Config) -> anyhow::Result<Vec<IpAddr>> {
-    config
-        .raw()
-        .get("OCG_TRUSTED_PROXIES")
-        .map(|s| {
-            s.value
-                .split(',')
-                .map(|p| {
-                    p.trim()
-                        .parse::<IpAddr>()
-                        .with_context(|| format!("OCG_TRUSTED_PROXIES: {p:?} is not an IP address"))
-                })
-                .collect()
-        })
-        .unwrap_or_else(|| Ok(Vec::new()))
-}
-
 async fn run(args: Args) -> anyhow::Result<()> {
     // First, so that a SIGTERM at any later moment is a graceful shutdown.
     let shutdown = ocg_process::shutdown_signal();
@@ -98,7 +79,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     )?;
     // Everything written from here on holds user data: owner only.
     ocg_process::private::make_private(&config)?;
-    let proxies = trusted_proxies(&config)?;
+    let settings = GatewaySettings::from_config(&config)?;
     match args.command {
         Some(Command::Routes) => {
             for (method, path, access) in ROUTES {
@@ -117,7 +98,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             );
             println!("listen: {}", config.gateway_url());
             println!("agent socket: {}", config.agent_socket.display());
-            match TelegramConfig::from_config(&config)? {
+            match &settings.telegram {
                 Some(telegram) => println!(
                     "telegram: {:?}, {} allowed chat(s)",
                     telegram.mode,
@@ -159,19 +140,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
         tracing::info!(file = %path.display(), "generated a UI token (OCG_UI_TOKEN); `ocg-gateway token show` prints it");
     }
     let agent: Arc<dyn ocg_core::Agent> = Arc::new(AgentClient::new(&config.agent_socket)?);
-    let mut state =
-        GatewayState::new(agent.clone(), token.clone()).with_trusted_proxies(token, proxies);
-    if let Some(hooks) = config.raw().get("OCG_HOOKS_TOKEN") {
-        let prefixes = config
-            .raw()
-            .get("OCG_HOOKS_SESSION_PREFIXES")
-            .map(|p| p.value.split(',').map(|s| s.trim().to_owned()).collect())
-            .unwrap_or_default();
-        state = state.with_hooks_in(hooks.value.clone(), prefixes);
+    let mut state = GatewayState::new(agent.clone(), token.clone())
+        .with_trusted_proxies(token, settings.trusted_proxies);
+    if let Some(hooks) = settings.hooks {
+        state = state.with_hooks_in(hooks.token.expose().to_owned(), hooks.session_prefixes);
     }
     let mut channels = tokio::task::JoinSet::new();
-    if let Some(settings) = TelegramConfig::from_config(&config)? {
-        let telegram: Arc<dyn Channel> = Arc::new(TelegramChannel::new(settings)?);
+    if let Some(telegram) = settings.telegram {
+        let telegram: Arc<dyn Channel> = Arc::new(TelegramChannel::new(telegram)?);
         state = state.with_channel(telegram.clone());
         let bridge = Arc::new(ChannelBridge::new(agent, telegram));
         channels.spawn(async move {
@@ -181,7 +157,6 @@ async fn run(args: Args) -> anyhow::Result<()> {
         });
     }
     let router = ocg_gateway_lib::router(state);
-    let addr = SocketAddr::new(config.host, config.port);
     // Channels stop as soon as the shutdown signal arrives (an update being
     // answered is answered again after the restart); HTTP requests drain.
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -194,7 +169,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         channels.shutdown().await;
     };
     let (served, ()) = tokio::join!(
-        ocg_gateway_lib::serve(addr, config.allow_public_bind, router, shutdown),
+        ocg_gateway_lib::serve(settings.addr, settings.allow_public_bind, router, shutdown),
         channels
     );
     served?;

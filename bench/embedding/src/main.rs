@@ -11,7 +11,7 @@
 //!
 //! `bench-embedding hybrid`: hybrid search (vector + FTS5 keywords) against
 //! vector-only search (the baseline) on 10,000 items with generated texts:
-//! in process on `VectorStore` (the search alone), then over HTTP with a
+//! in process on `CollectionStore` (the search alone), then over HTTP with a
 //! text query on the release `ocg-embedding` with the real model (query
 //! embedding included, as the agent's recall pays it). One JSON line.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use ocg_embed::index::{HnswParams, IndexKind, VectorIndex, normalize};
-use ocg_embed::store::{PreparedItem, VectorStore};
+use ocg_embed::store::{CollectionStore, PreparedItem};
 use ocg_tests::bench::EmbeddingService;
 use serde_json::{Value, json};
 
@@ -352,7 +352,7 @@ async fn hybrid_bench(bin_dir: &Path) -> Value {
 
     // In process: the store's search alone, interleaved.
     let dir = tempfile::tempdir().unwrap();
-    let store = VectorStore::open(
+    let store = CollectionStore::open(
         &dir.path().join("e.db"),
         &dir.path().join("idx"),
         HnswParams::default(),

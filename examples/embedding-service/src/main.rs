@@ -16,18 +16,18 @@ use std::time::Duration;
 use ocg_core::config::Secret;
 use ocg_core::testing::DeterministicEmbedder;
 use ocg_core::{Embedder, SearchQuery, SearchRequest, VectorItem};
-use ocg_embed::api::Engine;
+use ocg_embed::api::EmbeddingApi;
 use ocg_embed::index::HnswParams;
 use ocg_embed::llama::{LlamaConfig, LlamaEmbedder};
 use ocg_embed::service::{self, EmbeddingState};
 use ocg_embed::settings::Limits;
-use ocg_embed::store::VectorStore;
+use ocg_embed::store::CollectionStore;
 use ocg_embed::{AddressFile, EmbeddingClient, EmbeddingEndpoint};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let data = tempfile::tempdir()?;
-    let store = Arc::new(VectorStore::open(
+    let store = Arc::new(CollectionStore::open(
         &data.path().join("embeddings.db"),
         &data.path().join("indexes"),
         HnswParams::default(),
@@ -50,7 +50,7 @@ async fn main() -> anyhow::Result<()> {
                 "llama-server ready: {}",
                 llama.wait_ready(Duration::from_secs(60)).await
             );
-            Engine::with_llama(
+            EmbeddingApi::with_llama(
                 llama,
                 store.clone(),
                 Limits::default(),
@@ -62,7 +62,7 @@ async fn main() -> anyhow::Result<()> {
                 "no EMBEDDING_MODEL_PATH/LLAMA_SERVER_BIN: using the deterministic test embedder"
             );
             let embedder: Arc<dyn Embedder> = Arc::new(DeterministicEmbedder::new(64));
-            Engine::new(
+            EmbeddingApi::new(
                 embedder,
                 store.clone(),
                 Limits::default(),

@@ -1,0 +1,139 @@
+//! [`GatewaySettings`]: the gateway's own keys, read from the config once.
+
+use std::net::{IpAddr, SocketAddr};
+
+use ocg_core::Config;
+use ocg_core::config::Secret;
+
+use crate::GatewayError;
+use crate::telegram::TelegramConfig;
+
+/// Who may post to `/hooks/agent`, and into which sessions.
+#[derive(Debug, Clone)]
+pub struct HooksSettings {
+    /// `OCG_HOOKS_TOKEN`.
+    pub token: Secret,
+    /// `OCG_HOOKS_SESSION_PREFIXES` (comma-separated); empty means `hook:`.
+    pub session_prefixes: Vec<String>,
+}
+
+/// Everything the gateway reads from the config besides its token.
+#[derive(Debug, Clone)]
+pub struct GatewaySettings {
+    /// Where it listens (`OCG_HOST`, `OCG_PORT`).
+    pub addr: SocketAddr,
+    /// `OCG_ALLOW_PUBLIC_BIND`.
+    pub allow_public_bind: bool,
+    /// Reverse proxies whose `X-Forwarded-For` is believed
+    /// (`OCG_TRUSTED_PROXIES`, comma-separated addresses).
+    pub trusted_proxies: Vec<IpAddr>,
+    /// Webhooks, when `OCG_HOOKS_TOKEN` is set.
+    pub hooks: Option<HooksSettings>,
+    /// The Telegram channel, when `TELEGRAM_BOT_TOKEN` is set.
+    pub telegram: Option<TelegramConfig>,
+}
+
+impl GatewaySettings {
+    /// Read and check the gateway's keys; a bad value is an error naming
+    /// its key.
+    pub fn from_config(config: &Config) -> Result<Self, GatewayError> {
+        let raw = config.raw();
+        let trusted_proxies = raw
+            .parse("OCG_TRUSTED_PROXIES", |value| {
+                list(value)
+                    .map(|p| {
+                        p.parse::<IpAddr>()
+                            .map_err(|_| format!("{p:?} is not an IP address"))
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+            })?
+            .unwrap_or_default();
+        let session_prefixes = raw
+            .parse("OCG_HOOKS_SESSION_PREFIXES", |value| {
+                Ok::<_, String>(list(value).map(str::to_owned).collect())
+            })?
+            .unwrap_or_default();
+        let hooks = raw
+            .parse("OCG_HOOKS_TOKEN", |value| {
+                Ok::<_, String>(Secret::new(value))
+            })?
+            .map(|token| HooksSettings {
+                token,
+                session_prefixes,
+            });
+        Ok(GatewaySettings {
+            addr: SocketAddr::new(config.host, config.port),
+            allow_public_bind: config.allow_public_bind,
+            trusted_proxies,
+            hooks,
+            telegram: TelegramConfig::from_config(config)?,
+        })
+    }
+}
+
+/// The non-empty, trimmed items of a comma-separated value.
+fn list(value: &str) -> impl Iterator<Item = &str> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ocg_core::config::Sources;
+
+    fn settings(env: &[(&str, &str)]) -> Result<GatewaySettings, GatewayError> {
+        let sources = Sources {
+            file: None,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            flags: Vec::new(),
+        };
+        GatewaySettings::from_config(&Config::load(&sources).unwrap())
+    }
+
+    #[test]
+    fn reads_the_gateway_keys() {
+        let s = settings(&[
+            ("OCG_TRUSTED_PROXIES", " 10.0.0.1, ::1 ,"),
+            ("OCG_HOOKS_TOKEN", "hooks-secret"),
+            ("OCG_HOOKS_SESSION_PREFIXES", "hook:, cron:"),
+        ])
+        .unwrap();
+        assert_eq!(s.addr, "127.0.0.1:55003".parse().unwrap());
+        assert_eq!(
+            s.trusted_proxies,
+            [
+                "10.0.0.1".parse::<IpAddr>().unwrap(),
+                "::1".parse().unwrap()
+            ]
+        );
+        let hooks = s.hooks.unwrap();
+        assert_eq!(hooks.token.expose(), "hooks-secret");
+        assert_eq!(hooks.session_prefixes, ["hook:", "cron:"]);
+        assert!(s.telegram.is_none());
+        assert!(
+            !format!(
+                "{:?}",
+                settings(&[("OCG_HOOKS_TOKEN", "hooks-secret")]).unwrap()
+            )
+            .contains("hooks-secret")
+        );
+        let none = settings(&[]).unwrap();
+        assert!(none.hooks.is_none() && none.trusted_proxies.is_empty());
+    }
+
+    #[test]
+    fn a_bad_proxy_names_its_key() {
+        let error = settings(&[("OCG_TRUSTED_PROXIES", "10.0.0.1,proxy.lan")]).unwrap_err();
+        let message = error.to_string();
+        assert!(
+            message.contains("OCG_TRUSTED_PROXIES") && message.contains("proxy.lan"),
+            "{message}"
+        );
+    }
+}
