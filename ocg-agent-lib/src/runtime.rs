@@ -19,7 +19,7 @@ use crate::context::{ContextBudget, compaction_slice, estimate_tokens, message_t
 use crate::event_stream::spawn_event_stream;
 use crate::memory::{MemoryBank, RecallConfig, recall_block};
 use crate::providers::{CompletionRequest, LlmProvider, NotReady, ProviderEvent};
-use crate::sessions::{NewMessage, SessionStore};
+use crate::sessions::{NewMessage, SessionContext, SessionStore};
 use crate::{AgentError, ToolExecutor, ToolOutput};
 
 /// How the runtime behaves.
@@ -402,53 +402,20 @@ impl Inner {
             Some(lock) => Some(lock.lock().await),
             None => None,
         };
-
         let user_text = request
             .messages
             .last()
             .map(|m| m.content.trim())
             .unwrap_or("");
         if let (Some(key), "/compact") = (session_key.as_deref(), user_text) {
-            let archived = self.compact(key).await?;
-            let text = if archived == 0 {
-                "Nothing to compact yet.".to_owned()
-            } else {
-                format!("Compacted: {archived} older messages were summarized and archived.")
-            };
-            return Ok(ChatEvent::Done {
-                message: Message::assistant(text),
-                usage: None,
-                session_key,
-            });
+            return self.compact_command(key).await;
         }
 
         let budget = ContextBudget {
             system_prompt: self.system_prompt(),
             ..self.config.budget.clone()
         };
-        let (session, mut conversation) = match session_key.as_deref() {
-            Some(key) => {
-                let session = self.store.context(key).await?;
-                let prompt = budget.build(&session, &request.messages);
-                (Some(session), prompt)
-            }
-            None => {
-                let mut prompt = request.messages.clone();
-                if prompt.first().is_none_or(|m| m.role != Role::System) {
-                    prompt.insert(0, Message::system(budget.system_prompt.clone()));
-                }
-                (None, prompt)
-            }
-        };
-
-        if let Some(memory) = &self.memory {
-            let recalled = memory.recall(user_text, &self.config.recall).await;
-            if let (Some(block), Some(last)) = (recall_block(&recalled), conversation.last_mut()) {
-                // Prompt only: the stored user message stays as written.
-                last.content = format!("{block}\n\n{}", last.content);
-            }
-        }
-
+        let (session, mut conversation) = self.prompt(&request, &budget, user_text).await?;
         let mut produced: Vec<NewMessage> = request
             .messages
             .iter()
@@ -470,42 +437,9 @@ impl Inner {
                 max_tokens: request.max_tokens.or(Some(budget.max_answer_tokens)),
                 temperature: request.temperature,
             };
-            let mut stream = self
-                .provider
-                .stream(&completion)
-                .await
-                .map_err(provider_error)?;
-            let mut text = String::new();
-            let mut calls: Vec<ToolCall> = Vec::new();
-            let mut round_usage = None;
-            let mut finished = false;
-            while let Some(event) = stream.next().await {
-                match event.map_err(provider_error)? {
-                    ProviderEvent::TextDelta(delta) => {
-                        text.push_str(&delta);
-                        let _ = events.send(ChatEvent::Delta { text: delta }).await;
-                    }
-                    ProviderEvent::ToolCall(call) => calls.push(call),
-                    ProviderEvent::Done { usage, .. } => {
-                        round_usage = usage;
-                        finished = true;
-                        break;
-                    }
-                }
-            }
-            if !finished {
-                return Err(TurnError {
-                    code: "llm_protocol",
-                    message: "the model's stream ended early".into(),
-                });
-            }
-            if let Some(usage) = round_usage {
-                self.counters
-                    .prompt_tokens
-                    .fetch_add(u64::from(usage.prompt_tokens), Ordering::Relaxed);
-                self.counters
-                    .completion_tokens
-                    .fetch_add(u64::from(usage.completion_tokens), Ordering::Relaxed);
+            let (text, calls, usage) = self.model_round(&completion, events).await?;
+            if let Some(usage) = usage {
+                self.count_usage(usage);
                 let total = usage_total.get_or_insert_with(Usage::default);
                 total.prompt_tokens += usage.prompt_tokens;
                 total.completion_tokens += usage.completion_tokens;
@@ -513,7 +447,7 @@ impl Inner {
             }
             let mut assistant = Message::assistant(text);
             assistant.tool_calls = calls.clone();
-            let tokens = round_usage
+            let tokens = usage
                 .map(|u| u.completion_tokens)
                 .filter(|t| *t > 0)
                 .unwrap_or_else(|| message_tokens(&assistant));
@@ -543,42 +477,142 @@ impl Inner {
                 self.config.max_tool_rounds
             ))
         });
-
         if let Some(key) = session_key.as_deref() {
-            let produced_tokens: Vec<u32> = produced.iter().map(|m| m.tokens).collect();
-            self.store.append_turn(key, produced).await?;
-            if let Some(mut session) = session {
-                // Compaction runs after the reply, under the session lock, so
-                // the next turn sees the archived history. The stored history
-                // is what was loaded plus this turn: no second read.
-                session
-                    .messages
-                    .extend(produced_tokens.into_iter().map(|tokens| HistoryEntry {
-                        id: 0,
-                        turn: 0,
-                        message: Message::assistant(""),
-                        tokens,
-                        created_at_ms: 0,
-                        archived: false,
-                    }));
-                if budget.needs_compaction(&session) {
-                    let inner = self.clone();
-                    let key = key.to_owned();
-                    tokio::spawn(async move {
-                        let lock = inner.session_lock(&key);
-                        let _turn = lock.lock().await;
-                        if let Err(error) = inner.compact(&key).await {
-                            tracing::warn!(session = %key, error = %error.message, "automatic compaction failed");
-                        }
-                    });
-                }
-            }
+            self.store_turn(key, session, produced, &budget).await?;
         }
         Ok(ChatEvent::Done {
             message,
             usage: usage_total,
             session_key,
         })
+    }
+
+    /// `/compact` in a session: summarize and archive its older turns now.
+    async fn compact_command(&self, key: &str) -> Result<ChatEvent, TurnError> {
+        let archived = self.compact(key).await?;
+        let text = if archived == 0 {
+            "Nothing to compact yet.".to_owned()
+        } else {
+            format!("Compacted: {archived} older messages were summarized and archived.")
+        };
+        Ok(ChatEvent::Done {
+            message: Message::assistant(text),
+            usage: None,
+            session_key: Some(key.to_owned()),
+        })
+    }
+
+    /// The messages sent to the model: the session's history fitted to the
+    /// budget (or the request's own messages without a session), with
+    /// recalled memories put before the user's words, in the prompt only.
+    async fn prompt(
+        &self,
+        request: &ChatRequest,
+        budget: &ContextBudget,
+        user_text: &str,
+    ) -> Result<(Option<SessionContext>, Vec<Message>), TurnError> {
+        let (session, mut conversation) = match request.session_key.as_deref() {
+            Some(key) => {
+                let session = self.store.context(key).await?;
+                let prompt = budget.build(&session, &request.messages);
+                (Some(session), prompt)
+            }
+            None => {
+                let mut prompt = request.messages.clone();
+                if prompt.first().is_none_or(|m| m.role != Role::System) {
+                    prompt.insert(0, Message::system(budget.system_prompt.clone()));
+                }
+                (None, prompt)
+            }
+        };
+        if let Some(memory) = &self.memory {
+            let recalled = memory.recall(user_text, &self.config.recall).await;
+            if let (Some(block), Some(last)) = (recall_block(&recalled), conversation.last_mut()) {
+                // Prompt only: the stored user message stays as written.
+                last.content = format!("{block}\n\n{}", last.content);
+            }
+        }
+        Ok((session, conversation))
+    }
+
+    /// One answer of the model, its text streamed to `events` as it comes:
+    /// the text, the tool calls, the usage.
+    async fn model_round(
+        &self,
+        completion: &CompletionRequest,
+        events: &mpsc::Sender<ChatEvent>,
+    ) -> Result<(String, Vec<ToolCall>, Option<Usage>), TurnError> {
+        let mut stream = self
+            .provider
+            .stream(completion)
+            .await
+            .map_err(provider_error)?;
+        let mut text = String::new();
+        let mut calls: Vec<ToolCall> = Vec::new();
+        while let Some(event) = stream.next().await {
+            match event.map_err(provider_error)? {
+                ProviderEvent::TextDelta(delta) => {
+                    text.push_str(&delta);
+                    let _ = events.send(ChatEvent::Delta { text: delta }).await;
+                }
+                ProviderEvent::ToolCall(call) => calls.push(call),
+                ProviderEvent::Done { usage, .. } => return Ok((text, calls, usage)),
+            }
+        }
+        Err(TurnError {
+            code: "llm_protocol",
+            message: "the model's stream ended early".into(),
+        })
+    }
+
+    /// Add a round's tokens to the runtime's counters.
+    fn count_usage(&self, usage: Usage) {
+        self.counters
+            .prompt_tokens
+            .fetch_add(u64::from(usage.prompt_tokens), Ordering::Relaxed);
+        self.counters
+            .completion_tokens
+            .fetch_add(u64::from(usage.completion_tokens), Ordering::Relaxed);
+    }
+
+    /// Store the turn's messages; when the session has outgrown its budget,
+    /// compact it after the reply, under the session lock, so the next turn
+    /// sees the archived history.
+    async fn store_turn(
+        self: &Arc<Self>,
+        key: &str,
+        session: Option<SessionContext>,
+        produced: Vec<NewMessage>,
+        budget: &ContextBudget,
+    ) -> Result<(), TurnError> {
+        let produced_tokens: Vec<u32> = produced.iter().map(|m| m.tokens).collect();
+        self.store.append_turn(key, produced).await?;
+        let Some(mut session) = session else {
+            return Ok(());
+        };
+        // The stored history is what was loaded plus this turn: no second read.
+        session
+            .messages
+            .extend(produced_tokens.into_iter().map(|tokens| HistoryEntry {
+                id: 0,
+                turn: 0,
+                message: Message::assistant(""),
+                tokens,
+                created_at_ms: 0,
+                archived: false,
+            }));
+        if budget.needs_compaction(&session) {
+            let inner = self.clone();
+            let key = key.to_owned();
+            tokio::spawn(async move {
+                let lock = inner.session_lock(&key);
+                let _turn = lock.lock().await;
+                if let Err(error) = inner.compact(&key).await {
+                    tracing::warn!(session = %key, error = %error.message, "automatic compaction failed");
+                }
+            });
+        }
+        Ok(())
     }
 
     /// Run one round's calls: consecutive read-only calls together, others
