@@ -168,14 +168,20 @@ impl EmbeddingClient {
 
     /// `/collections/{collection}/items[/{id}]`, each part percent-encoded.
     fn item_url(&self, collection: &str, id: Option<&str>) -> Result<reqwest::Url> {
+        let mut segments = vec!["collections", collection, "items"];
+        segments.extend(id);
+        self.segments_url(&segments)
+    }
+
+    /// The service's URL of `segments`, each percent-encoded.
+    fn segments_url(&self, segments: &[&str]) -> Result<reqwest::Url> {
         let base = self.url("")?;
         let mut url = reqwest::Url::parse(&base)
             .map_err(|e| Error::unavailable("embedding", format!("bad address {base:?}: {e}")))?;
         url.path_segments_mut()
             .map_err(|()| Error::unavailable("embedding", format!("bad address {base:?}")))?
             .pop_if_empty()
-            .extend(["collections", collection, "items"])
-            .extend(id);
+            .extend(segments);
         Ok(url)
     }
 
@@ -207,12 +213,7 @@ impl EmbeddingClient {
         struct Reindexed {
             reindexed: u64,
         }
-        let mut url = reqwest::Url::parse(&self.url("")?)
-            .map_err(|e| Error::unavailable("embedding", e.to_string()))?;
-        url.path_segments_mut()
-            .map_err(|()| Error::unavailable("embedding", "bad address"))?
-            .pop_if_empty()
-            .extend(["collections", collection, "reindex"]);
+        let url = self.segments_url(&["collections", collection, "reindex"])?;
         let response = self
             .http
             .post(url)
@@ -452,6 +453,12 @@ mod tests {
         assert_eq!(client.get("mem", "nope").await.unwrap(), None);
         let (items, total) = client.list("mem", 0, 1).await.unwrap();
         assert_eq!((items[0].id.as_str(), total), ("b", 2));
+        assert_eq!(client.collections().await.unwrap(), ["mem"]);
+        assert_eq!(client.reindex("mem").await.unwrap(), 2);
+        assert_eq!(
+            client.reindex("nope").await.unwrap_err().code(),
+            "not_found"
+        );
         let hits = client.search(&search("zorblax", true)).await.unwrap();
         assert_eq!(hits[0].id, "a/1 ?");
         assert!(hits[0].score >= crate::hybrid::KEYWORD_WEIGHT);

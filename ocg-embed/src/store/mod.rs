@@ -491,16 +491,20 @@ impl CollectionStore {
         Ok((items, u64::try_from(total).unwrap_or(0)))
     }
 
-    /// Every collection's facts, sorted by name.
-    pub fn list(&self) -> Vec<CollectionInfo> {
-        let collections: Vec<Arc<Mutex<Collection>>> = self
-            .collections
+    /// The collections now, each to lock on its own.
+    fn all_collections(&self) -> Vec<Arc<Mutex<Collection>>> {
+        self.collections
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .values()
             .cloned()
-            .collect();
-        let mut infos: Vec<CollectionInfo> = collections
+            .collect()
+    }
+
+    /// Every collection's facts, sorted by name.
+    pub fn list(&self) -> Vec<CollectionInfo> {
+        let mut infos: Vec<CollectionInfo> = self
+            .all_collections()
             .iter()
             .map(|c| {
                 let c = lock(c);

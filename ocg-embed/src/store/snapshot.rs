@@ -147,15 +147,8 @@ impl CollectionStore {
 
     /// Write the index of every changed collection (all when `all`).
     pub fn snapshot(&self, all: bool) -> Result<usize, EmbedError> {
-        let collections: Vec<Arc<Mutex<Collection>>> = self
-            .collections
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .cloned()
-            .collect();
         let mut written = 0;
-        for collection in collections {
+        for collection in self.all_collections() {
             let mut collection = lock(&collection);
             if collection.dirty || all {
                 self.write_snapshot(&collection)?;
