@@ -16,7 +16,7 @@
 //! it returns nothing after logging, so chat goes on.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::Duration;
 
 use ocg_core::{
@@ -68,6 +68,9 @@ pub struct MemoryBank {
     store: Arc<dyn VectorStore>,
     /// Whether anything is stored (the agent is the collection's only writer).
     state: Arc<AtomicU8>,
+    /// Whether the last recall failed: a failure is logged when it starts
+    /// and the recovery when it ends, not on every turn.
+    recall_failing: Arc<AtomicBool>,
     /// Serializes stores, so two near-identical facts stored at once do not
     /// both become new memories.
     writing: Arc<tokio::sync::Mutex<()>>,
@@ -126,6 +129,7 @@ impl MemoryBank {
         MemoryBank {
             store,
             state: Arc::new(AtomicU8::new(UNKNOWN)),
+            recall_failing: Arc::default(),
             writing: Arc::default(),
         }
     }
@@ -292,17 +296,22 @@ impl MemoryBank {
             self.search(message, config.limit, Some(config.min_score))
                 .await
         };
-        match tokio::time::timeout(RECALL_TIMEOUT, work).await {
-            Ok(Ok(memories)) => memories,
-            Ok(Err(error)) => {
-                tracing::warn!(%error, "memory recall skipped");
-                Vec::new()
+        let failure = match tokio::time::timeout(RECALL_TIMEOUT, work).await {
+            Ok(Ok(memories)) => {
+                if self.recall_failing.swap(false, Ordering::Relaxed) {
+                    tracing::info!("memory recall works again");
+                }
+                return memories;
             }
-            Err(_) => {
-                tracing::warn!("memory recall skipped: the store took too long");
-                Vec::new()
-            }
+            Ok(Err(error)) => error.to_string(),
+            Err(_) => "the store took too long".to_owned(),
+        };
+        if self.recall_failing.swap(true, Ordering::Relaxed) {
+            tracing::debug!(error = %failure, "memory recall skipped");
+        } else {
+            tracing::warn!(error = %failure, "memory recall skipped until the store answers again");
         }
+        Vec::new()
     }
 }
 
@@ -442,6 +451,11 @@ mod tests {
         assert!(bank.recall("coffee Ann", &off).await.is_empty());
         store.set_down(true);
         assert!(bank.recall("coffee Ann", &config).await.is_empty());
+        assert!(
+            bank.recall_failing.load(Ordering::Relaxed),
+            "the outage is noted once"
+        );
+        assert!(bank.recall("coffee Ann", &config).await.is_empty());
         assert_eq!(
             bank.store(NewMemory::text("x"), "agent")
                 .await
@@ -449,5 +463,8 @@ mod tests {
                 .code(),
             "memory_unavailable"
         );
+        store.set_down(false);
+        assert_eq!(bank.recall("coffee Ann", &config).await.len(), 1);
+        assert!(!bank.recall_failing.load(Ordering::Relaxed), "and its end");
     }
 }

@@ -89,6 +89,34 @@ CREATE TABLE IF NOT EXISTS summaries (
 );
 ";
 
+/// Schema version 1: what every turn needs is kept in the session's row
+/// (its last turn number, its live and archived message counts), so a turn
+/// costs the same at turn 100,000 as at turn 1 instead of reading the whole
+/// session; the latest summary is found by an index.
+const SCHEMA_V1: &str = "
+ALTER TABLE sessions ADD COLUMN last_turn INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE sessions ADD COLUMN live_messages INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE sessions ADD COLUMN archived_messages INTEGER NOT NULL DEFAULT 0;
+UPDATE sessions SET
+    last_turn = (SELECT COALESCE(MAX(turn), 0) FROM messages WHERE session_key = sessions.key),
+    live_messages = (SELECT COUNT(*) FROM messages WHERE session_key = sessions.key AND archived = 0),
+    archived_messages = (SELECT COUNT(*) FROM messages WHERE session_key = sessions.key AND archived = 1);
+CREATE INDEX IF NOT EXISTS summaries_by_session ON summaries(session_key, id);
+";
+
+/// Bring the database up to the current schema (`PRAGMA user_version`),
+/// each step in one transaction.
+fn migrate(conn: &mut Connection) -> Result<(), AgentError> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if version < 1 {
+        let tx = conn.transaction()?;
+        tx.execute_batch(SCHEMA_V1)?;
+        tx.pragma_update(None, "user_version", 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
 fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -162,7 +190,7 @@ impl SessionStore {
         Self::init(Connection::open_in_memory()?)
     }
 
-    fn init(conn: Connection) -> Result<Self, AgentError> {
+    fn init(mut conn: Connection) -> Result<Self, AgentError> {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         // NORMAL in WAL mode: a committed turn survives a crash of the
@@ -170,6 +198,7 @@ impl SessionStore {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.execute_batch(SCHEMA)?;
+        migrate(&mut conn)?;
         Ok(SessionStore {
             writer: Arc::new(Mutex::new(conn)),
             readers: Arc::new(Vec::new()),
@@ -223,14 +252,15 @@ impl SessionStore {
         self.run(move |conn| {
             let tx = conn.transaction()?;
             let now = now_ms();
-            tx.execute(
-                "INSERT INTO sessions (key, created_at, updated_at) VALUES (?1, ?2, ?2)
-                 ON CONFLICT(key) DO UPDATE SET updated_at = excluded.updated_at",
-                params![key, now],
-            )?;
+            let count = i64::try_from(messages.len()).unwrap_or(i64::MAX);
             let turn: i64 = tx.query_row(
-                "SELECT COALESCE(MAX(turn), 0) + 1 FROM messages WHERE session_key = ?1",
-                params![key],
+                "INSERT INTO sessions (key, created_at, updated_at, last_turn, live_messages)
+                 VALUES (?1, ?2, ?2, 1, ?3)
+                 ON CONFLICT(key) DO UPDATE SET updated_at = excluded.updated_at,
+                     last_turn = sessions.last_turn + 1,
+                     live_messages = sessions.live_messages + excluded.live_messages
+                 RETURNING last_turn",
+                params![key, now, count],
                 |row| row.get(0),
             )?;
             {
@@ -314,10 +344,8 @@ impl SessionStore {
     pub async fn list(&self) -> Result<Vec<SessionInfo>, AgentError> {
         self.read(|conn| {
             let mut select = conn.prepare_cached(
-                "SELECT s.key, s.title, s.created_at, s.updated_at,
-                        COALESCE(SUM(m.archived = 0), 0), COALESCE(SUM(m.archived = 1), 0)
-                 FROM sessions s LEFT JOIN messages m ON m.session_key = s.key
-                 GROUP BY s.key ORDER BY s.updated_at DESC, s.key",
+                "SELECT key, title, created_at, updated_at, live_messages, archived_messages
+                 FROM sessions ORDER BY updated_at DESC, key",
             )?;
             let rows = select
                 .query_map([], |row| {
@@ -344,6 +372,11 @@ impl SessionStore {
             ensure_session(&tx, &key)?;
             tx.execute("DELETE FROM messages WHERE session_key = ?1", params![key])?;
             tx.execute("DELETE FROM summaries WHERE session_key = ?1", params![key])?;
+            tx.execute(
+                "UPDATE sessions SET last_turn = 0, live_messages = 0, archived_messages = 0
+                 WHERE key = ?1",
+                params![key],
+            )?;
             tx.commit()?;
             Ok(())
         })
@@ -389,6 +422,12 @@ impl SessionStore {
                 "UPDATE messages SET archived = 1
                  WHERE session_key = ?1 AND archived = 0 AND id <= ?2",
                 params![key, up_to],
+            )?;
+            tx.execute(
+                "UPDATE sessions SET live_messages = live_messages - ?2,
+                     archived_messages = archived_messages + ?2
+                 WHERE key = ?1",
+                params![key, i64::try_from(archived).unwrap_or(i64::MAX)],
             )?;
             tx.execute(
                 "INSERT INTO summaries (session_key, content, covers_up_to, created_at)
@@ -516,6 +555,13 @@ mod tests {
 
         store.reset("web:1").await.unwrap();
         assert!(store.context("web:1").await.unwrap().messages.is_empty());
+        let list = store.list().await.unwrap();
+        assert_eq!((list[0].messages, list[0].archived), (0, 0));
+        let turn = store
+            .append_turn("web:1", vec![msg(Role::User, "again")])
+            .await
+            .unwrap();
+        assert_eq!(turn, 1, "a reset session starts over");
         store.delete("web:1").await.unwrap();
         assert!(matches!(
             store.delete("web:1").await,
@@ -525,6 +571,38 @@ mod tests {
             store.history("nope", 0, 10, false).await,
             Err(AgentError::SessionNotFound(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn a_database_of_the_first_schema_is_migrated_with_its_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ocg.db");
+        {
+            // As the first release wrote it: no counters, no summary index.
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(SCHEMA).unwrap();
+            conn.execute_batch(
+                "INSERT INTO sessions (key, created_at, updated_at) VALUES ('web:old', 1, 1);
+                 INSERT INTO messages (session_key, turn, role, content, tokens, created_at, archived)
+                 VALUES ('web:old', 1, 'user', 'a', 1, 1, 1), ('web:old', 1, 'assistant', 'b', 1, 1, 1),
+                        ('web:old', 2, 'user', 'c', 1, 1, 0), ('web:old', 7, 'assistant', 'd', 1, 1, 0),
+                        ('web:old', 7, 'user', 'e', 1, 1, 0);",
+            )
+            .unwrap();
+        }
+        let store = SessionStore::open(&path).unwrap();
+        let list = store.list().await.unwrap();
+        assert_eq!((list[0].messages, list[0].archived), (3, 2));
+        let turn = store
+            .append_turn("web:old", vec![msg(Role::User, "next")])
+            .await
+            .unwrap();
+        assert_eq!(turn, 8, "numbering goes on after the highest turn");
+        assert_eq!(store.list().await.unwrap()[0].messages, 4);
+        drop(store);
+        // Opening again does not migrate twice.
+        let store = SessionStore::open(&path).unwrap();
+        assert_eq!(store.list().await.unwrap()[0].messages, 4);
     }
 
     #[tokio::test]

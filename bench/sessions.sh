@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Per-turn cost of the session store at 1, 10,000 and 100,000 turns (see
+# bench/sessions/src/main.rs). Prints one table.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release --locked -q -p bench-sessions
+exec "${CARGO_TARGET_DIR:-target}/release/bench-sessions" "$@"
