@@ -2,5 +2,6 @@
 # Agent overhead benchmark (see bench/agent/src/main.rs). Prints one table.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --locked -q -p ocg-agent -p bench-agent
-exec target/release/bench-agent target/release/ocg-agent
+. bench/build.sh
+build_bench bench-agent
+exec "$BENCH_BIN/bench-agent" "$BENCH_BIN/ocg-agent"

@@ -41,8 +41,9 @@ if [ "${1:-}" != hybrid ]; then
     done
 fi
 
-cargo build --release --locked -q -p ocg-embedding -p bench-embedding
-BIN=${CARGO_TARGET_DIR:-$PWD/target}/release
+. bench/build.sh
+build_bench bench-embedding
+BIN=$BENCH_BIN
 
 # The hybrid table from the JSON line of `bench-embedding hybrid` in file $1.
 hybrid_table() {

@@ -2,6 +2,7 @@
 # Gateway benchmark (see bench/gateway/src/main.rs). Prints the tables.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --locked -q --bins
+. bench/build.sh
+build_bench bench-gateway
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
-exec target/release/bench-gateway target/release
+exec "$BENCH_BIN/bench-gateway" "$BENCH_BIN"

@@ -11,5 +11,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 eval "$(scripts/setup-llama.sh)"
 export LLAMA_SERVER_BIN EMBEDDING_MODEL_PATH
-cargo build --release --locked -q -p ocg-embedding -p bench-memory
-exec "${CARGO_TARGET_DIR:-target}/release/bench-memory" "${CARGO_TARGET_DIR:-$PWD/target}/release"
+. bench/build.sh
+build_bench bench-memory
+exec "$BENCH_BIN/bench-memory" "$BENCH_BIN"

@@ -3,5 +3,6 @@
 # bench/sessions/src/main.rs). Prints one table.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --locked -q -p bench-sessions
-exec "${CARGO_TARGET_DIR:-target}/release/bench-sessions" "$@"
+. bench/build.sh
+build_bench bench-sessions
+exec "$BENCH_BIN/bench-sessions" "$@"

@@ -10,8 +10,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-10}
 
-cargo build --workspace --bins --release --locked -q
-BIN=$PWD/target/release
+. bench/build.sh
+build_bench
+BIN=$BENCH_BIN
 WORK=$(mktemp -d /tmp/ocg-bench.XXXXXX)
 trap '"$BIN/ocg" stop --force >/dev/null 2>&1 || true; rm -rf "$WORK"' EXIT
 

@@ -12,7 +12,7 @@ t0=$SECONDS
 scripts/setup.sh >/dev/null
 
 echo "[run] building the OCG binaries (release; the first build takes a few minutes)" >&2
-cargo build --release --locked -p ocg -p ocg-embedding -p ocg-agent -p ocg-gateway
+scripts/build-release.sh
 mkdir -p bin
 for name in ocg ocg-embedding ocg-agent ocg-gateway; do
     install -m 0755 "target/release/$name" "bin/$name"

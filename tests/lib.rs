@@ -388,6 +388,77 @@ pub mod bench {
         }
     }
 
+    /// A whole release stack for a benchmark, in a temporary directory:
+    /// `ocg start` with the programs of `bin` and a clean environment (its
+    /// own pid, log and data dirs, a free gateway port, `OPENAI_BASE_URL`,
+    /// the UI token), `ocg stop --force` when dropped.
+    #[derive(Debug)]
+    pub struct BenchStack {
+        dir: tempfile::TempDir,
+        bin: std::path::PathBuf,
+        /// The gateway's port.
+        pub port: u16,
+        env: Vec<(String, String)>,
+    }
+
+    impl BenchStack {
+        /// A stack of the programs in `bin`, answering with the model at
+        /// `llm_url`, signed in with `token`. Not started yet.
+        pub fn new(bin: &std::path::Path, llm_url: &str, token: &str) -> Self {
+            BenchStack {
+                dir: tempfile::tempdir().unwrap(),
+                bin: bin.to_owned(),
+                port: crate::free_port(),
+                env: vec![
+                    ("OCG_UI_TOKEN".into(), token.into()),
+                    ("OPENAI_BASE_URL".into(), llm_url.into()),
+                ],
+            }
+        }
+
+        /// Add a setting.
+        pub fn with(mut self, key: &str, value: &str) -> Self {
+            self.env.push((key.into(), value.into()));
+            self
+        }
+
+        /// Run `ocg <args>`; panics when it fails.
+        pub fn ocg(&self, args: &[&str]) {
+            let dir = self.dir.path();
+            let status = std::process::Command::new(self.bin.join("ocg"))
+                .args(args)
+                .current_dir(dir)
+                .env_clear()
+                .env("HOME", dir)
+                .env("PATH", std::env::var("PATH").unwrap_or_default())
+                .env("OCG_PID_DIR", dir.join("pids"))
+                .env("OCG_LOG_DIR", dir.join("logs"))
+                .env("OCG_DATA_DIR", dir.join("data"))
+                .env("OCG_AGENT_SOCK", dir.join("agent.sock"))
+                .env("OCG_PORT", self.port.to_string())
+                .env("OCG_EMBEDDING_PORT", crate::free_port().to_string())
+                .env("RUST_LOG", "warn")
+                .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                .stdout(std::process::Stdio::null())
+                .status()
+                .unwrap();
+            assert!(status.success(), "ocg {args:?} failed");
+        }
+
+        /// The pid `ocg start` recorded for `service`.
+        pub fn pid(&self, service: &str) -> u32 {
+            let path = self.dir.path().join(format!("pids/ocg-{service}.pid"));
+            let text = std::fs::read_to_string(path).unwrap();
+            text.split_whitespace().next().unwrap().parse().unwrap()
+        }
+    }
+
+    impl Drop for BenchStack {
+        fn drop(&mut self) {
+            self.ocg(&["stop", "--force"]);
+        }
+    }
+
     /// Resident memory of `pid` in MB.
     pub fn rss_mb(pid: u32) -> f64 {
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();

@@ -6,59 +6,16 @@
 //! against the gateway, with its RSS. Prints one table.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use ocg_tests::bench::{percentile, rss_mb};
-use ocg_tests::{fake_llm, free_port};
+use ocg_tests::bench::{BenchStack, percentile, rss_mb};
+use ocg_tests::fake_llm;
 
 const TOKEN: &str = "benchmark-token-0123456789abcdef";
 const REQUESTS: usize = 1000;
 const CONCURRENCY: usize = 64;
-
-struct Stack {
-    dir: tempfile::TempDir,
-    bin: PathBuf,
-    port: u16,
-    llm: String,
-}
-
-impl Stack {
-    fn ocg(&self, args: &[&str]) {
-        let status = Command::new(self.bin.join("ocg"))
-            .args(args)
-            .current_dir(self.dir.path())
-            .env_clear()
-            .env("HOME", self.dir.path())
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("OCG_PID_DIR", self.dir.path().join("pids"))
-            .env("OCG_LOG_DIR", self.dir.path().join("logs"))
-            .env("OCG_DATA_DIR", self.dir.path().join("data"))
-            .env("OCG_AGENT_SOCK", self.dir.path().join("agent.sock"))
-            .env("OCG_PORT", self.port.to_string())
-            .env("OCG_EMBEDDING_PORT", free_port().to_string())
-            .env("OCG_UI_TOKEN", TOKEN)
-            .env("OPENAI_BASE_URL", &self.llm)
-            .env("RUST_LOG", "warn")
-            .stdout(std::process::Stdio::null())
-            .status()
-            .unwrap();
-        assert!(status.success(), "ocg {args:?} failed");
-    }
-
-    fn gateway_pid(&self) -> u32 {
-        let text = std::fs::read_to_string(self.dir.path().join("pids/ocg-gateway.pid")).unwrap();
-        text.split_whitespace().next().unwrap().parse().unwrap()
-    }
-}
-
-impl Drop for Stack {
-    fn drop(&mut self) {
-        self.ocg(&["stop", "--force"]);
-    }
-}
 
 fn body(stream: bool, user: Option<String>) -> serde_json::Value {
     let mut body = serde_json::json!({
@@ -162,12 +119,7 @@ async fn main() -> anyhow::Result<()> {
     )
     .canonicalize()?;
     let fake = fake_llm::start_openai();
-    let stack = Stack {
-        dir: tempfile::tempdir()?,
-        bin,
-        port: free_port(),
-        llm: fake.base_url.clone(),
-    };
+    let stack = BenchStack::new(&bin, &fake.base_url, TOKEN);
     stack.ocg(&["start"]);
     let gateway = format!("http://127.0.0.1:{}/v1/chat/completions", stack.port);
     let direct = format!("{}/chat/completions", fake.base_url);
@@ -215,7 +167,7 @@ async fn main() -> anyhow::Result<()> {
         );
     }
 
-    let pid = stack.gateway_pid();
+    let pid = stack.pid("gateway");
     let idle = rss_mb(pid);
     let first = hold_websockets(stack.port, 1000).await;
     tokio::time::sleep(Duration::from_millis(500)).await;

@@ -16,61 +16,18 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use ocg_tests::bench::percentile;
+use ocg_tests::bench::{BenchStack, percentile};
+use ocg_tests::fake_llm;
 use ocg_tests::fake_telegram::{self, FakeTelegram};
-use ocg_tests::{fake_llm, free_port};
 
 const TOKEN: &str = "benchmark-token-0123456789abcdef";
 const BOT: &str = "4242:bench-bot-token";
 const CHATS: i64 = 100;
 const PER_CHAT: usize = 10;
 const SEQUENTIAL: usize = 200;
-
-struct Stack {
-    dir: tempfile::TempDir,
-    bin: PathBuf,
-    port: u16,
-    llm: String,
-    telegram: String,
-}
-
-impl Stack {
-    fn ocg(&self, args: &[&str]) {
-        let chats: Vec<String> = (1..=CHATS + 1).map(|c| c.to_string()).collect();
-        let status = Command::new(self.bin.join("ocg"))
-            .args(args)
-            .current_dir(self.dir.path())
-            .env_clear()
-            .env("HOME", self.dir.path())
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("OCG_PID_DIR", self.dir.path().join("pids"))
-            .env("OCG_LOG_DIR", self.dir.path().join("logs"))
-            .env("OCG_DATA_DIR", self.dir.path().join("data"))
-            .env("OCG_AGENT_SOCK", self.dir.path().join("agent.sock"))
-            .env("OCG_PORT", self.port.to_string())
-            .env("OCG_EMBEDDING_PORT", free_port().to_string())
-            .env("OCG_UI_TOKEN", TOKEN)
-            .env("OPENAI_BASE_URL", &self.llm)
-            .env("TELEGRAM_BOT_TOKEN", BOT)
-            .env("TELEGRAM_API_URL", &self.telegram)
-            .env("TELEGRAM_ALLOWED_CHATS", chats.join(","))
-            .env("RUST_LOG", "warn")
-            .stdout(std::process::Stdio::null())
-            .status()
-            .unwrap();
-        assert!(status.success(), "ocg {args:?} failed");
-    }
-}
-
-impl Drop for Stack {
-    fn drop(&mut self) {
-        self.ocg(&["stop", "--force"]);
-    }
-}
 
 /// Wait until `n` messages have been sent in total; the elapsed time.
 fn wait_sent(telegram: &FakeTelegram, n: usize, start: Instant) -> Duration {
@@ -134,13 +91,11 @@ async fn main() -> anyhow::Result<()> {
     .canonicalize()?;
     let llm = fake_llm::start_openai();
     let telegram = fake_telegram::start(BOT);
-    let stack = Stack {
-        dir: tempfile::tempdir()?,
-        bin,
-        port: free_port(),
-        llm: llm.base_url.clone(),
-        telegram: telegram.url.clone(),
-    };
+    let chats: Vec<String> = (1..=CHATS + 1).map(|c| c.to_string()).collect();
+    let stack = BenchStack::new(&bin, &llm.base_url, TOKEN)
+        .with("TELEGRAM_BOT_TOKEN", BOT)
+        .with("TELEGRAM_API_URL", &telegram.url)
+        .with("TELEGRAM_ALLOWED_CHATS", &chats.join(","));
     stack.ocg(&["start"]);
     let api = format!("http://127.0.0.1:{}/v1/chat/completions", stack.port);
     let client = reqwest::Client::builder()
