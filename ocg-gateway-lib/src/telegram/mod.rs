@@ -347,10 +347,8 @@ impl TelegramChannel {
     /// allowed chat. `None` when it has no `update_id` at all.
     fn classify(&self, raw: Value) -> Option<(i64, Option<Value>)> {
         let id = raw.get("update_id")?.as_i64()?;
-        let answer = serde_json::from_value::<Update>(raw.clone())
-            .ok()
-            .and_then(|u| u.message)
-            .is_some_and(|m| self.allowed(m.chat.id) && incoming(&m).is_some());
+        let answer = parse_update(raw.clone())
+            .is_some_and(|(_, m)| self.allowed(m.chat.id) && incoming(&m).is_some());
         Some((id, answer.then_some(raw)))
     }
 
@@ -504,10 +502,8 @@ pub(crate) mod fuzzing {
 
     /// The update's id and the message it brings, as the dispatcher sees them.
     pub(crate) fn update(body: &[u8]) -> Option<(i64, IncomingMessage)> {
-        let raw = serde_json::from_slice::<Value>(body).ok()?;
-        let id = raw.get("update_id").and_then(Value::as_i64)?;
-        let update = serde_json::from_value::<Update>(raw).ok()?;
-        incoming(update.message.as_ref()?).map(|message| (id, message))
+        let (id, message) = parse_update(serde_json::from_slice(body).ok()?)?;
+        incoming(&message).map(|message| (id, message))
     }
 
     /// The HTML pieces an answer is sent as.
@@ -517,6 +513,13 @@ pub(crate) mod fuzzing {
             .map(|piece| format::markdown_to_html(piece))
             .collect()
     }
+}
+
+/// A raw update's id and its message, when it has both.
+fn parse_update(raw: Value) -> Option<(i64, TgMessage)> {
+    let id = raw.get("update_id")?.as_i64()?;
+    let message = serde_json::from_value::<Update>(raw).ok()?.message?;
+    Some((id, message))
 }
 
 /// The core message for a Telegram message; `None` when there is nothing to
@@ -599,14 +602,7 @@ struct Dispatcher {
 
 impl Dispatcher {
     fn dispatch(&mut self, raw: Value) {
-        let Some(id) = raw.get("update_id").and_then(Value::as_i64) else {
-            return;
-        };
-        let Some(message) = serde_json::from_value::<Update>(raw)
-            .ok()
-            .and_then(|u| u.message)
-            .as_ref()
-            .and_then(incoming)
+        let Some((id, message)) = parse_update(raw).and_then(|(id, m)| Some((id, incoming(&m)?)))
         else {
             return;
         };
