@@ -123,11 +123,8 @@ impl Install {
     /// A setting of this installation's `env.config` (where the services
     /// store the tokens they generate at first start).
     pub fn file_setting(&self, key: &str) -> Option<String> {
-        let text = std::fs::read_to_string(self.path("env.config")).ok()?;
-        text.lines()
-            .rev()
-            .find_map(|line| line.strip_prefix(key)?.strip_prefix('='))
-            .map(|value| value.trim_matches('"').to_owned())
+        let file = ocg_core::config::env_file::EnvFile::read(&self.path("env.config")).ok()?;
+        file.get(key).map(str::to_owned)
     }
 
     /// The pid recorded for `service`, if any.

@@ -3,12 +3,17 @@
 use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use nix::fcntl::OFlag;
 
 use crate::ProcessError;
+
+/// The log file of service `name` in `log_dir`: `ocg-<name>.log`.
+pub fn path(log_dir: &Path, name: &str) -> PathBuf {
+    log_dir.join(format!("ocg-{name}.log"))
+}
 
 /// Open `path` for appending: created 0600, never through a symlink (a link
 /// planted at `/tmp/ocg-agent.log` must not redirect our writes), and tightened

@@ -37,7 +37,7 @@ pub enum TokenSource {
 /// The token `key` of the install: the configured one, else one read from
 /// or created in the env file (see the module docs).
 pub fn ensure_token(config: &Config, key: &str) -> Result<(Secret, TokenSource), ProcessError> {
-    if let Some(value) = config.raw().get(key).filter(|v| !v.value.is_empty()) {
+    if let Some(value) = config.raw().get(key) {
         return Ok((Secret::new(value.value.clone()), TokenSource::Configured));
     }
     let path = token_file(config);

@@ -115,7 +115,7 @@ impl Stack {
 
     /// The log file of `service`: `<log-dir>/ocg-<service>.log`.
     pub fn log_file(&self, service: &str) -> PathBuf {
-        self.config.log_dir.join(format!("ocg-{service}.log"))
+        crate::log_file::path(&self.config.log_dir, service)
     }
 
     /// The spec of each service, in start order.

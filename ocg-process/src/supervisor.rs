@@ -46,7 +46,7 @@ impl PidFileSupervisor {
 
     /// The log file of service `name`.
     pub fn log_file(&self, name: &str) -> PathBuf {
-        self.log_dir.join(format!("ocg-{name}.log"))
+        log_file::path(&self.log_dir, name)
     }
 
     /// The last `lines` lines of the log of `name` (empty when unreadable).
