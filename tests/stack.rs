@@ -236,7 +236,17 @@ fn services_run_alone_with_the_same_config_and_shut_down_cleanly() {
         "env.config names the socket"
     );
 
-    let (code, body) = unix_http_get(&socket, "/health").unwrap();
+    // The socket exists from the bind; the agent answers once it has set up
+    // (store, tools, sandbox probe), which a loaded machine makes slow.
+    let mut answer = None;
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            answer = unix_http_get(&socket, "/health");
+            answer.is_some()
+        }),
+        "the agent answers on its socket"
+    );
+    let (code, body) = answer.unwrap();
     assert_eq!(code, 200);
     assert!(body.contains("\"service\":\"agent\""), "{body}");
     assert!(
