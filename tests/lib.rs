@@ -151,6 +151,32 @@ impl Drop for Install {
     }
 }
 
+/// A service started by a test itself (not through `ocg start`, so no pid
+/// file names it): killed and reaped when dropped, so a failing test leaves
+/// nothing running.
+#[derive(Debug)]
+pub struct KillOnDrop(pub std::process::Child);
+
+impl std::ops::Deref for KillOnDrop {
+    type Target = std::process::Child;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for KillOnDrop {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A finished command.
 #[derive(Debug)]
 pub struct Run(pub Output);

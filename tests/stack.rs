@@ -5,7 +5,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::Stdio;
 use std::time::Duration;
 
-use ocg_tests::{Install, alive, exists, http_get, unix_http_get, wait_until};
+use ocg_tests::{Install, KillOnDrop, alive, exists, http_get, unix_http_get, wait_until};
 
 #[test]
 fn start_status_stop_follow_the_documented_process_model() {
@@ -218,13 +218,15 @@ fn services_run_alone_with_the_same_config_and_shut_down_cleanly() {
     .unwrap();
     let spawn = |name: &str| {
         let log = std::fs::File::create(install.path(&format!("{name}.stderr"))).unwrap();
-        install
-            .command(name)
-            .env_remove("OCG_AGENT_SOCK")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap()
+        KillOnDrop(
+            install
+                .command(name)
+                .env_remove("OCG_AGENT_SOCK")
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .unwrap(),
+        )
     };
     let mut embedding = spawn("ocg-embedding");
     let addr_file = install.pid_dir().join("ocg-embedding.addr");
