@@ -3,6 +3,7 @@
 
 pub mod fake_llm;
 pub mod fake_telegram;
+pub mod fast_model;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

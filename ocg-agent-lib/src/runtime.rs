@@ -761,12 +761,12 @@ mod tests {
 
     #[async_trait]
     impl ToolExecutor for Upper {
-        fn definitions(&self) -> Vec<crate::providers::ToolSpec> {
-            vec![crate::providers::ToolSpec {
+        fn definitions(&self) -> Arc<[crate::providers::ToolSpec]> {
+            Arc::new([crate::providers::ToolSpec {
                 name: "upper".into(),
                 description: "uppercase text".into(),
                 parameters: serde_json::json!({"type":"object","properties":{"text":{"type":"string"}}}),
-            }]
+            }])
         }
         async fn call(&self, _: Option<&str>, call: &ToolCall) -> ToolOutput {
             ToolOutput {

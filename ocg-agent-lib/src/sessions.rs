@@ -7,6 +7,13 @@
 //! inserted in one transaction after the turn completes: a crash mid-turn
 //! leaves no half turn, and a turn whose `done` was sent is on disk.
 //!
+//! Turns that finish together are committed together (group commit): the
+//! first turn to queue takes the writer and commits every turn queued by
+//! then in one transaction, each under a savepoint of its own, so one bad
+//! turn fails alone. Each caller is answered only after the commit, so an
+//! acknowledged turn is always on disk, and a burst of turns costs one WAL
+//! write instead of one per turn.
+//!
 //! Compaction archives the oldest messages and stores a summary of them in
 //! the same transaction. Archived messages stay queryable through
 //! [`SessionStore::history`].
@@ -52,12 +59,25 @@ pub struct StoreStats {
 /// it writes, so a turn's context never queues behind another turn's commit).
 const READERS: usize = 2;
 
+/// How much of the database file a reader maps (address space, not memory).
+const READER_MMAP: i64 = 256 << 20;
+
 /// The session database. Cheap to clone; calls run on tokio's blocking pool.
 #[derive(Debug, Clone)]
 pub struct SessionStore {
     writer: Arc<Mutex<Connection>>,
     readers: Arc<Vec<Mutex<Connection>>>,
     next_reader: Arc<std::sync::atomic::AtomicUsize>,
+    /// Turns waiting for the next group commit.
+    pending: Arc<Mutex<Vec<PendingTurn>>>,
+}
+
+/// A turn queued for the group commit, and who waits for its turn number.
+#[derive(Debug)]
+struct PendingTurn {
+    key: String,
+    messages: Vec<NewMessage>,
+    done: tokio::sync::oneshot::Sender<Result<i64, AgentError>>,
 }
 
 const SCHEMA: &str = "
@@ -179,6 +199,9 @@ impl SessionStore {
                     | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
             )?;
             reader.busy_timeout(std::time::Duration::from_secs(5))?;
+            // Pages of the database file are read in place, not copied in by
+            // a syscall each time a commit has emptied the reader's cache.
+            reader.pragma_update(None, "mmap_size", READER_MMAP)?;
             readers.push(Mutex::new(reader));
         }
         store.readers = Arc::new(readers);
@@ -203,6 +226,7 @@ impl SessionStore {
             writer: Arc::new(Mutex::new(conn)),
             readers: Arc::new(Vec::new()),
             next_reader: Arc::default(),
+            pending: Arc::default(),
         })
     }
 
@@ -242,67 +266,51 @@ impl SessionStore {
         .map_err(|e| AgentError::Internal(format!("session store task failed: {e}")))?
     }
 
-    /// Store one turn's messages in one transaction.
+    /// Store one turn's messages, atomically; answers once they are
+    /// committed, with the turn's number in its session. Turns stored
+    /// concurrently share one transaction (see the module docs).
     pub async fn append_turn(
         &self,
         key: &str,
         messages: Vec<NewMessage>,
     ) -> Result<i64, AgentError> {
-        let key = key.to_owned();
-        self.run(move |conn| {
-            let tx = conn.transaction()?;
-            let now = now_ms();
-            let count = i64::try_from(messages.len()).unwrap_or(i64::MAX);
-            let turn: i64 = tx.query_row(
-                "INSERT INTO sessions (key, created_at, updated_at, last_turn, live_messages)
-                 VALUES (?1, ?2, ?2, 1, ?3)
-                 ON CONFLICT(key) DO UPDATE SET updated_at = excluded.updated_at,
-                     last_turn = sessions.last_turn + 1,
-                     live_messages = sessions.live_messages + excluded.live_messages
-                 RETURNING last_turn",
-                params![key, now, count],
-                |row| row.get(0),
-            )?;
-            {
-                let mut insert = tx.prepare_cached(
-                    "INSERT INTO messages
-                     (session_key, turn, role, content, tool_calls, tool_call_id, tokens, created_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                )?;
-                for new in &messages {
-                    let m = &new.message;
-                    let tool_calls = (!m.tool_calls.is_empty())
-                        .then(|| serde_json::to_string(&m.tool_calls))
-                        .transpose()
-                        .map_err(|e| AgentError::Internal(e.to_string()))?;
-                    insert.execute(params![
-                        key,
-                        turn,
-                        role_name(m.role),
-                        m.content,
-                        tool_calls,
-                        m.tool_call_id,
-                        new.tokens,
-                        now
-                    ])?;
-                }
-            }
-            tx.commit()?;
-            Ok(turn)
-        })
-        .await
+        let (done, committed) = tokio::sync::oneshot::channel();
+        let first = {
+            let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            pending.push(PendingTurn {
+                key: key.to_owned(),
+                messages,
+                done,
+            });
+            pending.len() == 1
+        };
+        if first {
+            // The first turn of an empty queue commits it; turns queued while
+            // it waits for the writer join its transaction.
+            let (writer, pending) = (self.writer.clone(), self.pending.clone());
+            let task = tokio::task::spawn_blocking(move || {
+                let mut conn = writer.lock().unwrap_or_else(|p| p.into_inner());
+                let batch = std::mem::take(&mut *pending.lock().unwrap_or_else(|p| p.into_inner()));
+                commit_turns(&mut conn, batch);
+            });
+            drop(task);
+        }
+        committed
+            .await
+            .map_err(|_| AgentError::Internal("session store task failed".into()))?
     }
 
     /// What the model sees of `key`: the latest summary and the messages not archived.
     pub async fn context(&self, key: &str) -> Result<SessionContext, AgentError> {
         let key = key.to_owned();
         self.read(move |conn| {
+            // Statements on the per-turn path are prepared once per
+            // connection (`prepare_cached`), not parsed on every turn.
             let summary = conn
-                .query_row(
+                .prepare_cached(
                     "SELECT content FROM summaries WHERE session_key = ?1 ORDER BY id DESC LIMIT 1",
-                    params![key],
-                    |row| row.get(0),
-                )
+                )?
+                .query_row(params![key], |row| row.get(0))
                 .optional()?;
             let mut select = conn.prepare_cached(
                 "SELECT * FROM messages WHERE session_key = ?1 AND archived = 0 ORDER BY id",
@@ -450,6 +458,103 @@ impl SessionStore {
         })
         .await
     }
+}
+
+/// Commit `batch` in one transaction, each turn under a savepoint, and
+/// answer every turn: its number, or the error that failed it (a failed
+/// commit fails them all).
+fn commit_turns(conn: &mut Connection, batch: Vec<PendingTurn>) {
+    let mut results = Vec::with_capacity(batch.len());
+    let committed = insert_turns(conn, &batch, &mut results);
+    let mut results = results.into_iter();
+    for turn in batch {
+        let result = match &committed {
+            Ok(()) => results
+                .next()
+                .unwrap_or_else(|| Err(AgentError::Internal("turn not stored".into()))),
+            Err(error) => Err(AgentError::Internal(format!(
+                "storing the turn failed: {error}"
+            ))),
+        };
+        let _ = turn.done.send(result);
+    }
+}
+
+/// The transaction of [`commit_turns`]: one result per turn in `results`.
+/// A turn of a batch runs under a savepoint, so a failed one is undone
+/// alone; a batch of one needs none. The transaction statements are
+/// prepared once, like the inserts (this runs for every turn).
+fn insert_turns(
+    conn: &mut Connection,
+    batch: &[PendingTurn],
+    results: &mut Vec<Result<i64, AgentError>>,
+) -> Result<(), AgentError> {
+    let run = |conn: &Connection, sql: &str| -> Result<(), AgentError> {
+        conn.prepare_cached(sql)?.execute([])?;
+        Ok(())
+    };
+    run(conn, "BEGIN IMMEDIATE")?;
+    let outcome = (|| {
+        if let [turn] = batch {
+            let result = insert_turn(conn, &turn.key, &turn.messages);
+            let failed = result.is_err();
+            results.push(result);
+            return run(conn, if failed { "ROLLBACK" } else { "COMMIT" });
+        }
+        for turn in batch {
+            run(conn, "SAVEPOINT turn")?;
+            let result = insert_turn(conn, &turn.key, &turn.messages);
+            if result.is_err() {
+                run(conn, "ROLLBACK TO turn")?;
+            }
+            run(conn, "RELEASE turn")?;
+            results.push(result);
+        }
+        run(conn, "COMMIT")
+    })();
+    if outcome.is_err() && !conn.is_autocommit() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    outcome
+}
+
+/// Insert one turn of `key` (in the caller's transaction); its number.
+fn insert_turn(conn: &Connection, key: &str, messages: &[NewMessage]) -> Result<i64, AgentError> {
+    let now = now_ms();
+    let count = i64::try_from(messages.len()).unwrap_or(i64::MAX);
+    let turn: i64 = conn
+        .prepare_cached(
+            "INSERT INTO sessions (key, created_at, updated_at, last_turn, live_messages)
+             VALUES (?1, ?2, ?2, 1, ?3)
+             ON CONFLICT(key) DO UPDATE SET updated_at = excluded.updated_at,
+                 last_turn = sessions.last_turn + 1,
+                 live_messages = sessions.live_messages + excluded.live_messages
+             RETURNING last_turn",
+        )?
+        .query_row(params![key, now, count], |row| row.get(0))?;
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO messages
+         (session_key, turn, role, content, tool_calls, tool_call_id, tokens, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?;
+    for new in messages {
+        let m = &new.message;
+        let tool_calls = (!m.tool_calls.is_empty())
+            .then(|| serde_json::to_string(&m.tool_calls))
+            .transpose()
+            .map_err(|e| AgentError::Internal(e.to_string()))?;
+        insert.execute(params![
+            key,
+            turn,
+            role_name(m.role),
+            m.content,
+            tool_calls,
+            m.tool_call_id,
+            new.tokens,
+            now
+        ])?;
+    }
+    Ok(turn)
 }
 
 fn ensure_session(conn: &Connection, key: &str) -> Result<(), AgentError> {
@@ -603,6 +708,97 @@ mod tests {
         // Opening again does not migrate twice.
         let store = SessionStore::open(&path).unwrap();
         assert_eq!(store.list().await.unwrap()[0].messages, 4);
+    }
+
+    #[tokio::test]
+    async fn turns_queued_together_commit_together_and_a_bad_one_fails_alone() {
+        let store = SessionStore::in_memory().unwrap();
+        store
+            .run(|conn| {
+                conn.execute_batch(
+                    "CREATE TRIGGER poison BEFORE INSERT ON messages WHEN NEW.content = 'poison'
+                     BEGIN SELECT RAISE(ABORT, 'poisoned'); END;",
+                )?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        // Hold the writer so that every turn queues behind it.
+        let writer = store.writer.clone();
+        let (held, hold) = std::sync::mpsc::channel();
+        let holder = std::thread::spawn(move || {
+            let _guard = writer.lock().unwrap();
+            held.send(()).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(300));
+        });
+        hold.recv().unwrap();
+        let mut turns = Vec::new();
+        for (key, text) in [
+            ("s:a", "one"),
+            ("s:b", "poison"),
+            ("s:a", "two"),
+            ("s:c", "x"),
+        ] {
+            let store = store.clone();
+            turns.push(tokio::spawn(async move {
+                store.append_turn(key, vec![msg(Role::User, text)]).await
+            }));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        assert_eq!(
+            store.pending.lock().unwrap().len(),
+            4,
+            "all queued behind the writer"
+        );
+        holder.join().unwrap();
+        let mut results = Vec::new();
+        for turn in turns {
+            results.push(turn.await.unwrap());
+        }
+        assert_eq!(results[0].as_ref().unwrap(), &1);
+        assert!(
+            results[1]
+                .as_ref()
+                .unwrap_err()
+                .to_string()
+                .contains("poisoned")
+        );
+        assert_eq!(results[2].as_ref().unwrap(), &2);
+        assert_eq!(results[3].as_ref().unwrap(), &1);
+        // The failed turn left nothing: no message, no session row.
+        assert_eq!(
+            store.stats().await.unwrap(),
+            StoreStats {
+                sessions: 2,
+                messages: 3
+            }
+        );
+        let texts: Vec<String> = store
+            .context("s:a")
+            .await
+            .unwrap()
+            .messages
+            .into_iter()
+            .map(|e| e.message.content)
+            .collect();
+        assert_eq!(texts, ["one", "two"]);
+        // Alone in its transaction, a bad turn fails the same way.
+        let error = store
+            .append_turn("s:d", vec![msg(Role::User, "poison")])
+            .await
+            .unwrap_err();
+        assert!(error.to_string().contains("poisoned"), "{error}");
+        assert_eq!(
+            store.stats().await.unwrap(),
+            StoreStats {
+                sessions: 2,
+                messages: 3
+            }
+        );
+        store
+            .append_turn("s:d", vec![msg(Role::User, "fine")])
+            .await
+            .unwrap();
     }
 
     #[tokio::test]

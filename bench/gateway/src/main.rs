@@ -1,21 +1,26 @@
 //! Run with: bench/gateway.sh   (builds release binaries, then runs this)
 //!
 //! The whole chain against its last hop: requests through the real gateway →
-//! agent → fake OpenAI-compatible server, against the same fake server called
-//! directly (the baseline), in the same run. Then idle WebSockets held open
+//! agent → the fast fake model ([`FastModel`]), against the same fake called
+//! directly (the baseline), in the same run; then throughput at 1, 16 and 64
+//! clients. Then idle WebSockets held open
 //! against the gateway, with its RSS. Prints one table.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use ocg_tests::bench::{BenchStack, percentile, rss_mb};
-use ocg_tests::fake_llm;
+use ocg_tests::fast_model::FastModel;
 
 const TOKEN: &str = "benchmark-token-0123456789abcdef";
 const REQUESTS: usize = 1000;
 const CONCURRENCY: usize = 64;
+const THROUGHPUT_REQUESTS: usize = 6400;
+/// Turns per conversation: a session's history grows to this many turns.
+const TURNS_PER_CHAT: usize = 8;
 
 fn body(stream: bool, user: Option<String>) -> serde_json::Value {
     let mut body = serde_json::json!({
@@ -47,7 +52,7 @@ async fn timed(
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.unwrap();
         // The first chunk carrying content (past the role-only chunk).
-        if first.is_none() && String::from_utf8_lossy(&chunk).contains("\"content\":\"e") {
+        if first.is_none() && String::from_utf8_lossy(&chunk).contains("\"content\":\"Hello") {
             first = Some(start.elapsed().as_secs_f64() * 1000.0);
         }
     }
@@ -61,19 +66,35 @@ async fn load(
     stream: bool,
     concurrency: usize,
 ) -> (Vec<f64>, Vec<f64>, f64) {
+    load_n(url, token, stream, concurrency, REQUESTS).await
+}
+
+/// `requests` requests from `concurrency` clients; each client keeps to its
+/// own sessions. Returns (totals, first chunks, requests per second).
+async fn load_n(
+    url: String,
+    token: Option<&'static str>,
+    stream: bool,
+    concurrency: usize,
+    requests: usize,
+) -> (Vec<f64>, Vec<f64>, f64) {
     let client = reqwest::Client::builder()
         .no_proxy()
         .pool_max_idle_per_host(256)
         .build()
         .unwrap();
+    static RUNS: AtomicUsize = AtomicUsize::new(0);
+    let run = RUNS.fetch_add(1, Ordering::Relaxed);
     let start = Instant::now();
     let mut tasks = Vec::new();
     for worker in 0..concurrency {
         let (client, url) = (client.clone(), url.clone());
         tasks.push(tokio::spawn(async move {
             let mut out = Vec::new();
-            for i in 0..REQUESTS / concurrency {
-                let user = token.map(|_| format!("bench{}", (worker * 7 + i) % 100));
+            for i in 0..requests / concurrency {
+                // Each client holds conversations of TURNS_PER_CHAT turns,
+                // each in a session of its own.
+                let user = token.map(|_| format!("bench{run}-{worker}-{}", i / TURNS_PER_CHAT));
                 out.push(timed(&client, &url, token, &body(stream, user)).await);
             }
             out
@@ -118,7 +139,7 @@ async fn main() -> anyhow::Result<()> {
             .unwrap_or_else(|| "target/release".into()),
     )
     .canonicalize()?;
-    let fake = fake_llm::start_openai();
+    let fake = FastModel::start();
     let stack = BenchStack::new(&bin, &fake.base_url, TOKEN);
     stack.ocg(&["start"]);
     let gateway = format!("http://127.0.0.1:{}/v1/chat/completions", stack.port);
@@ -143,9 +164,8 @@ async fn main() -> anyhow::Result<()> {
         ("streaming, time to first token, 1 client", true, 1),
         ("streaming, 64 clients", true, CONCURRENCY),
     ] {
-        // The fake always streams; its full read is the baseline for both.
         let (mut b_total, mut b_first, b_rate) =
-            load(direct.clone(), None, true, concurrency).await;
+            load(direct.clone(), None, stream, concurrency).await;
         let (mut g_total, mut g_first, g_rate) =
             load(gateway.clone(), Some(TOKEN), stream, concurrency).await;
         let (b, g) = if name.contains("first token") {
@@ -163,6 +183,37 @@ async fn main() -> anyhow::Result<()> {
             "| {name} | {b50:.3} / {b99:.3} | {g50:.3} / {g99:.3} | {:.3} / {:.3} | {b_rate:.0} / {g_rate:.0} ({:.2}x) |",
             g50 - b50,
             g99 - b99,
+            g_rate / b_rate
+        );
+    }
+
+    println!();
+    println!(
+        "Throughput, non-streaming turns, each stored durably before its answer ({THROUGHPUT_REQUESTS} per row;"
+    );
+    println!("baseline: the fast fake model alone, non-streaming). Goal ≥ 0.25× at 16 clients.");
+    println!();
+    println!("| clients | fake alone turns/s | through gateway turns/s | ratio |");
+    println!("|---|---|---|---|");
+    for concurrency in [1, 16, 64] {
+        let (_, _, b_rate) = load_n(
+            direct.clone(),
+            None,
+            false,
+            concurrency,
+            THROUGHPUT_REQUESTS,
+        )
+        .await;
+        let (_, _, g_rate) = load_n(
+            gateway.clone(),
+            Some(TOKEN),
+            false,
+            concurrency,
+            THROUGHPUT_REQUESTS,
+        )
+        .await;
+        println!(
+            "| {concurrency} | {b_rate:.0} | {g_rate:.0} | {:.2}x |",
             g_rate / b_rate
         );
     }

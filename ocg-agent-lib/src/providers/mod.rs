@@ -45,8 +45,8 @@ pub struct ToolSpec {
 pub struct CompletionRequest {
     /// The conversation; system messages first.
     pub messages: Vec<Message>,
-    /// Tools offered.
-    pub tools: Vec<ToolSpec>,
+    /// Tools offered (shared: the same list serves every round).
+    pub tools: std::sync::Arc<[ToolSpec]>,
     /// Model override (else the provider's configured model).
     pub model: Option<String>,
     /// Cap on the answer's tokens.

@@ -1,5 +1,7 @@
 //! [`ToolExecutor`]: the hook through which the runtime runs tool calls.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use ocg_core::ToolCall;
 
@@ -21,8 +23,9 @@ pub struct ToolOutput {
 /// model as data. Calls of one round may run concurrently.
 #[async_trait]
 pub trait ToolExecutor: Send + Sync {
-    /// The tools offered to the model.
-    fn definitions(&self) -> Vec<ToolSpec>;
+    /// The tools offered to the model. Asked for on every turn: build the
+    /// list once and hand out the shared copy.
+    fn definitions(&self) -> Arc<[ToolSpec]>;
 
     /// Run one call on behalf of `session_key`.
     async fn call(&self, session_key: Option<&str>, call: &ToolCall) -> ToolOutput;
@@ -42,8 +45,8 @@ pub struct NoTools;
 
 #[async_trait]
 impl ToolExecutor for NoTools {
-    fn definitions(&self) -> Vec<ToolSpec> {
-        Vec::new()
+    fn definitions(&self) -> Arc<[ToolSpec]> {
+        Arc::new([])
     }
 
     async fn call(&self, _session_key: Option<&str>, call: &ToolCall) -> ToolOutput {

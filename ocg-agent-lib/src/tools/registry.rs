@@ -20,6 +20,8 @@ use crate::providers::ToolSpec;
 pub struct ToolRegistry {
     tools: HashMap<&'static str, Arc<dyn Tool>>,
     order: Vec<&'static str>,
+    /// What the model is offered, built once: every turn shares it.
+    definitions: Arc<[ToolSpec]>,
     policy: Arc<ToolPolicy>,
 }
 
@@ -59,9 +61,19 @@ impl ToolRegistry {
                 tools.insert(tool.name(), tool);
             }
         }
+        let definitions = order
+            .iter()
+            .filter_map(|name| tools.get(name))
+            .map(|tool| ToolSpec {
+                name: tool.name().to_owned(),
+                description: tool.description().to_owned(),
+                parameters: tool.parameters(),
+            })
+            .collect();
         Ok(ToolRegistry {
             tools,
             order,
+            definitions,
             policy: Arc::new(policy),
         })
     }
@@ -79,16 +91,8 @@ impl ToolRegistry {
 
 #[async_trait]
 impl ToolExecutor for ToolRegistry {
-    fn definitions(&self) -> Vec<ToolSpec> {
-        self.order
-            .iter()
-            .filter_map(|name| self.tools.get(name))
-            .map(|tool| ToolSpec {
-                name: tool.name().to_owned(),
-                description: tool.description().to_owned(),
-                parameters: tool.parameters(),
-            })
-            .collect()
+    fn definitions(&self) -> Arc<[ToolSpec]> {
+        self.definitions.clone()
     }
 
     async fn call(&self, session_key: Option<&str>, call: &ToolCall) -> ToolOutput {

@@ -28,6 +28,7 @@ use async_trait::async_trait;
 use ocg_core::{Message, Role, ToolCall, Usage};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use super::transport::{self, Endpoint, EventParser, Item, SseEvent};
 use super::{
@@ -146,7 +147,15 @@ impl LlmProvider for AnthropicProvider {
     }
 
     async fn stream(&self, request: &CompletionRequest) -> Result<ProviderStream, ProviderError> {
-        let body = wire_request(request, &self.endpoint.model, self.max_tokens_default);
+        let tools = self.endpoint.tools_json(&request.tools, |list| {
+            serde_json::value::to_raw_value(&list.iter().map(wire_tool).collect::<Vec<_>>())
+        })?;
+        let body = wire_request(
+            request,
+            &self.endpoint.model,
+            self.max_tokens_default,
+            tools.as_deref(),
+        );
         let parser = EventsParser::new(self.endpoint.name.clone());
         self.endpoint.stream(&body, parser).await
     }
@@ -162,8 +171,9 @@ struct WireRequest<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     system: Option<String>,
     messages: Vec<WireMessage<'a>>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    tools: Vec<WireTool<'a>>,
+    /// The `[WireTool]` list, serialized once per tool list.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tools: Option<&'a RawValue>,
     #[serde(skip_serializing_if = "Option::is_none")]
     temperature: Option<f32>,
     stream: bool,
@@ -204,6 +214,7 @@ fn wire_request<'a>(
     request: &'a CompletionRequest,
     default_model: &'a str,
     max_tokens_default: u32,
+    tools: Option<&'a RawValue>,
 ) -> WireRequest<'a> {
     let system: Vec<&str> = request
         .messages
@@ -216,7 +227,7 @@ fn wire_request<'a>(
         max_tokens: request.max_tokens.unwrap_or(max_tokens_default),
         system: (!system.is_empty()).then(|| system.join("\n\n")),
         messages: wire_messages(&request.messages),
-        tools: request.tools.iter().map(wire_tool).collect(),
+        tools,
         temperature: request.temperature,
         stream: true,
     }

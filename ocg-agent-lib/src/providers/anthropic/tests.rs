@@ -163,11 +163,11 @@ async fn places_system_and_maps_tool_results() {
             tool_result("toolu_2", "error: invalid arguments"),
             Message::user("Thanks"),
         ],
-        tools: vec![ToolSpec {
+        tools: std::sync::Arc::new([ToolSpec {
             name: "weather".into(),
             description: "Weather in a city".into(),
             parameters: json!({"type":"object"}),
-        }],
+        }]),
         model: Some("claude-other".into()),
         max_tokens: Some(300),
         temperature: Some(0.25),

@@ -30,6 +30,7 @@ use async_trait::async_trait;
 use ocg_core::{Message, Role, ToolCall, Usage};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use super::transport::{self, Endpoint, EventParser, Item, SseEvent};
 use super::{
@@ -119,7 +120,10 @@ impl LlmProvider for OpenAiProvider {
     }
 
     async fn stream(&self, request: &CompletionRequest) -> Result<ProviderStream, ProviderError> {
-        let body = wire_request(request, &self.endpoint.model);
+        let tools = self.endpoint.tools_json(&request.tools, |list| {
+            serde_json::value::to_raw_value(&list.iter().map(wire_tool).collect::<Vec<_>>())
+        })?;
+        let body = wire_request(request, &self.endpoint.model, tools.as_deref());
         let parser = ChunkParser::new(self.endpoint.name.clone());
         self.endpoint.stream(&body, parser).await
     }
@@ -132,8 +136,9 @@ impl LlmProvider for OpenAiProvider {
 struct WireRequest<'a> {
     model: &'a str,
     messages: Vec<WireMessage<'a>>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    tools: Vec<WireTool<'a>>,
+    /// The `[WireTool]` list, serialized once per tool list.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tools: Option<&'a RawValue>,
     #[serde(skip_serializing_if = "Option::is_none")]
     max_tokens: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -187,11 +192,15 @@ struct WireFunction<'a> {
     parameters: &'a Value,
 }
 
-fn wire_request<'a>(request: &'a CompletionRequest, default_model: &'a str) -> WireRequest<'a> {
+fn wire_request<'a>(
+    request: &'a CompletionRequest,
+    default_model: &'a str,
+    tools: Option<&'a RawValue>,
+) -> WireRequest<'a> {
     WireRequest {
         model: request.model.as_deref().unwrap_or(default_model),
         messages: request.messages.iter().map(wire_message).collect(),
-        tools: request.tools.iter().map(wire_tool).collect(),
+        tools,
         max_tokens: request.max_tokens,
         temperature: request.temperature,
         stream: true,

@@ -142,11 +142,11 @@ async fn merges_tool_call_fragments_by_index() {
     let (url, seen) = fake(move || sse(body.clone())).await;
     let request = CompletionRequest {
         messages: vec![Message::user("weather?")],
-        tools: vec![ToolSpec {
+        tools: std::sync::Arc::new([ToolSpec {
             name: "weather".into(),
             description: "Weather in a city".into(),
             parameters: json!({"type":"object","properties":{"city":{"type":"string"}}}),
-        }],
+        }]),
         max_tokens: Some(100),
         temperature: Some(0.5),
         ..Default::default()

@@ -5,13 +5,15 @@
 //! [`EventParser`] for its stream and calls [`event_stream`].
 
 use std::collections::VecDeque;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::{Stream, StreamExt};
 use reqwest::header::{HeaderMap, HeaderValue};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
-use super::{ProviderError, ProviderEvent, ProviderStream};
+use super::{ProviderError, ProviderEvent, ProviderStream, ToolSpec};
 use crate::sse::SseDecoder;
 pub(in crate::providers) use crate::sse::SseEvent;
 
@@ -139,6 +141,36 @@ pub(in crate::providers) struct Endpoint {
     url: reqwest::Url,
     client: reqwest::Client,
     secret: Option<String>,
+    tools: ToolsJson,
+}
+
+/// The tool list in a vendor's wire form, serialized once per list: the
+/// runtime offers the same shared list ([`ToolSpec`]s behind one `Arc`) on
+/// every turn, so the JSON schemas are not walked and re-encoded each time.
+#[derive(Default)]
+struct ToolsJson {
+    last: std::sync::Mutex<Option<RenderedTools>>,
+}
+
+/// A tool list (held weakly: a dropped list is never matched again) and its JSON.
+type RenderedTools = (Weak<[ToolSpec]>, Arc<RawValue>);
+
+impl ToolsJson {
+    fn get(
+        &self,
+        tools: &Arc<[ToolSpec]>,
+        render: impl FnOnce(&[ToolSpec]) -> serde_json::Result<Box<RawValue>>,
+    ) -> serde_json::Result<Arc<RawValue>> {
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((list, json)) = last.as_ref() {
+            if list.upgrade().is_some_and(|list| Arc::ptr_eq(&list, tools)) {
+                return Ok(json.clone());
+            }
+        }
+        let json: Arc<RawValue> = render(tools)?.into();
+        *last = Some((Arc::downgrade(tools), json.clone()));
+        Ok(json)
+    }
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -168,7 +200,27 @@ impl Endpoint {
             name,
             model,
             secret: secret.filter(|s| !s.is_empty()),
+            tools: ToolsJson::default(),
         })
+    }
+
+    /// `tools` as the vendor's JSON (`render` turns a list into it), or
+    /// `None` for no tools; the same list is rendered only once.
+    pub(in crate::providers) fn tools_json(
+        &self,
+        tools: &Arc<[ToolSpec]>,
+        render: impl FnOnce(&[ToolSpec]) -> serde_json::Result<Box<RawValue>>,
+    ) -> Result<Option<Arc<RawValue>>, ProviderError> {
+        if tools.is_empty() {
+            return Ok(None);
+        }
+        self.tools
+            .get(tools, render)
+            .map(Some)
+            .map_err(|e| ProviderError::Protocol {
+                provider: self.name.clone(),
+                message: format!("tool definitions cannot be encoded: {e}"),
+            })
     }
 
     /// POST `body` and run `parser` over the streamed answer; an HTTP error

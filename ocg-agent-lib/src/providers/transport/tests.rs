@@ -58,3 +58,42 @@ fn arguments_parsing() {
         Value::String("{\"a\":".into())
     );
 }
+
+#[test]
+fn a_tool_list_is_serialized_once_per_list() {
+    let endpoint = Endpoint::new(
+        "test".into(),
+        "m".into(),
+        ("http://127.0.0.1:9/v1", "chat"),
+        HeaderMap::new(),
+        Duration::from_secs(1),
+        None,
+    )
+    .unwrap();
+    let spec = |name: &str| ToolSpec {
+        name: name.into(),
+        description: "d".into(),
+        parameters: serde_json::json!({"type": "object"}),
+    };
+    let renders = std::cell::Cell::new(0);
+    let render = |list: &[ToolSpec]| {
+        renders.set(renders.get() + 1);
+        serde_json::value::to_raw_value(&list.iter().map(|t| &t.name).collect::<Vec<_>>())
+    };
+    let list: Arc<[ToolSpec]> = Arc::new([spec("a"), spec("b")]);
+    let first = endpoint.tools_json(&list, render).unwrap().unwrap();
+    let again = endpoint.tools_json(&list.clone(), render).unwrap().unwrap();
+    assert_eq!(first.get(), r#"["a","b"]"#);
+    assert!(Arc::ptr_eq(&first, &again));
+    assert_eq!(renders.get(), 1);
+    // Another list (a changed tool set) is rendered anew.
+    let other: Arc<[ToolSpec]> = Arc::new([spec("c")]);
+    assert_eq!(
+        endpoint.tools_json(&other, render).unwrap().unwrap().get(),
+        r#"["c"]"#
+    );
+    assert_eq!(renders.get(), 2);
+    // No tools: no `tools` field at all.
+    let none: Arc<[ToolSpec]> = Arc::new([]);
+    assert!(endpoint.tools_json(&none, render).unwrap().is_none());
+}
