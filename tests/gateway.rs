@@ -146,6 +146,25 @@ async fn websocket_chat_over_a_real_socket() {
         "the fast request finished first, untangled"
     );
 
+    // A frame far longer than the gateway's 1 KiB read buffer arrives whole.
+    let long = "é".repeat(20_000);
+    socket
+        .send(Message::text(format!(
+            r#"{{"type":"chat","id":"long","session":"web:long","text":"{long}"}}"#
+        )))
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    loop {
+        let event = next_json(&mut socket).await;
+        match event["type"].as_str().unwrap() {
+            "delta" => answer.push_str(event["text"].as_str().unwrap()),
+            "done" => break,
+            other => panic!("unexpected {other}: {event}"),
+        }
+    }
+    assert_eq!(answer, format!("echo: {long}"));
+
     socket
         .send(Message::text(r#"{"type":"ping"}"#))
         .await

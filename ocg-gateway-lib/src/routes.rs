@@ -385,9 +385,10 @@ async fn chat_socket(
         .max_message_size(ws::MAX_FRAME)
         .max_frame_size(ws::MAX_FRAME)
         // tungstenite's defaults (128 KiB read buffer, 128 KiB write buffer)
-        // cost ~135 KiB per idle connection; frames here are small, and a
-        // slow reader is bounded by the per-connection queue instead.
-        .read_buffer_size(4 * 1024)
+        // cost ~135 KiB per idle connection; frames here are small (a
+        // longer one makes the buffer grow to its size while it is read),
+        // and a slow reader is bounded by the per-connection queue instead.
+        .read_buffer_size(WS_READ_BUFFER)
         .write_buffer_size(0)
         .on_upgrade(move |socket| {
             let (sink, stream) = socket.split();
@@ -402,6 +403,9 @@ async fn chat_socket(
             )
         }))
 }
+
+/// Bytes read from a WebSocket at a time, allocated with every connection.
+const WS_READ_BUFFER: usize = 1024;
 
 /// Bind `addr` and serve `router` until `shutdown` completes and in-flight
 /// requests end. A non-loopback `addr` needs `allow_public`.

@@ -80,14 +80,16 @@ pub fn event_frame(id: &str, event: &ChatEvent) -> String {
     value.to_string()
 }
 
-fn error_frame(id: Option<&str>, code: &str, message: &str) -> Message {
-    Message::Text(Utf8Bytes::from(
-        serde_json::json!({"type": "error", "id": id, "code": code, "message": message})
-            .to_string(),
-    ))
+fn error_frame(id: Option<&str>, code: &str, message: &str) -> String {
+    serde_json::json!({"type": "error", "id": id, "code": code, "message": message}).to_string()
 }
 
 /// Serve one connection until it closes, idles out or fails to authenticate.
+///
+/// One task per connection reads the client's frames, writes the frames
+/// queued by its requests' tasks, and pings; an idle connection holds no
+/// queue (it is made at the first request), so 10,000 idle WebSockets cost
+/// little more than their sockets.
 pub async fn serve_connection<S, R>(
     sink: S,
     mut stream: R,
@@ -100,36 +102,63 @@ pub async fn serve_connection<S, R>(
     S: Sink<Message> + Send + Unpin + 'static,
     R: Stream<Item = Result<Message, axum::Error>> + Send + Unpin,
 {
-    let (tx, rx) = mpsc::channel::<Message>(limits.queue);
-    let writer = tokio::spawn(write_frames(sink, rx, limits.ping_every));
+    let mut out = Outbox {
+        sink,
+        queue: None,
+        capacity: limits.queue,
+    };
     let running: Arc<Mutex<HashMap<String, AbortHandle>>> = Arc::default();
-
-    loop {
-        let wait = if authenticated {
+    let mut ping = tokio::time::interval_at(
+        tokio::time::Instant::now() + limits.ping_every,
+        limits.ping_every,
+    );
+    let wait = |authenticated: bool| {
+        if authenticated {
             limits.idle_timeout
         } else {
             limits.auth_timeout
-        };
-        let frame = match tokio::time::timeout(wait, stream.next()).await {
-            Ok(Some(Ok(frame))) => frame,
-            Ok(Some(Err(_))) | Ok(None) => break,
-            Err(_) => {
+        }
+    };
+    let idle = tokio::time::sleep(wait(authenticated));
+    tokio::pin!(idle);
+
+    loop {
+        let frame = tokio::select! {
+            frame = stream.next() => frame,
+            Some(text) = out.queued() => {
+                if out.write(Message::Text(Utf8Bytes::from(text))).await.is_err() {
+                    break;
+                }
+                continue;
+            }
+            _ = ping.tick() => {
+                if out.write(Message::Ping(Default::default())).await.is_err() {
+                    break;
+                }
+                continue;
+            }
+            () = &mut idle => {
                 let why = if authenticated {
                     "idle for too long"
                 } else {
                     "no auth frame in time"
                 };
-                let _ = tx.send(error_frame(None, "timeout", why)).await;
+                out.send_now(error_frame(None, "timeout", why)).await;
                 break;
             }
         };
+        let frame = match frame {
+            Some(Ok(frame)) => frame,
+            Some(Err(_)) | None => break,
+        };
+        idle.as_mut()
+            .reset(tokio::time::Instant::now() + wait(authenticated));
         let text = match frame {
             Message::Text(text) => text,
             Message::Close(_) => break,
             Message::Ping(_) | Message::Pong(_) => continue,
             Message::Binary(_) => {
-                let _ = tx
-                    .send(error_frame(None, "invalid_frame", "frames are JSON text"))
+                out.send_now(error_frame(None, "invalid_frame", "frames are JSON text"))
                     .await;
                 continue;
             }
@@ -137,8 +166,7 @@ pub async fn serve_connection<S, R>(
         let parsed: ClientFrame = match serde_json::from_str(text.as_str()) {
             Ok(frame) => frame,
             Err(error) => {
-                let _ = tx
-                    .send(error_frame(None, "invalid_frame", &error.to_string()))
+                out.send_now(error_frame(None, "invalid_frame", &error.to_string()))
                     .await;
                 continue;
             }
@@ -154,24 +182,21 @@ pub async fn serve_connection<S, R>(
                         }
                         Denied::Unauthorized => error_frame(None, "unauthorized", "wrong token"),
                     };
-                    let _ = tx.send(frame).await;
+                    out.send_now(frame).await;
                     break;
                 }
             }
             _ if !authenticated => {
-                let _ = tx
-                    .send(error_frame(
-                        None,
-                        "unauthorized",
-                        "send an auth frame first",
-                    ))
-                    .await;
+                out.send_now(error_frame(
+                    None,
+                    "unauthorized",
+                    "send an auth frame first",
+                ))
+                .await;
                 break;
             }
             ClientFrame::Ping => {
-                let _ = tx
-                    .send(Message::Text(Utf8Bytes::from_static(r#"{"type":"pong"}"#)))
-                    .await;
+                out.send_now(r#"{"type":"pong"}"#.to_owned()).await;
             }
             ClientFrame::Cancel { id } => {
                 let handle = {
@@ -180,13 +205,12 @@ pub async fn serve_connection<S, R>(
                 };
                 if let Some(handle) = handle {
                     handle.abort();
-                    let _ = tx
-                        .send(error_frame(
-                            Some(&id),
-                            "cancelled",
-                            "cancelled by the client",
-                        ))
-                        .await;
+                    out.send_now(error_frame(
+                        Some(&id),
+                        "cancelled",
+                        "cancelled by the client",
+                    ))
+                    .await;
                 }
             }
             ClientFrame::Chat { id, session, text } => {
@@ -212,15 +236,14 @@ pub async fn serve_connection<S, R>(
                             agent.clone(),
                             request,
                             id.clone(),
-                            tx.clone(),
+                            out.sender(),
                         ));
                         map.insert(id.clone(), task.abort_handle());
                     }
                     refusal
                 };
                 if let Some(why) = refusal {
-                    let _ = tx
-                        .send(error_frame(Some(&id), "invalid_request", why))
+                    out.send_now(error_frame(Some(&id), "invalid_request", why))
                         .await;
                 }
             }
@@ -234,15 +257,79 @@ pub async fn serve_connection<S, R>(
     for handle in handles {
         handle.abort();
     }
-    drop(tx);
-    let _ = writer.await;
+    out.close().await;
+}
+
+/// The writing side of a connection: the socket, and the queue the
+/// requests' tasks write their frames into (made at the first request).
+struct Outbox<S> {
+    sink: S,
+    queue: Option<(mpsc::Sender<String>, mpsc::Receiver<String>)>,
+    capacity: usize,
+}
+
+impl<S: Sink<Message> + Unpin> Outbox<S> {
+    /// A sender for a request's task.
+    fn sender(&mut self) -> mpsc::Sender<String> {
+        let capacity = self.capacity.max(1);
+        let (tx, _) = self.queue.get_or_insert_with(|| mpsc::channel(capacity));
+        tx.clone()
+    }
+
+    /// The next frame a request queued; never ready without a queue.
+    async fn queued(&mut self) -> Option<String> {
+        match &mut self.queue {
+            Some((_, rx)) => rx.recv().await,
+            None => std::future::pending().await,
+        }
+    }
+
+    async fn write(&mut self, message: Message) -> Result<(), S::Error> {
+        self.sink.send(message).await
+    }
+
+    /// Send a frame of the connection itself (a refusal, a pong), after
+    /// the frames already queued, so the client sees them in order.
+    async fn send_now(&mut self, text: String) {
+        if let Some((_, rx)) = &mut self.queue {
+            while let Ok(queued) = rx.try_recv() {
+                if self
+                    .sink
+                    .send(Message::Text(Utf8Bytes::from(queued)))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        }
+        let _ = self.sink.send(Message::Text(Utf8Bytes::from(text))).await;
+    }
+
+    /// Write what the (aborted) requests still queue, then close.
+    async fn close(mut self) {
+        if let Some((tx, mut rx)) = self.queue.take() {
+            drop(tx);
+            while let Some(text) = rx.recv().await {
+                if self
+                    .sink
+                    .send(Message::Text(Utf8Bytes::from(text)))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        }
+        let _ = self.sink.send(Message::Close(None)).await;
+    }
 }
 
 async fn run_request(
     agent: Arc<dyn Agent>,
     request: ChatRequest,
     id: String,
-    tx: mpsc::Sender<Message>,
+    tx: mpsc::Sender<String>,
 ) {
     let mut events = match agent.chat_stream(request).await {
         Ok(events) => events,
@@ -255,11 +342,7 @@ async fn run_request(
     };
     while let Some(event) = events.next().await {
         let terminal = event.is_terminal();
-        if tx
-            .send(Message::Text(Utf8Bytes::from(event_frame(&id, &event))))
-            .await
-            .is_err()
-        {
+        if tx.send(event_frame(&id, &event)).await.is_err() {
             return;
         }
         if terminal {
@@ -273,27 +356,6 @@ async fn run_request(
             "the agent closed the stream",
         ))
         .await;
-}
-
-async fn write_frames<S>(mut sink: S, mut rx: mpsc::Receiver<Message>, ping_every: Duration)
-where
-    S: Sink<Message> + Unpin,
-{
-    let mut ping = tokio::time::interval(ping_every);
-    ping.tick().await;
-    loop {
-        let message = tokio::select! {
-            message = rx.recv() => match message {
-                Some(message) => message,
-                None => break,
-            },
-            _ = ping.tick() => Message::Ping(Default::default()),
-        };
-        if sink.send(message).await.is_err() {
-            return;
-        }
-    }
-    let _ = sink.send(Message::Close(None)).await;
 }
 
 #[cfg(test)]
@@ -397,6 +459,35 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_idle_connection_is_pinged_and_answers_after_it() {
+        let limits = WsLimits {
+            ping_every: Duration::from_millis(20),
+            ..WsLimits::default()
+        };
+        let mut client = connect(Arc::new(ScriptedAgent::new()), true, limits);
+        for _ in 0..2 {
+            let frame = tokio::time::timeout(Duration::from_secs(2), client.from_server.next())
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(matches!(frame, Message::Ping(_)), "{frame:?}");
+        }
+        // The first request makes the queue; its frames and the pings share the socket.
+        client.send(r#"{"type":"chat","id":"a","text":"hi"}"#);
+        assert_eq!(client.next_json().await["text"], "echo: hi");
+        assert_eq!(client.next_json().await["type"], "done");
+        drop(client.to_server);
+        let closed = loop {
+            match client.from_server.next().await {
+                Some(Message::Close(_)) | None => break true,
+                Some(Message::Ping(_)) => continue,
+                Some(other) => panic!("unexpected {other:?}"),
+            }
+        };
+        assert!(closed);
     }
 
     #[test]

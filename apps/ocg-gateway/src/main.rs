@@ -14,6 +14,11 @@ use ocg_gateway_lib::{GatewaySettings, GatewayState, ROUTES};
 use ocg_process::secrets::{self, TokenSource};
 use tracing_subscriber::EnvFilter;
 
+/// jemalloc instead of glibc's allocator: the memory of a spike (10,000
+/// WebSockets that closed) goes back to the system (see docs/gateway.md).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// OCG gateway: web UI, OpenAI-compatible API and WebSocket chat on 127.0.0.1:55003.
 #[derive(Debug, Parser)]
 #[command(version)]
