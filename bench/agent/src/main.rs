@@ -3,7 +3,9 @@
 //! Agent overhead per turn. Baseline: the same fake OpenAI-compatible server
 //! called directly with the same streamed request, in the same run. The
 //! agent runs as the real release binary on a temporary socket, storing
-//! every turn in SQLite. Prints one table.
+//! every turn in SQLite. Prints one table; then one session's turn cost at
+//! turn 1, 10,000 and 100,000 against a fresh session's, and the agent's RSS
+//! with 16 long sessions running at once.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
@@ -12,11 +14,17 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use ocg_tests::bench::{percentile, rss_mb};
-use ocg_tests::fake_llm;
+use ocg_tests::fast_model::FastModel;
 
 const TURNS: usize = 2000;
 const CONCURRENCY: usize = 32;
 const RSS_TURNS: usize = 10_000;
+/// Where one long session's turns are timed, and how many each time.
+const LONG_MARKS: [usize; 3] = [1, 10_000, 100_000];
+const LONG_WINDOW: usize = 500;
+/// Sessions run at once for the memory row, and turns each.
+const PARALLEL_SESSIONS: usize = 16;
+const PARALLEL_TURNS: usize = 5_000;
 
 struct Agent {
     child: Child,
@@ -43,6 +51,11 @@ fn start_agent(bin: &Path, llm_url: &str) -> Agent {
         .env("OCG_PID_DIR", dir.path().join("pids"))
         .env("OPENAI_BASE_URL", llm_url)
         .env("OPENAI_MODEL", "gpt-4o-mini")
+        // A local model's window rather than gpt-4o-mini's 128k tokens: the
+        // agent compacts a session as it outgrows it, so a long session's
+        // turn carries a bounded history (at 128k tokens of "hi" a turn would
+        // send some 12,000 messages).
+        .env("OCG_CONTEXT_WINDOW", "8192")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
@@ -145,7 +158,7 @@ async fn main() -> anyhow::Result<()> {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("target/release/ocg-agent"))
         .canonicalize()?;
-    let fake = fake_llm::start_openai();
+    let fake = FastModel::start();
     let agent = start_agent(&bin, &fake.base_url);
     let http = reqwest::Client::builder().no_proxy().build()?;
     let unix = reqwest::Client::builder()
@@ -224,6 +237,61 @@ async fn main() -> anyhow::Result<()> {
     println!();
     println!(
         "RSS of ocg-agent: {rss_start:.1} MB at start, {rss_end:.1} MB after {RSS_TURNS} turns (budget 30 MB)"
+    );
+
+    // One session, grown to 100,000 turns (compacted by the agent as it
+    // grows); at each mark, LONG_WINDOW of its turns are timed, then as
+    // many turns of fresh one-turn sessions, in the same run.
+    println!();
+    println!(
+        "One session's turn through the agent at its turn 1, 10,000 and 100,000, against a fresh session's turn right after ({LONG_WINDOW} turns each):"
+    );
+    println!();
+    println!(
+        "| session length (turns) | long session p50 / p99 (ms) | fresh session p50 / p99 (ms) | ratio p50 |"
+    );
+    println!("|---:|---:|---:|---:|");
+    let mut turns = 0;
+    for mark in LONG_MARKS {
+        while turns + 1 < mark {
+            through_agent(&unix, "long").await;
+            turns += 1;
+        }
+        let mut long = Vec::with_capacity(LONG_WINDOW);
+        for _ in 0..LONG_WINDOW {
+            long.push(through_agent(&unix, "long").await.0);
+            turns += 1;
+        }
+        let mut fresh = Vec::with_capacity(LONG_WINDOW);
+        for i in 0..LONG_WINDOW {
+            fresh.push(through_agent(&unix, &format!("fresh:{mark}:{i}")).await.0);
+        }
+        let (l50, l99, f50, f99) = (
+            percentile(&mut long, 0.5),
+            percentile(&mut long, 0.99),
+            percentile(&mut fresh, 0.5),
+            percentile(&mut fresh, 0.99),
+        );
+        println!(
+            "| {mark} | {l50:.3} / {l99:.3} | {f50:.3} / {f99:.3} | {:.2}x |",
+            l50 / f50
+        );
+    }
+
+    let client = unix.clone();
+    let (_, _, rate) = run(
+        PARALLEL_SESSIONS * PARALLEL_TURNS,
+        PARALLEL_SESSIONS,
+        move |i| {
+            let client = client.clone();
+            async move { through_agent(&client, &format!("parallel:{}", i / 1_000_000)).await }
+        },
+    )
+    .await;
+    println!();
+    println!(
+        "RSS of ocg-agent after {PARALLEL_SESSIONS} sessions ran {PARALLEL_TURNS} turns each at once ({rate:.0} turns/s): {:.1} MB (goal 30 MB)",
+        rss_mb(agent.child.id())
     );
     Ok(())
 }
