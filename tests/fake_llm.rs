@@ -11,7 +11,6 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use axum::serve::ListenerExt;
 use axum::{Json, Router};
 
 /// What the fake does for one request.
@@ -73,24 +72,7 @@ pub fn start_anthropic() -> FakeLlm {
 
 fn start(router: Router<Arc<Shared>>, suffix: &str) -> FakeLlm {
     let shared = Arc::new(Shared::default());
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let addr = listener.local_addr().unwrap();
-    let app = router.with_state(shared.clone());
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener)
-                .unwrap()
-                .tap_io(|tcp| {
-                    let _ = tcp.set_nodelay(true);
-                });
-            axum::serve(listener, app).await.unwrap();
-        });
-    });
+    let addr = crate::serve_on_own_thread(router.with_state(shared.clone()));
     FakeLlm {
         base_url: format!("http://{addr}{suffix}"),
         shared,

@@ -12,7 +12,6 @@ use axum::body::Bytes;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use axum::serve::ListenerExt;
 use serde::Deserialize;
 
 /// The answer, in the pieces it is streamed in.
@@ -26,27 +25,10 @@ pub struct FastModel {
 }
 
 impl FastModel {
-    /// Start it on 127.0.0.1 on a thread of its own (one single-threaded
-    /// runtime, so it competes for the cores no more than it must).
+    /// Start it on 127.0.0.1 on a thread of its own.
     pub fn start() -> Self {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let addr = listener.local_addr().unwrap();
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener)
-                    .unwrap()
-                    .tap_io(|tcp| {
-                        let _ = tcp.set_nodelay(true);
-                    });
-                let app = Router::new().route("/v1/chat/completions", post(complete));
-                axum::serve(listener, app).await.unwrap();
-            });
-        });
+        let app = Router::new().route("/v1/chat/completions", post(complete));
+        let addr = crate::serve_on_own_thread(app);
         FastModel {
             base_url: format!("http://{addr}/v1"),
         }

@@ -24,6 +24,31 @@ pub fn bin_dir() -> PathBuf {
     dir
 }
 
+/// Serve `app` on a free port of 127.0.0.1 from a thread of its own (one
+/// single-threaded runtime, so a fake server competes for the cores no more
+/// than it must); its address.
+pub fn serve_on_own_thread(app: axum::Router) -> std::net::SocketAddr {
+    use axum::serve::ListenerExt;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener)
+                .unwrap()
+                .tap_io(|tcp| {
+                    let _ = tcp.set_nodelay(true);
+                });
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    addr
+}
+
 /// A free TCP port on 127.0.0.1 (free when asked; tests use it at once).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

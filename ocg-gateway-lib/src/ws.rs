@@ -126,7 +126,7 @@ pub async fn serve_connection<S, R>(
         let frame = tokio::select! {
             frame = stream.next() => frame,
             Some(text) = out.queued() => {
-                if out.write(Message::Text(Utf8Bytes::from(text))).await.is_err() {
+                if out.write_text(text).await.is_err() {
                     break;
                 }
                 continue;
@@ -288,22 +288,21 @@ impl<S: Sink<Message> + Unpin> Outbox<S> {
         self.sink.send(message).await
     }
 
+    async fn write_text(&mut self, text: String) -> Result<(), S::Error> {
+        send_text(&mut self.sink, text).await
+    }
+
     /// Send a frame of the connection itself (a refusal, a pong), after
     /// the frames already queued, so the client sees them in order.
     async fn send_now(&mut self, text: String) {
         if let Some((_, rx)) = &mut self.queue {
             while let Ok(queued) = rx.try_recv() {
-                if self
-                    .sink
-                    .send(Message::Text(Utf8Bytes::from(queued)))
-                    .await
-                    .is_err()
-                {
+                if send_text(&mut self.sink, queued).await.is_err() {
                     return;
                 }
             }
         }
-        let _ = self.sink.send(Message::Text(Utf8Bytes::from(text))).await;
+        let _ = self.write_text(text).await;
     }
 
     /// Write what the (aborted) requests still queue, then close.
@@ -311,17 +310,12 @@ impl<S: Sink<Message> + Unpin> Outbox<S> {
         if let Some((tx, mut rx)) = self.queue.take() {
             drop(tx);
             while let Some(text) = rx.recv().await {
-                if self
-                    .sink
-                    .send(Message::Text(Utf8Bytes::from(text)))
-                    .await
-                    .is_err()
-                {
+                if self.write_text(text).await.is_err() {
                     return;
                 }
             }
         }
-        let _ = self.sink.send(Message::Close(None)).await;
+        let _ = self.write(Message::Close(None)).await;
     }
 }
 
@@ -356,6 +350,11 @@ async fn run_request(
             "the agent closed the stream",
         ))
         .await;
+}
+
+/// Write one JSON text frame to `sink`.
+async fn send_text<S: Sink<Message> + Unpin>(sink: &mut S, text: String) -> Result<(), S::Error> {
+    sink.send(Message::Text(Utf8Bytes::from(text))).await
 }
 
 #[cfg(test)]
