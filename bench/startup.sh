@@ -25,6 +25,10 @@ cd "$WORK"
 now_ms() { date +%s%N | awk '{printf "%.3f", $1/1e6}'; }
 median() { sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else printf "%.3f\n", (a[NR/2]+a[NR/2+1])/2}'; }
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+# "anonymous / file-backed" resident MB: the heap and stacks against mapped
+# code (the binary, FAISS, OpenBLAS, libstdc++), which is shared and
+# dropped by the kernel under pressure.
+rss_split() { awk '/^RssAnon/ {a=$2} /^RssFile/ {f=$2} END {printf "%.1f / %.1f", a/1024, f/1024}' "/proc/$1/status"; }
 
 starts=() stops=() floors=() rss_e=() rss_a=() rss_g=()
 for _ in $(seq "$RUNS"); do
@@ -38,6 +42,7 @@ for _ in $(seq "$RUNS"); do
     rss_e+=("$(rss_kb "$(cut -d' ' -f1 pids/ocg-embedding.pid)")")
     rss_a+=("$(rss_kb "$(cut -d' ' -f1 pids/ocg-agent.pid)")")
     rss_g+=("$(rss_kb "$(cut -d' ' -f1 pids/ocg-gateway.pid)")")
+    split_e=$(rss_split "$(cut -d' ' -f1 pids/ocg-embedding.pid)")
 
     t0=$(now_ms); "$BIN/ocg" stop >/dev/null; t1=$(now_ms)
     stops+=("$(echo "$t1 - $t0" | bc)")
@@ -56,7 +61,7 @@ printf '| %-28s | %13s | %11s | %6s | %s |\n' metric measured budget ratio "same
 printf '|%s|%s|%s|%s|%s|\n' "------------------------------" "---------------" "-------------" "--------" "------------------"
 row "ocg start (3 healthy)" "$(m "${starts[@]}")" ms 300 "floor 3x fork+exec ${floor} ms ($(echo "scale=1; $(m "${starts[@]}") / $floor" | bc)x)"
 row "ocg stop (cooperative)" "$(m "${stops[@]}")" ms 200 "-"
-row "idle RSS ocg-embedding" "$(echo "$(m "${rss_e[@]}") / 1024" | bc -l)" MB 15 "Go OCG claims ~50 MB"
+row "idle RSS ocg-embedding" "$(echo "$(m "${rss_e[@]}") / 1024" | bc -l)" MB 15 "Go OCG claims ~50 MB; last run anonymous / file-backed: $split_e MB"
 row "idle RSS ocg-agent" "$(echo "$(m "${rss_a[@]}") / 1024" | bc -l)" MB 15 "Go OCG claims ~50 MB"
 row "idle RSS ocg-gateway" "$(echo "$(m "${rss_g[@]}") / 1024" | bc -l)" MB 15 "Go OCG claims ~50 MB"
 echo

@@ -5,4 +5,6 @@
 # that, without cargo recompiling the programs for another feature set.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# ocg-embedding links FAISS's shared libraries (built once, cached).
+scripts/setup-faiss.sh >/dev/null
 cargo build --release --locked "$@" -p ocg -p ocg-embedding -p ocg-agent -p ocg-gateway

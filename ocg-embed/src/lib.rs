@@ -11,8 +11,9 @@
 //!   supervises llama.cpp's `llama-server` and embeds through it;
 //!   [`store::CollectionStore`] keeps collections in SQLite (the source of
 //!   truth) and searches them with FAISS ([`index`]); [`api`] is the HTTP
-//!   API over both. FAISS is compiled from source (cmake, BLAS), which is why
-//!   the agent, using only `client`, never links it.
+//!   API over both. FAISS is linked as shared libraries, one per SIMD level
+//!   (`scripts/setup-faiss.sh` builds them; `build.rs` finds them), so the
+//!   agent, using only `client`, never links it.
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

@@ -105,6 +105,10 @@ async fn serve(
     service::refuse_second_instance(&address).await?;
     let llama = LlamaEmbedder::start(settings.llama.clone());
     let store = open_store(&settings).await?;
+    match ocg_embed::index::FaissLibrary::loaded() {
+        Some(faiss) => tracing::info!(level = %faiss.level, library = %faiss.path, "FAISS loaded"),
+        None => tracing::info!("FAISS linked statically"),
+    }
     // Announce only once the model answers (or cannot), so `ocg start`
     // returns with embeddings ready; bounded by the start timeout.
     let wait = Duration::from_secs(config.start_timeout_secs.saturating_sub(2).max(1));

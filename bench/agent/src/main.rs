@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use ocg_tests::bench::{percentile, rss_mb};
+use ocg_tests::bench::{percentile, rss_mb, rss_parts_mb};
 use ocg_tests::fast_model::FastModel;
 
 const TURNS: usize = 2000;
@@ -288,10 +288,10 @@ async fn main() -> anyhow::Result<()> {
         },
     )
     .await;
+    let (rss, anon, file) = rss_parts_mb(agent.child.id());
     println!();
     println!(
-        "RSS of ocg-agent after {PARALLEL_SESSIONS} sessions ran {PARALLEL_TURNS} turns each at once ({rate:.0} turns/s): {:.1} MB (goal 30 MB)",
-        rss_mb(agent.child.id())
+        "RSS of ocg-agent after {PARALLEL_SESSIONS} sessions ran {PARALLEL_TURNS} turns each at once ({rate:.0} turns/s): {rss:.1} MB (goal 30 MB): {anon:.1} MB anonymous, {file:.1} MB file-backed (code, and database pages the readers map)"
     );
     Ok(())
 }

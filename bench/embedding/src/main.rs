@@ -3,7 +3,10 @@
 //!
 //! `bench-embedding index <dir>`: our FAISS index (ocg-embed's `VectorIndex`,
 //! HNSW) on `<dir>/base.f32` and `<dir>/queries.f32`, recall@10 against
-//! `<dir>/gt.i64`, one query per call, for a sweep of efSearch. One JSON line.
+//! `<dir>/gt.i64`, one query per call, for a sweep of efSearch. One JSON line,
+//! named by the FAISS level the loader mapped (bench/embedding.sh runs it
+//! once as the loader chooses, then under `ld.so --glibc-hwcaps-mask` for
+//! each lower level).
 //!
 //! `bench-embedding http <dir>`: the release `ocg-embedding` with the real
 //! model. Baseline: the same `llama-server` child, called directly in the same
@@ -19,7 +22,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use ocg_embed::index::{HnswParams, IndexKind, VectorIndex, normalize};
+use ocg_embed::index::{FaissLibrary, HnswParams, IndexKind, VectorIndex, normalize};
 use ocg_embed::store::{CollectionStore, PreparedItem};
 use ocg_tests::bench::EmbeddingService;
 use serde_json::{Value, json};
@@ -80,7 +83,8 @@ fn index_bench(dir: &Path, m: u32, ef_construction: u32) -> Value {
             json!({ "ef": ef, "qps": nq as f64 / secs, "recall": found as f64 / (nq * 10) as f64 }),
         );
     }
-    json!({ "name": "ocg-embed (faiss crate, static)", "build_s": build, "sweep": sweep })
+    let level = FaissLibrary::loaded().map_or_else(|| "static".to_owned(), |faiss| faiss.level);
+    json!({ "name": format!("ocg-embed, FAISS 1.12.0 {level}"), "build_s": build, "sweep": sweep })
 }
 
 /// One timed POST, in milliseconds.

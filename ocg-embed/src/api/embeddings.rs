@@ -135,6 +135,7 @@ pub(super) async fn info(State(engine): State<EmbeddingApi>) -> Json<Value> {
         "embedder_error": error,
         "llama": engine.llama.as_ref().map(LlamaEmbedder::status),
         "index": {
+            "faiss": crate::index::FaissLibrary::loaded(),
             "metric": "cosine",
             "kinds": { "flat": format!("below {} items", engine.hnsw.threshold), "hnsw": format!("from {} items", engine.hnsw.threshold) },
             "hnsw_threshold": engine.hnsw.threshold,
