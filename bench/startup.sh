@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Benchmark of the process manager and idle services (issue: workspace and
-# `ocg`). Prints one table: median of RUNS runs, the budget, the ratio to the
-# budget, and a floor measured in the same run (fork+exec+reap of three
-# `/bin/true`, the least any start of three processes can cost).
+# `ocg`). Prints one table: median of RUNS runs, the budget, the ratio to
+# the budget, and a floor measured in the same run (fork+exec+reap of three
+# `/bin/true`, the least any start of three processes can cost). `ocg start`
+# returns once the local chat model answers (its load is about 0.7 s here),
+# so that row is above its budget by design.
 #
 #   bench/startup.sh            # builds release binaries first
 #   RUNS=20 bench/startup.sh
@@ -59,7 +61,7 @@ echo "OCG process manager, release build, median of $RUNS runs ($(nproc) cores)"
 echo
 printf '| %-28s | %13s | %11s | %6s | %s |\n' metric measured budget ratio "same-run baseline"
 printf '|%s|%s|%s|%s|%s|\n' "------------------------------" "---------------" "-------------" "--------" "------------------"
-row "ocg start (3 healthy)" "$(m "${starts[@]}")" ms 300 "floor 3x fork+exec ${floor} ms ($(echo "scale=1; $(m "${starts[@]}") / $floor" | bc)x)"
+row "ocg start (3 healthy, model up)" "$(m "${starts[@]}")" ms 300 "floor 3x fork+exec ${floor} ms ($(echo "scale=1; $(m "${starts[@]}") / $floor" | bc)x)"
 row "ocg stop (cooperative)" "$(m "${stops[@]}")" ms 200 "-"
 row "idle RSS ocg-embedding" "$(echo "$(m "${rss_e[@]}") / 1024" | bc -l)" MB 15 "Go OCG claims ~50 MB; last run anonymous / file-backed: $split_e MB"
 row "idle RSS ocg-agent" "$(echo "$(m "${rss_a[@]}") / 1024" | bc -l)" MB 15 "Go OCG claims ~50 MB"
