@@ -165,6 +165,42 @@ impl AgentRuntime {
         self
     }
 
+    /// Hand the memory that turns freed back to the system once the agent
+    /// is idle ([`ocg_process::heap::release_free_memory`]): checked every
+    /// `every`, after a check that saw turns end since the last release,
+    /// then a whole period with none running or ending. Ends when the
+    /// runtime is dropped. Measured in bench/agent.sh: 16 long sessions at
+    /// once left 21–25 MB of anonymous memory without it, about 11 with it.
+    pub fn release_memory_when_idle(
+        &self,
+        every: std::time::Duration,
+    ) -> tokio::task::JoinHandle<()> {
+        let inner = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let (mut released_at, mut seen) = (0, 0);
+            loop {
+                tick.tick().await;
+                let Some(inner) = inner.upgrade() else { return };
+                let c = &inner.counters;
+                let ended = c.turns.load(Ordering::Relaxed) + c.errors.load(Ordering::Relaxed);
+                let idle = c.active.load(Ordering::Relaxed) == 0 && ended == seen;
+                if idle && ended != released_at {
+                    let released =
+                        tokio::task::spawn_blocking(ocg_process::heap::release_free_memory).await;
+                    tracing::debug!(
+                        ?released,
+                        turns = ended,
+                        "released freed memory after turns"
+                    );
+                    released_at = ended;
+                }
+                seen = ended;
+            }
+        })
+    }
+
     /// The session store.
     pub fn store(&self) -> &SessionStore {
         &self.inner.store

@@ -27,6 +27,8 @@
 pub mod child;
 mod error;
 mod foreground;
+#[allow(unsafe_code)]
+pub mod heap;
 pub mod log_file;
 pub mod ownership;
 mod pid_file;

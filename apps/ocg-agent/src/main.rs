@@ -121,6 +121,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         let router = server::router_with_token(runtime.clone(), token);
         tokio::spawn(server::serve_tcp(addr, router, until_stopped()))
     });
+    let _release = runtime.release_memory_when_idle(std::time::Duration::from_secs(1));
     let unix = tokio::spawn(socket.serve(server::router(runtime), until_stopped()));
     shutdown.await;
     let _ = stop.send(true);

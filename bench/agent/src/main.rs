@@ -57,6 +57,8 @@ fn start_agent(bin: &Path, llm_url: &str) -> Agent {
         // send some 12,000 messages).
         .env("OCG_CONTEXT_WINDOW", "8192")
         .env("RUST_LOG", "warn")
+        // Allocator settings to compare (GLIBC_TUNABLES=glibc.malloc.…).
+        .envs(std::env::vars().filter(|(key, _)| key == "GLIBC_TUNABLES"))
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
@@ -165,6 +167,11 @@ async fn main() -> anyhow::Result<()> {
         .unix_socket(agent.socket.as_path())
         .build()?;
     let rss_start = rss_mb(agent.child.id());
+    // `BENCH_AGENT_ONLY=parallel`: only the memory row, in a fresh agent.
+    if std::env::var("BENCH_AGENT_ONLY").as_deref() == Ok("parallel") {
+        parallel_sessions(&unix, &agent).await;
+        return Ok(());
+    }
 
     // Warm up both paths.
     for i in 0..50 {
@@ -278,6 +285,13 @@ async fn main() -> anyhow::Result<()> {
         );
     }
 
+    parallel_sessions(&unix, &agent).await;
+    Ok(())
+}
+
+/// The memory row: PARALLEL_SESSIONS sessions taking PARALLEL_TURNS turns
+/// each at once, then the agent's resident memory.
+async fn parallel_sessions(unix: &reqwest::Client, agent: &Agent) {
     let client = unix.clone();
     let (_, _, rate) = run(
         PARALLEL_SESSIONS * PARALLEL_TURNS,
@@ -289,9 +303,18 @@ async fn main() -> anyhow::Result<()> {
     )
     .await;
     let (rss, anon, file) = rss_parts_mb(agent.child.id());
+    // The agent hands freed memory back after a second without turns.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (idle, idle_anon, idle_file) = rss_parts_mb(agent.child.id());
     println!();
     println!(
-        "RSS of ocg-agent after {PARALLEL_SESSIONS} sessions ran {PARALLEL_TURNS} turns each at once ({rate:.0} turns/s): {rss:.1} MB (goal 30 MB): {anon:.1} MB anonymous, {file:.1} MB file-backed (code, and database pages the readers map)"
+        "RSS of ocg-agent after {PARALLEL_SESSIONS} sessions ran {PARALLEL_TURNS} turns each at once ({rate:.0} turns/s), goal 30 MB:"
     );
-    Ok(())
+    println!();
+    println!(
+        "| when | RSS (MB) | anonymous (MB) | file-backed: code, mapped database pages (MB) |"
+    );
+    println!("|---|---:|---:|---:|");
+    println!("| as the last turn ends | {rss:.1} | {anon:.1} | {file:.1} |");
+    println!("| 3 s later (idle) | {idle:.1} | {idle_anon:.1} | {idle_file:.1} |");
 }

@@ -828,8 +828,11 @@ mod tests {
         .await
         .unwrap();
         let id = number_after(&started, "started process ");
+        // A read returns as soon as there is new output, so it takes as many
+        // reads as the writes arrive in; until the exit, within 30 s.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         let mut read = String::new();
-        for _ in 0..10 {
+        while std::time::Instant::now() < deadline {
             read = call(
                 &tool,
                 serde_json::json!({"action": "read", "id": id, "wait_secs": 1}),
