@@ -325,10 +325,16 @@ pub struct FaissLibrary {
 
 impl FaissLibrary {
     /// The `libfaiss.so` mapped into this process (`/proc/self/maps`), if
-    /// FAISS is linked dynamically.
+    /// FAISS is linked dynamically. The loader maps it once, at start, so
+    /// the maps are read once.
     pub fn loaded() -> Option<FaissLibrary> {
-        let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
-        maps.lines().find_map(FaissLibrary::from_maps_line)
+        static LOADED: std::sync::OnceLock<Option<FaissLibrary>> = std::sync::OnceLock::new();
+        LOADED
+            .get_or_init(|| {
+                let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+                maps.lines().find_map(FaissLibrary::from_maps_line)
+            })
+            .clone()
     }
 
     fn from_maps_line(line: &str) -> Option<FaissLibrary> {
