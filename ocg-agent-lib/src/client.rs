@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures_util::StreamExt;
+use ocg_core::schedule::{Delivery, DeliveryOutcome, Job, JobPatch, JobRun, NewJob};
 use ocg_core::{
     Agent, ChatEvent, ChatRequest, ChatStream, Error, HealthCheck, HealthReport, HealthStatus,
     HistoryEntry, Memory, MemoryPage, NewMemory, Result, SessionInfo, StoredMemory,
@@ -290,6 +291,68 @@ impl Agent for AgentClient {
     async fn memory_delete(&self, id: &str) -> Result<()> {
         let path = format!("/v1/memory/{}", encode(id));
         self.call(reqwest::Method::DELETE, &path, None)
+            .await
+            .map(drop)
+    }
+
+    async fn job_create(&self, job: NewJob) -> Result<Job> {
+        let body = serde_json::to_value(&job)
+            .map_err(|e| Error::InvalidInput(format!("unencodable job: {e}")))?;
+        decode_body(
+            self.call(reqwest::Method::POST, "/v1/jobs", Some(body))
+                .await?,
+        )
+    }
+
+    async fn job_list(&self) -> Result<Vec<Job>> {
+        decode_body(self.call(reqwest::Method::GET, "/v1/jobs", None).await?)
+    }
+
+    async fn job_get(&self, id: &str) -> Result<Job> {
+        let path = format!("/v1/jobs/{}", encode(id));
+        decode_body(self.call(reqwest::Method::GET, &path, None).await?)
+    }
+
+    async fn job_update(&self, id: &str, patch: JobPatch) -> Result<Job> {
+        let body = serde_json::to_value(&patch)
+            .map_err(|e| Error::InvalidInput(format!("unencodable change: {e}")))?;
+        let path = format!("/v1/jobs/{}", encode(id));
+        decode_body(self.call(reqwest::Method::PATCH, &path, Some(body)).await?)
+    }
+
+    async fn job_delete(&self, id: &str) -> Result<()> {
+        let path = format!("/v1/jobs/{}", encode(id));
+        self.call(reqwest::Method::DELETE, &path, None)
+            .await
+            .map(drop)
+    }
+
+    async fn job_runs(&self, id: &str, limit: u64) -> Result<Vec<JobRun>> {
+        let path = format!("/v1/jobs/{}/runs?limit={limit}", encode(id));
+        decode_body(self.call(reqwest::Method::GET, &path, None).await?)
+    }
+
+    async fn job_run_now(&self, id: &str) -> Result<i64> {
+        let path = format!("/v1/jobs/{}/run", encode(id));
+        let body = self.call(reqwest::Method::POST, &path, None).await?;
+        body["occurrence_ms"]
+            .as_i64()
+            .ok_or_else(|| Error::unavailable("agent", "run answer without occurrence_ms"))
+    }
+
+    async fn deliveries_pending(&self, channels: &[String], wait_ms: u64) -> Result<Vec<Delivery>> {
+        let body = serde_json::json!({ "channels": channels, "wait_ms": wait_ms });
+        decode_body(
+            self.call(reqwest::Method::POST, "/v1/deliveries/pending", Some(body))
+                .await?,
+        )
+    }
+
+    async fn delivery_report(&self, key: &str, outcome: DeliveryOutcome) -> Result<()> {
+        let mut body = serde_json::to_value(&outcome)
+            .map_err(|e| Error::InvalidInput(format!("unencodable outcome: {e}")))?;
+        body["key"] = serde_json::Value::String(key.to_owned());
+        self.call(reqwest::Method::POST, "/v1/deliveries/report", Some(body))
             .await
             .map(drop)
     }

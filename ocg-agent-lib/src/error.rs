@@ -67,6 +67,9 @@ pub enum AgentError {
     /// No memory with that id.
     #[error("no memory {0:?}")]
     MemoryNotFound(String),
+    /// No scheduled job with that id.
+    #[error("no job {0:?}")]
+    JobNotFound(String),
     /// A bug or a failed background task.
     #[error("internal error: {0}")]
     Internal(String),
@@ -91,6 +94,7 @@ impl AgentError {
             AgentError::LocalModel(_) => "llm_unavailable",
             AgentError::MemoryUnavailable(_) => "memory_unavailable",
             AgentError::MemoryNotFound(_) => "memory_not_found",
+            AgentError::JobNotFound(_) => "job_not_found",
             AgentError::Llm { code, .. } | AgentError::Tool { code, .. } => code,
             _ => "internal_error",
         }
@@ -103,6 +107,7 @@ impl From<AgentError> for ocg_core::Error {
             AgentError::SessionNotFound(key) => ocg_core::Error::NotFound(format!("session {key}")),
             AgentError::InvalidInput(message) => ocg_core::Error::InvalidInput(message),
             AgentError::MemoryNotFound(id) => ocg_core::Error::NotFound(format!("memory {id}")),
+            AgentError::JobNotFound(id) => ocg_core::Error::NotFound(format!("job {id}")),
             AgentError::MemoryUnavailable(message) => {
                 ocg_core::Error::unavailable("memory", message)
             }

@@ -50,6 +50,8 @@ pub mod providers;
 #[cfg(feature = "runtime")]
 mod runtime;
 #[cfg(feature = "runtime")]
+pub mod schedule;
+#[cfg(feature = "runtime")]
 pub mod server;
 #[cfg(feature = "runtime")]
 pub mod sessions;

@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use futures_util::StreamExt;
+use ocg_core::schedule::{Delivery, DeliveryOutcome, Job, JobPatch, JobRun, NewJob};
 use ocg_core::{
     Agent, ChatEvent, ChatRequest, ChatStream, HealthCheck, HealthReport, HistoryEntry, Memory,
     MemoryPage, Message, NewMemory, Role, StoredMemory, ToolCall, Usage, VERSION,
@@ -19,6 +20,7 @@ use crate::context::{ContextBudget, compaction_slice, estimate_tokens, message_t
 use crate::event_stream::spawn_event_stream;
 use crate::memory::{MemoryBank, RecallConfig, recall_block};
 use crate::providers::{CompletionRequest, LlmProvider, NotReady, ProviderEvent};
+use crate::schedule::ScheduleStore;
 use crate::sessions::{NewMessage, SessionContext, SessionStore};
 use crate::{AgentError, ToolExecutor, ToolOutput};
 
@@ -89,6 +91,8 @@ struct Inner {
     started: Instant,
     /// Checks fixed at start (the exec sandbox), reported with the others.
     checks: Vec<HealthCheck>,
+    /// Scheduled jobs, when the agent offers scheduling.
+    schedules: Option<ScheduleStore>,
 }
 
 /// The agent, in process: implements [`Agent`].
@@ -152,6 +156,7 @@ impl AgentRuntime {
                 counters: Counters::default(),
                 started: Instant::now(),
                 checks: Vec::new(),
+                schedules: None,
             }),
         }
     }
@@ -161,6 +166,16 @@ impl AgentRuntime {
     pub fn with_check(mut self, check: HealthCheck) -> Self {
         if let Some(inner) = Arc::get_mut(&mut self.inner) {
             inner.checks.push(check);
+        }
+        self
+    }
+
+    /// Offer scheduling over `store` through [`Agent`]'s `job_*` and
+    /// `deliveries_*` calls (a [`Scheduler`](crate::schedule::Scheduler)
+    /// runs the jobs). Call before the runtime is shared.
+    pub fn with_schedules(mut self, store: ScheduleStore) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.schedules = Some(store);
         }
         self
     }
@@ -366,6 +381,51 @@ impl Agent for AgentRuntime {
         Ok(self.inner.memory()?.delete(id).await?)
     }
 
+    async fn job_create(&self, job: NewJob) -> ocg_core::Result<Job> {
+        Ok(self.inner.schedules()?.create(job).await?)
+    }
+
+    async fn job_list(&self) -> ocg_core::Result<Vec<Job>> {
+        Ok(self.inner.schedules()?.list().await?)
+    }
+
+    async fn job_get(&self, id: &str) -> ocg_core::Result<Job> {
+        Ok(self.inner.schedules()?.get(id).await?)
+    }
+
+    async fn job_update(&self, id: &str, patch: JobPatch) -> ocg_core::Result<Job> {
+        Ok(self.inner.schedules()?.update(id, patch).await?)
+    }
+
+    async fn job_delete(&self, id: &str) -> ocg_core::Result<()> {
+        Ok(self.inner.schedules()?.delete(id).await?)
+    }
+
+    async fn job_runs(&self, id: &str, limit: u64) -> ocg_core::Result<Vec<JobRun>> {
+        Ok(self.inner.schedules()?.runs(id, limit).await?)
+    }
+
+    async fn job_run_now(&self, id: &str) -> ocg_core::Result<i64> {
+        Ok(self.inner.schedules()?.request_run(id).await?)
+    }
+
+    async fn deliveries_pending(
+        &self,
+        channels: &[String],
+        wait_ms: u64,
+    ) -> ocg_core::Result<Vec<Delivery>> {
+        let wait = std::time::Duration::from_millis(wait_ms.min(60_000));
+        Ok(self
+            .inner
+            .schedules()?
+            .wait_pending(channels, 64, wait)
+            .await?)
+    }
+
+    async fn delivery_report(&self, key: &str, outcome: DeliveryOutcome) -> ocg_core::Result<()> {
+        Ok(self.inner.schedules()?.report(key, outcome).await?)
+    }
+
     async fn health(&self) -> HealthReport {
         let inner = &self.inner;
         let mut checks = vec![match inner.provider.check().await {
@@ -396,6 +456,12 @@ impl Agent for AgentRuntime {
 }
 
 impl Inner {
+    fn schedules(&self) -> Result<&ScheduleStore, ocg_core::Error> {
+        self.schedules.as_ref().ok_or_else(|| {
+            ocg_core::Error::Unsupported("this agent runs without scheduling".into())
+        })
+    }
+
     fn memory(&self) -> Result<&MemoryBank, ocg_core::Error> {
         self.memory.as_ref().ok_or_else(|| {
             ocg_core::Error::Unsupported("this agent runs without long-term memory".into())

@@ -52,7 +52,9 @@ impl IntoResponse for ApiError {
 impl From<AgentError> for ApiError {
     fn from(error: AgentError) -> Self {
         let status = match &error {
-            AgentError::SessionNotFound(_) | AgentError::MemoryNotFound(_) => StatusCode::NOT_FOUND,
+            AgentError::SessionNotFound(_)
+            | AgentError::MemoryNotFound(_)
+            | AgentError::JobNotFound(_) => StatusCode::NOT_FOUND,
             AgentError::MemoryUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             AgentError::InvalidInput(_) => StatusCode::BAD_REQUEST,
             AgentError::LocalModel(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -118,6 +120,12 @@ where
 /// | `POST /v1/memory` [`NewMemory`] | a [`StoredMemory`]; 201 when new, 200 when it updated a near-duplicate |
 /// | `GET /v1/memory/{id}` | one [`Memory`] |
 /// | `DELETE /v1/memory/{id}` | forget it |
+/// | `GET /v1/jobs`, `POST /v1/jobs` [`NewJob`](ocg_core::schedule::NewJob) | scheduled jobs; create answers 201 |
+/// | `GET`, `PATCH` [`JobPatch`](ocg_core::schedule::JobPatch), `DELETE /v1/jobs/{id}` | one job |
+/// | `GET /v1/jobs/{id}/runs?limit` | its latest runs, newest first |
+/// | `POST /v1/jobs/{id}/run` | run it now (202, `{"occurrence_ms"}`) |
+/// | `POST /v1/deliveries/pending` `{"channels","wait_ms"}` | chat deliveries for a gateway (long poll) |
+/// | `POST /v1/deliveries/report` `{"key","outcome":"sent"\|"failed","error"}` | what became of one |
 pub fn router(runtime: AgentRuntime) -> Router {
     Router::new()
         .route("/health", get(health))
@@ -133,6 +141,7 @@ pub fn router(runtime: AgentRuntime) -> Router {
         .route("/v1/memory", get(list_memories).post(store_memory))
         .route("/v1/memory/search", post(search_memories))
         .route("/v1/memory/{id}", get(get_memory).delete(delete_memory))
+        .merge(jobs::routes())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .with_state(runtime)
 }
@@ -461,5 +470,6 @@ impl AgentSocket {
     }
 }
 
+mod jobs;
 #[cfg(test)]
 mod tests;

@@ -88,6 +88,10 @@ pub struct AgentSettings {
     pub protected: Vec<PathBuf>,
     /// What the tools may do.
     pub tools: ToolPolicy,
+    /// The scheduler (`OCG_SCHEDULER`, default on); `None` when off.
+    pub scheduler: Option<crate::schedule::SchedulerConfig>,
+    /// The heartbeat (`OCG_HEARTBEAT_EVERY`); `None` when off (the default).
+    pub heartbeat: Option<crate::schedule::HeartbeatConfig>,
 }
 
 fn invalid(raw: &RawConfig, key: &str, reason: impl Into<String>) -> ConfigError {
@@ -255,6 +259,35 @@ impl AgentSettings {
         };
 
         let tools = tool_policy(raw, &provider)?;
+        let scheduler = match raw.parse("OCG_SCHEDULER", ocg_core::config::parse_bool)? {
+            Some(false) => None,
+            _ => Some(crate::schedule::SchedulerConfig {
+                lease: Duration::from_secs(
+                    raw.number_in("OCG_SCHEDULER_LEASE_SECS", 2u64..=3600)?
+                        .unwrap_or(60),
+                ),
+                webhook_allow_private: tools.web_allow_private,
+                ..Default::default()
+            }),
+        };
+        let heartbeat_every = raw.parse("OCG_HEARTBEAT_EVERY", |v| {
+            crate::schedule::parse_duration_ms(v)
+                .map_err(|e| e.to_string())
+                .and_then(|ms| {
+                    u64::try_from(ms)
+                        .ok()
+                        .filter(|ms| *ms >= 60_000)
+                        .ok_or_else(|| "the heartbeat beats at most once a minute".to_owned())
+                })
+        })?;
+        let heartbeat = heartbeat_every.map(|every_ms| crate::schedule::HeartbeatConfig {
+            every: Duration::from_millis(every_ms),
+            session: text(raw, &["OCG_HEARTBEAT_SESSION"]).unwrap_or_else(|| "heartbeat".into()),
+            checklist: raw.get("OCG_HEARTBEAT_FILE").map_or_else(
+                || workspace.join("HEARTBEAT.md"),
+                |s| PathBuf::from(&s.value),
+            ),
+        });
         Ok(AgentSettings {
             provider,
             runtime: RuntimeConfig {
@@ -280,6 +313,8 @@ impl AgentSettings {
             workspace,
             protected,
             tools,
+            scheduler,
+            heartbeat,
         })
     }
 

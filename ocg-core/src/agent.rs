@@ -9,6 +9,7 @@ use futures_core::Stream;
 
 use serde::{Deserialize, Serialize};
 
+use crate::schedule::{Delivery, DeliveryOutcome, Job, JobPatch, JobRun, NewJob};
 use crate::{
     ChatEvent, ChatReply, ChatRequest, Error, HealthReport, Memory, MemoryPage, Message, NewMemory,
     Result, StoredMemory,
@@ -153,6 +154,62 @@ pub trait Agent: Send + Sync {
         unsupported("memory")
     }
 
+    /// Create a scheduled job (validated: a bad schedule, target or
+    /// message is [`Error::InvalidInput`]).
+    async fn job_create(&self, job: NewJob) -> Result<Job> {
+        let _ = job;
+        unsupported("scheduling")
+    }
+
+    /// Every job, soonest next run first.
+    async fn job_list(&self) -> Result<Vec<Job>> {
+        unsupported("scheduling")
+    }
+
+    /// One job; an unknown id is [`Error::NotFound`].
+    async fn job_get(&self, id: &str) -> Result<Job> {
+        let _ = id;
+        unsupported("scheduling")
+    }
+
+    /// Change a job (pause, resume, reschedule, …).
+    async fn job_update(&self, id: &str, patch: JobPatch) -> Result<Job> {
+        let _ = (id, patch);
+        unsupported("scheduling")
+    }
+
+    /// Delete a job and its runs.
+    async fn job_delete(&self, id: &str) -> Result<()> {
+        let _ = id;
+        unsupported("scheduling")
+    }
+
+    /// A job's latest runs, newest first, at most `limit`.
+    async fn job_runs(&self, id: &str, limit: u64) -> Result<Vec<JobRun>> {
+        let _ = (id, limit);
+        unsupported("scheduling")
+    }
+
+    /// Run a job now, besides its schedule: queued for the scheduler, which
+    /// claims it like any occurrence; returns the occurrence's time (Unix ms).
+    async fn job_run_now(&self, id: &str) -> Result<i64> {
+        let _ = id;
+        unsupported("scheduling")
+    }
+
+    /// Deliveries queued for `channels`, oldest first; waits up to
+    /// `wait_ms` for one when none is queued.
+    async fn deliveries_pending(&self, channels: &[String], wait_ms: u64) -> Result<Vec<Delivery>> {
+        let _ = (channels, wait_ms);
+        unsupported("scheduling")
+    }
+
+    /// Record what became of a delivery; it is not handed out again.
+    async fn delivery_report(&self, key: &str, outcome: DeliveryOutcome) -> Result<()> {
+        let _ = (key, outcome);
+        unsupported("scheduling")
+    }
+
     /// Run a turn to the end and return its final message.
     async fn chat(&self, request: ChatRequest) -> Result<ChatReply> {
         let mut stream = self.chat_stream(request).await?;
@@ -230,6 +287,33 @@ impl<T: Agent + ?Sized> Agent for Arc<T> {
     async fn memory_delete(&self, id: &str) -> Result<()> {
         (**self).memory_delete(id).await
     }
+    async fn job_create(&self, job: NewJob) -> Result<Job> {
+        (**self).job_create(job).await
+    }
+    async fn job_list(&self) -> Result<Vec<Job>> {
+        (**self).job_list().await
+    }
+    async fn job_get(&self, id: &str) -> Result<Job> {
+        (**self).job_get(id).await
+    }
+    async fn job_update(&self, id: &str, patch: JobPatch) -> Result<Job> {
+        (**self).job_update(id, patch).await
+    }
+    async fn job_delete(&self, id: &str) -> Result<()> {
+        (**self).job_delete(id).await
+    }
+    async fn job_runs(&self, id: &str, limit: u64) -> Result<Vec<JobRun>> {
+        (**self).job_runs(id, limit).await
+    }
+    async fn job_run_now(&self, id: &str) -> Result<i64> {
+        (**self).job_run_now(id).await
+    }
+    async fn deliveries_pending(&self, channels: &[String], wait_ms: u64) -> Result<Vec<Delivery>> {
+        (**self).deliveries_pending(channels, wait_ms).await
+    }
+    async fn delivery_report(&self, key: &str, outcome: DeliveryOutcome) -> Result<()> {
+        (**self).delivery_report(key, outcome).await
+    }
 }
 
 #[async_trait]
@@ -281,5 +365,32 @@ impl<T: Agent + ?Sized> Agent for Box<T> {
     }
     async fn memory_delete(&self, id: &str) -> Result<()> {
         (**self).memory_delete(id).await
+    }
+    async fn job_create(&self, job: NewJob) -> Result<Job> {
+        (**self).job_create(job).await
+    }
+    async fn job_list(&self) -> Result<Vec<Job>> {
+        (**self).job_list().await
+    }
+    async fn job_get(&self, id: &str) -> Result<Job> {
+        (**self).job_get(id).await
+    }
+    async fn job_update(&self, id: &str, patch: JobPatch) -> Result<Job> {
+        (**self).job_update(id, patch).await
+    }
+    async fn job_delete(&self, id: &str) -> Result<()> {
+        (**self).job_delete(id).await
+    }
+    async fn job_runs(&self, id: &str, limit: u64) -> Result<Vec<JobRun>> {
+        (**self).job_runs(id, limit).await
+    }
+    async fn job_run_now(&self, id: &str) -> Result<i64> {
+        (**self).job_run_now(id).await
+    }
+    async fn deliveries_pending(&self, channels: &[String], wait_ms: u64) -> Result<Vec<Delivery>> {
+        (**self).deliveries_pending(channels, wait_ms).await
+    }
+    async fn delivery_report(&self, key: &str, outcome: DeliveryOutcome) -> Result<()> {
+        (**self).delivery_report(key, outcome).await
     }
 }

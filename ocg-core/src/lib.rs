@@ -28,6 +28,7 @@ mod embedding;
 mod error;
 mod health;
 mod memory;
+pub mod schedule;
 mod supervisor;
 mod vector_store;
 mod wire;

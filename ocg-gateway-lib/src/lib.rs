@@ -20,6 +20,8 @@
 
 pub mod auth;
 pub mod channels;
+mod cron;
+pub mod deliveries;
 mod error;
 #[cfg(fuzzing)]
 #[doc(hidden)]

@@ -62,6 +62,13 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     ("GET", "/api/memory/search", "token"),
     ("GET", "/api/memory/{id}", "token"),
     ("DELETE", "/api/memory/{id}", "token"),
+    ("GET", "/api/cron", "token"),
+    ("POST", "/api/cron", "token"),
+    ("GET", "/api/cron/{id}", "token"),
+    ("PATCH", "/api/cron/{id}", "token"),
+    ("DELETE", "/api/cron/{id}", "token"),
+    ("GET", "/api/cron/{id}/runs", "token"),
+    ("POST", "/api/cron/{id}/run", "token"),
     ("POST", "/v1/chat/completions", "token"),
     ("GET", "/v1/models", "token"),
     (
@@ -218,6 +225,7 @@ pub fn router(state: GatewayState) -> Router {
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/v1/models", get(openai::models))
         .merge(crate::memory::routes())
+        .merge(crate::cron::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/health", get(health))

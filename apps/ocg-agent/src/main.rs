@@ -7,12 +7,13 @@ use std::sync::Arc;
 use clap::Parser;
 use ocg_agent_lib::AgentRuntime;
 use ocg_agent_lib::memory::MemoryBank;
+use ocg_agent_lib::schedule::{ScheduleStore, Scheduler, SystemClock, spawn_heartbeat};
 use ocg_agent_lib::server::{self, AgentSocket};
 use ocg_agent_lib::sessions::SessionStore;
 use ocg_agent_lib::settings::AgentSettings;
 use ocg_agent_lib::tools::{self, ExecSandbox, ToolGroup, ToolRegistry, Workspace};
-use ocg_core::HealthCheck;
 use ocg_core::config::{Config, Sources};
+use ocg_core::{Agent, HealthCheck};
 use ocg_embed::{AddressFile, EmbeddingClient, EmbeddingEndpoint};
 use tracing_subscriber::EnvFilter;
 
@@ -86,11 +87,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let (embedding_token, _) = ocg_process::secrets::ensure_token(&config, ocg_embed::TOKEN_KEY)?;
     let memory = MemoryBank::new(Arc::new(EmbeddingClient::new(endpoint, &embedding_token)));
     let workspace = Arc::new(Workspace::new(&settings.workspace, &settings.protected)?);
+    let schedules = ScheduleStore::open(&settings.database, Arc::new(SystemClock))?;
     let builtin = tools::builtin(
         workspace,
         &settings.tools,
         Some(memory.clone()),
         store.clone(),
+        Some(schedules.clone()),
     );
     let processes = builtin.processes.clone();
     let registry = ToolRegistry::new(builtin.tools, settings.tools.clone())?;
@@ -105,7 +108,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Arc::new(registry),
         Some(memory),
         settings.runtime.clone(),
-    );
+    )
+    .with_schedules(schedules.clone());
     let runtime = match sandbox_check(&settings) {
         Some(check) => runtime.with_check(check),
         None => runtime,
@@ -122,9 +126,32 @@ async fn run(args: Args) -> anyhow::Result<()> {
         tokio::spawn(server::serve_tcp(addr, router, until_stopped()))
     });
     let _release = runtime.release_memory_when_idle(std::time::Duration::from_secs(1));
+    let agent: Arc<dyn Agent> = Arc::new(runtime.clone());
+    let scheduler = settings.scheduler.clone().map(|config| {
+        let scheduler = Scheduler::new(schedules.clone(), agent.clone(), config);
+        tracing::info!(owner = scheduler.owner(), "scheduler running");
+        scheduler.spawn(until_stopped())
+    });
+    let heartbeat = settings.heartbeat.clone().map(|config| {
+        tracing::info!(every = ?config.every, session = %config.session, "heartbeat on");
+        let owner = format!("heartbeat:{}", std::process::id());
+        spawn_heartbeat(
+            config,
+            schedules.clone(),
+            agent.clone(),
+            owner,
+            until_stopped(),
+        )
+    });
     let unix = tokio::spawn(socket.serve(server::router(runtime), until_stopped()));
     shutdown.await;
     let _ = stop.send(true);
+    if let Some(scheduler) = scheduler {
+        scheduler.await?;
+    }
+    if let Some(heartbeat) = heartbeat {
+        heartbeat.await?;
+    }
     processes.shutdown(std::time::Duration::from_secs(2)).await;
     unix.await??;
     if let Some(tcp) = tcp {

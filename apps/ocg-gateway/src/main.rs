@@ -9,6 +9,7 @@ use ocg_agent_lib::AgentClient;
 use ocg_core::Channel;
 use ocg_core::config::{Config, Sources};
 use ocg_gateway_lib::channels::ChannelBridge;
+use ocg_gateway_lib::deliveries::DeliveryPump;
 use ocg_gateway_lib::telegram::TelegramChannel;
 use ocg_gateway_lib::{GatewaySettings, GatewayState, ROUTES};
 use ocg_process::secrets::{self, TokenSource};
@@ -151,16 +152,25 @@ async fn run(args: Args) -> anyhow::Result<()> {
         state = state.with_hooks_in(hooks.token.expose().to_owned(), hooks.session_prefixes);
     }
     let mut channels = tokio::task::JoinSet::new();
+    let mut running: Vec<Arc<dyn Channel>> = Vec::new();
     if let Some(telegram) = settings.telegram {
         let telegram: Arc<dyn Channel> = Arc::new(TelegramChannel::new(telegram)?);
         state = state.with_channel(telegram.clone());
-        let bridge = Arc::new(ChannelBridge::new(agent, telegram));
+        running.push(telegram.clone());
+        let bridge = Arc::new(ChannelBridge::new(agent.clone(), telegram));
         channels.spawn(async move {
             if let Err(error) = bridge.run().await {
                 tracing::error!(channel = "telegram", "channel stopped: {error}");
             }
         });
     }
+    // What the agent's scheduler sends to chats goes out through them.
+    let pump = DeliveryPump::new(
+        agent,
+        running,
+        &config.data_dir.join("channels").join("deliveries.journal"),
+    )?;
+    channels.spawn(pump.run());
     let router = ocg_gateway_lib::router(state);
     // Channels stop as soon as the shutdown signal arrives (an update being
     // answered is answered again after the restart); HTTP requests drain.

@@ -16,6 +16,8 @@ use ocg_process::stack::{self, SERVICES, Stack};
 use ocg_process::{ForegroundSupervisor, RestartPolicy};
 use tracing_subscriber::EnvFilter;
 
+mod cron;
+
 /// OCG: a local-first AI agent platform. Starts, stops and inspects its services.
 #[derive(Debug, Parser)]
 #[command(version)]
@@ -76,6 +78,11 @@ enum Command {
         /// Send this message and print the reply, instead of reading input.
         #[arg(short, long)]
         message: Option<String>,
+    },
+    /// Scheduled jobs: add, list, rm, runs, run, pause, resume.
+    Cron {
+        #[command(subcommand)]
+        command: cron::CronCommand,
     },
     /// Print the version.
     Version,
@@ -208,6 +215,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Chat { session, message } => chat(&config_socket, session, message).await,
+        Command::Cron { command } => cron::run(&config_socket, command).await,
         Command::Version => unreachable!("handled before config resolution"),
     }
 }

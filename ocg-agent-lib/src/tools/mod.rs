@@ -15,6 +15,7 @@ pub mod patch;
 mod policy;
 mod process;
 mod registry;
+pub mod schedule;
 pub mod sessions;
 mod web;
 mod workspace;
@@ -113,12 +114,14 @@ impl std::fmt::Debug for BuiltinTools {
 
 /// Every built-in tool, before a policy filters them: the file tools in
 /// `workspace`, `exec`, `process` and `web_fetch` under `policy`, the memory
-/// tools when there is `memory`, and the session tools over `sessions`.
+/// tools when there is `memory`, the session tools over `sessions`, and
+/// `schedule` when there are `schedules`.
 pub fn builtin(
     workspace: std::sync::Arc<Workspace>,
     policy: &ToolPolicy,
     memory: Option<crate::memory::MemoryBank>,
     sessions: crate::sessions::SessionStore,
+    schedules: Option<crate::schedule::ScheduleStore>,
 ) -> BuiltinTools {
     use std::sync::Arc;
     let processes = Arc::new(ProcessTool::new((*workspace).clone(), policy.clone()));
@@ -142,5 +145,8 @@ pub fn builtin(
     }
     tools.push(Arc::new(self::sessions::SessionsListTool(sessions.clone())));
     tools.push(Arc::new(self::sessions::SessionHistoryTool(sessions)));
+    if let Some(schedules) = schedules {
+        tools.push(Arc::new(self::schedule::ScheduleTool(schedules)));
+    }
     BuiltinTools { tools, processes }
 }

@@ -19,16 +19,19 @@ pub enum ToolGroup {
     Memory,
     /// Other sessions: `sessions_list`, `session_history`.
     Sessions,
+    /// Scheduled jobs: `schedule`.
+    Schedule,
 }
 
 impl ToolGroup {
     /// Every group.
-    pub const ALL: [ToolGroup; 5] = [
+    pub const ALL: [ToolGroup; 6] = [
         ToolGroup::Fs,
         ToolGroup::Exec,
         ToolGroup::Web,
         ToolGroup::Memory,
         ToolGroup::Sessions,
+        ToolGroup::Schedule,
     ];
 
     /// The group's name in `OCG_TOOLS_ALLOW` / `OCG_TOOLS_DENY`.
@@ -39,6 +42,7 @@ impl ToolGroup {
             ToolGroup::Web => "web",
             ToolGroup::Memory => "memory",
             ToolGroup::Sessions => "sessions",
+            ToolGroup::Schedule => "schedule",
         }
     }
 }

@@ -133,6 +133,27 @@ pub const KEYS: &[KeySpec] = &[
     key("OCG_AUTO_RECALL", None, "recall memories before each turn"),
     key("OCG_RECALL_LIMIT", None, "memories recalled per turn"),
     key("OCG_RECALL_MINSCORE", None, "minimum recall score"),
+    key("OCG_SCHEDULER", Some("true"), "run scheduled jobs"),
+    key(
+        "OCG_SCHEDULER_LEASE_SECS",
+        Some("60"),
+        "seconds a run stays claimed without renewal",
+    ),
+    key(
+        "OCG_HEARTBEAT_EVERY",
+        None,
+        "heartbeat interval (30m, 1h); off when unset",
+    ),
+    key(
+        "OCG_HEARTBEAT_SESSION",
+        Some("heartbeat"),
+        "session of the heartbeat's turns (telegram:<chat> delivers there)",
+    ),
+    key(
+        "OCG_HEARTBEAT_FILE",
+        None,
+        "heartbeat checklist (default $OCG_WORKSPACE/HEARTBEAT.md)",
+    ),
     key("OCG_SYSTEM_PROMPT", None, "the agent's system prompt"),
     key(
         "OCG_CONTEXT_WINDOW",

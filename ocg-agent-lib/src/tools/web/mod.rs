@@ -77,6 +77,71 @@ impl WebFetchTool {
         }
     }
 
+    /// The tool's address rules alone, for POSTing webhooks: private
+    /// addresses refused unless `allow_private`.
+    pub fn with_private(allow_private: bool) -> Self {
+        WebFetchTool {
+            allow_private,
+            filter: is_public_address,
+            timeout: WEB_TIMEOUT,
+        }
+    }
+
+    /// POST `body` as JSON to `url` with `Idempotency-Key: key`, vetted like
+    /// a fetch (one vetted resolution, pinned; no redirects followed, no
+    /// proxy). A 2xx is success; a refused address, a 4xx or a timeout (it
+    /// may have arrived) is final; a failed lookup or connection, a 429 or a
+    /// 5xx is worth a retry.
+    pub async fn post_json(
+        &self,
+        url: &str,
+        body: &serde_json::Value,
+        key: &str,
+    ) -> Result<(), crate::schedule::WebhookError> {
+        use crate::schedule::WebhookError::{Failed, Retry};
+        let url = Url::parse(url.trim()).map_err(|e| Failed(format!("{url:?}: {e}")))?;
+        let addrs = match self.vet(&url).await {
+            Ok(addrs) => addrs,
+            Err(AgentError::Tool {
+                code: "dns_failed",
+                message,
+            }) => return Err(Retry(message)),
+            Err(error) => return Err(Failed(error.to_string())),
+        };
+        let mut builder = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .timeout(self.timeout)
+            .user_agent(concat!("ocg-scheduler/", env!("CARGO_PKG_VERSION")));
+        if let Some(Host::Domain(domain)) = host(&url) {
+            builder = builder.resolve_to_addrs(domain, &addrs);
+        }
+        let client = builder
+            .build()
+            .map_err(|e| Failed(format!("HTTP client: {e}")))?;
+        let response = client
+            .post(url.clone())
+            .header("Idempotency-Key", key)
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| {
+                if e.is_connect() {
+                    Retry(format!("{url}: {e}"))
+                } else {
+                    Failed(format!("{url}: {e} (not repeated: it may have arrived)"))
+                }
+            })?;
+        let status = response.status();
+        if status.is_success() {
+            Ok(())
+        } else if status.is_server_error() || status.as_u16() == 429 {
+            Err(Retry(format!("{url} answered {status}")))
+        } else {
+            Err(Failed(format!("{url} answered {status}")))
+        }
+    }
+
     /// The same tool with another time limit for a whole fetch.
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
