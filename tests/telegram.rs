@@ -9,23 +9,23 @@ use ocg_tests::fake_llm::{self, Script};
 use ocg_tests::fake_telegram::{self, FakeTelegram, Fault};
 use ocg_tests::{Install, http_get, wait_until};
 
-const UI_TOKEN: &str = "0123456789abcdef0123456789abcdef";
+pub(crate) const UI_TOKEN: &str = "0123456789abcdef0123456789abcdef";
 const BOT_TOKEN: &str = "123456:TEST-bot_token-SECRET";
 const WEBHOOK_SECRET: &str = "hook-secret_42";
-const LIMIT: Duration = Duration::from_secs(20);
+pub(crate) const LIMIT: Duration = Duration::from_secs(20);
 
 /// The agent and the gateway, started directly so the test can kill -9 and
 /// restart the gateway alone.
-struct Bot {
-    install: Install,
-    telegram: FakeTelegram,
-    vendor: fake_llm::FakeLlm,
-    agent: Child,
+pub(crate) struct Bot {
+    pub(crate) install: Install,
+    pub(crate) telegram: FakeTelegram,
+    pub(crate) vendor: fake_llm::FakeLlm,
+    agent: Option<Child>,
     gateway: Option<Child>,
 }
 
 impl Bot {
-    fn start(settings: &[(&str, &str)]) -> Bot {
+    pub(crate) fn start(settings: &[(&str, &str)]) -> Bot {
         let vendor = fake_llm::start_openai();
         let telegram = fake_telegram::start(BOT_TOKEN);
         let mut install = Install::new()
@@ -38,26 +38,64 @@ impl Bot {
             install = install.with(key, value);
         }
         std::fs::create_dir_all(install.path("logs")).unwrap();
-        let agent = install
-            .command("ocg-agent")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(install.path("logs/agent.log")).unwrap())
-            .spawn()
-            .unwrap();
-        let socket = install.socket();
-        assert!(
-            wait_until(LIMIT, || socket.exists()),
-            "the agent's socket appears"
-        );
         let mut bot = Bot {
             install,
             telegram,
             vendor,
-            agent,
+            agent: None,
             gateway: None,
         };
+        bot.start_agent();
         bot.start_gateway();
         bot
+    }
+
+    /// Start the agent (appending to logs/agent.log) and wait for its socket.
+    pub(crate) fn start_agent(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.install.path("logs/agent.log"))
+            .unwrap();
+        let _ = std::fs::remove_file(self.install.socket());
+        let agent = self
+            .install
+            .command("ocg-agent")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.agent = Some(agent);
+        let socket = self.install.socket();
+        assert!(
+            wait_until(LIMIT, || ocg_tests::unix_http_get(&socket, "/health")
+                .is_some()),
+            "the agent answers on its socket"
+        );
+    }
+
+    /// SIGKILL the agent: no shutdown code runs.
+    pub(crate) fn kill_agent(&mut self) {
+        if let Some(mut child) = self.agent.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    /// SIGTERM the agent and wait for its clean exit.
+    pub(crate) fn terminate_agent(&mut self) {
+        let mut child = self.agent.take().unwrap();
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap()),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        let status = child.wait().unwrap();
+        assert!(status.success(), "a clean exit: {status}");
+    }
+
+    pub(crate) fn agent_log(&self) -> String {
+        std::fs::read_to_string(self.install.path("logs/agent.log")).unwrap_or_default()
     }
 
     fn log_path(&self) -> std::path::PathBuf {
@@ -108,7 +146,7 @@ impl Bot {
         started.elapsed()
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
     }
 
@@ -127,13 +165,17 @@ impl Bot {
 impl Drop for Bot {
     fn drop(&mut self) {
         self.kill_gateway();
-        let _ = self.agent.kill();
-        let _ = self.agent.wait();
+        self.kill_agent();
     }
 }
 
 /// One HTTP/1.1 request with extra headers; status and body.
-fn request(method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String) {
+pub(crate) fn request(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String) {
     let authority = url
         .strip_prefix("http://")
         .unwrap()

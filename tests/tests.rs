@@ -5,6 +5,7 @@ mod agent;
 mod embedding;
 mod gateway;
 mod process;
+mod schedule;
 mod stack;
 mod telegram;
 mod tools;

@@ -238,6 +238,15 @@ impl AgentSettings {
             }
         }
         protected.extend(config.file().map(std::path::Path::to_path_buf));
+        let database = raw.get("OCG_DATABASE").map_or_else(
+            || config.data_dir.join("ocg.db"),
+            |s| PathBuf::from(&s.value),
+        );
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            let mut path = database.clone().into_os_string();
+            path.push(suffix);
+            protected.push(PathBuf::from(path));
+        }
 
         let tcp = match raw.parse("OCG_AGENT_ADDR", |v| {
             v.parse::<SocketAddr>()
@@ -308,7 +317,7 @@ impl AgentSettings {
                 raw.number_in("OCG_LLM_TIMEOUT", 1u64..=3600)?
                     .unwrap_or(120),
             ),
-            database: config.data_dir.join("ocg.db"),
+            database,
             tcp,
             workspace,
             protected,

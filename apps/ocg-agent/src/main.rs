@@ -146,6 +146,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let unix = tokio::spawn(socket.serve(server::router(runtime), until_stopped()));
     shutdown.await;
     let _ = stop.send(true);
+    schedules.close();
     if let Some(scheduler) = scheduler {
         scheduler.await?;
     }

@@ -156,6 +156,8 @@ pub struct ScheduleStore {
     pub(crate) jobs_changed: Arc<Notify>,
     /// Woken when a delivery is queued.
     pub(crate) deliveries_queued: Arc<Notify>,
+    /// Set by [`close`](ScheduleStore::close): long polls end.
+    closing: Arc<std::sync::atomic::AtomicBool>,
 }
 
 fn to_json<T: serde::Serialize>(value: &T) -> String {
@@ -386,7 +388,17 @@ impl ScheduleStore {
             clock,
             jobs_changed: Arc::default(),
             deliveries_queued: Arc::default(),
+            closing: Arc::default(),
         })
+    }
+
+    /// End the long polls of [`wait_pending`](Self::wait_pending) now and
+    /// from now on (the agent is shutting down; a waiting gateway must not
+    /// hold its exit up).
+    pub fn close(&self) {
+        self.closing
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.deliveries_queued.notify_waiters();
     }
 
     /// The clock this store dates with.
@@ -846,7 +858,8 @@ impl ScheduleStore {
             let queued = self.deliveries_queued.notified();
             let found = self.pending(channels, limit).await?;
             let now = tokio::time::Instant::now();
-            if !found.is_empty() || now >= deadline {
+            let closing = self.closing.load(std::sync::atomic::Ordering::SeqCst);
+            if !found.is_empty() || now >= deadline || closing {
                 return Ok(found);
             }
             let step = (deadline - now).min(std::time::Duration::from_secs(1));

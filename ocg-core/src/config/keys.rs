@@ -133,6 +133,11 @@ pub const KEYS: &[KeySpec] = &[
     key("OCG_AUTO_RECALL", None, "recall memories before each turn"),
     key("OCG_RECALL_LIMIT", None, "memories recalled per turn"),
     key("OCG_RECALL_MINSCORE", None, "minimum recall score"),
+    key(
+        "OCG_DATABASE",
+        None,
+        "the agent's SQLite database (default $OCG_DATA_DIR/ocg.db)",
+    ),
     key("OCG_SCHEDULER", Some("true"), "run scheduled jobs"),
     key(
         "OCG_SCHEDULER_LEASE_SECS",
