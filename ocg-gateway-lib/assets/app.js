@@ -1,5 +1,5 @@
 // OCG web UI: sign in, chat with streamed answers over one WebSocket, sessions,
-// status. Plain browser JavaScript: no build step, no dependencies.
+// memory, scheduled jobs, status. Plain browser JavaScript: no build step, no dependencies.
 //
 // Safety: text from the model, tools or the server is never parsed as HTML.
 // Every node is built with createElement/textContent; the Markdown renderer
@@ -633,6 +633,7 @@
     state.editing = null;
     state.confirming = null;
     resetMemoryView();
+    resetCronView();
     clearMessages();
     renderSessions();
   }
@@ -649,8 +650,8 @@
 
   // --------------------------------------------------------------- routing
 
-  const VIEWS = { '#status': 'status', '#memory': 'memory' };
-  const VIEW_TITLES = { status: 'Status · OCG', memory: 'Memory · OCG' };
+  const VIEWS = { '#status': 'status', '#memory': 'memory', '#schedules': 'schedules' };
+  const VIEW_TITLES = { status: 'Status · OCG', memory: 'Memory · OCG', schedules: 'Schedules · OCG' };
 
   function route() {
     const view = VIEWS[location.hash] || 'chat';
@@ -658,13 +659,18 @@
     $('chat-view').hidden = view !== 'chat';
     $('status-view').hidden = view !== 'status';
     $('memory-view').hidden = view !== 'memory';
-    for (const name of ['chat', 'status', 'memory']) {
+    $('schedules-view').hidden = view !== 'schedules';
+    for (const name of ['chat', 'status', 'memory', 'schedules']) {
       $(`tab-${name}`).toggleAttribute('aria-current', false);
     }
     $(`tab-${view}`).setAttribute('aria-current', 'page');
     $('menu-btn').hidden = view !== 'chat';
     document.title = VIEW_TITLES[view] || 'OCG';
     if (view === 'memory') loadMemories();
+    if (view === 'schedules') {
+      refreshSessionChoices();
+      startCronPolling();
+    } else stopCronPolling();
     if (view === 'status') startStatusPolling();
     else {
       stopStatusPolling();
@@ -1880,6 +1886,604 @@
     });
   }
 
+  // ------------------------------------------------------------- schedules
+
+  const CRON_POLL_MS = 5000;   // while the page is shown
+  const CRON_FAST_MS = 1500;   // while a run is asked for or running
+  const CRON_RUNS = 10;        // runs shown per job
+  const CRON_TEXT_MAX = 4000;  // characters of a reply or error shown
+  const cron = {
+    jobs: [],
+    runs: new Map(),      // job id -> [JobRun], newest first (open disclosures)
+    runErrors: new Map(), // job id -> why its runs did not load
+    open: new Set(),      // job ids whose runs are shown
+    waiting: new Map(),   // job id -> {occurrence, asked}: a run asked for, not yet ended
+    busy: new Set(),      // job ids with a request in flight
+    confirming: null,     // id whose deletion awaits confirmation
+    focusConfirm: false,
+    focusAfter: null,     // {id, role} or 'form': where focus goes after a render
+    unsupported: false,
+    seq: 0,
+    poll: 0,              // polling generation: a stopped poll never reschedules
+    timer: 0,
+    shown: '',            // what the list shows, to skip needless re-renders
+  };
+
+  const RUN_WORDS = { running: 'Running', ok: 'OK', error: 'Failed', interrupted: 'Interrupted', skipped: 'Skipped' };
+  const RUN_TONES = { running: 'running', ok: 'ok', error: 'unhealthy', interrupted: 'degraded', skipped: 'unknown' };
+  const TRIGGER_WORDS = { schedule: 'on schedule', manual: 'run now', retry: 'retry' };
+  const LOCAL_TIME_RE = /^(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}(?::\d{2})?)$/;
+  const cronPath = (id) => `/api/cron/${encodeURIComponent(id)}`;
+  const domId = (id) => String(id).replace(/[^\w-]/g, '_');
+  const isoOf = (ms) => (Number.isFinite(ms) ? new Date(ms).toISOString() : null);
+  const jobName = (job) => (job.name && job.name.trim()) || job.message || job.id;
+  /** Change a (live) text only when it differs: a poll must not re-announce it. */
+  const setText = (node, text) => { if (node.textContent !== text) node.textContent = text; };
+  const clipText = (text) => (text.length > CRON_TEXT_MAX
+    ? `${text.slice(0, CRON_TEXT_MAX)}… (${text.length - CRON_TEXT_MAX} more characters)`
+    : text);
+
+  function browserZone() {
+    try { return Intl.DateTimeFormat().resolvedOptions().timeZone || ''; } catch { return ''; }
+  }
+
+  /** A local date and time with the weekday, and the year when not this one. */
+  function formatWhen(ms) {
+    if (!Number.isFinite(ms)) return '—';
+    const date = new Date(ms);
+    const options = { weekday: 'short', month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit' };
+    if (date.getFullYear() !== new Date().getFullYear()) options.year = 'numeric';
+    return date.toLocaleString(undefined, options);
+  }
+
+  /** How far ahead `ms` is: "in 5 min", "in 2 h 10 min", "in 3 days". */
+  function formatUntil(ms) {
+    const diff = ms - Date.now();
+    if (diff <= 0) return 'due now';
+    if (diff < 60e3) return 'in less than a minute';
+    const minutes = Math.floor(diff / 60e3);
+    if (minutes < 60) return `in ${minutes} min`;
+    const hours = Math.floor(minutes / 60);
+    if (hours < 24) return minutes % 60 && hours < 10 ? `in ${hours} h ${minutes % 60} min` : `in ${hours} h`;
+    const days = Math.round(diff / 86400e3);
+    return days === 1 ? 'in 1 day' : `in ${days} days`;
+  }
+
+  function scheduleWords(s) {
+    if (!s || typeof s !== 'object') return 'unknown schedule';
+    if (s.kind === 'every') return `every ${s.every}`;
+    if (s.kind === 'cron') return `cron ${s.expr}${s.tz ? ` (${s.tz})` : ''}`;
+    if (s.kind === 'at') {
+      const ms = Date.parse(s.at);
+      return `once at ${Number.isFinite(ms) ? formatWhen(ms) : s.at}`;
+    }
+    return String(s.kind || 'unknown schedule');
+  }
+
+  function sessionWords(session) {
+    if (!session || session.kind !== 'named') return 'a fresh session each run';
+    const known = findSession(session.key);
+    return known && known.title ? `chat “${known.title}” (${session.key})` : session.key;
+  }
+
+  function deliveryWords(target, session) {
+    if (!target) {
+      return session && session.kind === 'named' ? 'nowhere: the reply stays in the run and the chat' : 'nowhere: the reply stays with the run';
+    }
+    if (target.kind === 'chat') return `${target.channel} chat ${target.chat_id}${target.thread_id ? `, thread ${target.thread_id}` : ''}`;
+    if (target.kind === 'webhook') return `webhook ${target.url}`;
+    return String(target.kind || 'unknown');
+  }
+
+  /** [badge tone, word] of a job. */
+  function jobState(job) {
+    if (!job.enabled) {
+      const stopped = job.disable_after_failures > 0 && job.consecutive_failures >= job.disable_after_failures;
+      return stopped ? ['unhealthy', `Stopped after ${job.consecutive_failures} failures`] : ['degraded', 'Paused'];
+    }
+    if (job.last_status === 'running') return ['running', 'Running'];
+    if (job.next_run_ms == null) return ['unknown', job.last_run_ms ? 'Done' : 'No next run'];
+    if (job.consecutive_failures > 0) return ['unhealthy', 'Failing'];
+    return ['ok', 'Active'];
+  }
+
+  function resetCronView() {
+    stopCronPolling();
+    Object.assign(cron, { jobs: [], confirming: null, focusConfirm: false, focusAfter: null, unsupported: false, shown: '' });
+    for (const key of ['runs', 'runErrors', 'open', 'waiting', 'busy']) cron[key].clear();
+    $('cron-list').replaceChildren();
+    $('cron-note').textContent = '';
+    $('cron-count').textContent = '';
+    $('cron-updated').textContent = '';
+    $('cron-add-error').textContent = '';
+    $('cron-add-btn').disabled = false;
+  }
+
+  function startCronPolling() {
+    stopCronPolling();
+    const generation = cron.poll;
+    const tick = async () => {
+      const live = () => generation === cron.poll && state.authed && state.view === 'schedules';
+      if (!live()) return;
+      if (document.visibilityState === 'visible') await loadCron();
+      if (!live() || cron.unsupported) return;
+      cron.timer = setTimeout(tick, cronBusy() ? CRON_FAST_MS : CRON_POLL_MS);
+    };
+    tick();
+  }
+
+  function stopCronPolling() {
+    cron.poll++;
+    clearTimeout(cron.timer);
+    cron.timer = 0;
+  }
+
+  /** Load now (and poll on from here) when the page is shown. */
+  function refreshCron() {
+    if (state.view === 'schedules') startCronPolling();
+  }
+
+  /** Poll faster while a run is asked for or running. */
+  function cronBusy() {
+    if (cron.waiting.size) return true;
+    // A run still "running" after ten minutes (an agent that died) is not worth polling fast for.
+    if (cron.jobs.some((job) => job.last_status === 'running' && Date.now() - job.last_run_ms < 600e3)) return true;
+    for (const id of cron.open) {
+      if ((cron.runs.get(id) || []).some((run) => run.status === 'running')) return true;
+    }
+    return false;
+  }
+
+  async function loadCron() {
+    if (!state.authed) return;
+    const seq = ++cron.seq;
+    const note = $('cron-note');
+    try {
+      const data = await api('GET', '/api/cron');
+      if (seq !== cron.seq) return;
+      const jobs = Array.isArray(data) ? data : [];
+      const ids = new Set(jobs.map((job) => job.id));
+      for (const id of [...cron.open]) {
+        if (!ids.has(id)) forgetCronJob(id);
+      }
+      const answers = await Promise.all([...cron.open].map((id) => api('GET', `${cronPath(id)}/runs?limit=${CRON_RUNS}`)
+        .then((runs) => ({ id, runs }), (error) => ({ id, error }))));
+      if (seq !== cron.seq || !state.authed) return;
+      for (const answer of answers) {
+        if (!answer.error) {
+          cron.runs.set(answer.id, Array.isArray(answer.runs) ? answer.runs : []);
+          cron.runErrors.delete(answer.id);
+        } else if (answer.error.status !== 404) {
+          cron.runErrors.set(answer.id, answer.error.message);
+        }
+      }
+      cron.jobs = jobs;
+      cron.unsupported = false;
+      $('cron-add-btn').disabled = false;
+      noteRunsEnded(jobs);
+      setText(note, '');
+      note.className = 'cron-note';
+      $('cron-updated').textContent = `Updated ${new Date().toLocaleTimeString()} · every ${CRON_POLL_MS / 1000} s`;
+    } catch (error) {
+      if (seq !== cron.seq || error.status === 401) return;
+      note.className = 'cron-note bad';
+      if (error.status === 501) {
+        cron.unsupported = true;
+        cron.jobs = [];
+        $('cron-add-btn').disabled = true;
+        setText(note, 'This agent does not run scheduled jobs.');
+      } else {
+        // Keep what was shown: a gateway that hiccups should not empty the page.
+        setText(note, `Could not load the schedules: ${error.message}`);
+      }
+    }
+    renderCron();
+  }
+
+  function forgetCronJob(id) {
+    cron.open.delete(id);
+    cron.runs.delete(id);
+    cron.runErrors.delete(id);
+    cron.waiting.delete(id);
+    if (cron.confirming === id) cron.confirming = null;
+  }
+
+  /** Say when a run asked for with "Run now" has ended. */
+  function noteRunsEnded(jobs) {
+    for (const [id, wait] of cron.waiting) {
+      const job = jobs.find((j) => j.id === id);
+      if (!job || Date.now() - wait.asked > 120e3) {
+        cron.waiting.delete(id);
+        continue;
+      }
+      if (job.last_status && job.last_status !== 'running' && job.last_run_ms >= wait.occurrence) {
+        cron.waiting.delete(id);
+        announce(`The run of “${jobName(job)}” ended: ${RUN_WORDS[job.last_status] || job.last_status}.`);
+      }
+    }
+  }
+
+  async function loadRuns(id) {
+    try {
+      const runs = await api('GET', `${cronPath(id)}/runs?limit=${CRON_RUNS}`);
+      cron.runs.set(id, Array.isArray(runs) ? runs : []);
+      cron.runErrors.delete(id);
+    } catch (error) {
+      if (error.status === 401) return;
+      cron.runErrors.set(id, error.message);
+    }
+    renderCron();
+  }
+
+  /** The focused control of the list, as {id, role}, to find it again after a render. */
+  function focusedCronControl() {
+    const active = document.activeElement;
+    if (!active || !$('cron-list').contains(active) || !active.dataset.role) return null;
+    const item = active.closest('.cron-item');
+    return item ? { id: item.dataset.id, role: active.dataset.role } : null;
+  }
+
+  function cronControl(id, role) {
+    for (const item of $('cron-list').querySelectorAll('.cron-item')) {
+      if (item.dataset.id === id) return item.querySelector(`[data-role="${role}"]`);
+    }
+    return null;
+  }
+
+  function renderCron() {
+    const list = $('cron-list');
+    const note = $('cron-note').textContent;
+    const count = cron.jobs.length;
+    const paused = cron.jobs.filter((job) => !job.enabled).length;
+    setText($('cron-count'), cron.unsupported ? ''
+      : `${count} ${count === 1 ? 'schedule' : 'schedules'}${paused ? ` · ${paused} paused` : ''}`);
+    const shown = JSON.stringify([cron.jobs, [...cron.open], [...cron.runs], [...cron.runErrors], [...cron.busy],
+      [...cron.waiting.keys()], cron.confirming, note]);
+    const pending = cron.focusConfirm || cron.focusAfter;
+    if (shown === cron.shown && !pending) {
+      refreshCronTimes();
+      return;
+    }
+    cron.shown = shown;
+    const focused = focusedCronControl();
+    list.replaceChildren(...cron.jobs.map(cronItem));
+    if (!count && !note) {
+      list.append(el('li', { class: 'cron-empty', text: 'No schedules yet. Create one above and the assistant runs it by itself.' }));
+    }
+    if (focused) {
+      const again = cronControl(focused.id, focused.role) || cronControl(focused.id, 'delete');
+      if (again) again.focus();
+    }
+    if (cron.focusConfirm) {
+      cron.focusConfirm = false;
+      const button = list.querySelector('[data-role="confirm-delete"]');
+      if (button) button.focus();
+    }
+    if (cron.focusAfter) {
+      const target = cron.focusAfter === 'form' ? $('cron-message') : cronControl(cron.focusAfter.id, cron.focusAfter.role);
+      cron.focusAfter = null;
+      if (target) target.focus();
+    }
+  }
+
+  /** Age the relative times in place (no re-render: a selection survives). */
+  function refreshCronTimes() {
+    for (const node of $('cron-list').querySelectorAll('[data-until]')) node.textContent = formatUntil(Number(node.dataset.until));
+    for (const node of $('cron-list').querySelectorAll('[data-since]')) node.textContent = formatRelative(Number(node.dataset.since));
+  }
+
+  function cronItem(job) {
+    const name = jobName(job);
+    const [tone, word] = jobState(job);
+    const open = cron.open.has(job.id);
+    const runsId = `cron-runs-${domId(job.id)}`;
+    const item = el('li', {
+      class: `cron-item${job.enabled ? '' : ' paused'}`,
+      'data-id': job.id,
+      'data-enabled': String(Boolean(job.enabled)),
+    });
+    item.append(el('div', { class: 'cron-item-head' },
+      el('h3', { class: 'cron-name', text: name }),
+      el('span', { class: `badge ${tone} cron-state`, text: word })));
+    item.append(el('p', { class: 'cron-schedule', text: scheduleWords(job.schedule) }));
+    if (job.message && job.message !== name) item.append(el('p', { class: 'cron-message-value', text: job.message }));
+
+    const facts = el('dl', { class: 'cron-facts' });
+    const fact = (role, label, ...value) => facts.append(el('div', { class: 'cron-fact', 'data-fact': role },
+      el('dt', { text: label }), el('dd', {}, ...value)));
+    if (!job.enabled) fact('next', 'Next run', 'none while paused');
+    else if (Number.isFinite(job.next_run_ms)) {
+      fact('next', 'Next run',
+        el('time', { datetime: isoOf(job.next_run_ms), text: formatWhen(job.next_run_ms) }),
+        ' · ',
+        el('span', { 'data-until': job.next_run_ms, text: formatUntil(job.next_run_ms) }));
+    } else fact('next', 'Next run', 'none');
+    if (job.last_status) {
+      fact('last', 'Last run',
+        el('span', { class: `cron-outcome ${RUN_TONES[job.last_status] || 'unknown'}`, text: RUN_WORDS[job.last_status] || job.last_status }),
+        Number.isFinite(job.last_run_ms) ? ' · ' : null,
+        Number.isFinite(job.last_run_ms)
+          ? el('time', { datetime: isoOf(job.last_run_ms), title: formatWhen(job.last_run_ms), 'data-since': job.last_run_ms, text: formatRelative(job.last_run_ms) })
+          : null,
+        job.consecutive_failures > 0
+          ? ` · ${job.consecutive_failures} ${job.consecutive_failures === 1 ? 'failure' : 'failures'} in a row` : null);
+    } else fact('last', 'Last run', 'not yet');
+    fact('session', 'Runs in', sessionWords(job.session));
+    fact('deliver', 'Delivers to', deliveryWords(job.deliver, job.session));
+    if (job.missed === 'skip') fact('missed', 'Missed runs', 'skipped');
+    if (job.origin) fact('origin', 'Set up in', job.origin);
+    item.append(facts);
+
+    const busy = cron.busy.has(job.id);
+    const actions = el('div', { class: 'cron-actions' },
+      el('button', {
+        type: 'button', class: 'btn sm', 'data-role': 'run', 'aria-label': `Run now: ${name}`,
+        'aria-disabled': busy ? 'true' : null, onclick: () => runCronNow(job.id),
+      }, 'Run now'),
+      el('button', {
+        type: 'button', class: 'btn sm', 'data-role': 'toggle', 'aria-label': `${job.enabled ? 'Pause' : 'Resume'}: ${name}`,
+        'aria-disabled': busy ? 'true' : null, onclick: () => setCronEnabled(job.id, !job.enabled),
+      }, job.enabled ? 'Pause' : 'Resume'),
+      el('button', {
+        type: 'button', class: 'btn ghost sm cron-runs-toggle', 'data-role': 'runs', 'aria-label': `Runs: ${name}`,
+        'aria-expanded': String(open), 'aria-controls': runsId, onclick: () => toggleRuns(job.id),
+      }, icon('chevron', 'cron-chevron'), el('span', { text: 'Runs' })),
+      el('button', {
+        type: 'button', class: 'icon-btn sm danger-hover cron-delete', 'data-role': 'delete', 'aria-label': `Delete: ${name}`,
+        title: 'Delete', onclick: () => { cron.confirming = job.id; cron.focusConfirm = true; renderCron(); },
+      }, icon('trash')));
+    item.append(actions);
+
+    if (cron.confirming === job.id) {
+      const cancel = () => {
+        cron.confirming = null;
+        cron.focusAfter = { id: job.id, role: 'delete' };
+        renderCron();
+      };
+      const preview = name.length > 60 ? `${name.slice(0, 59)}…` : name;
+      const row = el('div', { class: 'cron-confirm', role: 'group', 'aria-label': 'Confirm deletion' },
+        el('span', { class: 'confirm-text', text: `Delete “${preview}” and its runs?` }),
+        el('button', { type: 'button', class: 'btn danger sm', 'data-role': 'confirm-delete', text: 'Delete', onclick: () => deleteCron(job.id) }),
+        el('button', { type: 'button', class: 'btn ghost sm', 'data-role': 'cancel-delete', text: 'Cancel', onclick: cancel }));
+      row.addEventListener('keydown', (e) => { if (e.key === 'Escape') cancel(); });
+      item.append(row);
+    }
+
+    const panel = el('div', { class: 'cron-runs', id: runsId, role: 'region', 'aria-label': `Runs of ${name}`, hidden: !open });
+    if (open) {
+      const runs = cron.runs.get(job.id);
+      const error = cron.runErrors.get(job.id);
+      if (error) panel.append(el('p', { class: 'cron-runs-note bad', text: `Could not load the runs: ${error}` }));
+      if (runs && runs.length) panel.append(el('ol', { class: 'cron-run-list' }, ...runs.map(runItem)));
+      else if (runs) panel.append(el('p', { class: 'cron-runs-note', text: cron.waiting.has(job.id) ? 'Starting the run…' : 'No runs yet.' }));
+      else if (!error) panel.append(el('p', { class: 'cron-runs-note', text: 'Loading the runs…' }));
+    }
+    item.append(panel);
+    return item;
+  }
+
+  function runItem(run) {
+    const status = run.status || 'unknown';
+    const started = Number.isFinite(run.started_at_ms) ? run.started_at_ms : run.occurrence_ms;
+    const seconds = Number.isFinite(run.ended_at_ms) && Number.isFinite(run.started_at_ms)
+      ? Math.max(0, (run.ended_at_ms - run.started_at_ms) / 1000) : null;
+    const tokens = (run.prompt_tokens || 0) + (run.completion_tokens || 0);
+    const failedDelivery = typeof run.delivery === 'string' && run.delivery.startsWith('failed');
+    const item = el('li', { class: `cron-run ${status}`, 'data-status': status, 'data-trigger': run.trigger || '' },
+      el('div', { class: 'cron-run-head' },
+        el('time', { datetime: isoOf(started), text: formatWhen(started) }),
+        el('span', { class: `badge ${RUN_TONES[status] || 'unknown'}`, text: RUN_WORDS[status] || status }),
+        el('span', { class: 'cron-run-trigger', text: TRIGGER_WORDS[run.trigger] || run.trigger || '' }),
+        run.attempt > 1 ? el('span', { text: `attempt ${run.attempt}` }) : null,
+        seconds !== null ? el('span', { text: seconds < 10 ? `${seconds.toFixed(1)} s` : `${Math.round(seconds)} s` }) : null,
+        tokens ? el('span', { text: `${tokens} tokens` }) : null,
+        run.delivery ? el('span', { class: `cron-run-delivery${failedDelivery ? ' bad' : ''}`, text: `delivery ${run.delivery}` }) : null));
+    if (run.error) item.append(el('p', { class: 'cron-run-text cron-run-error', text: clipText(run.error) }));
+    if (run.reply) item.append(el('p', { class: 'cron-run-text cron-run-reply', text: clipText(run.reply) }));
+    else if (status === 'running') item.append(el('p', { class: 'cron-run-text muted', text: 'Running…' }));
+    return item;
+  }
+
+  function toggleRuns(id) {
+    if (cron.open.has(id)) cron.open.delete(id);
+    else {
+      cron.open.add(id);
+      loadRuns(id);
+    }
+    renderCron();
+  }
+
+  async function runCronNow(id) {
+    if (cron.busy.has(id)) return;
+    const job = cron.jobs.find((j) => j.id === id);
+    cron.busy.add(id);
+    renderCron();
+    try {
+      const answer = await api('POST', `${cronPath(id)}/run`);
+      const occurrence = answer && Number.isFinite(answer.occurrence_ms) ? answer.occurrence_ms : 0;
+      cron.waiting.set(id, { occurrence, asked: Date.now() });
+      cron.open.add(id);
+      announce(`“${job ? jobName(job) : id}” runs in a moment.`);
+    } catch (error) {
+      if (error.status === 401) return;
+      toast(error.status === 404 ? 'That schedule is gone.' : `Could not run it: ${error.message}`);
+    } finally {
+      cron.busy.delete(id);
+    }
+    renderCron();
+    refreshCron(); // now, then every 1.5 s until the run has ended
+  }
+
+  async function setCronEnabled(id, enabled) {
+    if (cron.busy.has(id)) return;
+    cron.busy.add(id);
+    renderCron();
+    try {
+      const job = await api('PATCH', cronPath(id), { enabled });
+      if (job && job.id) cron.jobs = cron.jobs.map((j) => (j.id === id ? job : j));
+      announce(`${enabled ? 'Resumed' : 'Paused'} “${job ? jobName(job) : id}”.`);
+    } catch (error) {
+      if (error.status === 401) return;
+      toast(error.status === 404 ? 'That schedule is gone.' : `Could not ${enabled ? 'resume' : 'pause'} it: ${error.message}`);
+    } finally {
+      cron.busy.delete(id);
+    }
+    renderCron();
+    refreshCron();
+  }
+
+  async function deleteCron(id) {
+    cron.confirming = null;
+    const index = cron.jobs.findIndex((j) => j.id === id);
+    try {
+      await api('DELETE', cronPath(id));
+      announce('Schedule deleted.');
+    } catch (error) {
+      if (error.status === 401) return;
+      if (error.status !== 404) {
+        toast(`Could not delete it: ${error.message}`);
+        cron.focusAfter = { id, role: 'delete' };
+        renderCron();
+        return;
+      }
+    }
+    forgetCronJob(id);
+    cron.jobs = cron.jobs.filter((j) => j.id !== id);
+    const next = cron.jobs[Math.min(Math.max(index, 0), cron.jobs.length - 1)];
+    cron.focusAfter = next ? { id: next.id, role: 'delete' } : 'form';
+    renderCron();
+    refreshCron();
+  }
+
+  /** A local "2026-12-24 09:00" means the browser's zone: send it as an instant. */
+  function atForServer(text) {
+    const m = LOCAL_TIME_RE.exec(text);
+    if (!m) return { at: text };
+    const ms = new Date(`${m[1]}T${m[2]}`).getTime();
+    if (!Number.isFinite(ms)) return { at: text };
+    return { at: new Date(ms).toISOString().replace(/\.000Z$/, 'Z'), ms };
+  }
+
+  /** The form field a server's complaint is about, to mark and focus. */
+  function cronFieldFor(message, kind) {
+    if (/cron expression|never matches/i.test(message)) return 'cron-expr';
+    if (/time zone/i.test(message)) return 'cron-tz';
+    if (/message/i.test(message)) return 'cron-message';
+    if (/\bname\b/i.test(message)) return 'cron-name';
+    if (/session/i.test(message)) return 'cron-session';
+    if (/duration|interval|not a time|in the past|ten years/i.test(message)) return kind === 'every' ? 'cron-every' : 'cron-at';
+    return null;
+  }
+
+  async function addCron(event) {
+    event.preventDefault();
+    const error = $('cron-add-error');
+    error.textContent = '';
+    for (const field of $('cron-add').querySelectorAll('[aria-invalid]')) field.removeAttribute('aria-invalid');
+    const fail = (text, id) => {
+      error.textContent = text;
+      const field = id && $(id);
+      if (field) {
+        field.setAttribute('aria-invalid', 'true');
+        field.focus();
+      }
+    };
+    const kind = $('cron-kind').value;
+    let schedule;
+    if (kind === 'at') {
+      const text = $('cron-at').value.trim();
+      if (!text) return fail('Say when it runs: “in 10m”, or a date and time.', 'cron-at');
+      const at = atForServer(text);
+      if (at.ms !== undefined && at.ms < Date.now()) return fail(`${text} has already passed.`, 'cron-at');
+      schedule = { kind: 'at', at: at.at };
+    } else if (kind === 'every') {
+      const every = $('cron-every').value.trim();
+      if (!every) return fail('Say how often it runs, such as 10m, 1h or 1d.', 'cron-every');
+      schedule = { kind: 'every', every };
+    } else {
+      const expr = $('cron-expr').value.trim();
+      if (!expr) return fail('Write the cron expression, such as 0 8 * * 1-5.', 'cron-expr');
+      schedule = { kind: 'cron', expr };
+      const tz = $('cron-tz').value.trim();
+      if (tz) schedule.tz = tz;
+    }
+    const message = $('cron-message').value.trim();
+    if (!message) return fail('Write the message the assistant gets on each run.', 'cron-message');
+    const body = { schedule, message };
+    const name = $('cron-name').value.trim();
+    if (name) body.name = name;
+    const session = $('cron-session').value;
+    if (session) body.session = { kind: 'named', key: session };
+    if ($('cron-skip').checked) body.missed = 'skip';
+
+    const button = $('cron-add-btn');
+    button.disabled = true;
+    try {
+      const job = await api('POST', '/api/cron', body);
+      for (const id of ['cron-message', 'cron-name', 'cron-at', 'cron-at-pick', 'cron-every', 'cron-expr']) $(id).value = '';
+      if (job && job.id && !cron.jobs.some((j) => j.id === job.id)) cron.jobs = [...cron.jobs, job];
+      const next = job && job.enabled && Number.isFinite(job.next_run_ms) ? `; it runs next ${formatUntil(job.next_run_ms)}` : '';
+      announce(`Schedule “${job ? jobName(job) : message}” created${next}.`);
+      renderCron();
+      refreshCron();
+    } catch (failure) {
+      if (failure.status === 401) return;
+      if (failure.status === 501) fail('This agent does not run scheduled jobs.');
+      else fail(`Not created: ${failure.message}`, failure.status === 400 ? cronFieldFor(failure.message, kind) : null);
+    } finally {
+      button.disabled = cron.unsupported;
+    }
+  }
+
+  function syncCronKind() {
+    const kind = $('cron-kind').value;
+    for (const box of $('cron-add').querySelectorAll('.cron-when')) box.hidden = box.dataset.kind !== kind;
+  }
+
+  /** The chats a job can run in: a fresh session, or one of the listed chats. */
+  function refreshSessionChoices() {
+    const select = $('cron-session');
+    const chosen = select.value;
+    const chats = state.sessions
+      .filter((s) => !s.local && !s.key.startsWith('cron:'))
+      .sort((a, b) => (b.key === state.current) - (a.key === state.current));
+    const options = [el('option', { value: '', text: 'A fresh session each run' })];
+    for (const s of chats) {
+      options.push(el('option', { value: s.key, text: `${s.key === state.current ? 'This chat' : 'Chat'}: ${sessionLabel(s)}` }));
+    }
+    if (chosen && !chats.some((s) => s.key === chosen)) options.push(el('option', { value: chosen, text: chosen }));
+    select.replaceChildren(...options);
+    select.value = chosen;
+  }
+
+  function bindCron() {
+    $('cron-add').addEventListener('submit', addCron);
+    $('cron-kind').addEventListener('change', () => {
+      syncCronKind();
+      $('cron-add-error').textContent = '';
+    });
+    $('cron-at-pick').addEventListener('change', () => {
+      const value = $('cron-at-pick').value;
+      if (value) {
+        $('cron-at').value = value.replace('T', ' ');
+        $('cron-at').removeAttribute('aria-invalid');
+      }
+    });
+    $('cron-add').addEventListener('input', (e) => {
+      if (e.target && e.target.removeAttribute) e.target.removeAttribute('aria-invalid');
+    });
+    // Ctrl/⌘+Enter in the message creates the schedule, like a form's Enter.
+    $('cron-message').addEventListener('keydown', (e) => {
+      if (e.key === 'Enter' && (e.ctrlKey || e.metaKey)) {
+        e.preventDefault();
+        $('cron-add').requestSubmit();
+      }
+    });
+    $('cron-session').addEventListener('focus', refreshSessionChoices);
+    $('cron-tz').value = browserZone();
+    syncCronKind();
+  }
+
   // ----------------------------------------------------------------- wiring
 
   function bind() {
@@ -1893,6 +2497,7 @@
     $('backdrop').addEventListener('click', () => closeDrawer(true));
     $('status-refresh').addEventListener('click', () => loadStatus());
     bindMemory();
+    bindCron();
     document.addEventListener('keydown', (e) => {
       if (e.key === 'Escape' && document.body.classList.contains('drawer-open')) closeDrawer(true);
     });
@@ -1934,6 +2539,7 @@
       if (document.visibilityState !== 'visible' || !state.authed) return;
       reconnectNow();
       if (state.view === 'status') loadStatus();
+      if (state.view === 'schedules') startCronPolling();
     });
     // Relative times in the list age; refresh them now and then.
     setInterval(() => { if (state.authed && !state.editing && !state.confirming) renderSessions(); }, 60000);

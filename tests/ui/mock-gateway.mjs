@@ -1,10 +1,10 @@
 // A stand-in for the OCG gateway, following docs/gateway.md: the UI's static
-// files (with the real CSP), login/logout/me, sessions, memory, status and
-// the chat WebSocket. The agent behind it echoes `echo: <text>`, like the fake LLM of
+// files (with the real CSP), login/logout/me, sessions, memory, schedules
+// (/api/cron), status and the chat WebSocket. The agent behind it echoes `echo: <text>`, like the fake LLM of
 // the real stack; a message containing "tool" also runs a fake tool, one
 // containing "fail" ends in an error, one containing "slow" streams slowly.
 //
-//   node tests/ui/mock-gateway.mjs [--port N] [--token T]
+//   node tests/ui/mock-gateway.mjs [--port N] [--token T] [--no-cron]
 //
 // Prints `mock gateway listening on http://127.0.0.1:N` once ready.
 import crypto from 'node:crypto';
@@ -182,6 +182,7 @@ const server = http.createServer(async (req, res) => {
       return send(res, 200, list);
     }
     if (p === '/api/memory' || p.startsWith('/api/memory/')) return memoryRoute(req, res, url);
+    if (p === '/api/cron' || p.startsWith('/api/cron/')) return cronRoute(req, res, url);
     const m = /^\/api\/sessions\/([^/]+)(\/history|\/rename)?$/.exec(p);
     if (m) {
       const key = decodeURIComponent(m[1]);
@@ -294,6 +295,301 @@ async function memoryRoute(req, res, url) {
     }
   }
   return notFound(res);
+}
+
+// ------------------------------------------------------------- schedules
+
+// Jobs and runs in memory, with the agent's checks and messages
+// (ocg-agent-lib/src/schedule): a job's next run is computed like the
+// agent's for `at` and `every`, and approximated (the next whole minute) for
+// cron. A tick each 250 ms starts due runs and runs asked for with "run now";
+// a run answers `echo: <message>` after a short while, or fails when the
+// message contains "fail". `--no-cron` makes every route answer 501, like an
+// agent without scheduling.
+const NO_CRON = process.argv.includes('--no-cron');
+const MAX_JOB_MESSAGE = 8000;
+/** id -> Job (plus the private fields anchor_ms and run_requested_ms). */
+const jobs = new Map();
+/** All runs, oldest first. */
+const jobRuns = [];
+let runIds = 0;
+
+const invalid = (message) => Object.assign(new Error(message), { status: 400, code: 'invalid_input' });
+
+function durationMs(text) {
+  const bad = () => invalid(`${JSON.stringify(text)} is not a duration: use a number and a unit, such as 30s, 10m, 1h30m, 2d`);
+  const units = { s: 1e3, sec: 1e3, secs: 1e3, second: 1e3, seconds: 1e3, m: 60e3, min: 60e3, mins: 60e3, minute: 60e3, minutes: 60e3,
+    h: 3600e3, hr: 3600e3, hrs: 3600e3, hour: 3600e3, hours: 3600e3, d: 86400e3, day: 86400e3, days: 86400e3,
+    w: 7 * 86400e3, week: 7 * 86400e3, weeks: 7 * 86400e3 };
+  let rest = String(text).trim();
+  if (!rest) throw bad();
+  let total = 0;
+  while (rest) {
+    const m = /^(\d+)\s*([a-zA-Z]+)\s*,?\s*(?:and\s+)?/.exec(rest);
+    if (!m || !units[m[2].toLowerCase()]) throw bad();
+    total += Number(m[1]) * units[m[2].toLowerCase()];
+    rest = rest.slice(m[0].length);
+  }
+  if (total > 3660 * 86400e3) throw invalid(`${JSON.stringify(text)} is longer than ten years`);
+  return total;
+}
+
+function atMs(text, now) {
+  const t = String(text).trim();
+  const relative = /^(?:in |\+)(.*)$/.exec(t);
+  if (relative) return now + durationMs(relative[1]);
+  if (/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/i.test(t)) return Date.parse(t);
+  const local = /^(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}(?::\d{2})?)$/.exec(t);
+  if (local) return new Date(`${local[1]}T${local[2]}`).getTime(); // the machine's zone
+  throw invalid(`${JSON.stringify(t)} is not a time: use RFC 3339 (2026-12-24T09:00:00+01:00), a local 2026-12-24 09:00, or "in 10m"`);
+}
+
+function checkZone(name) {
+  try {
+    new Intl.DateTimeFormat('en-US', { timeZone: name });
+    return name;
+  } catch {
+    throw invalid(`${JSON.stringify(name)} is not an IANA time zone (Europe/Berlin, America/New_York, UTC)`);
+  }
+}
+
+/** Check a schedule: its stored form and its first occurrence after `now`. */
+function plan(schedule, now, anchor) {
+  if (!schedule || typeof schedule !== 'object') throw invalid('a schedule is required');
+  if (schedule.kind === 'at' && typeof schedule.at === 'string') {
+    const at = atMs(schedule.at, now);
+    return { stored: { kind: 'at', at: new Date(at).toISOString().replace(/\.000Z$/, 'Z') }, next: at };
+  }
+  if (schedule.kind === 'every' && typeof schedule.every === 'string') {
+    const every = durationMs(schedule.every);
+    if (every < 1000) throw invalid('an interval is at least one second');
+    return { stored: { kind: 'every', every: schedule.every.trim() }, next: anchor + every * Math.max(1, Math.floor((now - anchor) / every) + 1) };
+  }
+  if (schedule.kind === 'cron' && typeof schedule.expr === 'string') {
+    const expr = schedule.expr.trim();
+    if (expr.split(/\s+/).length !== 5 && !/^@(yearly|annually|monthly|weekly|daily|hourly)$/.test(expr)) {
+      throw invalid(`${JSON.stringify(schedule.expr)} is not a cron expression (minute hour day-of-month month day-of-week, such as "0 8 * * 1-5"): Pattern must have 5 fields when seconds are disallowed.`);
+    }
+    const tz = typeof schedule.tz === 'string' && schedule.tz.trim()
+      ? checkZone(schedule.tz.trim())
+      : Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC';
+    return { stored: { kind: 'cron', expr, tz }, next: Math.floor(now / 60000) * 60000 + 60000 };
+  }
+  throw invalid('a schedule is {"kind":"at","at"}, {"kind":"every","every"} or {"kind":"cron","expr","tz"?}');
+}
+
+function checkMessage(message) {
+  const text = typeof message === 'string' ? message.trim() : '';
+  if (!text || [...text].length > MAX_JOB_MESSAGE) throw invalid(`a job's message is 1 to ${MAX_JOB_MESSAGE} characters`);
+  return text;
+}
+
+function checkSession(session) {
+  if (session === undefined || session === null) return { kind: 'isolated' };
+  if (session.kind === 'isolated') return { kind: 'isolated' };
+  if (session.kind === 'named' && typeof session.key === 'string' && session.key && session.key.length <= 200
+    && !/[\u0000-\u001f\u007f]/.test(session.key)) {
+    return { kind: 'named', key: session.key };
+  }
+  throw invalid('a session key is 1 to 200 characters without control characters');
+}
+
+function checkTarget(target) {
+  if (target === undefined || target === null) return undefined;
+  if (target.kind === 'chat') {
+    if (typeof target.channel !== 'string' || !/^[a-z0-9_-]{1,32}$/.test(target.channel) || ['web', 'api', 'cron', 'webhook'].includes(target.channel)) {
+      throw invalid(`${JSON.stringify(target.channel)} is not a chat channel (telegram, …); a web or API session gets its replies by running the job in it`);
+    }
+    if (typeof target.chat_id !== 'string' || !target.chat_id.trim() || target.chat_id.length > 128) {
+      throw invalid('a chat id is 1 to 128 characters without control characters');
+    }
+    return { kind: 'chat', channel: target.channel, chat_id: target.chat_id, ...(target.thread_id ? { thread_id: String(target.thread_id) } : {}) };
+  }
+  if (target.kind === 'webhook' && typeof target.url === 'string') {
+    let url;
+    try { url = new URL(target.url.trim()); } catch { throw invalid(`${JSON.stringify(target.url)} is not a URL`); }
+    if (!/^https?:$/.test(url.protocol)) throw invalid(`${JSON.stringify(target.url)}: a webhook is an http or https URL with a host`);
+    return { kind: 'webhook', url: target.url.trim() };
+  }
+  throw invalid('a delivery target is {"kind":"chat","channel","chat_id"} or {"kind":"webhook","url"}');
+}
+
+function checkMissed(missed) {
+  if (missed === undefined) return 'run_once';
+  if (missed === 'run_once' || missed === 'skip') return missed;
+  throw invalid('missed is "run_once" or "skip"');
+}
+
+/** A job as the API shows it. */
+function publicJob(job) {
+  const { anchor_ms: _anchor, run_requested_ms: _requested, next_run_ms: next, ...rest } = job;
+  return { ...rest, ...(job.enabled && next != null ? { next_run_ms: next } : {}) };
+}
+
+const sortedJobs = () => [...jobs.values()].sort((a, b) => {
+  const x = a.enabled && a.next_run_ms != null ? a.next_run_ms : Infinity;
+  const y = b.enabled && b.next_run_ms != null ? b.next_run_ms : Infinity;
+  return x - y || a.created_at_ms - b.created_at_ms;
+});
+
+function createJob(body, now) {
+  if (!body || typeof body !== 'object') throw invalid('a job is a JSON object');
+  const message = checkMessage(body.message);
+  const { stored, next } = plan(body.schedule, now, now);
+  if (stored.kind === 'at' && next < now - 1000) throw invalid(`${stored.at} is in the past`);
+  const session = checkSession(body.session);
+  const deliver = checkTarget(body.deliver);
+  const name = typeof body.name === 'string' && body.name.trim() ? body.name.trim() : [...message].slice(0, 60).join('');
+  if ([...name].length > 200) throw invalid('a name is at most 200 characters');
+  const job = {
+    id: crypto.randomBytes(8).toString('hex'),
+    name,
+    schedule: stored,
+    message,
+    session,
+    ...(deliver ? { deliver } : {}),
+    enabled: body.enabled === undefined ? true : Boolean(body.enabled),
+    missed: checkMissed(body.missed),
+    disable_after_failures: Number.isInteger(body.disable_after_failures) && body.disable_after_failures >= 0 ? body.disable_after_failures : 5,
+    consecutive_failures: 0,
+    next_run_ms: next,
+    created_at_ms: now,
+    updated_at_ms: now,
+    anchor_ms: now,
+    run_requested_ms: null,
+  };
+  jobs.set(job.id, job);
+  return job;
+}
+
+function updateJob(job, patch, now) {
+  if (!patch || typeof patch !== 'object') throw invalid('a patch is a JSON object');
+  const changed = { ...job };
+  if (patch.name !== undefined) {
+    const name = typeof patch.name === 'string' ? patch.name.trim() : '';
+    if (!name || [...name].length > 200) throw invalid('a name is 1 to 200 characters');
+    changed.name = name;
+  }
+  if (patch.message !== undefined) changed.message = checkMessage(patch.message);
+  if (patch.missed !== undefined) changed.missed = checkMissed(patch.missed);
+  let recompute = false;
+  if (patch.schedule !== undefined) {
+    changed.schedule = plan(patch.schedule, now, now).stored;
+    changed.anchor_ms = now;
+    recompute = true;
+  }
+  if (patch.enabled !== undefined) {
+    const enabled = Boolean(patch.enabled);
+    if (enabled && !job.enabled) {
+      recompute = true;
+      changed.consecutive_failures = 0;
+    }
+    changed.enabled = enabled;
+  }
+  if (recompute) {
+    const { next } = plan(changed.schedule, now, changed.anchor_ms);
+    changed.next_run_ms = changed.schedule.kind === 'at'
+      ? (changed.last_run_ms == null ? Math.max(next, now) : (next > now ? next : null))
+      : next;
+  }
+  changed.updated_at_ms = now;
+  Object.assign(job, changed);
+  return job;
+}
+
+/** Start a run of `job` for `occurrence`; it ends a little later. */
+function startRun(job, occurrence, trigger) {
+  const now = Date.now();
+  const run = {
+    id: ++runIds,
+    job_id: job.id,
+    occurrence_ms: occurrence,
+    attempt: 1,
+    trigger,
+    status: 'running',
+    session_key: job.session.kind === 'named' ? job.session.key : `cron:${job.id}:${runIds}`,
+    started_at_ms: now,
+    prompt_tokens: 0,
+    completion_tokens: 0,
+    ...(job.deliver ? { delivery: 'pending' } : {}),
+  };
+  jobRuns.push(run);
+  job.last_status = 'running';
+  job.last_run_ms = now;
+  setTimeout(() => {
+    const failing = /fail/i.test(job.message);
+    Object.assign(run, { status: failing ? 'error' : 'ok', ended_at_ms: Date.now() });
+    if (failing) run.error = 'the model answered HTTP 500: upstream exploded';
+    else Object.assign(run, { reply: `echo: ${job.message}`, prompt_tokens: 20, completion_tokens: 10 });
+    if (job.deliver) run.delivery = failing ? undefined : 'sent';
+    if (run.delivery === undefined) delete run.delivery;
+    if (!jobs.has(job.id)) return;
+    job.last_status = run.status;
+    job.consecutive_failures = failing ? job.consecutive_failures + 1 : 0;
+    if (failing && job.disable_after_failures > 0 && job.consecutive_failures >= job.disable_after_failures) job.enabled = false;
+  }, 400);
+}
+
+// The scheduler: due occurrences and runs asked for.
+setInterval(() => {
+  const now = Date.now();
+  for (const job of jobs.values()) {
+    if (job.run_requested_ms != null && job.run_requested_ms <= now) {
+      const at = job.run_requested_ms;
+      job.run_requested_ms = null;
+      startRun(job, at, 'manual');
+    }
+    if (job.enabled && job.next_run_ms != null && job.next_run_ms <= now) {
+      const at = job.next_run_ms;
+      if (job.schedule.kind === 'at') job.next_run_ms = null;
+      else job.next_run_ms = plan(job.schedule, now, job.anchor_ms).next;
+      startRun(job, at, 'schedule');
+    }
+  }
+}, 250).unref();
+
+async function cronRoute(req, res, url) {
+  if (NO_CRON) return send(res, 501, { error: { code: 'unsupported', message: 'this agent runs without scheduling' } });
+  const p = url.pathname;
+  const now = Date.now();
+  try {
+    if (p === '/api/cron') {
+      if (req.method === 'GET') return send(res, 200, sortedJobs().map(publicJob));
+      if (req.method === 'POST') return send(res, 201, publicJob(createJob(await readJson(req), now)));
+      return notFound(res);
+    }
+    const m = /^\/api\/cron\/([^/]+)(\/runs|\/run)?$/.exec(p);
+    if (!m) return notFound(res);
+    const id = decodeURIComponent(m[1]);
+    const job = jobs.get(id);
+    if (!job) return notFound(res, `job ${id}`);
+    if (!m[2]) {
+      if (req.method === 'GET') return send(res, 200, publicJob(job));
+      if (req.method === 'PATCH') return send(res, 200, publicJob(updateJob(job, await readJson(req), now)));
+      if (req.method === 'DELETE') {
+        jobs.delete(id);
+        return send(res, 204);
+      }
+      return notFound(res);
+    }
+    if (m[2] === '/runs' && req.method === 'GET') {
+      const raw = url.searchParams.get('limit');
+      const limit = raw === null || raw.trim() === '' ? 20 : Number(raw);
+      if (!Number.isInteger(limit) || limit < 1 || limit > 1000) {
+        return send(res, 400, { error: { code: 'invalid_limit', message: 'limit is a whole number from 1 to 1000' } });
+      }
+      return send(res, 200, jobRuns.filter((r) => r.job_id === id).reverse().slice(0, limit));
+    }
+    if (m[2] === '/run' && req.method === 'POST') {
+      // Queued: the scheduler's next tick starts it (asking again before then asks for the same run).
+      if (job.run_requested_ms == null) job.run_requested_ms = now;
+      return send(res, 202, { occurrence_ms: job.run_requested_ms });
+    }
+    return notFound(res);
+  } catch (error) {
+    if (error.code === 'invalid_input') return send(res, 400, { error: { code: 'invalid_input', message: error.message } });
+    throw error;
+  }
 }
 
 // ------------------------------------------------------------- WebSocket

@@ -7,7 +7,10 @@
 // OCG_UI_EXPECT_TOOLS=1 (the gateway's agent runs tools on "tool" messages, as
 // the mock gateway does), OCG_UI_EXPECT_MEMORY=1 (the agent keeps memories; without
 // it, an agent answering 501 to /api/memory is accepted and the memory page must
-// say so), OCG_CHROMIUM (default /usr/bin/chromium).
+// say so), OCG_UI_EXPECT_CRON=1 (the agent runs scheduled jobs; defaults to
+// OCG_UI_EXPECT_MEMORY, as both live in the agent's database; without it a 501
+// from /api/cron is accepted and the schedules page must say so),
+// OCG_CHROMIUM (default /usr/bin/chromium).
 //
 // The agent behind the gateway must answer `echo: <text>` (tests/ui/fake-llm.mjs
 // or the mock gateway). Exits non-zero with a clear message on any failure.
@@ -22,6 +25,7 @@ const BASE = (process.env.OCG_UI_URL || '').replace(/\/+$/, '');
 const TOKEN = process.env.OCG_UI_TOKEN || '';
 const EXPECT_TOOLS = process.env.OCG_UI_EXPECT_TOOLS === '1';
 const EXPECT_MEMORY = process.env.OCG_UI_EXPECT_MEMORY === '1';
+const EXPECT_CRON = (process.env.OCG_UI_EXPECT_CRON ?? process.env.OCG_UI_EXPECT_MEMORY) === '1';
 const CHROMIUM = process.env.OCG_CHROMIUM || '/usr/bin/chromium';
 const SHOTS = process.env.OCG_UI_SHOTS || fs.mkdtempSync(path.join(os.tmpdir(), 'ocg-ui-shots-'));
 const RID = Math.random().toString(36).slice(2, 8);
@@ -91,6 +95,14 @@ const allowed401 = (url, method) => {
 };
 let navigating = false;
 let expectedLoginFailures = 0;
+// A create the gateway must refuse (400): one response and its console line.
+const expectedCronRejects = { response: 0, console: 0 };
+// An agent without memory or scheduling answers 501 there; accepted unless expected.
+const unsupportedOk = (url) => {
+  let pathname = '';
+  try { pathname = new URL(url).pathname; } catch { return false; }
+  return (!EXPECT_MEMORY && pathname.startsWith('/api/memory')) || (!EXPECT_CRON && pathname.startsWith('/api/cron'));
+};
 let websockets = 0;
 
 function watch(page) {
@@ -100,8 +112,13 @@ function watch(page) {
     // Chromium logs every 4xx as a console error; the expected 401s are
     // checked one by one in the response handler below.
     if (/status of 401/.test(text)) return;
-    // Likewise a 501 of an agent without memory (checked by URL below).
-    if (!EXPECT_MEMORY && /status of 501/.test(text)) return;
+    // Likewise a 501 of an agent without memory or scheduling (checked by URL below).
+    const where = (msg.location() && msg.location().url) || '';
+    if (/status of 501/.test(text) && (where ? unsupportedOk(where) : !EXPECT_MEMORY || !EXPECT_CRON)) return;
+    if (/status of 400/.test(text) && expectedCronRejects.console > 0 && (!where || new URL(where).pathname === '/api/cron')) {
+      expectedCronRejects.console--;
+      return;
+    }
     if (msg.type() === 'warning' && !/Content.Security.Policy|Refused/i.test(text)) return;
     problems.push(`console ${msg.type()}: ${text}`);
   });
@@ -115,7 +132,10 @@ function watch(page) {
     const status = response.status();
     const request = response.request();
     if (status < 400) return;
-    if (status === 501 && !EXPECT_MEMORY && new URL(response.url()).pathname.startsWith('/api/memory')) {
+    if (status === 501 && unsupportedOk(response.url())) return;
+    if (status === 400 && request.method() === 'POST' && new URL(response.url()).pathname === '/api/cron'
+      && expectedCronRejects.response > 0) {
+      expectedCronRejects.response--;
       return;
     }
     if (status === 401 && allowed401(response.url(), request.method())) {
@@ -632,6 +652,142 @@ try {
     await page.click('#tab-chat');
   });
 
+  await step('the schedules page creates, pauses, runs and deletes a job', async () => {
+    await page.click('#tab-schedules');
+    await page.locator('#schedules-view').waitFor({ state: 'visible' });
+    check(await page.locator('#chat-view').isHidden() && await page.locator('#memory-view').isHidden(), 'only the schedules view shows');
+    check((await page.locator('#tab-schedules').getAttribute('aria-current')) === 'page', 'the Schedules tab is the current one');
+    check((await page.title()) === 'Schedules · OCG', `the title names the view: ${await page.title()}`);
+    await waitFor('the schedule list or a note', async () => (await page.locator('#cron-count').innerText()) !== ''
+      || (await page.locator('#cron-note').innerText()) !== '');
+    const note = await page.locator('#cron-note').innerText();
+    if (/does not run scheduled jobs/.test(note)) {
+      check(!EXPECT_CRON, `the agent should run scheduled jobs (OCG_UI_EXPECT_CRON=1), the page says ${JSON.stringify(note)}`);
+      console.log('     (the agent runs no scheduled jobs: 501, shown on the page; create/run/delete skipped)');
+      await shot(page, 'desktop-schedules-unsupported');
+      await page.click('#tab-chat');
+      return;
+    }
+    const before = await apiJson(page, '/api/cron');
+    check(before.status === 200 && Array.isArray(before.body), `/api/cron answered ${before.status}`);
+    const startedEmpty = before.body.length === 0;
+    const emptyShown = async () => /No schedules yet/.test(await page.locator('#cron-list').innerText());
+    if (startedEmpty) await waitFor('the empty state', emptyShown);
+    else console.log(`     (the gateway already has ${before.body.length} schedule(s): the empty state is not checked)`);
+    const firstUpdate = await page.locator('#cron-updated').innerText();
+
+    // The time zone is prefilled with the browser's; the fields follow the kind.
+    const zone = await page.evaluate(() => Intl.DateTimeFormat().resolvedOptions().timeZone);
+    await page.selectOption('#cron-kind', 'cron');
+    check(await page.locator('#cron-expr').isVisible() && await page.locator('#cron-every').isHidden()
+      && await page.locator('#cron-at').isHidden(), 'the cron kind shows only the cron fields');
+    check((await page.locator('#cron-tz').inputValue()) === zone, `the zone should be prefilled with ${zone}`);
+
+    // A cron expression of four fields: refused by the gateway, its reason shown inline.
+    const NAME = `Digest ${RID} <b>not bold</b>`;
+    const MSG = `Scheduled hello ${RID} <img src=x onerror="window.__xss=3">`;
+    expectedCronRejects.response = 1;
+    expectedCronRejects.console = 1;
+    await page.fill('#cron-expr', '0 8 * *');
+    await page.fill('#cron-message', MSG);
+    await page.click('#cron-add-btn');
+    await waitFor('the inline error', async () => /not a cron expression/.test(await page.locator('#cron-add-error').innerText()));
+    check(expectedCronRejects.response === 0, 'POST /api/cron should have answered 400');
+    check((await page.locator('#cron-add-error').getAttribute('role')) === 'alert', 'the error is announced (role=alert)');
+    check((await page.locator('#cron-expr').getAttribute('aria-invalid')) === 'true', 'the expression field is marked invalid');
+    const unchanged = await apiJson(page, '/api/cron');
+    check(unchanged.body.length === before.body.length, 'a refused job must not be stored');
+
+    // An hourly job.
+    await page.selectOption('#cron-kind', 'every');
+    check(await page.locator('#cron-every').isVisible() && await page.locator('#cron-expr').isHidden(), 'the every kind shows the interval');
+    await page.fill('#cron-every', '1h');
+    await page.fill('#cron-name', NAME);
+    await page.fill('#cron-message', MSG);
+    await page.click('#cron-add-btn');
+    const job = await waitFor('the job at the gateway', async () => {
+      const list = await apiJson(page, '/api/cron');
+      return list.status === 200 && list.body.find((j) => j.name === NAME);
+    }, 5000);
+    check(job.schedule.kind === 'every' && job.schedule.every === '1h' && job.message === MSG && job.enabled
+      && job.session && job.session.kind === 'isolated', `the job as stored: ${JSON.stringify(job)}`);
+    const item = page.locator(`#cron-list .cron-item[data-id="${job.id}"]`);
+    await item.waitFor({ state: 'visible' });
+    check((await page.locator('#cron-add-error').innerText()) === '', 'the error clears after a good create');
+    check((await page.locator('#cron-message').inputValue()) === '', 'the form clears after creating');
+    check((await item.locator('.cron-name').innerText()) === NAME, 'the name shows literally');
+    check((await item.locator('.cron-schedule').innerText()) === 'every 1h', `the schedule in words: ${await item.locator('.cron-schedule').innerText()}`);
+    const next = await item.locator('[data-fact="next"] dd').innerText();
+    check(/in (59 min|1 h)/.test(next) && (await item.locator('[data-fact="next"] time').count()) === 1, `the next run in about an hour: ${next}`);
+    check(/Active/.test(await item.locator('.cron-state').innerText()), 'a new job is active');
+    check(/not yet/.test(await item.locator('[data-fact="last"] dd').innerText()), 'no run yet');
+    check(await page.evaluate(() => !document.querySelector('#cron-list img, #cron-list b') && window.__xss === undefined),
+      'a job\'s name and message must not become HTML');
+
+    // Pause: the state says so, the next run goes; the focus stays on the button.
+    const toggle = item.locator('[data-role="toggle"]');
+    await toggle.click();
+    await waitFor('the job to pause', async () => (await item.getAttribute('data-enabled')) === 'false'
+      && /Paused/.test(await item.locator('.cron-state').innerText()));
+    check((await item.locator('[data-fact="next"] time').count()) === 0, 'a paused job shows no next run');
+    check((await toggle.innerText()) === 'Resume' && (await toggle.getAttribute('aria-label')).startsWith('Resume:'), 'the button offers to resume');
+    check(await page.evaluate(() => document.activeElement && document.activeElement.dataset.role === 'toggle'), 'the focus stays on the pause button');
+    const paused = await apiJson(page, `/api/cron/${encodeURIComponent(job.id)}`);
+    check(paused.status === 200 && paused.body.enabled === false, `the gateway should have paused it: ${JSON.stringify(paused.body)}`);
+    await toggle.click();
+    await waitFor('the job to resume', async () => (await item.getAttribute('data-enabled')) === 'true'
+      && (await item.locator('[data-fact="next"] time').count()) === 1);
+
+    // Run now: the runs open and a manual run ends ok with a reply that holds the message.
+    await item.locator('[data-role="run"]').click();
+    const runsButton = item.locator('[data-role="runs"]');
+    await waitFor('the runs to open', async () => (await runsButton.getAttribute('aria-expanded')) === 'true', 5000);
+    const panel = page.locator(`#${await runsButton.getAttribute('aria-controls')}`);
+    check(await panel.isVisible(), 'the Runs button controls the visible runs panel');
+    const reply = await waitFor('a manual run that ended ok', async () => {
+      const done = panel.locator('.cron-run[data-status="ok"][data-trigger="manual"]');
+      if (!(await done.count())) return false;
+      const text = await done.first().locator('.cron-run-reply').innerText();
+      return text.includes(MSG) ? text : false;
+    }, 15000);
+    check(reply.trim().length > MSG.length, `the reply is shown: ${reply}`);
+    check(await page.evaluate(() => !document.querySelector('#cron-list img') && window.__xss === undefined), 'a reply must not become HTML');
+    await waitFor('the last run on the job', async () => /OK/.test(await item.locator('[data-fact="last"] dd').innerText()), 8000);
+    const runs = await apiJson(page, `/api/cron/${encodeURIComponent(job.id)}/runs?limit=5`);
+    check(runs.status === 200 && runs.body.some((r) => r.trigger === 'manual' && r.status === 'ok' && r.reply),
+      `the gateway should list the run: ${JSON.stringify(runs.body)}`);
+    check((await page.locator('#cron-updated').innerText()) !== firstUpdate, 'the page refreshes itself');
+    await item.scrollIntoViewIfNeeded();
+    await shot(page, 'desktop-schedules');
+    // The disclosure closes again.
+    await runsButton.click();
+    await waitFor('the runs to close', async () => (await runsButton.getAttribute('aria-expanded')) === 'false' && await panel.isHidden(), 3000);
+
+    // Delete: the confirmation first (Cancel keeps it), then the list and the gateway agree.
+    await item.locator('[data-role="delete"]').click();
+    await item.locator('.cron-confirm').waitFor({ state: 'visible' });
+    check(await page.evaluate(() => document.activeElement && document.activeElement.dataset.role === 'confirm-delete'), 'the confirmation takes the focus');
+    await item.locator('[data-role="cancel-delete"]').click();
+    await waitFor('the confirmation to go', async () => (await item.locator('.cron-confirm').count()) === 0, 3000);
+    check((await item.count()) === 1, 'cancel keeps the job');
+    await item.locator('[data-role="delete"]').click();
+    await item.locator('[data-role="confirm-delete"]').click();
+    await waitFor('the job to leave the list', async () => (await item.count()) === 0);
+    if (startedEmpty) await waitFor('the empty state again', emptyShown);
+    const after = await apiJson(page, '/api/cron');
+    check(after.status === 200 && !after.body.some((j) => j.id === job.id), 'the gateway should have deleted the job');
+
+    // Leaving the page stops its polling.
+    let polls = 0;
+    const countPolls = (request) => { if (new URL(request.url()).pathname === '/api/cron') polls++; };
+    await page.click('#tab-chat');
+    await page.locator('#chat-view').waitFor({ state: 'visible' });
+    page.on('request', countPolls);
+    await page.waitForTimeout(5600);
+    page.off('request', countPolls);
+    check(polls === 0, `the schedules page kept polling after it was left (${polls} requests)`);
+  });
+
   await step('a reload keeps the session and the renamed chat', async () => {
     navigating = true;
     await page.goto(`${BASE}/#chat`, { waitUntil: 'domcontentloaded' });
@@ -650,7 +806,7 @@ try {
     await page.emulateMedia({ colorScheme: 'light' });
   });
 
-  await step('phone width (360 px): chat, drawer, status, memory', async () => {
+  await step('phone width (360 px): chat, drawer, status, memory, schedules', async () => {
     await page.setViewportSize({ width: 360, height: 760 });
     await waitFor('the sidebar to become a drawer', async () => page.locator('#menu-btn').isVisible());
     await waitFor('the chats drawer to be closed on a phone', async () => page.locator('#sidebar').isHidden(), 3000);
@@ -678,6 +834,18 @@ try {
     const overflowMemory = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
     check(overflowMemory <= 0, `the memory view should fit 360 px (overflows by ${overflowMemory} px)`);
     await shot(page, 'phone-memory');
+    await page.click('#tab-schedules');
+    await page.locator('#schedules-view').waitFor({ state: 'visible' });
+    await waitFor('the schedule list or a note', async () => (await page.locator('#cron-count').innerText()) !== ''
+      || (await page.locator('#cron-note').innerText()) !== '');
+    const overflowSchedules = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+    check(overflowSchedules <= 0, `the schedules view should fit 360 px (overflows by ${overflowSchedules} px)`);
+    const tabsFit = await page.evaluate(() => [...document.querySelectorAll('.tabs .tab')].every((tab) => {
+      const box = tab.getBoundingClientRect();
+      return box.left >= 0 && box.right <= document.documentElement.clientWidth;
+    }));
+    check(tabsFit, 'all four tabs should be on screen at 360 px');
+    await shot(page, 'phone-schedules');
     await page.click('#tab-chat');
   });
 
