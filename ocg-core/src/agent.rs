@@ -197,8 +197,9 @@ pub trait Agent: Send + Sync {
         unsupported("scheduling")
     }
 
-    /// Deliveries queued for `channels`, oldest first; waits up to
-    /// `wait_ms` for one when none is queued.
+    /// Chat deliveries queued for `channels` (for every channel when
+    /// empty), oldest first; waits up to `wait_ms` for one when none is
+    /// queued.
     async fn deliveries_pending(&self, channels: &[String], wait_ms: u64) -> Result<Vec<Delivery>> {
         let _ = (channels, wait_ms);
         unsupported("scheduling")

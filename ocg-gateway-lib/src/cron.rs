@@ -104,3 +104,60 @@ async fn run_now(
         Json(serde_json::json!({ "occurrence_ms": at })),
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use http_body_util::BodyExt;
+    use ocg_core::testing::ScriptedAgent;
+    use tower::ServiceExt;
+
+    use crate::{GatewayState, router};
+
+    async fn call(
+        token: Option<&str>,
+        method: &str,
+        uri: &str,
+        body: &str,
+    ) -> (StatusCode, String) {
+        let app = router(GatewayState::new(
+            Arc::new(ScriptedAgent::new()),
+            "cron-token".into(),
+        ));
+        let mut request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("content-type", "application/json");
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let response = app
+            .oneshot(request.body(Body::from(body.to_owned())).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    #[tokio::test]
+    async fn the_cron_routes_need_the_token_check_bodies_and_name_an_agent_without_scheduling() {
+        let (status, _) = call(None, "GET", "/api/cron", "").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        let (status, body) = call(Some("cron-token"), "GET", "/api/cron", "").await;
+        assert_eq!(status, StatusCode::NOT_IMPLEMENTED, "{body}");
+        assert!(body.contains("unsupported"), "{body}");
+        let (status, body) = call(Some("cron-token"), "POST", "/api/cron", "{\"message\":1}").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert!(body.contains("invalid_json"), "{body}");
+        let (status, body) =
+            call(Some("cron-token"), "GET", "/api/cron/abc/runs?limit=0", "").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert!(body.contains("invalid_limit"), "{body}");
+        let (status, _) = call(Some("cron-token"), "POST", "/api/cron/abc/run", "").await;
+        assert_eq!(status, StatusCode::NOT_IMPLEMENTED);
+    }
+}

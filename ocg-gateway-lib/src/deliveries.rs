@@ -215,16 +215,14 @@ impl DeliveryPump {
         })
     }
 
-    /// Deliver until the future is dropped (or at once, when there are no
-    /// channels or the agent offers no scheduling).
+    /// Deliver until the future is dropped (or at once, when the agent
+    /// offers no scheduling). Every chat delivery is taken, also those for
+    /// channels this gateway does not run: they are reported failed, so a
+    /// lost target shows in the job's runs instead of waiting forever.
     pub async fn run(self) {
-        let names: Vec<String> = self.channels.keys().cloned().collect();
-        if names.is_empty() {
-            return;
-        }
         let mut backoff = Duration::from_secs(1);
         loop {
-            match self.agent.deliveries_pending(&names, POLL_WAIT_MS).await {
+            match self.agent.deliveries_pending(&[], POLL_WAIT_MS).await {
                 Ok(batch) => {
                     backoff = Duration::from_secs(1);
                     let mut wait = false;
@@ -266,7 +264,10 @@ impl DeliveryPump {
     async fn send(&self, delivery: &Delivery) -> Sent {
         let Some(channel) = self.channels.get(&delivery.channel) else {
             return Sent::Report(DeliveryOutcome::Failed {
-                error: format!("this gateway has no channel {:?}", delivery.channel),
+                error: format!(
+                    "the gateway runs no {:?} channel (is it configured?)",
+                    delivery.channel
+                ),
             });
         };
         if self.journal.started(&delivery.key) {

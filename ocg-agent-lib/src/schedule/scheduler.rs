@@ -83,8 +83,13 @@ fn local_time(job: &Job, at_ms: i64) -> String {
 
 /// The user message a run sends.
 pub fn run_prompt(job: &Job, occurrence_ms: i64) -> String {
+    let sent = if job.deliver.is_some() {
+        " Your reply is sent to the user as it is."
+    } else {
+        ""
+    };
     format!(
-        "[Scheduled job \u{201c}{}\u{201d}, due {}. Your reply is sent as it is.]\n{}",
+        "[Scheduled job \u{201c}{}\u{201d}, due {}.{sent}]\n{}",
         job.name,
         local_time(job, occurrence_ms),
         job.message
@@ -271,7 +276,14 @@ impl Scheduler {
                 Ok(_) => {}
                 Err(error) => tracing::error!(%error, "reading webhook deliveries failed"),
             }
-            let _ = tokio::time::timeout(Duration::from_secs(5), queued).await;
+            // Asleep until one is queued here or a retry falls due (a
+            // webhook queued by another agent on the database is its own).
+            let now = self.store.now_ms();
+            let retry = self.store.next_webhook_retry_ms().await.ok().flatten();
+            let wait = retry.map_or(self.config.max_sleep * 20, |at| {
+                Duration::from_millis(u64::try_from(at - now).unwrap_or(0))
+            });
+            let _ = tokio::time::timeout(wait, queued).await;
         }
     }
 

@@ -584,7 +584,9 @@ impl ScheduleStore {
                     }
                     job.enabled = enabled;
                 }
-                if recompute {
+                if !job.enabled {
+                    job.next_run_ms = None;
+                } else if recompute {
                     let plan = plan_of(&job, anchor, now)?;
                     job.next_run_ms = match plan {
                         // A one-shot resumed after its time runs once now.
@@ -814,7 +816,8 @@ impl ScheduleStore {
         Ok(queued)
     }
 
-    /// Chat deliveries pending for `channels`, oldest first.
+    /// Chat deliveries pending for `channels` (all chat channels when
+    /// empty), oldest first.
     pub async fn pending(
         &self,
         channels: &[String],
@@ -825,7 +828,8 @@ impl ScheduleStore {
             let mut statement = conn.prepare(
                 "SELECT key, channel, target, text, created_at FROM schedule_deliveries
                  WHERE state = 'pending' AND channel != 'webhook' AND not_before <= ?3
-                   AND channel IN (SELECT value FROM json_each(?1))
+                   AND (json_array_length(?1) = 0
+                        OR channel IN (SELECT value FROM json_each(?1)))
                  ORDER BY created_at LIMIT ?2",
             )?;
             let rows = statement
@@ -844,9 +848,9 @@ impl ScheduleStore {
         .await
     }
 
-    /// [`pending`](Self::pending), waiting up to `wait` for one (checking
-    /// each second too, for deliveries another agent on this database
-    /// queued).
+    /// [`pending`](Self::pending), waiting up to `wait` for a delivery this
+    /// store queues. (One queued by another agent on the database is found
+    /// by the next call: a gateway polls again when a wait ends empty.)
     pub async fn wait_pending(
         &self,
         channels: &[String],
@@ -862,9 +866,21 @@ impl ScheduleStore {
             if !found.is_empty() || now >= deadline || closing {
                 return Ok(found);
             }
-            let step = (deadline - now).min(std::time::Duration::from_secs(1));
-            let _ = tokio::time::timeout(step, queued).await;
+            let _ = tokio::time::timeout_at(deadline, queued).await;
         }
+    }
+
+    /// When the earliest webhook retry is due (Unix ms), if one waits.
+    pub async fn next_webhook_retry_ms(&self) -> Result<Option<i64>, AgentError> {
+        self.run(|conn, _| {
+            Ok(conn.query_row(
+                "SELECT MIN(not_before) FROM schedule_deliveries
+                 WHERE state = 'pending' AND channel = 'webhook'",
+                [],
+                |r| r.get(0),
+            )?)
+        })
+        .await
     }
 
     /// Record what a gateway did with a delivery.

@@ -600,3 +600,66 @@ fn a_chat_session_key_names_its_chat() {
     assert_eq!(chat_of_session("cron:job:1"), None);
     assert_eq!(chat_of_session("plain"), None);
 }
+
+fn done(text: &str) -> Vec<ChatEvent> {
+    vec![ChatEvent::Done {
+        message: ocg_core::Message::assistant(text),
+        usage: None,
+        session_key: None,
+    }]
+}
+
+#[tokio::test]
+async fn the_heartbeat_speaks_only_when_something_needs_attention_and_beats_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::at(T0));
+    let store = store_at(&clock);
+    let agent = Arc::new(ScriptedAgent::new());
+    let config = HeartbeatConfig {
+        every: std::time::Duration::from_secs(1800),
+        session: "telegram:9".into(),
+        checklist: dir.path().join("HEARTBEAT.md"),
+    };
+    let channels = ["telegram".to_owned()];
+    // No checklist: the model is not asked.
+    beat(&config, &store, agent.as_ref(), "me", 1)
+        .await
+        .unwrap();
+    assert!(agent.requests().is_empty());
+
+    std::fs::write(&config.checklist, "- Did the nightly backup run?\n").unwrap();
+    agent.push_script(done("HEARTBEAT_OK"));
+    beat(&config, &store, agent.as_ref(), "me", 2)
+        .await
+        .unwrap();
+    assert_eq!(agent.requests().len(), 1);
+    assert_eq!(
+        agent.requests()[0].session_key.as_deref(),
+        Some("telegram:9")
+    );
+    assert!(
+        agent.requests()[0].messages[0]
+            .content
+            .contains("nightly backup")
+    );
+    assert!(
+        store.pending(&channels, 10).await.unwrap().is_empty(),
+        "nothing to say"
+    );
+
+    agent.push_script(done("The backup did not run last night."));
+    beat(&config, &store, agent.as_ref(), "me", 3)
+        .await
+        .unwrap();
+    let pending = store.pending(&channels, 10).await.unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].key, "heartbeat:3");
+    assert_eq!(pending[0].text, "The backup did not run last night.");
+    assert_eq!(pending[0].target, ChatTarget::chat("9"));
+
+    // Another agent on the database beating the same occurrence does nothing.
+    beat(&config, &store, agent.as_ref(), "other", 3)
+        .await
+        .unwrap();
+    assert_eq!(agent.requests().len(), 2);
+}
