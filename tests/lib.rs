@@ -373,6 +373,64 @@ pub fn embedding_model() -> (String, String) {
 
 /// Helpers shared by the benchmark programs.
 pub mod bench {
+    use std::path::{Path, PathBuf};
+    use std::process::{Child, Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    /// A release `ocg-agent` on a temporary socket, data and pid dir (its
+    /// environment cleared), answering with the OpenAI-compatible model at
+    /// `llm_url`; killed when dropped.
+    #[derive(Debug)]
+    pub struct BenchAgent {
+        pub child: Child,
+        pub socket: PathBuf,
+        _dir: tempfile::TempDir,
+    }
+
+    impl Drop for BenchAgent {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    /// Start [`BenchAgent`] `bin` with `env` added (and `GLIBC_TUNABLES`
+    /// passed through, for allocator settings to compare); it is listening
+    /// when this returns.
+    pub fn start_agent(bin: &Path, llm_url: &str, env: &[(&str, &str)]) -> BenchAgent {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("agent.sock");
+        let child = Command::new(bin)
+            .current_dir(dir.path())
+            .env_clear()
+            .env("HOME", dir.path())
+            .env("OCG_AGENT_SOCK", &socket)
+            .env("OCG_DATA_DIR", dir.path().join("data"))
+            .env("OCG_PID_DIR", dir.path().join("pids"))
+            .env("OPENAI_BASE_URL", llm_url)
+            .env("OPENAI_MODEL", "gpt-4o-mini")
+            .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
+            .envs(std::env::vars().filter(|(key, _)| key == "GLIBC_TUNABLES"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let start = Instant::now();
+        while !socket.exists() {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "agent did not start"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        BenchAgent {
+            child,
+            socket,
+            _dir: dir,
+        }
+    }
+
     /// The `p`-quantile (0..=1) of `samples` (sorted in place).
     pub fn percentile(samples: &mut [f64], p: f64) -> f64 {
         samples.sort_by(f64::total_cmp);

@@ -50,22 +50,25 @@ impl Bot {
         bot
     }
 
-    /// Start the agent (appending to logs/agent.log) and wait for its socket.
-    pub(crate) fn start_agent(&mut self) {
+    /// Start `program` of the installation, its stderr appended to `log`.
+    fn spawn_logged(&self, program: &str, log: &std::path::Path) -> Child {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.install.path("logs/agent.log"))
+            .open(log)
             .unwrap();
-        let _ = std::fs::remove_file(self.install.socket());
-        let agent = self
-            .install
-            .command("ocg-agent")
+        self.install
+            .command(program)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
-            .unwrap();
-        self.agent = Some(agent);
+            .unwrap()
+    }
+
+    /// Start the agent (appending to logs/agent.log) and wait for its socket.
+    pub(crate) fn start_agent(&mut self) {
+        let _ = std::fs::remove_file(self.install.socket());
+        self.agent = Some(self.spawn_logged("ocg-agent", &self.install.path("logs/agent.log")));
         let socket = self.install.socket();
         assert!(
             wait_until(LIMIT, || ocg_tests::unix_http_get(&socket, "/health")
@@ -103,19 +106,7 @@ impl Bot {
     }
 
     fn start_gateway(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.log_path())
-            .unwrap();
-        let child = self
-            .install
-            .command("ocg-gateway")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.gateway = Some(child);
+        self.gateway = Some(self.spawn_logged("ocg-gateway", &self.log_path()));
         let url = format!("{}/health", self.install.gateway_url());
         assert!(
             wait_until(LIMIT, || http_get(&url).is_some()),

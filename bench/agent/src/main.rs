@@ -9,11 +9,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use ocg_tests::bench::{percentile, rss_mb, rss_parts_mb};
+use ocg_tests::bench::{self, BenchAgent, percentile, rss_mb, rss_parts_mb};
 use ocg_tests::fast_model::FastModel;
 
 const TURNS: usize = 2000;
@@ -26,56 +26,12 @@ const LONG_WINDOW: usize = 500;
 const PARALLEL_SESSIONS: usize = 16;
 const PARALLEL_TURNS: usize = 5_000;
 
-struct Agent {
-    child: Child,
-    socket: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_agent(bin: &Path, llm_url: &str) -> Agent {
-    let dir = tempfile::tempdir().unwrap();
-    let socket = dir.path().join("agent.sock");
-    let child = Command::new(bin)
-        .current_dir(dir.path())
-        .env_clear()
-        .env("HOME", dir.path())
-        .env("OCG_AGENT_SOCK", &socket)
-        .env("OCG_DATA_DIR", dir.path().join("data"))
-        .env("OCG_PID_DIR", dir.path().join("pids"))
-        .env("OPENAI_BASE_URL", llm_url)
-        .env("OPENAI_MODEL", "gpt-4o-mini")
-        // A local model's window rather than gpt-4o-mini's 128k tokens: the
-        // agent compacts a session as it outgrows it, so a long session's
-        // turn carries a bounded history (at 128k tokens of "hi" a turn would
-        // send some 12,000 messages).
-        .env("OCG_CONTEXT_WINDOW", "8192")
-        .env("RUST_LOG", "warn")
-        // Allocator settings to compare (GLIBC_TUNABLES=glibc.malloc.…).
-        .envs(std::env::vars().filter(|(key, _)| key == "GLIBC_TUNABLES"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    while !socket.exists() {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "agent did not start"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    Agent {
-        child,
-        socket,
-        _dir: dir,
-    }
+fn start_agent(bin: &Path, llm_url: &str) -> BenchAgent {
+    // A local model's window rather than gpt-4o-mini's 128k tokens: the
+    // agent compacts a session as it outgrows it, so a long session's turn
+    // carries a bounded history (at 128k tokens of "hi" a turn would send
+    // some 12,000 messages).
+    bench::start_agent(bin, llm_url, &[("OCG_CONTEXT_WINDOW", "8192")])
 }
 
 /// One streamed completion from the fake, read to the end: (total, first chunk).
@@ -291,7 +247,7 @@ async fn main() -> anyhow::Result<()> {
 
 /// The memory row: PARALLEL_SESSIONS sessions taking PARALLEL_TURNS turns
 /// each at once, then the agent's resident memory.
-async fn parallel_sessions(unix: &reqwest::Client, agent: &Agent) {
+async fn parallel_sessions(unix: &reqwest::Client, agent: &BenchAgent) {
     let client = unix.clone();
     let (_, _, rate) = run(
         PARALLEL_SESSIONS * PARALLEL_TURNS,
