@@ -570,9 +570,16 @@ impl ScheduleStore {
                 if let Some(missed) = patch.missed {
                     job.missed = missed;
                 }
-                let mut recompute = false;
+                let (mut recompute, mut new_time) = (false, false);
                 if let Some(schedule) = patch.schedule {
-                    let (_, normalized) = Plan::new(&schedule, now, now)?;
+                    let (plan, normalized) = Plan::new(&schedule, now, now)?;
+                    if let (Plan::At(at), Schedule::At { at: text }) = (&plan, &normalized) {
+                        if *at < now - 1_000 {
+                            return Err(AgentError::InvalidInput(format!("{text} is in the past")));
+                        }
+                        // A new time for a one-shot: it runs again.
+                        new_time = true;
+                    }
                     job.schedule = normalized;
                     anchor = now;
                     recompute = true;
@@ -590,7 +597,7 @@ impl ScheduleStore {
                     let plan = plan_of(&job, anchor, now)?;
                     job.next_run_ms = match plan {
                         // A one-shot resumed after its time runs once now.
-                        Plan::At(at) if job.last_run_ms.is_none() => Some(at.max(now)),
+                        Plan::At(at) if new_time || job.last_run_ms.is_none() => Some(at.max(now)),
                         Plan::At(at) => (at > now).then_some(at),
                         other => other.next_after(now),
                     };

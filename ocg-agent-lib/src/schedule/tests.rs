@@ -366,6 +366,19 @@ async fn a_one_shot_runs_once_and_its_past_time_is_refused() {
     assert_eq!(scheduler.run_due().await.unwrap(), 0);
     assert_eq!(store.get(&job.id).await.unwrap().next_run_ms, None);
 
+    // A new time makes the one-shot run again; a past one is refused.
+    let patch = |at: &str| JobPatch {
+        schedule: Some(Schedule::At { at: at.into() }),
+        ..JobPatch::default()
+    };
+    let moved = store.update(&job.id, patch("in 1m")).await.unwrap();
+    assert_eq!(moved.next_run_ms, Some(T0 + 6_060_000));
+    let error = store
+        .update(&job.id, patch("2020-01-01T00:00:00Z"))
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("in the past"), "{error}");
+
     new.schedule = Schedule::At {
         at: "2020-01-01T00:00:00Z".into(),
     };

@@ -146,7 +146,10 @@ pub fn builtin(
     tools.push(Arc::new(self::sessions::SessionsListTool(sessions.clone())));
     tools.push(Arc::new(self::sessions::SessionHistoryTool(sessions)));
     if let Some(schedules) = schedules {
-        tools.push(Arc::new(self::schedule::ScheduleTool(schedules)));
+        let webhooks = policy.allows("web_fetch", ToolGroup::Web);
+        tools.push(Arc::new(self::schedule::ScheduleTool::new(
+            schedules, webhooks,
+        )));
     }
     BuiltinTools { tools, processes }
 }

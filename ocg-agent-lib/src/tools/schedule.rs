@@ -11,9 +11,27 @@ use super::{Tool, ToolContext, ToolGroup, arguments, json_result};
 use crate::AgentError;
 use crate::schedule::{ScheduleStore, chat_of_session, rfc3339};
 
+/// Jobs one session may hold through the tool.
+pub const MAX_JOBS_PER_SESSION: usize = 50;
+/// The shortest interval the model may schedule (people may go down to a
+/// second through the API and the CLI).
+pub const MIN_TOOL_EVERY_MS: i64 = 60_000;
+
 /// The `schedule` tool over a [`ScheduleStore`].
 #[derive(Debug, Clone)]
-pub struct ScheduleTool(pub ScheduleStore);
+pub struct ScheduleTool {
+    store: ScheduleStore,
+    webhooks: bool,
+}
+
+impl ScheduleTool {
+    /// The tool over `store`; `webhooks` says whether it may POST replies to
+    /// URLs (only when the policy offers `web_fetch`, so denying the `web`
+    /// group keeps the model off the network here too).
+    pub fn new(store: ScheduleStore, webhooks: bool) -> Self {
+        ScheduleTool { store, webhooks }
+    }
+}
 
 #[derive(Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -118,23 +136,39 @@ impl Tool for ScheduleTool {
         let args: Args = arguments(self.name(), args)?;
         match args.action {
             Action::List => {
-                let jobs = self.0.list().await?;
+                let jobs = self.store.list().await?;
                 json_result(&jobs.iter().map(summary).collect::<Vec<_>>())
             }
             Action::Cancel => {
                 let id = args.id.ok_or_else(|| bad("cancel needs the job's id"))?;
-                self.0.delete(id.trim()).await.map_err(as_tool_error)?;
+                self.store.delete(id.trim()).await.map_err(as_tool_error)?;
                 json_result(&json!({"cancelled": id.trim()}))
             }
             Action::Create => {
                 let message = args.message.ok_or_else(|| bad("create needs a message"))?;
                 let schedule = match (args.at, args.every, args.cron) {
                     (Some(at), None, None) => Schedule::At { at },
-                    (None, Some(every), None) => Schedule::Every { every },
+                    (None, Some(every), None) => {
+                        if crate::schedule::parse_duration_ms(&every).map_err(as_tool_error)?
+                            < MIN_TOOL_EVERY_MS
+                        {
+                            return Err(bad("an interval is at least one minute"));
+                        }
+                        Schedule::Every { every }
+                    }
                     (None, None, Some(expr)) => Schedule::Cron { expr, tz: args.tz },
                     _ => return Err(bad("create needs exactly one of at, every, cron")),
                 };
                 let origin = context.session_key.clone();
+                let existing = self.store.list().await?;
+                if existing.iter().filter(|j| j.origin == origin).count() >= MAX_JOBS_PER_SESSION {
+                    return Err(AgentError::tool(
+                        "too_many_jobs",
+                        format!(
+                            "this conversation has {MAX_JOBS_PER_SESSION} scheduled jobs; cancel some first"
+                        ),
+                    ));
+                }
                 let session = match (&origin, args.isolated) {
                     (Some(key), false) if !key.starts_with("cron:") => {
                         JobSession::Named { key: key.clone() }
@@ -142,11 +176,17 @@ impl Tool for ScheduleTool {
                     _ => JobSession::Isolated,
                 };
                 let deliver = match args.webhook {
+                    Some(_) if !self.webhooks => {
+                        return Err(AgentError::tool(
+                            "not_allowed",
+                            "webhooks need the web group, which the policy does not offer",
+                        ));
+                    }
                     Some(url) => Some(DeliveryTarget::Webhook { url }),
                     None => origin.as_deref().and_then(chat_of_session),
                 };
                 let job = self
-                    .0
+                    .store
                     .create(NewJob {
                         name: args.name,
                         schedule,
@@ -167,5 +207,95 @@ impl Tool for ScheduleTool {
                 json_result(&summary(&job))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::schedule::ManualClock;
+
+    fn tool(webhooks: bool) -> ScheduleTool {
+        let clock = Arc::new(ManualClock::at(1_800_000_000_000));
+        ScheduleTool::new(ScheduleStore::in_memory(clock).unwrap(), webhooks)
+    }
+
+    fn in_chat() -> ToolContext {
+        ToolContext {
+            session_key: Some("telegram:42".into()),
+        }
+    }
+
+    async fn call(tool: &ScheduleTool, args: serde_json::Value) -> Result<String, AgentError> {
+        tool.call(&in_chat(), args).await
+    }
+
+    #[tokio::test]
+    async fn a_job_made_in_a_chat_runs_there_and_delivers_there() {
+        let tool = tool(false);
+        let made = call(
+            &tool,
+            json!({"action": "create", "at": "in 10m", "message": "Remind the user to stretch."}),
+        )
+        .await
+        .unwrap();
+        let made: serde_json::Value = serde_json::from_str(&made).unwrap();
+        assert_eq!(made["next_run"], "2027-01-15T08:10:00Z");
+        let job = &tool.store.list().await.unwrap()[0];
+        assert_eq!(
+            job.session,
+            JobSession::Named {
+                key: "telegram:42".into()
+            }
+        );
+        assert_eq!(job.deliver, chat_of_session("telegram:42"));
+        assert_eq!(job.origin.as_deref(), Some("telegram:42"));
+
+        let listed = call(&tool, json!({"action": "list"})).await.unwrap();
+        assert!(listed.contains(&job.id), "{listed}");
+        call(&tool, json!({"action": "cancel", "id": job.id}))
+            .await
+            .unwrap();
+        assert!(tool.store.list().await.unwrap().is_empty());
+        let again = call(&tool, json!({"action": "cancel", "id": job.id}))
+            .await
+            .unwrap_err();
+        assert_eq!(again.code(), "job_not_found");
+    }
+
+    #[tokio::test]
+    async fn the_model_is_kept_to_its_limits() {
+        let tool = tool(false);
+        let refused = |args: serde_json::Value| {
+            let tool = tool.clone();
+            async move { call(&tool, args).await.unwrap_err() }
+        };
+        let error = refused(json!({"action": "create", "every": "10s", "message": "x"})).await;
+        assert!(error.to_string().contains("one minute"), "{error}");
+        let error = refused(json!({"action": "create", "at": "in 1m", "webhook": "https://example.com/", "message": "x"})).await;
+        assert_eq!(error.code(), "not_allowed");
+        let error =
+            refused(json!({"action": "create", "at": "in 1m", "every": "1h", "message": "x"}))
+                .await;
+        assert!(error.to_string().contains("exactly one"), "{error}");
+        let error = refused(json!({"action": "create", "cron": "0 8 * *", "message": "x"})).await;
+        assert_eq!(error.code(), "invalid_arguments");
+        assert!(
+            error.to_string().contains("not a cron expression"),
+            "{error}"
+        );
+        for n in 0..MAX_JOBS_PER_SESSION {
+            call(
+                &tool,
+                json!({"action": "create", "every": "1h", "message": format!("job {n}")}),
+            )
+            .await
+            .unwrap();
+        }
+        let error =
+            refused(json!({"action": "create", "every": "1h", "message": "one more"})).await;
+        assert_eq!(error.code(), "too_many_jobs");
     }
 }
