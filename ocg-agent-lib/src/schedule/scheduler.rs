@@ -81,18 +81,21 @@ fn local_time(job: &Job, at_ms: i64) -> String {
         .unwrap_or_default()
 }
 
-/// The user message a run sends.
+/// The user message a run sends: the job's message, then a line naming
+/// the job and its due time (`[Scheduled job “name”, due …]`).
 pub fn run_prompt(job: &Job, occurrence_ms: i64) -> String {
     let sent = if job.deliver.is_some() {
         " Your reply is sent to the user as it is."
     } else {
         ""
     };
+    // The message first: small local models answer the first thing they
+    // read, and echoed a leading header back instead of doing the job.
     format!(
-        "[Scheduled job \u{201c}{}\u{201d}, due {}.{sent}]\n{}",
+        "{}\n\n[Scheduled job \u{201c}{}\u{201d}, due {}.{sent}]",
+        job.message,
         job.name,
-        local_time(job, occurrence_ms),
-        job.message
+        local_time(job, occurrence_ms)
     )
 }
 
