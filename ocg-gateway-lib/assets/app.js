@@ -40,6 +40,7 @@
     chevron: ['M9 6l6 6-6 6'],
     alert: ['M12 8v5', 'M12 16.5v.5', 'M10.3 3.9L2.5 18a2 2 0 0 0 1.7 3h15.6a2 2 0 0 0 1.7-3L13.7 3.9a2 2 0 0 0-3.4 0z'],
     x: ['M6 6l12 12M18 6L6 18'],
+    clock: ['M12 3a9 9 0 1 0 0 18a9 9 0 1 0 0-18z', 'M12 7.5V12l3 2'],
   };
 
   function icon(name, extraClass) {
@@ -537,6 +538,18 @@
     statusLoading: false,
     stick: true,
     sessionsTimer: 0,
+    // What the open chat shows of its stored history, to add what others
+    // store there (scheduled runs, another tab): {key, count (entries from
+    // offset 0 of the live history), archived, updated (ms), lastId, listSeq
+    // (lists asked for up to then may predate it)}; null while it loads.
+    shown: null,
+    // Turns sent from this page, newest last, until the history holds them
+    // (or it is clear it never will): the page shows them already.
+    sent: [],
+    syncing: false,
+    syncAgain: false,
+    chatPoll: 0,          // polling generation: a stopped poll never reschedules
+    chatTimer: 0,
   };
 
   const STORAGE_KEY = 'ocg.currentSession';
@@ -607,6 +620,10 @@
   }
 
   async function logout() {
+    // Nothing more is asked for with the cookie that is going away.
+    stopChatPolling();
+    clearTimeout(state.sessionsTimer);
+    state.shown = null;
     try {
       await fetch('/logout', { method: 'POST', credentials: 'same-origin' });
     } catch { /* signed out locally all the same */ }
@@ -626,6 +643,10 @@
     closeSocket();
     stopStatusPolling();
     clearTimeout(state.sessionsTimer);
+    stopChatPolling();
+    state.shown = null;
+    state.sent = [];
+    state.syncAgain = false;
     state.turns.clear();
     state.outbox = [];
     state.sessions = [];
@@ -644,7 +665,7 @@
     state.wsOpenedAt = 0;
     showView('app');
     connectSocket();
-    route();
+    route(true);
     loadSessions(true);
   }
 
@@ -653,7 +674,8 @@
   const VIEWS = { '#status': 'status', '#memory': 'memory', '#schedules': 'schedules' };
   const VIEW_TITLES = { status: 'Status · OCG', memory: 'Memory · OCG', schedules: 'Schedules · OCG' };
 
-  function route() {
+  /** Show the view the address names; `entering`: right after signing in (the chats load anyway). */
+  function route(entering) {
     const view = VIEWS[location.hash] || 'chat';
     state.view = view;
     $('chat-view').hidden = view !== 'chat';
@@ -676,6 +698,8 @@
       stopStatusPolling();
       closeDrawer(false);
     }
+    if (view === 'chat') startChatPolling(entering !== true);
+    else stopChatPolling();
   }
 
   // ---------------------------------------------------------------- drawer
@@ -705,20 +729,32 @@
 
   // -------------------------------------------------------------- sessions
 
-  async function loadSessions(selectAfter) {
+  /** A list entry's fields the sidebar shows, to skip renders that change nothing. */
+  const sessionsShown = () => state.sessions
+    .map((s) => [s.key, s.title, s.updated_at_ms, s.messages, s.local].join('\u0000')).join('\u0001');
+
+  /**
+   * Load the chat list. `selectAfter`: open the saved (or newest) chat after.
+   * `poll`: a background refresh (the open chat's poll): no toasts, and no
+   * re-render while a title is edited or a delete confirmed, or when nothing changed.
+   */
+  async function loadSessions(selectAfter, poll) {
     let list;
     const seq = ++state.listSeq;
     try {
       list = await api('GET', '/api/sessions');
     } catch (error) {
       // Offline shows in the connection badge; say more only when asked.
-      if (error.status !== 401 && (selectAfter || error.status !== 0)) toast(`Could not load chats: ${error.message}`);
+      if (!poll && error.status !== 401 && (selectAfter || error.status !== 0)) toast(`Could not load chats: ${error.message}`);
       list = null;
     }
     if (!state.authed) return;
+    const before = poll ? sessionsShown() : '';
+    let sync = null;
     if (Array.isArray(list)) {
       const known = new Map(state.sessions.map((s) => [s.key, s]));
-      const fresh = list.filter((s) => s && typeof s.key === 'string').map((s) => {
+      // A job's fresh session per run (`cron:<job>:<run>`) is read on the Schedules page.
+      const fresh = list.filter((s) => s && typeof s.key === 'string' && !s.key.startsWith('cron:')).map((s) => {
         const old = known.get(s.key);
         const entry = {
           key: s.key,
@@ -744,16 +780,20 @@
       const locals = state.sessions.filter((s) => (s.local || s.key === state.current) && !freshKeys.has(s.key));
       state.sessions = [...locals, ...fresh];
       sortSessions();
+      // The open chat: add what was stored there since it was shown.
+      const open = !selectAfter && fresh.find((s) => s.key === state.current);
+      if (open) sync = syncCurrent(open, seq);
     }
     if (selectAfter) {
       const saved = localStorage.getItem(STORAGE_KEY);
       const pick = (saved && findSession(saved)) || state.sessions[0];
       if (pick) selectSession(pick.key);
       else newChat(false);
-    } else {
+    } else if (!poll || (!state.editing && !state.confirming && sessionsShown() !== before)) {
       renderSessions();
       renderChatHead();
     }
+    if (sync) await sync;
   }
 
   function refreshSessionsSoon() {
@@ -917,6 +957,8 @@
   async function deleteSession(key) {
     const s = findSession(key);
     if (!s) return;
+    // Nothing more is fetched for it (a history asked for now would be a 404).
+    if (state.shown && state.shown.key === key) state.shown = null;
     const turn = activeTurn(key);
     if (turn) cancelTurn(turn);
     if (!s.local) {
@@ -977,9 +1019,12 @@
     renderChatHead();
     if (fromUser) closeDrawer(false);
     const seq = ++state.loadSeq;
+    state.shown = null;
     clearMessages();
     updateComposer();
-    if (!s.local) {
+    if (s.local) {
+      state.shown = { key, count: 0, archived: 0, updated: 0, lastId: 0, listSeq: state.listSeq };
+    } else {
       const loading = el('div', { class: 'loading-row' }, el('span', { class: 'spinner', 'aria-hidden': 'true' }), 'Loading messages…');
       $('messages').append(loading);
       setEmpty(false);
@@ -1002,11 +1047,22 @@
       if (seq !== state.loadSeq) return;
       loading.remove();
       state.historyOffset = offset;
-      const frag = renderHistory(Array.isArray(history) ? history : []);
+      const entries = Array.isArray(history) ? history : [];
+      state.shown = {
+        key,
+        count: offset + entries.length,
+        archived: s.archived || 0,
+        updated: s.updated_at_ms || 0,
+        lastId: maxId(entries, 0),
+        listSeq: state.listSeq,
+      };
+      const frag = renderHistory(entries);
       if (offset > 0) $('messages').append(earlierButton(key));
       $('messages').append(frag);
     }
-    // Turns still streaming in this session are not in the history yet.
+    // What this page sent here and is done with is in the history just shown
+    // (or never will be); turns still streaming are not in it yet.
+    state.sent = state.sent.filter((t) => t.session !== key || !t.finished);
     for (const turn of state.turns.values()) {
       if (turn.session === key && !turn.finished) $('messages').append(turn.userNode, turn.view.root);
     }
@@ -1223,6 +1279,46 @@
     return 'Something went wrong';
   }
 
+  /**
+   * A scheduled run's prompt (the job's message, then a last line
+   * `[Scheduled job “name”, due <time>.…]`) as {name, due, message}, or null.
+   */
+  function scheduledPrompt(content) {
+    const marker = content.lastIndexOf('[Scheduled job');
+    if (marker === -1 || !content.trimEnd().endsWith(']')) return null;
+    if (marker > 0 && content[marker - 1] !== '\n') return null;
+    const head = content.slice(marker).trim();
+    const message = content.slice(0, marker).trim();
+    let name = '';
+    let rest = head;
+    const open = head.indexOf('\u201c');
+    const close = head.lastIndexOf('\u201d');
+    if (open !== -1 && close > open) {
+      name = head.slice(open + 1, close);
+      rest = head.slice(close + 1);
+    } else {
+      const plain = /^\[Scheduled job "(.*)"(?=,)/.exec(head); // straight quotes too
+      if (plain) {
+        name = plain[1];
+        rest = head.slice(plain[0].length);
+      }
+    }
+    const due = /^,\s*due (.+?)\.(?:\s|\]|$)/.exec(rest);
+    return { name: name.trim(), due: due ? due[1] : '', message };
+  }
+
+  /** A scheduled run's prompt: a small notice, not a message the user typed. */
+  function scheduledNotice(info, at) {
+    const name = info.name || (info.message ? info.message.split('\n')[0].slice(0, 60) : '') || 'a scheduled job';
+    const when = info.due ? `Due ${info.due}` : at ? formatTime(at) : null;
+    const showMessage = info.message && info.message !== name;
+    return el('article', { class: 'msg scheduled', title: when },
+      el('div', { class: 'scheduled-note' },
+        icon('clock'),
+        el('span', { class: 'scheduled-label' }, 'Scheduled: ', el('span', { class: 'scheduled-name', text: name }))),
+      showMessage ? el('div', { class: 'scheduled-message', title: clip(info.message), text: info.message }) : null);
+  }
+
   function renderHistory(entries) {
     const frag = document.createDocumentFragment();
     let answer = null;
@@ -1231,7 +1327,8 @@
       if (!m || typeof m !== 'object') continue;
       const content = typeof m.content === 'string' ? m.content : '';
       if (m.role === 'user') {
-        frag.append(userMessage(content, m.created_at_ms));
+        const scheduled = scheduledPrompt(content);
+        frag.append(scheduled ? scheduledNotice(scheduled, m.created_at_ms) : userMessage(content, m.created_at_ms));
         answer = null;
       } else if (m.role === 'assistant') {
         if (!answer) {
@@ -1259,6 +1356,176 @@
     return frag;
   }
 
+  // ------------------------------------------------- messages from elsewhere
+
+  // While the chat is shown, the open chat follows its stored history: turns
+  // that ran elsewhere (a scheduled job in this session, another tab) appear
+  // without a reload. Turns of this page are shown by their stream already.
+  const CHAT_POLL_MS = 5000;
+  const SYNC_PAGE = 200;
+  const SENT_KEEP = 50;           // turns of this page remembered at most
+  const SENT_FAILED_MS = 120e3;   // how long a broken-off turn may still be stored
+
+  const maxId = (entries, from) => entries.reduce((max, m) => (m && Number.isFinite(m.id) && m.id > max ? m.id : max), from);
+
+  function startChatPolling(now) {
+    stopChatPolling();
+    if (!state.authed || state.view !== 'chat' || document.visibilityState !== 'visible') return;
+    const generation = state.chatPoll;
+    const live = () => generation === state.chatPoll && state.authed && state.view === 'chat'
+      && document.visibilityState === 'visible';
+    const tick = async () => {
+      state.chatTimer = 0;
+      if (!live()) return;
+      try {
+        // A turn running here shows itself; the list is read again when it ends.
+        if (!activeTurn(state.current)) await loadSessions(false, true);
+      } finally {
+        if (live()) state.chatTimer = setTimeout(tick, CHAT_POLL_MS);
+      }
+    };
+    state.chatTimer = setTimeout(tick, now ? 0 : CHAT_POLL_MS);
+  }
+
+  function stopChatPolling() {
+    state.chatPoll++;
+    clearTimeout(state.chatTimer);
+    state.chatTimer = 0;
+  }
+
+  /**
+   * Bring the open chat up to date with `info`, its entry in a session list
+   * asked for as request `listSeq`: fetch the history after what is shown and
+   * add what this page did not show itself.
+   */
+  async function syncCurrent(info, listSeq) {
+    const shown = state.shown;
+    if (!shown || shown.key !== info.key || state.current !== info.key) return;
+    if (listSeq <= shown.listSeq) return; // asked for before what is shown was read
+    if (activeTurn(info.key)) return;     // its end reads the list again
+    if (state.syncing) {
+      state.syncAgain = true;
+      return;
+    }
+    // Cleared or rewritten (a reset): show it afresh, as a reload would.
+    if (info.archived < shown.archived || info.messages + info.archived < shown.count + shown.archived) {
+      selectSession(info.key);
+      return;
+    }
+    // Compaction archived the oldest messages: offsets count live ones only.
+    const shift = info.archived - shown.archived;
+    if (shift > 0) {
+      shown.count = Math.max(0, shown.count - shift);
+      shown.archived = info.archived;
+      state.historyOffset = Math.max(0, state.historyOffset - shift);
+    }
+    if (info.messages <= shown.count && info.updated_at_ms <= shown.updated) return;
+    state.syncing = true;
+    const asked = Date.now();
+    try {
+      for (;;) {
+        const askedPage = Date.now();
+        const page = await api('GET', `${sessionPath(info.key)}/history?offset=${shown.count}&limit=${SYNC_PAGE}`);
+        if (state.shown !== shown || state.current !== info.key) return;
+        const entries = Array.isArray(page) ? page : [];
+        shown.count += entries.length;
+        shown.listSeq = state.listSeq;
+        addArrived(info.key, entries, askedPage, entries.length >= SYNC_PAGE);
+        if (entries.length < SYNC_PAGE) break;
+      }
+      shown.updated = Math.max(shown.updated, info.updated_at_ms);
+      // A turn of this page that ended before the history was read and is not
+      // in it was not stored (a command such as /compact, a failure).
+      state.sent = state.sent.filter((t) => t.session !== info.key || !t.finished
+        || t.endedAt >= asked - (t.done ? 0 : SENT_FAILED_MS));
+    } catch {
+      // Offline, or deleted elsewhere: the next poll tells.
+    } finally {
+      state.syncing = false;
+      if (state.syncAgain) {
+        state.syncAgain = false;
+        refreshSessionsSoon();
+      }
+    }
+  }
+
+  /** The turn this page sent that stored `text` as its user message, taken off the list. */
+  function takeSent(key, text) {
+    const same = (a) => a === text || a.trim() === text.trim();
+    const index = state.sent.findIndex((t) => t.session === key && same(t.text));
+    return index === -1 ? null : state.sent.splice(index, 1)[0];
+  }
+
+  /**
+   * Show history entries of `key` (the open chat) stored after what is shown,
+   * read from a request sent at `asked` (`more`: a full page, more may follow):
+   * turns that ran elsewhere are added, in order, before this page's turns
+   * the history does not hold yet.
+   */
+  function addArrived(key, entries, asked, more) {
+    const shown = state.shown;
+    const fresh = entries.filter((m) => m && typeof m === 'object'
+      && !(Number.isFinite(m.id) && m.id > 0 && m.id <= shown.lastId));
+    shown.lastId = maxId(entries, shown.lastId);
+    if (!fresh.length) return;
+    // Turns: a user message and what answered it.
+    const groups = [];
+    for (const m of fresh) {
+      if (m.role === 'user' || !groups.length) groups.push([m]);
+      else groups[groups.length - 1].push(m);
+    }
+    const box = $('messages');
+    const stick = isNearBottom();
+    const pending = document.createDocumentFragment();
+    let last = null; // the newest node of this page's turns the history holds
+    const arrived = [];
+    for (const group of groups) {
+      const first = group[0];
+      const mine = first.role === 'user' && typeof first.content === 'string' ? takeSent(key, first.content) : null;
+      const placed = Boolean(mine && mine.userNode.isConnected);
+      if (placed && (mine.done || !mine.finished)) {
+        // Streamed here: what arrived before it goes before it.
+        box.insertBefore(pending, mine.userNode);
+        last = mine.view.root;
+        continue;
+      }
+      const frag = renderHistory(group);
+      if (placed) {
+        // Its stream broke off here, yet it was stored: show it as stored.
+        box.insertBefore(pending, mine.userNode);
+        last = frag.lastChild || last;
+        box.insertBefore(frag, mine.userNode);
+        mine.userNode.remove();
+        mine.view.root.remove();
+        continue;
+      }
+      pending.append(frag);
+      arrived.push(group);
+    }
+    // Before this page's turns still on their way into the history.
+    const after = (node) => !last || Boolean(last.compareDocumentPosition(node) & Node.DOCUMENT_POSITION_FOLLOWING);
+    const next = state.sent.find((t) => t.session === key && t.userNode.isConnected
+      && (!t.finished || (t.done && (more || t.endedAt >= asked))) && after(t.userNode));
+    if (next) box.insertBefore(pending, next.userNode);
+    else box.append(pending);
+    setEmpty(!box.querySelector('.msg'));
+    if (stick) scrollToBottom(true);
+    announceArrived(arrived);
+  }
+
+  /** Tell screen readers that answers arrived from elsewhere. */
+  function announceArrived(groups) {
+    const answered = groups.filter((g) => g.some((m) => m.role === 'assistant' && typeof m.content === 'string' && m.content.trim()));
+    if (!answered.length) return;
+    const group = answered[answered.length - 1];
+    const reply = group.filter((m) => m.role === 'assistant' && typeof m.content === 'string' && m.content.trim()).pop().content.trim();
+    const snippet = reply.length > 120 ? `${reply.slice(0, 119)}…` : reply;
+    const prompt = group[0].role === 'user' && typeof group[0].content === 'string' ? scheduledPrompt(group[0].content) : null;
+    const from = prompt ? ` from the scheduled job “${prompt.name || 'unnamed'}”` : '';
+    const count = answered.length > 1 ? `${answered.length} new answers in this chat. The last` : 'New answer in this chat';
+    announce(`${count}${from}: ${snippet}`);
+  }
+
   // --------------------------------------------------------------- turns
 
   function send() {
@@ -1283,9 +1550,17 @@
       userNode: userMessage(text, Date.now()),
       tools: new Map(),
       finished: false,
+      done: false,        // ended with its answer (so it is stored)
+      endedAt: 0,
       sent: false,
     };
     state.turns.set(id, turn);
+    // The history gets it later; the open chat's poll must not show it twice.
+    state.sent.push(turn);
+    if (state.sent.length > SENT_KEEP) {
+      const old = state.sent.findIndex((t) => t.finished);
+      state.sent.splice(old === -1 ? 0 : old, 1);
+    }
     setEmpty(false);
     $('messages').append(turn.userNode, view.root);
     scrollToBottom(true);
@@ -1345,6 +1620,7 @@
 
   function endTurn(turn) {
     turn.finished = true;
+    turn.endedAt = Date.now();
     state.turns.delete(turn.id);
     turn.view.flush();
     turn.view.setStreaming(false);
@@ -1359,6 +1635,7 @@
       turn.view.appendText(message.content);
     }
     if (!turn.view.hasText() && !turn.tools.size) turn.view.note('(no text in the answer)', 'muted');
+    turn.done = true;
     endTurn(turn);
     if (msg.usage && typeof msg.usage.total_tokens === 'number') {
       turn.view.root.title = `${msg.usage.total_tokens} tokens`;
@@ -1373,6 +1650,8 @@
       s.messages = (s.messages || 0) + 2;
       if (key !== s.key && !findSession(key)) {
         if (state.current === s.key) state.current = key;
+        if (state.shown && state.shown.key === s.key) state.shown.key = key;
+        for (const t of state.sent) if (t.session === s.key) t.session = key;
         s.key = key;
       }
       sortSessions();
@@ -2536,10 +2815,14 @@
     window.addEventListener('hashchange', () => { if (state.authed) route(); });
     window.addEventListener('online', reconnectNow);
     document.addEventListener('visibilitychange', () => {
-      if (document.visibilityState !== 'visible' || !state.authed) return;
+      if (document.visibilityState !== 'visible' || !state.authed) {
+        stopChatPolling();
+        return;
+      }
       reconnectNow();
       if (state.view === 'status') loadStatus();
       if (state.view === 'schedules') startCronPolling();
+      if (state.view === 'chat') startChatPolling(true);
     });
     // Relative times in the list age; refresh them now and then.
     setInterval(() => { if (state.authed && !state.editing && !state.confirming) renderSessions(); }, 60000);

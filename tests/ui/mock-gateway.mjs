@@ -30,8 +30,18 @@ const PORT = Number(arg('port', process.env.OCG_PORT || '0'));
 const COOKIE_VALUE = crypto.createHmac('sha256', TOKEN).update('ocg-session').digest('hex');
 const started = Date.now();
 
-/** key -> {key, title, created_at_ms, updated_at_ms, messages: []} */
+/** key -> {key, title, created_at_ms, updated_at_ms, turns, messages: []} */
 const sessions = new Map();
+let messageIds = 0;
+
+/** Store a turn's messages in `s`, as the agent does when the turn ends. */
+function storeTurn(s, messages, now) {
+  s.turns = (s.turns || 0) + 1;
+  s.updated_at_ms = now;
+  for (const m of messages) {
+    s.messages.push({ id: ++messageIds, turn: s.turns, tokens: 10, archived: false, ...m, created_at_ms: now });
+  }
+}
 /** The user's memories, oldest first (docs/gateway.md, "Memory"). */
 const memories = [];
 let memoryIds = 0;
@@ -303,9 +313,11 @@ async function memoryRoute(req, res, url) {
 // (ocg-agent-lib/src/schedule): a job's next run is computed like the
 // agent's for `at` and `every`, and approximated (the next whole minute) for
 // cron. A tick each 250 ms starts due runs and runs asked for with "run now";
-// a run answers `echo: <message>` after a short while, or fails when the
-// message contains "fail". `--no-cron` makes every route answer 501, like an
-// agent without scheduling.
+// a run answers `echo: <prompt>` (the agent's prompt: the message, then a
+// `[Scheduled job “name”, due <time>.]` line) after a short while, or fails when the
+// message contains "fail"; a run in a named session the mock knows is stored
+// there as a turn. `--no-cron` makes every route answer 501, like an agent
+// without scheduling.
 const NO_CRON = process.argv.includes('--no-cron');
 const MAX_JOB_MESSAGE = 8000;
 /** id -> Job (plus the private fields anchor_ms and run_requested_ms). */
@@ -497,9 +509,29 @@ function updateJob(job, patch, now) {
   return job;
 }
 
-/** Start a run of `job` for `occurrence`; it ends a little later. */
+/** A time as the agent writes it in a run's prompt: `2026-12-24 09:00 CET` (the machine's zone). */
+function localTime(ms) {
+  const d = new Date(ms);
+  const pad = (n) => String(n).padStart(2, '0');
+  const zone = new Intl.DateTimeFormat('en-US', { timeZoneName: 'short' }).formatToParts(d)
+    .find((part) => part.type === 'timeZoneName');
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}${zone ? ` ${zone.value}` : ''}`;
+}
+
+/** The user message of a run (ocg-agent-lib/src/schedule/scheduler.rs, run_prompt). */
+function runPrompt(job, occurrence) {
+  const sent = job.deliver ? ' Your reply is sent to the user as it is.' : '';
+  return `${job.message}\n\n[Scheduled job \u201c${job.name}\u201d, due ${localTime(occurrence)}.${sent}]`;
+}
+
+/**
+ * Start a run of `job` for `occurrence`; it ends a little later, answering
+ * `echo: <prompt>`. A run in a named session the mock knows is stored there
+ * like a turn from the chat (a failed one is not, as with the agent).
+ */
 function startRun(job, occurrence, trigger) {
   const now = Date.now();
+  const prompt = runPrompt(job, occurrence);
   const run = {
     id: ++runIds,
     job_id: job.id,
@@ -520,7 +552,11 @@ function startRun(job, occurrence, trigger) {
     const failing = /fail/i.test(job.message);
     Object.assign(run, { status: failing ? 'error' : 'ok', ended_at_ms: Date.now() });
     if (failing) run.error = 'the model answered HTTP 500: upstream exploded';
-    else Object.assign(run, { reply: `echo: ${job.message}`, prompt_tokens: 20, completion_tokens: 10 });
+    else Object.assign(run, { reply: `echo: ${prompt}`, prompt_tokens: 20, completion_tokens: 10 });
+    const session = job.session.kind === 'named' ? sessions.get(job.session.key) : null;
+    if (session && !failing) {
+      storeTurn(session, [{ role: 'user', content: prompt }, { role: 'assistant', content: run.reply }], run.ended_at_ms);
+    }
     if (job.deliver) run.delivery = failing ? undefined : 'sent';
     if (run.delivery === undefined) delete run.delivery;
     if (!jobs.has(job.id)) return;
@@ -683,12 +719,11 @@ async function chat(msg, turn, out) {
       s = { key, title: null, created_at_ms: now, updated_at_ms: now, messages: [] };
       sessions.set(key, s);
     }
-    s.updated_at_ms = now;
-    s.messages.push(
-      { role: 'user', content: text, created_at_ms: now },
-      ...toolMessages.map((m) => ({ ...m, created_at_ms: now })),
-      { role: 'assistant', content: answer, created_at_ms: now },
-    );
+    storeTurn(s, [
+      { role: 'user', content: text },
+      ...toolMessages,
+      { role: 'assistant', content: answer },
+    ], now);
   }
   out({
     type: 'done',

@@ -788,6 +788,91 @@ try {
     check(polls === 0, `the schedules page kept polling after it was left (${polls} requests)`);
   });
 
+  await step('a scheduled run in the open chat shows up without a reload', async () => {
+    const jobs = await apiJson(page, '/api/cron');
+    if (jobs.status === 501) {
+      check(!EXPECT_CRON, 'the agent should run scheduled jobs (OCG_UI_EXPECT_CRON=1), /api/cron answered 501');
+      console.log('     (the agent runs no scheduled jobs: 501; skipped)');
+      return;
+    }
+    check(jobs.status === 200, `/api/cron answered ${jobs.status}`);
+    // The first chat, open since the status step, with its turns.
+    await page.locator('#chat-view').waitFor({ state: 'visible' });
+    if (!(await sessionItems(page)).some((s) => s.active && s.key === firstKey)) {
+      await page.locator(`#session-list .session[data-key="${firstKey}"] .session-main`).click();
+    }
+    await waitFor('the first chat\'s history', async () => (await page.locator('#messages .msg.user').count()) === firstChatUsers);
+    const PING = `Ping ${RID}`;
+    const answers = () => page.locator('#messages .msg.assistant', { hasText: PING });
+    const notices = () => page.locator('#messages .msg.scheduled', { hasText: PING });
+    check((await answers().count()) === 0 && (await notices().count()) === 0, 'nothing of the job should show before it runs');
+    await page.evaluate(() => { window.__ocgNotReloaded = true; });
+    const call = (method, pathname, body) => page.evaluate(async ([m, p, b]) => {
+      const init = { method: m, credentials: 'same-origin', headers: { Accept: 'application/json' } };
+      if (b !== undefined) {
+        init.headers['Content-Type'] = 'application/json';
+        init.body = JSON.stringify(b);
+      }
+      const r = await fetch(p, init);
+      const text = await r.text();
+      let json = null;
+      try { json = text ? JSON.parse(text) : null; } catch { /* not JSON */ }
+      return { status: r.status, body: json };
+    }, [method, pathname, body]);
+    const created = await call('POST', '/api/cron', {
+      schedule: { kind: 'every', every: '1h' },
+      message: PING,
+      session: { kind: 'named', key: firstKey },
+    });
+    check(created.status === 201 && created.body && created.body.id, `POST /api/cron answered ${created.status}: ${JSON.stringify(created.body)}`);
+    const jobPath = `/api/cron/${encodeURIComponent(created.body.id)}`;
+    try {
+      check(created.body.session && created.body.session.kind === 'named' && created.body.session.key === firstKey,
+        `the job should run in the open chat: ${JSON.stringify(created.body.session)}`);
+      const run = await call('POST', `${jobPath}/run`);
+      check(run.status === 202, `POST ${jobPath}/run answered ${run.status}`);
+      await waitFor('the scheduled answer in the open chat', async () => (await answers().count()) > 0 && (await notices().count()) > 0, 20000);
+      const counted = async (when) => {
+        const a = await answers().count();
+        const n = await notices().count();
+        check(a === 1 && n === 1, `${when}: the run should show once, saw ${a} answer(s) and ${n} notice(s)`);
+      };
+      await counted('when it arrived');
+      const notice = norm(await notices().first().innerText());
+      check(/^Scheduled:/.test(notice) && notice.includes(PING), `the notice should name the job: "${notice}"`);
+      check(!notice.includes('[Scheduled job'), `the notice should not show the raw prompt: "${notice}"`);
+      check((await page.locator('#messages .msg.user').count()) === firstChatUsers, 'the run\'s prompt must not look like a message the user typed');
+      const order = await page.locator('#messages .msg').evaluateAll((nodes) => nodes.slice(-2).map((n) => n.className));
+      check(/\bscheduled\b/.test(order[0]) && /\bassistant\b/.test(order[1]), `the notice and its answer should come last, in order: ${JSON.stringify(order)}`);
+      check(await page.evaluate(() => window.__ocgNotReloaded === true), 'the page was reloaded');
+      await notices().first().scrollIntoViewIfNeeded();
+      await shot(page, 'desktop-chat-scheduled');
+      // Another poll cycle (5 s) must not add it again.
+      await page.waitForTimeout(6000);
+      await counted('after another poll');
+      const history = await apiJson(page, `/api/sessions/${encodeURIComponent(firstKey)}/history?offset=0&limit=1000`);
+      check(history.status === 200 && history.body.filter((m) => m.role === 'assistant' && String(m.content).includes(PING)).length === 1,
+        `the chat's history should hold the run once: ${history.status}`);
+      check(websockets === 1, `still one WebSocket, saw ${websockets}`);
+      // Another view stops the chat's poll.
+      let polls = 0;
+      const countPolls = (request) => { if (new URL(request.url()).pathname === '/api/sessions') polls++; };
+      await page.click('#tab-status');
+      await page.locator('#status-view').waitFor({ state: 'visible' });
+      page.on('request', countPolls);
+      await page.waitForTimeout(5600);
+      page.off('request', countPolls);
+      check(polls === 0, `the chat kept polling on the status view (${polls} requests)`);
+      await page.click('#tab-chat');
+      await page.locator('#chat-view').waitFor({ state: 'visible' });
+    } finally {
+      // Delete the job whatever happened above; a failure here is reported after the first one.
+      const gone = await call('DELETE', jobPath).catch((error) => ({ status: String(error) }));
+      if (gone.status !== 204) problems.push(`DELETE ${jobPath} answered ${gone.status}`);
+    }
+    noProblems('the scheduled run in the open chat');
+  });
+
   await step('a reload keeps the session and the renamed chat', async () => {
     navigating = true;
     await page.goto(`${BASE}/#chat`, { waitUntil: 'domcontentloaded' });
