@@ -87,14 +87,7 @@ impl Bot {
 
     /// SIGTERM the agent and wait for its clean exit.
     pub(crate) fn terminate_agent(&mut self) {
-        let mut child = self.agent.take().unwrap();
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap()),
-            nix::sys::signal::Signal::SIGTERM,
-        )
-        .unwrap();
-        let status = child.wait().unwrap();
-        assert!(status.success(), "a clean exit: {status}");
+        terminate(self.agent.take().unwrap());
     }
 
     pub(crate) fn agent_log(&self) -> String {
@@ -125,15 +118,8 @@ impl Bot {
 
     /// SIGTERM, then wait; how long the gateway took to exit.
     fn terminate_gateway(&mut self) -> Duration {
-        let mut child = self.gateway.take().unwrap();
         let started = std::time::Instant::now();
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap()),
-            nix::sys::signal::Signal::SIGTERM,
-        )
-        .unwrap();
-        let status = child.wait().unwrap();
-        assert!(status.success(), "a clean exit: {status}");
+        terminate(self.gateway.take().unwrap());
         started.elapsed()
     }
 
@@ -158,6 +144,17 @@ impl Drop for Bot {
         self.kill_gateway();
         self.kill_agent();
     }
+}
+
+/// SIGTERM `child` and wait for its clean exit.
+fn terminate(mut child: Child) {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap()),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "a clean exit: {status}");
 }
 
 /// One HTTP/1.1 request with extra headers; status and body.
