@@ -248,14 +248,20 @@ impl AgentRuntime {
     }
 }
 
+/// Check a session key: 1 to [`MAX_SESSION_KEY`] bytes, no control characters.
+pub(crate) fn check_session_key(key: &str) -> Result<(), AgentError> {
+    if key.is_empty() || key.len() > MAX_SESSION_KEY || key.chars().any(char::is_control) {
+        return Err(AgentError::InvalidInput(format!(
+            "a session key is 1 to {MAX_SESSION_KEY} characters without control characters"
+        )));
+    }
+    Ok(())
+}
+
 /// Check a request before starting its turn.
 pub(crate) fn validate(request: &ChatRequest) -> Result<(), AgentError> {
     if let Some(key) = &request.session_key {
-        if key.is_empty() || key.len() > MAX_SESSION_KEY || key.chars().any(char::is_control) {
-            return Err(AgentError::InvalidInput(format!(
-                "a session key is 1 to {MAX_SESSION_KEY} characters without control characters"
-            )));
-        }
+        check_session_key(key)?;
     }
     match request.messages.last() {
         None => Err(AgentError::InvalidInput(

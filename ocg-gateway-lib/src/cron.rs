@@ -77,20 +77,7 @@ async fn runs(
     Path(id): Path<String>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Json<Vec<JobRun>>, ApiError> {
-    let limit = match query.get("limit").map(|v| v.trim()) {
-        None | Some("") => 20,
-        Some(text) => text
-            .parse::<u64>()
-            .ok()
-            .filter(|n| (1..=1000).contains(n))
-            .ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_limit",
-                    "limit is a whole number from 1 to 1000",
-                )
-            })?,
-    };
+    let limit = crate::memory::number(&query, "limit", 20, 1..=1000, "invalid_limit")?;
     Ok(Json(state.agent.job_runs(&id, limit).await?))
 }
 

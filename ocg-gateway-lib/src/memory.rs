@@ -61,7 +61,7 @@ fn agent_error(error: ocg_core::Error) -> ApiError {
 
 /// A whole number query parameter: `default` when absent or empty, else
 /// within `range`, else `code`.
-fn number(
+pub(crate) fn number(
     query: &HashMap<String, String>,
     name: &str,
     default: u64,

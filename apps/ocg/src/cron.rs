@@ -96,7 +96,7 @@ pub struct AddArgs {
 }
 
 /// Unix ms as local time (`2026-12-24 09:00:00 CET`).
-fn rfc3339(ms: i64) -> String {
+fn local_time(ms: i64) -> String {
     jiff::Timestamp::from_millisecond(ms)
         .map(|t| {
             t.to_zoned(jiff::tz::TimeZone::system())
@@ -117,7 +117,7 @@ fn schedule_text(schedule: &Schedule) -> String {
 fn print_job(job: &Job) {
     let next = job
         .next_run_ms
-        .map(rfc3339)
+        .map(local_time)
         .unwrap_or_else(|| "-".to_owned());
     let last = job
         .last_status
@@ -147,7 +147,7 @@ fn print_run(run: &JobRun) {
     println!(
         "{:>6}  {}  {:<11}  {:<8}  {:<10}  {}",
         run.id,
-        rfc3339(run.started_at_ms),
+        local_time(run.started_at_ms),
         status,
         run.trigger,
         run.delivery.as_deref().unwrap_or("-"),
@@ -225,7 +225,7 @@ pub async fn run(socket: &std::path::Path, command: CronCommand) -> anyhow::Resu
         }
         CronCommand::Run { id } => {
             let at = agent.job_run_now(&id).await?;
-            println!("queued a run of {id} ({})", rfc3339(at));
+            println!("queued a run of {id} ({})", local_time(at));
         }
         CronCommand::Pause { id } => pause(&agent, &id, false).await?,
         CronCommand::Resume { id } => pause(&agent, &id, true).await?,

@@ -3,6 +3,16 @@
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+/// `duration` in whole milliseconds (saturating).
+pub(crate) fn millis(duration: std::time::Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// How long from `now_ms` until `at_ms` (zero when it has passed).
+pub(crate) fn time_until(now_ms: i64, at_ms: i64) -> std::time::Duration {
+    std::time::Duration::from_millis(u64::try_from(at_ms.saturating_sub(now_ms)).unwrap_or(0))
+}
+
 /// Where the scheduler reads the time (Unix milliseconds).
 pub trait Clock: Send + Sync + std::fmt::Debug {
     /// Now.
@@ -17,7 +27,7 @@ impl Clock for SystemClock {
     fn now_ms(&self) -> i64 {
         SystemTime::now()
             .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+            .map_or(0, millis)
     }
 }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use ocg_core::{Agent, ChatRequest};
 
+use super::clock::{millis, time_until};
 use super::store::{ScheduleStore, chat_of_session};
 use crate::AgentError;
 
@@ -63,13 +64,11 @@ pub fn spawn_heartbeat(
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         tokio::pin!(until);
-        let every = i64::try_from(config.every.as_millis())
-            .unwrap_or(i64::MAX)
-            .max(1_000);
+        let every = millis(config.every).max(1_000);
         loop {
             let now = store.now_ms();
             let next = (now / every + 1) * every;
-            let wait = Duration::from_millis(u64::try_from(next - now).unwrap_or(0));
+            let wait = time_until(now, next);
             tokio::select! {
                 () = &mut until => return,
                 () = tokio::time::sleep(wait) => {}

@@ -10,6 +10,7 @@ use ocg_core::schedule::{Job, Schedule};
 use ocg_core::{Agent, ChatRequest};
 use tokio::task::JoinSet;
 
+use super::clock::{millis, time_until};
 use super::store::{ClaimedRun, RunOutcome, ScheduleStore, WebhookDelivery};
 use crate::AgentError;
 use crate::tools::WebFetchTool;
@@ -62,10 +63,6 @@ impl std::fmt::Debug for Scheduler {
             .field("config", &self.config)
             .finish_non_exhaustive()
     }
-}
-
-fn ms(duration: Duration) -> i64 {
-    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// The occurrence in the job's zone, for the prompt.
@@ -134,8 +131,8 @@ impl Scheduler {
         self.store
             .claim_due(
                 &self.owner,
-                ms(self.config.lease),
-                ms(self.config.late_after),
+                millis(self.config.lease),
+                millis(self.config.late_after),
                 self.config.batch,
             )
             .await
@@ -228,8 +225,7 @@ impl Scheduler {
                 let now = self.store.now_ms();
                 let wake = self.store.next_wake_ms().await.ok().flatten();
                 let sleep = wake.map_or(self.config.max_sleep, |at| {
-                    Duration::from_millis(u64::try_from(at - now).unwrap_or(0))
-                        .min(self.config.max_sleep)
+                    time_until(now, at).min(self.config.max_sleep)
                 });
                 tokio::select! {
                     () = &mut until => break,
@@ -256,7 +252,11 @@ impl Scheduler {
             if self.running.load(Ordering::SeqCst) == 0 {
                 continue;
             }
-            if let Err(error) = self.store.renew(&self.owner, ms(self.config.lease)).await {
+            if let Err(error) = self
+                .store
+                .renew(&self.owner, millis(self.config.lease))
+                .await
+            {
                 tracing::error!(%error, "renewing run leases failed");
             }
         }
@@ -283,9 +283,7 @@ impl Scheduler {
             // webhook queued by another agent on the database is its own).
             let now = self.store.now_ms();
             let retry = self.store.next_webhook_retry_ms().await.ok().flatten();
-            let wait = retry.map_or(self.config.max_sleep * 20, |at| {
-                Duration::from_millis(u64::try_from(at - now).unwrap_or(0))
-            });
+            let wait = retry.map_or(self.config.max_sleep * 20, |at| time_until(now, at));
             let _ = tokio::time::timeout(wait, queued).await;
         }
     }

@@ -23,6 +23,7 @@ use tokio::sync::Notify;
 use super::clock::Clock;
 use super::plan::Plan;
 use crate::AgentError;
+use crate::runtime::check_session_key;
 
 /// The most jobs one database holds.
 pub const MAX_JOBS: i64 = 100_000;
@@ -258,18 +259,15 @@ fn plan_of(job: &Job, anchor_ms: i64, now_ms: i64) -> Result<Plan, AgentError> {
     Plan::new(&job.schedule, now_ms, anchor_ms).map(|(plan, _)| plan)
 }
 
-/// A session key the runtime accepts.
-fn check_session_key(key: &str) -> Result<(), AgentError> {
-    if key.is_empty()
-        || key.len() > crate::runtime::MAX_SESSION_KEY
-        || key.chars().any(char::is_control)
-    {
+/// A job's message, trimmed, or why it is refused.
+fn checked_message(message: &str) -> Result<String, AgentError> {
+    let message = message.trim();
+    if message.is_empty() || message.chars().count() > MAX_MESSAGE_CHARS {
         return Err(AgentError::InvalidInput(format!(
-            "a session key is 1 to {} characters without control characters",
-            crate::runtime::MAX_SESSION_KEY
+            "a job's message is 1 to {MAX_MESSAGE_CHARS} characters"
         )));
     }
-    Ok(())
+    Ok(message.to_owned())
 }
 
 /// Check a delivery target's shape (a webhook's address is checked when it
@@ -428,12 +426,7 @@ impl ScheduleStore {
     /// Check and store a new job; its first occurrence is computed now.
     pub async fn create(&self, new: NewJob) -> Result<Job, AgentError> {
         let now = self.clock.now_ms();
-        let message = new.message.trim().to_owned();
-        if message.is_empty() || message.chars().count() > MAX_MESSAGE_CHARS {
-            return Err(AgentError::InvalidInput(format!(
-                "a job's message is 1 to {MAX_MESSAGE_CHARS} characters"
-            )));
-        }
+        let message = checked_message(&new.message)?;
         let (plan, schedule) = Plan::new(&new.schedule, now, now)?;
         let next = plan.next_after(now - 1);
         if matches!(plan, Plan::At(_)) && next.is_none_or(|at| at < now - 1_000) {
@@ -536,6 +529,20 @@ impl ScheduleStore {
         .await
     }
 
+    /// How many jobs were created from session `origin` (`None`: from none).
+    pub async fn count_from(&self, origin: Option<&str>) -> Result<usize, AgentError> {
+        let origin = origin.map(str::to_owned);
+        self.run(move |conn, _| {
+            let count: i64 = conn.query_row(
+                "SELECT COUNT(*) FROM schedule_jobs WHERE origin IS ?1",
+                [origin],
+                |r| r.get(0),
+            )?;
+            Ok(usize::try_from(count).unwrap_or(usize::MAX))
+        })
+        .await
+    }
+
     /// One job.
     pub async fn get(&self, id: &str) -> Result<Job, AgentError> {
         let id = id.to_owned();
@@ -559,13 +566,7 @@ impl ScheduleStore {
                     job.name = name;
                 }
                 if let Some(message) = patch.message {
-                    let message = message.trim().to_owned();
-                    if message.is_empty() || message.chars().count() > MAX_MESSAGE_CHARS {
-                        return Err(AgentError::InvalidInput(format!(
-                            "a job's message is 1 to {MAX_MESSAGE_CHARS} characters"
-                        )));
-                    }
-                    job.message = message;
+                    job.message = checked_message(&message)?;
                 }
                 if let Some(missed) = patch.missed {
                     job.missed = missed;
@@ -1294,7 +1295,8 @@ fn finish(
             queued |= queue_delivery(tx, &key, Some(&job.id), Some(run_id), target, reply, now)?;
         }
         RunOutcome::Failed(error) => {
-            if failures == NOTICE_AFTER_FAILURES || (disable && failures < NOTICE_AFTER_FAILURES) {
+            // One notice at the third failure in a row, one when disabled.
+            if failures == NOTICE_AFTER_FAILURES || disable {
                 let mut text = format!(
                     "Scheduled job \u{201c}{}\u{201d} failed {failures} times in a row: {error}",
                     job.name
@@ -1303,14 +1305,6 @@ fn finish(
                     text.push_str("\nIt is now disabled.");
                 }
                 let key = format!("job:{}:failing:{run_id}", job.id);
-                queued |= queue_delivery(tx, &key, Some(&job.id), None, target, &text, now)?;
-            } else if disable {
-                let text = format!(
-                    "Scheduled job \u{201c}{}\u{201d} failed {failures} times in a row and is now \
-                     disabled: {error}",
-                    job.name
-                );
-                let key = format!("job:{}:disabled:{run_id}", job.id);
                 queued |= queue_delivery(tx, &key, Some(&job.id), None, target, &text, now)?;
             }
         }

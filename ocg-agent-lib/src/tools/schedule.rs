@@ -160,8 +160,7 @@ impl Tool for ScheduleTool {
                     _ => return Err(bad("create needs exactly one of at, every, cron")),
                 };
                 let origin = context.session_key.clone();
-                let existing = self.store.list().await?;
-                if existing.iter().filter(|j| j.origin == origin).count() >= MAX_JOBS_PER_SESSION {
+                if self.store.count_from(origin.as_deref()).await? >= MAX_JOBS_PER_SESSION {
                     return Err(AgentError::tool(
                         "too_many_jobs",
                         format!(
