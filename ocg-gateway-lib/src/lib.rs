@@ -13,11 +13,13 @@
 //! - [`serve`]: binds, refusing non-loopback addresses unless allowed.
 //! - [`channels`]: any [`Channel`](ocg_core::Channel) bridged to the agent
 //!   (one session per chat, commands, typing, errors as short messages),
-//!   and [`telegram`], the reference channel.
+//!   and [`telegram`], the reference channel; [`journal`] is their shared
+//!   durable record of what arrived and what was sent.
 //!
 //! The protocol is documented in `docs/gateway.md`.
 #![warn(missing_docs)]
 
+pub mod access;
 pub mod auth;
 pub mod channels;
 mod cron;
@@ -27,6 +29,7 @@ mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 mod hooks;
+pub mod journal;
 mod memory;
 mod openai;
 mod routes;

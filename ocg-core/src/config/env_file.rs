@@ -155,7 +155,7 @@ impl EnvFile {
 
     /// Write the file atomically with mode 0600.
     pub fn write(&self, path: &Path) -> Result<(), ConfigError> {
-        write_atomic(path, self.render().as_bytes()).map_err(|source| ConfigError::Write {
+        write_private_atomic(path, self.render().as_bytes()).map_err(|source| ConfigError::Write {
             path: path.to_owned(),
             source,
         })
@@ -179,7 +179,11 @@ pub fn set_key(path: &Path, key: &str, value: &str) -> Result<(), ConfigError> {
     file.write(path)
 }
 
-fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+/// Replace the file at `path` with `bytes`, atomically and owner-only
+/// (0600): a temporary file in the same directory, written, synced and
+/// renamed over the old one, then the directory synced. A crash leaves
+/// either the old file or the new one, never half of either.
+pub fn write_private_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
         _ => PathBuf::from("."),

@@ -149,6 +149,9 @@ pub(crate) struct ReplyTo {
 #[derive(Debug, Clone, Deserialize)]
 pub(crate) struct Chat {
     pub id: i64,
+    /// `private`, `group`, `supergroup` or `channel`.
+    #[serde(default, rename = "type")]
+    pub kind: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -14,8 +14,10 @@
 //! - **Order.** Messages of one chat are handled one at a time, in order;
 //!   chats run in parallel.
 //! - **Allow-list.** Only chats in `TELEGRAM_ALLOWED_CHATS` reach the
-//!   handler; others are logged once (with their id, so the owner can add
-//!   theirs) and never answered.
+//!   handler. A stranger writing in a private chat gets a pairing code
+//!   ([`crate::access`]) when the channel has [`Pairing`]; other chats are
+//!   logged once (with their id, so the owner can add theirs) and never
+//!   answered.
 //! - **Sending.** Markdown becomes Telegram HTML; text over 4096 UTF-16 units
 //!   is split; a message whose formatting Telegram rejects is resent as
 //!   plain text; 429s wait `retry_after`; 5xx and network errors back off.
@@ -24,7 +26,6 @@
 
 mod api;
 mod format;
-mod journal;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -43,8 +44,9 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::GatewayError;
+use crate::access::{AllowList, Pairing};
+use crate::journal::InboundJournal;
 use api::{ApiFailure, BotApi, TgMessage, Update};
-use journal::Journal;
 
 /// The header Telegram puts the webhook secret in.
 pub const SECRET_HEADER: &str = "x-telegram-bot-api-secret-token";
@@ -240,7 +242,9 @@ struct Counters {
 pub struct TelegramChannel {
     config: TelegramConfig,
     api: BotApi,
-    journal: Arc<Journal>,
+    journal: Arc<InboundJournal>,
+    allowed: Arc<AllowList>,
+    pairing: Option<Arc<Pairing>>,
     counters: Arc<Mutex<Counters>>,
     /// Webhook updates for the running `run`.
     pushed: Mutex<Option<mpsc::UnboundedSender<Value>>>,
@@ -294,11 +298,18 @@ impl TelegramChannel {
     pub fn new(config: TelegramConfig) -> std::result::Result<Self, GatewayError> {
         let path = config
             .state_dir
+            .join(format!("{}.inbound", config.bot_id()));
+        let journal_error = |path: &std::path::Path| {
+            let path = path.to_owned();
+            move |source| GatewayError::Journal { path, source }
+        };
+        let journal = InboundJournal::open(&path).map_err(journal_error(&path))?;
+        let old = config
+            .state_dir
             .join(format!("{}.journal", config.bot_id()));
-        let journal = Journal::open(&path).map_err(|source| GatewayError::Journal {
-            path: path.clone(),
-            source,
-        })?;
+        if old.exists() {
+            import_journal(&old, &journal).map_err(journal_error(&old))?;
+        }
         let api = BotApi::new(&config.api_url, config.token.clone())
             .map_err(|e| GatewayError::Channel(e.to_string()))?;
         if config.allowed_chats.is_empty() {
@@ -306,10 +317,16 @@ impl TelegramChannel {
                 "TELEGRAM_ALLOWED_CHATS is empty: nobody is answered; refused chat ids are logged so you can add yours"
             );
         }
+        let allowed = Arc::new(AllowList::new(
+            "TELEGRAM_ALLOWED_CHATS",
+            config.allowed_chats.iter().map(i64::to_string),
+        ));
         Ok(TelegramChannel {
             config,
             api,
             journal: Arc::new(journal),
+            allowed,
+            pairing: None,
             counters: Arc::default(),
             pushed: Mutex::default(),
             refused: Mutex::default(),
@@ -328,10 +345,43 @@ impl TelegramChannel {
         lock(&self.counters).state = state;
     }
 
-    /// Whether `chat` may talk to the agent; logs a refused chat once.
+    /// Give strangers in private chats pairing codes from `pairing`, whose
+    /// approvals join this channel's allow-list.
+    pub fn with_pairing(mut self, pairing: Arc<Pairing>) -> Self {
+        pairing.register("telegram", self.allowed.clone());
+        self.pairing = Some(pairing);
+        self
+    }
+
+    /// Whether `chat` may talk to the agent.
     fn allowed(&self, chat: i64) -> bool {
-        if self.config.allowed_chats.contains(&chat) {
-            return true;
+        self.allowed.contains(&chat.to_string())
+    }
+
+    /// A message from a chat not allowed: a pairing code for a stranger in
+    /// a private chat (once), else a log line (once per chat).
+    fn refuse(&self, message: &TgMessage, challenges: &mut Vec<OutgoingMessage>) {
+        let chat = message.chat.id;
+        let private = message.chat.kind.as_deref() == Some("private");
+        if let (true, Some(pairing)) = (private, &self.pairing) {
+            let sender = message.from.as_ref().map_or_else(
+                || chat.to_string(),
+                |u| {
+                    let name = u.username.as_ref().map(|n| format!("@{n}"));
+                    let name = name.or_else(|| u.first_name.clone()).unwrap_or_default();
+                    format!("{name} ({chat})").trim().to_owned()
+                },
+            );
+            let target = ChatTarget::chat(chat.to_string());
+            if let Some(text) = pairing.challenge("telegram", &chat.to_string(), &sender, &target) {
+                challenges.push(OutgoingMessage {
+                    target,
+                    text,
+                    format: TextFormat::Plain,
+                    reply_to: None,
+                });
+            }
+            return;
         }
         let mut refused = lock(&self.refused);
         if refused.len() < 10_000 && refused.insert(chat) {
@@ -340,23 +390,55 @@ impl TelegramChannel {
                 "Telegram chat {chat} is not in TELEGRAM_ALLOWED_CHATS: not answered (add the id to allow it)"
             );
         }
-        false
     }
 
     /// Whether a raw update is worth answering: a parseable message from an
     /// allowed chat. `None` when it has no `update_id` at all.
-    fn classify(&self, raw: Value) -> Option<(i64, Option<Value>)> {
+    fn classify(
+        &self,
+        raw: Value,
+        challenges: &mut Vec<OutgoingMessage>,
+    ) -> Option<(String, Option<Value>)> {
         let id = raw.get("update_id")?.as_i64()?;
-        let answer = parse_update(raw.clone())
-            .is_some_and(|(_, m)| self.allowed(m.chat.id) && incoming(&m).is_some());
-        Some((id, answer.then_some(raw)))
+        if self.journal.seen(&id.to_string()) {
+            return None;
+        }
+        let answer = match parse_update(raw.clone()) {
+            Some((_, m)) if incoming(&m).is_none() => false,
+            Some((_, m)) if self.allowed(m.chat.id) => true,
+            Some((_, m)) => {
+                self.refuse(&m, challenges);
+                false
+            }
+            None => false,
+        };
+        Some((id.to_string(), answer.then_some(raw)))
+    }
+
+    /// The offset to ask Telegram for next.
+    fn next_offset(&self) -> i64 {
+        self.journal
+            .cursor()
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0)
     }
 
     /// Record raw updates durably; the ones to answer are returned.
     async fn record(&self, raw: Vec<Value>) -> std::io::Result<Vec<Value>> {
-        let batch: Vec<_> = raw.into_iter().filter_map(|u| self.classify(u)).collect();
+        let mut challenges = Vec::new();
+        let batch: Vec<_> = raw
+            .into_iter()
+            .filter_map(|u| self.classify(u, &mut challenges))
+            .collect();
+        let cursor = batch
+            .iter()
+            .filter_map(|(key, _)| key.parse::<i64>().ok())
+            .max()
+            .map(|id| id.saturating_add(1))
+            .filter(|next| *next > self.next_offset())
+            .map(|next| next.to_string());
         let journal = self.journal.clone();
-        let fresh = tokio::task::spawn_blocking(move || journal.record(batch))
+        let fresh = tokio::task::spawn_blocking(move || journal.record(batch, cursor))
             .await
             .map_err(std::io::Error::other)??;
         if !fresh.is_empty() {
@@ -364,7 +446,13 @@ impl TelegramChannel {
             counters.received += fresh.len() as u64;
             counters.last_message_at_ms = Some(now_ms());
         }
-        Ok(fresh)
+        // Recorded as skipped first: a crash here never sends a code twice.
+        for challenge in challenges {
+            if let Err(e) = self.send(challenge).await {
+                self.failed("pairing code", &e.to_string());
+            }
+        }
+        Ok(fresh.into_iter().map(|(_, update)| update).collect())
     }
 
     async fn long_poll(&self, dispatcher: &mut Dispatcher) -> Result<()> {
@@ -384,7 +472,7 @@ impl TelegramChannel {
             }
         }
         loop {
-            let offset = self.journal.next_offset();
+            let offset = self.next_offset();
             let started = Instant::now();
             match self.api.get_updates(offset, self.config.poll_timeout).await {
                 Ok(raw) => {
@@ -494,6 +582,55 @@ impl TelegramChannel {
     }
 }
 
+/// Carry a journal of the format before the shared one (`<bot>.journal`:
+/// `{"recv": update}`, `{"done"|"skip": id}`, `{"offset", "recent"}` lines)
+/// over into `journal`, then remove it: updates received and not answered
+/// are still answered, answered ones still never are.
+fn import_journal(old: &std::path::Path, journal: &InboundJournal) -> std::io::Result<()> {
+    use std::io::BufRead;
+    let mut pending = std::collections::BTreeMap::new();
+    let mut seen = std::collections::BTreeSet::new();
+    let mut offset = 0i64;
+    for line in std::io::BufReader::new(std::fs::File::open(old)?).lines() {
+        let Ok(record) = serde_json::from_str::<Value>(&line?) else {
+            continue;
+        };
+        if let Some(o) = record.get("offset").and_then(Value::as_i64) {
+            offset = offset.max(o);
+            seen.extend(
+                record["recent"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_i64),
+            );
+        } else if let Some(update) = record.get("recv") {
+            if let Some(id) = update.get("update_id").and_then(Value::as_i64) {
+                pending.insert(id, update.clone());
+                seen.insert(id);
+            }
+        } else if let Some(id) = record
+            .get("done")
+            .or_else(|| record.get("skip"))
+            .and_then(Value::as_i64)
+        {
+            pending.remove(&id);
+            seen.insert(id);
+        }
+    }
+    offset = offset.max(seen.last().map_or(0, |id| id.saturating_add(1)));
+    // Pending first: a key's first appearance in a batch is the one kept.
+    let batch = pending
+        .iter()
+        .map(|(id, update)| (id.to_string(), Some(update.clone())))
+        .chain(seen.iter().map(|id| (id.to_string(), None)))
+        .collect();
+    journal.record(batch, Some(offset.to_string()))?;
+    std::fs::remove_file(old)?;
+    tracing::info!(from = %old.display(), pending = pending.len(), "Telegram journal carried over to the shared format");
+    Ok(())
+}
+
 /// What the dispatcher makes of one update's JSON (its id and the message to
 /// answer), and how an answer is split and formatted; for the fuzz targets.
 #[cfg(fuzzing)]
@@ -593,7 +730,7 @@ fn incoming(message: &TgMessage) -> Option<IncomingMessage> {
 /// Hands updates to per-chat workers: one chat in order, chats in parallel.
 struct Dispatcher {
     handler: Arc<dyn InboundHandler>,
-    journal: Arc<Journal>,
+    journal: Arc<InboundJournal>,
     report_error: Arc<dyn Fn(&str) + Send + Sync>,
     workers: HashMap<String, mpsc::UnboundedSender<(i64, IncomingMessage)>>,
     in_flight: Arc<Mutex<HashSet<i64>>>,
@@ -608,7 +745,7 @@ impl Dispatcher {
         };
         // Already queued, or already answered: a webhook racing the start
         // of `run` can bring an update both ways.
-        if !self.journal.is_pending(id) || !lock(&self.in_flight).insert(id) {
+        if !self.journal.is_pending(&id.to_string()) || !lock(&self.in_flight).insert(id) {
             return;
         }
         let chat = message.target.chat_id.clone();
@@ -622,7 +759,7 @@ impl Dispatcher {
                 while let Some((id, message)) = rx.recv().await {
                     handler.handle(message).await;
                     let journal = journal.clone();
-                    match tokio::task::spawn_blocking(move || journal.done(id)).await {
+                    match tokio::task::spawn_blocking(move || journal.done(&id.to_string())).await {
                         Ok(Ok(())) => {}
                         Ok(Err(e)) => report(&format!("journal: {e}")),
                         Err(e) => report(&format!("journal: {e}")),
@@ -696,17 +833,17 @@ impl Channel for TelegramChannel {
                 "answering updates received before the restart"
             );
         }
-        for update in pending {
+        for (key, update) in pending {
             let allowed = update
                 .pointer("/message/chat/id")
                 .and_then(Value::as_i64)
                 .is_some_and(|chat| self.allowed(chat));
             if allowed {
                 dispatcher.dispatch(update);
-            } else if let Some(id) = update.get("update_id").and_then(Value::as_i64) {
+            } else {
                 // Removed from the allow-list since: not answered.
                 let journal = self.journal.clone();
-                let _ = tokio::task::spawn_blocking(move || journal.done(id)).await;
+                let _ = tokio::task::spawn_blocking(move || journal.done(&key)).await;
             }
         }
         match &self.config.mode {

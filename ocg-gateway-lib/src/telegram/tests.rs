@@ -101,3 +101,33 @@ fn messages_become_incoming_messages() {
     })));
     assert!(joined.is_none(), "service messages need no answer");
 }
+
+#[test]
+fn a_journal_of_the_old_format_is_carried_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let update = |id: i64| {
+        serde_json::json!({"update_id": id, "message": {"message_id": id, "chat": {"id": 1}, "text": "hi"}})
+    };
+    let old = dir.path().join("1.journal");
+    let lines = [
+        serde_json::json!({"offset": 5, "recent": [3, 4]}),
+        serde_json::json!({ "recv": update(5) }),
+        serde_json::json!({ "recv": update(6) }),
+        serde_json::json!({"done": 5}),
+    ];
+    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    std::fs::write(&old, text).unwrap();
+    let config = TelegramConfig::new(Secret::new("1:a"), dir.path().to_owned());
+    let channel = TelegramChannel::new(config.clone()).unwrap();
+    assert!(!old.exists(), "the old file is gone");
+    let pending = channel.journal.pending();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0], ("6".to_owned(), update(6)));
+    assert_eq!(channel.next_offset(), 7);
+    assert!(channel.journal.seen("3") && channel.journal.seen("5"));
+    drop(channel);
+    // And it stays carried over.
+    let channel = TelegramChannel::new(config).unwrap();
+    assert_eq!(channel.journal.pending_count(), 1);
+    assert_eq!(channel.next_offset(), 7);
+}
