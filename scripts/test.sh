@@ -9,6 +9,13 @@ cd "$(dirname "$0")/.."
 eval "$(scripts/setup.sh)"
 export LLAMA_SERVER_BIN EMBEDDING_MODEL_PATH CHAT_MODEL_PATH
 
+# Real chat servers for the channel tests, from Debian: ngircd (IRC). Its
+# package does not start a daemon here (no systemd); the tests start their own.
+SETUP_TAG=test
+# shellcheck source=scripts/setup-common.sh
+source scripts/setup-common.sh
+ensure_apt ngircd
+
 # The official OpenAI Python SDK, for the compatibility test of the gateway.
 PY_OPENAI="${OCG_CACHE_DIR:-$HOME/.cache/ocg}/py-openai"
 if [ ! -x "$PY_OPENAI/bin/python" ] || ! "$PY_OPENAI/bin/python" -c "import openai" 2>/dev/null; then

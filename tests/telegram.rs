@@ -25,15 +25,25 @@ pub(crate) struct Bot {
 }
 
 impl Bot {
+    /// The agent and the gateway with the Telegram channel (and `settings`).
     pub(crate) fn start(settings: &[(&str, &str)]) -> Bot {
+        Self::start_with(settings, true)
+    }
+
+    /// The agent and the gateway with `settings`, and the Telegram channel
+    /// when `telegram` (its fake server runs either way).
+    pub(crate) fn start_with(settings: &[(&str, &str)], telegram_on: bool) -> Bot {
         let vendor = fake_llm::start_openai();
         let telegram = fake_telegram::start(BOT_TOKEN);
         let mut install = Install::new()
             .with("OPENAI_BASE_URL", &vendor.base_url)
             .with("OCG_UI_TOKEN", UI_TOKEN)
-            .with("TELEGRAM_BOT_TOKEN", BOT_TOKEN)
-            .with("TELEGRAM_API_URL", &telegram.url)
             .with("RUST_LOG", "info");
+        if telegram_on {
+            install = install
+                .with("TELEGRAM_BOT_TOKEN", BOT_TOKEN)
+                .with("TELEGRAM_API_URL", &telegram.url);
+        }
         for (key, value) in settings {
             install = install.with(key, value);
         }
@@ -94,11 +104,11 @@ impl Bot {
         std::fs::read_to_string(self.install.path("logs/agent.log")).unwrap_or_default()
     }
 
-    fn log_path(&self) -> std::path::PathBuf {
+    pub(crate) fn log_path(&self) -> std::path::PathBuf {
         self.install.path("logs/gateway.log")
     }
 
-    fn start_gateway(&mut self) {
+    pub(crate) fn start_gateway(&mut self) {
         self.gateway = Some(self.spawn_logged("ocg-gateway", &self.log_path()));
         let url = format!("{}/health", self.install.gateway_url());
         assert!(
@@ -108,7 +118,7 @@ impl Bot {
         );
     }
 
-    fn kill_gateway(&mut self) {
+    pub(crate) fn kill_gateway(&mut self) {
         if let Some(mut child) = self.gateway.take() {
             // SIGKILL: no shutdown code runs.
             child.kill().unwrap();
@@ -117,7 +127,7 @@ impl Bot {
     }
 
     /// SIGTERM, then wait; how long the gateway took to exit.
-    fn terminate_gateway(&mut self) -> Duration {
+    pub(crate) fn terminate_gateway(&mut self) -> Duration {
         let started = std::time::Instant::now();
         terminate(self.gateway.take().unwrap());
         started.elapsed()
@@ -127,7 +137,7 @@ impl Bot {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
     }
 
-    fn channels(&self) -> serde_json::Value {
+    pub(crate) fn channels(&self) -> serde_json::Value {
         let (status, body) = request(
             "GET",
             &format!("{}/api/channels", self.install.gateway_url()),
@@ -197,7 +207,7 @@ pub(crate) fn request(
 }
 
 #[test]
-fn chats_are_answered_in_order_strangers_get_nothing_and_commands_work() {
+fn chats_are_answered_in_order_strangers_get_a_code_only_and_commands_work() {
     let bot = Bot::start(&[("TELEGRAM_ALLOWED_CHATS", "111, 222")]);
     let tg = &bot.telegram;
     for n in 0..5 {
@@ -206,8 +216,8 @@ fn chats_are_answered_in_order_strangers_get_nothing_and_commands_work() {
     }
     tg.push_text(333, "let me in");
     assert!(
-        tg.wait(LIMIT, |t| t.sent().len() >= 10),
-        "ten replies: {:?}\n{}",
+        tg.wait(LIMIT, |t| t.sent().len() >= 11),
+        "ten replies and a pairing code: {:?}\n{}",
         tg.sent(),
         bot.log()
     );
@@ -218,13 +228,21 @@ fn chats_are_answered_in_order_strangers_get_nothing_and_commands_work() {
     };
     assert_eq!(tg.texts_to(111), expected("a"), "in order, once each");
     assert_eq!(tg.texts_to(222), expected("b"));
+    let stranger = tg.texts_to(333);
+    assert_eq!(
+        stranger.len(),
+        1,
+        "a stranger gets one message: {stranger:?}"
+    );
     assert!(
-        tg.texts_to(333).is_empty(),
-        "a chat not allowed gets nothing"
+        stranger[0].contains("pairing code") && !stranger[0].contains("echo"),
+        "a code, and nothing of the agent: {}",
+        stranger[0]
     );
     assert!(
         tg.sent()
             .iter()
+            .filter(|s| s.chat_id != "333")
             .all(|s| s.parse_mode.as_deref() == Some("HTML")),
         "agent answers go out as HTML"
     );
@@ -237,8 +255,8 @@ fn chats_are_answered_in_order_strangers_get_nothing_and_commands_work() {
     assert!(!typing.iter().any(|c| c["chat_id"] == "333"));
     let log = bot.log();
     assert!(
-        log.contains("333") && log.contains("TELEGRAM_ALLOWED_CHATS"),
-        "the refused chat id is logged: {log}"
+        log.contains("333") && log.contains("pairing code") && !log.contains("let me in"),
+        "the stranger is logged, without what they wrote: {log}"
     );
     assert!(!log.contains("SECRET"), "the bot token is never logged");
 
@@ -289,7 +307,10 @@ fn chats_are_answered_in_order_strangers_get_nothing_and_commands_work() {
     assert_eq!(telegram["name"], "telegram");
     assert_eq!(telegram["state"], "connected");
     assert_eq!(telegram["mode"], "long_polling");
-    assert_eq!(telegram["received"], 15);
+    assert_eq!(
+        telegram["received"], 15,
+        "the stranger's message is not taken in"
+    );
     assert_eq!(telegram["pending"], 0);
     assert!(telegram["last_message_at_ms"].as_u64().unwrap() > 0);
 
@@ -503,22 +524,92 @@ fn webhook_mode_checks_the_secret_and_deduplicates() {
 }
 
 #[test]
-fn with_no_allowed_chats_nobody_is_answered() {
+fn with_no_allowed_chats_nobody_is_answered_until_paired() {
     let bot = Bot::start(&[]);
-    bot.telegram.push_text(55, "hello?");
+    let tg = &bot.telegram;
+    tg.push_text(-55, "hello, group?");
     let log_path = bot.log_path();
     assert!(
         wait_until(LIMIT, || std::fs::read_to_string(&log_path)
             .unwrap_or_default()
-            .contains("Telegram chat 55 is not in TELEGRAM_ALLOWED_CHATS")),
+            .contains("Telegram chat -55 is not in TELEGRAM_ALLOWED_CHATS")),
+        "a group gets no code, only a log line: {}",
+        bot.log()
+    );
+    assert!(bot.log().contains("TELEGRAM_ALLOWED_CHATS is empty"));
+
+    tg.push_text(55, "hello?");
+    tg.push_text(55, "anyone?");
+    assert!(
+        tg.wait(LIMIT, |t| !t.texts_to(55).is_empty()),
         "{}",
         bot.log()
     );
     assert!(
-        bot.telegram
-            .wait(LIMIT, |t| t.calls("getUpdates").len() >= 2),
+        tg.wait(LIMIT, |t| t.calls("getUpdates").len() >= 3),
         "the offset moved on"
     );
-    assert!(bot.telegram.sent().is_empty());
-    assert!(bot.log().contains("TELEGRAM_ALLOWED_CHATS is empty"));
+    let code_message = tg.texts_to(55);
+    assert_eq!(code_message.len(), 1, "one code, however often they write");
+    assert!(tg.texts_to(-55).is_empty());
+
+    // The owner sees the request and approves it with `ocg pair`.
+    let pair = |args: &[&str]| {
+        let out = bot
+            .install
+            .command("ocg")
+            .arg("pair")
+            .args(args)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.success(), text)
+    };
+    let (ok, listed) = pair(&["list", "--json"]);
+    assert!(ok, "{listed}");
+    let requests: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    let code = requests[0]["code"].as_str().unwrap().to_owned();
+    assert!(code_message[0].contains(&code), "{}", code_message[0]);
+    assert_eq!(requests[0]["channel"], "telegram");
+    assert_eq!(requests[0]["entry"], "55");
+    let (ok, wrong) = pair(&["approve", "ZZZZZZZZ"]);
+    assert!(
+        !ok && wrong.contains("no pending pairing request"),
+        "{wrong}"
+    );
+    let (ok, approved) = pair(&["approve", &code.to_lowercase()]);
+    assert!(ok && approved.contains("approved"), "{approved}");
+    assert!(tg.wait(LIMIT, |t| t.texts_to(55).len() >= 2));
+    assert!(
+        tg.texts_to(55)[1].contains("approved"),
+        "{:?}",
+        tg.texts_to(55)
+    );
+    let config = std::fs::read_to_string(bot.install.path("env.config")).unwrap();
+    assert!(
+        config.lines().any(|l| l == "TELEGRAM_ALLOWED_CHATS=55"),
+        "the approval is saved: {config}"
+    );
+    let (_, listed) = pair(&["list"]);
+    assert!(listed.contains("no pairing requests"), "{listed}");
+
+    // Now they are answered, and still after a restart (from env.config).
+    tg.push_text(55, "now?");
+    assert!(
+        tg.wait(LIMIT, |t| t.texts_to(55).len() >= 3),
+        "{}",
+        bot.log()
+    );
+    assert_eq!(tg.texts_to(55)[2], "echo: now?");
+    let mut bot = bot;
+    bot.terminate_gateway();
+    bot.start_gateway();
+    bot.telegram.push_text(55, "still?");
+    assert!(
+        bot.telegram.wait(LIMIT, |t| t.texts_to(55).len() >= 4),
+        "{}",
+        bot.log()
+    );
+    assert_eq!(bot.telegram.texts_to(55)[3], "echo: still?");
 }

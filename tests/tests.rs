@@ -4,6 +4,7 @@
 mod agent;
 mod embedding;
 mod gateway;
+mod irc;
 mod process;
 mod schedule;
 mod stack;

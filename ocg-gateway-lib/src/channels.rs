@@ -19,8 +19,8 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use ocg_core::{
-    Agent, AttachmentKind, Channel, ChannelStatus, ChatRequest, Error, InboundHandler,
-    IncomingMessage, OutgoingMessage, TextFormat, WebhookRequest,
+    Agent, AttachmentKind, Channel, ChannelState, ChannelStatus, ChatRequest, Error,
+    InboundHandler, IncomingMessage, OutgoingMessage, SentMessage, TextFormat, WebhookRequest,
 };
 
 use crate::ApiError;
@@ -213,9 +213,110 @@ impl InboundHandler for ChannelBridge {
     }
 }
 
+/// A channel whose keys are set but wrong: it never connects, and shows
+/// why on `/api/channels`, the status page and `ocg status`, while the rest
+/// of the gateway serves.
+#[derive(Debug, Clone)]
+pub struct MisconfiguredChannel {
+    name: String,
+    error: String,
+}
+
+impl MisconfiguredChannel {
+    /// Channel `name`, which could not be set up because of `error` (which
+    /// names the key and never holds a secret).
+    pub fn new(name: impl Into<String>, error: impl Into<String>) -> Self {
+        MisconfiguredChannel {
+            name: name.into(),
+            error: error.into(),
+        }
+    }
+}
+
+#[async_trait]
+impl Channel for MisconfiguredChannel {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn run(&self, _handler: Arc<dyn InboundHandler>) -> ocg_core::Result<()> {
+        Err(Error::InvalidInput(self.error.clone()))
+    }
+
+    async fn send(&self, _message: OutgoingMessage) -> ocg_core::Result<SentMessage> {
+        Err(Error::InvalidInput(format!(
+            "{} is not configured correctly: {}",
+            self.name, self.error
+        )))
+    }
+
+    fn status(&self) -> ChannelStatus {
+        ChannelStatus {
+            name: self.name.clone(),
+            state: ChannelState::Failing,
+            last_error: Some(self.error.clone()),
+            ..ChannelStatus::default()
+        }
+    }
+}
+
 /// `GET /api/channels`: every channel's status.
 pub(crate) async fn list(State(state): State<AppState>) -> Json<Vec<ChannelStatus>> {
     Json(state.channels.iter().map(|c| c.status()).collect())
+}
+
+/// `GET /api/pairing`: the senders waiting for approval.
+pub(crate) async fn pairing_list(
+    State(state): State<AppState>,
+) -> Json<Vec<crate::access::PairingRequest>> {
+    Json(
+        state
+            .pairing
+            .as_ref()
+            .map(|p| p.pending())
+            .unwrap_or_default(),
+    )
+}
+
+/// What approving a code tells its sender.
+pub const APPROVED: &str = "You are approved: write to me any time.";
+
+/// `POST /api/pairing/{code}/approve`: allow the sender, and tell them.
+pub(crate) async fn pairing_approve(
+    State(state): State<AppState>,
+    Path(code): Path<String>,
+) -> Result<Json<crate::access::PairingRequest>, ApiError> {
+    let pairing = state.pairing.as_ref().ok_or_else(no_pairing)?;
+    let request = pairing.approve(&code)?;
+    if let Some(channel) = state.channels.iter().find(|c| c.name() == request.channel) {
+        let notice = OutgoingMessage {
+            target: request.chat.clone(),
+            text: APPROVED.into(),
+            format: TextFormat::Plain,
+            reply_to: None,
+        };
+        if let Err(e) = channel.send(notice).await {
+            tracing::warn!(channel = %request.channel, "the approval notice was not sent: {e}");
+        }
+    }
+    Ok(Json(request))
+}
+
+/// `POST /api/pairing/{code}/deny`: refuse the sender (they hear nothing).
+pub(crate) async fn pairing_deny(
+    State(state): State<AppState>,
+    Path(code): Path<String>,
+) -> Result<Json<crate::access::PairingRequest>, ApiError> {
+    let pairing = state.pairing.as_ref().ok_or_else(no_pairing)?;
+    Ok(Json(pairing.deny(&code)?))
+}
+
+fn no_pairing() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "pairing is not enabled in this gateway",
+    )
 }
 
 /// `POST /channels/{name}/webhook`: the channel authenticates and answers.

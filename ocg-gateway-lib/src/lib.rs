@@ -24,16 +24,19 @@ pub mod auth;
 pub mod channels;
 mod cron;
 pub mod deliveries;
+pub mod dispatch;
 mod error;
 #[cfg(fuzzing)]
 #[doc(hidden)]
 pub mod fuzzing;
 mod hooks;
+pub mod irc;
 pub mod journal;
 mod memory;
 mod openai;
 mod routes;
 mod settings;
+pub mod status;
 pub mod telegram;
 mod ui;
 pub mod ws;

@@ -15,11 +15,13 @@ use axum::serve::ListenerExt;
 use axum::{Json, Router};
 use futures_util::StreamExt;
 use ocg_core::{
-    Agent, Channel, HealthCheck, HealthReport, HealthStatus, HistoryEntry, SessionInfo, VERSION,
+    Agent, Channel, ChannelState, ChannelStatus, HealthCheck, HealthReport, HealthStatus,
+    HistoryEntry, SessionInfo, VERSION,
 };
 use serde::Deserialize;
 use tokio::net::TcpListener;
 
+use crate::access::Pairing;
 use crate::auth::{Auth, CredentialKind, Denied};
 use crate::hooks::Hooks;
 use crate::ws::{self, WsLimits};
@@ -43,6 +45,9 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     ("GET", "/api/me", "token"),
     ("GET", "/api/status", "token"),
     ("GET", "/api/channels", "token"),
+    ("GET", "/api/pairing", "token"),
+    ("POST", "/api/pairing/{code}/approve", "token"),
+    ("POST", "/api/pairing/{code}/deny", "token"),
     (
         "POST",
         "/channels/{name}/webhook",
@@ -88,6 +93,7 @@ pub struct GatewayState {
     pub(crate) hooks: Option<Arc<Hooks>>,
     pub(crate) ws_limits: WsLimits,
     pub(crate) channels: Vec<Arc<dyn Channel>>,
+    pub(crate) pairing: Option<Arc<Pairing>>,
     started: Instant,
 }
 
@@ -111,6 +117,7 @@ impl GatewayState {
             hooks: None,
             ws_limits: WsLimits::default(),
             channels: Vec::new(),
+            pairing: None,
             started: Instant::now(),
         }
     }
@@ -119,6 +126,12 @@ impl GatewayState {
     /// is the caller's job: [`ChannelBridge::run`](crate::channels::ChannelBridge::run)).
     pub fn with_channel(mut self, channel: Arc<dyn Channel>) -> Self {
         self.channels.push(channel);
+        self
+    }
+
+    /// Serve the pairing requests of `pairing` on `/api/pairing`.
+    pub fn with_pairing(mut self, pairing: Arc<Pairing>) -> Self {
+        self.pairing = Some(pairing);
         self
     }
 
@@ -168,12 +181,9 @@ impl GatewayState {
                 )
             }
         };
-        HealthReport::from_checks(
-            "gateway",
-            VERSION,
-            self.started.elapsed().as_secs(),
-            vec![check],
-        )
+        let mut checks = vec![check];
+        checks.extend(self.channels.iter().map(|c| channel_check(&c.status())));
+        HealthReport::from_checks("gateway", VERSION, self.started.elapsed().as_secs(), checks)
     }
 
     pub(crate) async fn model(&self) -> String {
@@ -183,6 +193,24 @@ impl GatewayState {
             .ok()
             .and_then(|m| m.into_iter().next())
             .unwrap_or_else(|| "ocg".into())
+    }
+}
+
+/// A channel as a health check: failing (with its last error) while it
+/// cannot reach its platform or is misconfigured. Connecting counts as ok,
+/// so that a slow platform does not hold up `ocg start`.
+fn channel_check(status: &ChannelStatus) -> HealthCheck {
+    let name = format!("channel {}", status.name);
+    match (status.state, &status.last_error) {
+        (ChannelState::Connected, _) => HealthCheck::ok(name, None),
+        (ChannelState::Connecting, _) => HealthCheck::ok(name, Some("connecting".into())),
+        (ChannelState::Stopped, None) => HealthCheck::ok(name, Some("not started yet".into())),
+        (ChannelState::Failing, error) => {
+            HealthCheck::failing(name, error.clone().unwrap_or_else(|| "failing".into()))
+        }
+        (ChannelState::Stopped, Some(error)) => {
+            HealthCheck::failing(name, format!("stopped: {error}"))
+        }
     }
 }
 
@@ -218,6 +246,15 @@ pub fn router(state: GatewayState) -> Router {
         )
         .route("/api/status", get(status))
         .route("/api/channels", get(crate::channels::list))
+        .route("/api/pairing", get(crate::channels::pairing_list))
+        .route(
+            "/api/pairing/{code}/approve",
+            post(crate::channels::pairing_approve),
+        )
+        .route(
+            "/api/pairing/{code}/deny",
+            post(crate::channels::pairing_deny),
+        )
         .route("/api/sessions", get(sessions))
         .route("/api/sessions/{key}/history", get(history))
         .route("/api/sessions/{key}/rename", post(rename))

@@ -6,6 +6,7 @@ use ocg_core::Config;
 use ocg_core::config::Secret;
 
 use crate::GatewayError;
+use crate::irc::IrcConfig;
 use crate::telegram::TelegramConfig;
 
 /// Who may post to `/hooks/agent`, and into which sessions.
@@ -31,12 +32,27 @@ pub struct GatewaySettings {
     pub hooks: Option<HooksSettings>,
     /// The Telegram channel, when `TELEGRAM_BOT_TOKEN` is set.
     pub telegram: Option<TelegramConfig>,
+    /// The IRC channel, when `IRC_SERVER` is set.
+    pub irc: Option<IrcConfig>,
+    /// `OCG_PAIRING`: strangers get pairing codes (default) or nothing.
+    pub pairing: bool,
+    /// Channels whose keys are set but wrong, with the reason (naming the
+    /// key, never a secret): shown as failing, while the rest runs.
+    pub channel_errors: Vec<(String, String)>,
 }
 
 impl GatewaySettings {
     /// Read and check the gateway's keys; a bad value is an error naming
-    /// its key.
+    /// its key, except in a channel's keys: that channel is then listed in
+    /// [`channel_errors`](Self::channel_errors) instead.
     pub fn from_config(config: &Config) -> Result<Self, GatewayError> {
+        let mut channel_errors = Vec::new();
+        let telegram = or_listed(
+            "telegram",
+            TelegramConfig::from_config(config),
+            &mut channel_errors,
+        );
+        let irc = or_listed("irc", IrcConfig::from_config(config), &mut channel_errors);
         let raw = config.raw();
         let trusted_proxies = raw
             .parse("OCG_TRUSTED_PROXIES", |value| {
@@ -66,13 +82,30 @@ impl GatewaySettings {
             allow_public_bind: config.allow_public_bind,
             trusted_proxies,
             hooks,
-            telegram: TelegramConfig::from_config(config)?,
+            pairing: raw
+                .parse("OCG_PAIRING", ocg_core::config::parse_bool)?
+                .unwrap_or(true),
+            telegram,
+            irc,
+            channel_errors,
         })
     }
 }
 
+/// A channel's settings, or `None` with the error added to `errors`.
+fn or_listed<T>(
+    name: &str,
+    result: Result<Option<T>, GatewayError>,
+    errors: &mut Vec<(String, String)>,
+) -> Option<T> {
+    result.unwrap_or_else(|e| {
+        errors.push((name.to_owned(), e.to_string()));
+        None
+    })
+}
+
 /// The non-empty, trimmed items of a comma-separated value.
-fn list(value: &str) -> impl Iterator<Item = &str> {
+pub(crate) fn list(value: &str) -> impl Iterator<Item = &str> {
     value
         .split(',')
         .map(str::trim)

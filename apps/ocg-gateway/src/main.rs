@@ -8,8 +8,10 @@ use clap::{Parser, Subcommand};
 use ocg_agent_lib::AgentClient;
 use ocg_core::Channel;
 use ocg_core::config::{Config, Sources};
-use ocg_gateway_lib::channels::ChannelBridge;
+use ocg_gateway_lib::access::Pairing;
+use ocg_gateway_lib::channels::{ChannelBridge, MisconfiguredChannel};
 use ocg_gateway_lib::deliveries::DeliveryPump;
+use ocg_gateway_lib::irc::IrcChannel;
 use ocg_gateway_lib::telegram::TelegramChannel;
 use ocg_gateway_lib::{GatewaySettings, GatewayState, ROUTES};
 use ocg_process::secrets::{self, TokenSource};
@@ -112,6 +114,20 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 ),
                 None => println!("telegram: off (no TELEGRAM_BOT_TOKEN)"),
             }
+            match &settings.irc {
+                Some(irc) => println!(
+                    "irc: {}:{} as {}, {} channel(s), {} allowed",
+                    irc.host,
+                    irc.port,
+                    irc.nick,
+                    irc.channels.len(),
+                    irc.allowed.len()
+                ),
+                None => println!("irc: off (no IRC_SERVER)"),
+            }
+            for (name, error) in &settings.channel_errors {
+                println!("{name}: misconfigured: {error}");
+            }
             return Ok(());
         }
         Some(Command::Token {
@@ -151,18 +167,61 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if let Some(hooks) = settings.hooks {
         state = state.with_hooks_in(hooks.token.expose().to_owned(), hooks.session_prefixes);
     }
+    // Strangers who write to a channel get a code; approvals go to env.config.
+    let pairing = if settings.pairing {
+        let pairing = Arc::new(Pairing::open(
+            &config.data_dir.join("channels").join("pairing.json"),
+            Some(secrets::token_file(&config)),
+        )?);
+        state = state.with_pairing(pairing.clone());
+        Some(pairing)
+    } else {
+        None
+    };
     let mut channels = tokio::task::JoinSet::new();
     let mut running: Vec<Arc<dyn Channel>> = Vec::new();
+    let mut failed: Vec<Arc<dyn Channel>> = Vec::new();
+    let mut launch = |name: &str, channel: Result<Arc<dyn Channel>, String>| match channel {
+        Ok(channel) => {
+            running.push(channel.clone());
+            let bridge = Arc::new(ChannelBridge::new(agent.clone(), channel));
+            let name = name.to_owned();
+            channels.spawn(async move {
+                if let Err(error) = bridge.run().await {
+                    tracing::error!(channel = %name, "channel stopped: {error}");
+                }
+            });
+        }
+        Err(error) => {
+            tracing::error!(channel = name, "channel not started: {error}");
+            failed.push(Arc::new(MisconfiguredChannel::new(name, error)));
+        }
+    };
+    for (name, error) in settings.channel_errors {
+        launch(&name, Err(error));
+    }
     if let Some(telegram) = settings.telegram {
-        let telegram: Arc<dyn Channel> = Arc::new(TelegramChannel::new(telegram)?);
-        state = state.with_channel(telegram.clone());
-        running.push(telegram.clone());
-        let bridge = Arc::new(ChannelBridge::new(agent.clone(), telegram));
-        channels.spawn(async move {
-            if let Err(error) = bridge.run().await {
-                tracing::error!(channel = "telegram", "channel stopped: {error}");
-            }
-        });
+        let channel = TelegramChannel::new(telegram)
+            .map(|c| match &pairing {
+                Some(pairing) => c.with_pairing(pairing.clone()),
+                None => c,
+            })
+            .map(|c| Arc::new(c) as Arc<dyn Channel>)
+            .map_err(|e| e.to_string());
+        launch("telegram", channel);
+    }
+    if let Some(irc) = settings.irc {
+        let channel = IrcChannel::new(irc)
+            .map(|c| match &pairing {
+                Some(pairing) => c.with_pairing(pairing.clone()),
+                None => c,
+            })
+            .map(|c| Arc::new(c) as Arc<dyn Channel>)
+            .map_err(|e| e.to_string());
+        launch("irc", channel);
+    }
+    for channel in running.iter().chain(&failed) {
+        state = state.with_channel(channel.clone());
     }
     // What the agent's scheduler sends to chats goes out through them.
     let pump = DeliveryPump::new(

@@ -17,6 +17,7 @@ use ocg_process::{ForegroundSupervisor, RestartPolicy};
 use tracing_subscriber::EnvFilter;
 
 mod cron;
+mod pair;
 
 /// OCG: a local-first AI agent platform. Starts, stops and inspects its services.
 #[derive(Debug, Parser)]
@@ -84,6 +85,11 @@ enum Command {
         #[command(subcommand)]
         command: cron::CronCommand,
     },
+    /// Pairing: approve or deny senders who were given a code (list, approve, deny).
+    Pair {
+        #[command(subcommand)]
+        command: pair::PairCommand,
+    },
     /// Print the version.
     Version,
 }
@@ -149,6 +155,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         _ => None,
     };
+    if let Command::Pair { command } = cli.command {
+        return pair::run(&config, command).await;
+    }
     let (pid_dir, log_dir) = (config.pid_dir.clone(), config.log_dir.clone());
     let stack = Stack::new(config, bin_dir);
 
@@ -217,6 +226,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Chat { session, message } => chat(&config_socket, session, message).await,
         Command::Cron { command } => cron::run(&config_socket, command).await,
         Command::Version => unreachable!("handled before config resolution"),
+        Command::Pair { .. } => unreachable!("handled before the stack is built"),
     }
 }
 

@@ -252,6 +252,38 @@ pub const KEYS: &[KeySpec] = &[
         "secret Telegram sends with each webhook request",
     ),
     key(
+        "OCG_PAIRING",
+        Some("on"),
+        "strangers writing to a channel directly get a pairing code (on) or nothing (off)",
+    ),
+    key(
+        "IRC_SERVER",
+        None,
+        "IRC server as host:port (6697 with IRC_TLS)",
+    ),
+    key(
+        "IRC_TLS",
+        Some("true"),
+        "connect to the IRC server over TLS",
+    ),
+    key(
+        "IRC_TLS_CA",
+        None,
+        "PEM file of extra certificate authorities to trust for IRC (a private server)",
+    ),
+    key("IRC_NICK", Some("ocg"), "the bot's IRC nick"),
+    key(
+        "IRC_PASSWORD",
+        None,
+        "IRC server password (PASS), or SASL PLAIN password",
+    ),
+    key("IRC_CHANNELS", None, "comma-separated IRC channels to join"),
+    key(
+        "IRC_ALLOWED",
+        None,
+        "comma-separated nick!user@host masks (globs) or account:NAME answered on IRC",
+    ),
+    key(
         "OCG_EMBED_MAX_BATCH",
         Some("256"),
         "texts per /embed call and items per upsert",

@@ -27,10 +27,10 @@
 mod api;
 mod format;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use ocg_core::config::{Config, Secret};
@@ -41,11 +41,12 @@ use ocg_core::{
 };
 use serde_json::Value;
 use tokio::sync::mpsc;
-use tokio::task::JoinSet;
 
 use crate::GatewayError;
 use crate::access::{AllowList, Pairing};
+use crate::dispatch::{Dispatcher, ErrorReport};
 use crate::journal::InboundJournal;
+use crate::status::StatusBoard;
 use api::{ApiFailure, BotApi, TgMessage, Update};
 
 /// The header Telegram puts the webhook secret in.
@@ -220,24 +221,6 @@ fn missing(key: &str, reason: &str) -> GatewayError {
     })
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
-/// Counters behind [`Channel::status`].
-#[derive(Debug, Default)]
-struct Counters {
-    state: ChannelState,
-    last_message_at_ms: Option<u64>,
-    received: u64,
-    sent: u64,
-    errors: u64,
-    last_error: Option<String>,
-    last_error_at_ms: Option<u64>,
-}
-
 /// The Telegram channel (see the module docs).
 pub struct TelegramChannel {
     config: TelegramConfig,
@@ -245,7 +228,7 @@ pub struct TelegramChannel {
     journal: Arc<InboundJournal>,
     allowed: Arc<AllowList>,
     pairing: Option<Arc<Pairing>>,
-    counters: Arc<Mutex<Counters>>,
+    board: Arc<StatusBoard>,
     /// Webhook updates for the running `run`.
     pushed: Mutex<Option<mpsc::UnboundedSender<Value>>>,
     /// Chats refused so far (each is logged once).
@@ -282,13 +265,13 @@ fn core_error(failure: ApiFailure) -> Error {
 /// Marks the channel stopped (and stops taking webhook updates) when `run`
 /// returns or its future is dropped.
 struct StopGuard<'a>(
-    &'a Mutex<Counters>,
+    &'a StatusBoard,
     &'a Mutex<Option<mpsc::UnboundedSender<Value>>>,
 );
 
 impl Drop for StopGuard<'_> {
     fn drop(&mut self) {
-        lock(self.0).state = ChannelState::Stopped;
+        self.0.set_state(ChannelState::Stopped);
         lock(self.1).take();
     }
 }
@@ -321,13 +304,20 @@ impl TelegramChannel {
             "TELEGRAM_ALLOWED_CHATS",
             config.allowed_chats.iter().map(i64::to_string),
         ));
+        let board = Arc::new(StatusBoard::new(
+            "telegram",
+            match config.mode {
+                TelegramMode::LongPolling => "long_polling",
+                TelegramMode::Webhook { .. } => "webhook",
+            },
+        ));
         Ok(TelegramChannel {
             config,
             api,
             journal: Arc::new(journal),
             allowed,
             pairing: None,
-            counters: Arc::default(),
+            board,
             pushed: Mutex::default(),
             refused: Mutex::default(),
         })
@@ -335,14 +325,11 @@ impl TelegramChannel {
 
     fn failed(&self, what: &str, error: &str) {
         tracing::warn!(channel = "telegram", "{what}: {error}");
-        let mut counters = lock(&self.counters);
-        counters.errors += 1;
-        counters.last_error = Some(format!("{what}: {error}"));
-        counters.last_error_at_ms = Some(now_ms());
+        self.board.failed(&format!("{what}: {error}"));
     }
 
     fn set_state(&self, state: ChannelState) {
-        lock(&self.counters).state = state;
+        self.board.set_state(state);
     }
 
     /// Give strangers in private chats pairing codes from `pairing`, whose
@@ -441,11 +428,7 @@ impl TelegramChannel {
         let fresh = tokio::task::spawn_blocking(move || journal.record(batch, cursor))
             .await
             .map_err(std::io::Error::other)??;
-        if !fresh.is_empty() {
-            let mut counters = lock(&self.counters);
-            counters.received += fresh.len() as u64;
-            counters.last_message_at_ms = Some(now_ms());
-        }
+        self.board.received(fresh.len());
         // Recorded as skipped first: a crash here never sends a code twice.
         for challenge in challenges {
             if let Err(e) = self.send(challenge).await {
@@ -487,7 +470,7 @@ impl TelegramChannel {
                         continue;
                     }
                     match self.record(raw).await {
-                        Ok(fresh) => fresh.into_iter().for_each(|u| dispatcher.dispatch(u)),
+                        Ok(fresh) => fresh.into_iter().for_each(|u| dispatch(dispatcher, u)),
                         Err(e) => {
                             // The offset did not move: the batch comes again.
                             self.failed("journal", &e.to_string());
@@ -541,7 +524,7 @@ impl TelegramChannel {
         self.set_state(ChannelState::Connected);
         tracing::info!(channel = "telegram", %url, "webhook set");
         while let Some(update) = pushed.recv().await {
-            dispatcher.dispatch(update);
+            dispatch(dispatcher, update);
             dispatcher.reap();
         }
         Ok(())
@@ -727,63 +710,10 @@ fn incoming(message: &TgMessage) -> Option<IncomingMessage> {
     })
 }
 
-/// Hands updates to per-chat workers: one chat in order, chats in parallel.
-struct Dispatcher {
-    handler: Arc<dyn InboundHandler>,
-    journal: Arc<InboundJournal>,
-    report_error: Arc<dyn Fn(&str) + Send + Sync>,
-    workers: HashMap<String, mpsc::UnboundedSender<(i64, IncomingMessage)>>,
-    in_flight: Arc<Mutex<HashSet<i64>>>,
-    tasks: JoinSet<()>,
-}
-
-impl Dispatcher {
-    fn dispatch(&mut self, raw: Value) {
-        let Some((id, message)) = parse_update(raw).and_then(|(id, m)| Some((id, incoming(&m)?)))
-        else {
-            return;
-        };
-        // Already queued, or already answered: a webhook racing the start
-        // of `run` can bring an update both ways.
-        if !self.journal.is_pending(&id.to_string()) || !lock(&self.in_flight).insert(id) {
-            return;
-        }
-        let chat = message.target.chat_id.clone();
-        let queue = self.workers.entry(chat).or_insert_with(|| {
-            let (tx, mut rx) = mpsc::unbounded_channel::<(i64, IncomingMessage)>();
-            let handler = self.handler.clone();
-            let journal = self.journal.clone();
-            let in_flight = self.in_flight.clone();
-            let report = self.report_error.clone();
-            self.tasks.spawn(async move {
-                while let Some((id, message)) = rx.recv().await {
-                    handler.handle(message).await;
-                    let journal = journal.clone();
-                    match tokio::task::spawn_blocking(move || journal.done(&id.to_string())).await {
-                        Ok(Ok(())) => {}
-                        Ok(Err(e)) => report(&format!("journal: {e}")),
-                        Err(e) => report(&format!("journal: {e}")),
-                    }
-                    lock(&in_flight).remove(&id);
-                }
-            });
-            tx
-        });
-        // The worker only ends when its sender is dropped, so this succeeds.
-        let _ = queue.send((id, message));
-    }
-
-    /// Collect finished worker tasks (a panicking handler ends its worker;
-    /// the chat gets a new one with its next message).
-    fn reap(&mut self) {
-        while let Some(result) = self.tasks.try_join_next() {
-            if let Err(e) = result
-                && e.is_panic()
-            {
-                tracing::error!(channel = "telegram", "a chat worker panicked");
-            }
-        }
-        self.workers.retain(|_, tx| !tx.is_closed());
+/// Queue a raw update that has a message to answer.
+fn dispatch(dispatcher: &mut Dispatcher, raw: Value) {
+    if let Some((id, message)) = parse_update(raw).and_then(|(id, m)| Some((id, incoming(&m)?))) {
+        dispatcher.dispatch(id.to_string(), message);
     }
 }
 
@@ -805,25 +735,15 @@ impl Channel for TelegramChannel {
 
     async fn run(&self, handler: Arc<dyn InboundHandler>) -> Result<()> {
         self.set_state(ChannelState::Connecting);
-        let _stopped = StopGuard(&self.counters, &self.pushed);
+        let _stopped = StopGuard(&self.board, &self.pushed);
         let (tx, rx) = mpsc::unbounded_channel();
         *lock(&self.pushed) = Some(tx);
-        let counters = self.counters.clone();
-        let report: Arc<dyn Fn(&str) + Send + Sync> = Arc::new(move |error: &str| {
+        let board = self.board.clone();
+        let report: ErrorReport = Arc::new(move |error: &str| {
             tracing::error!(channel = "telegram", "{error}");
-            let mut counters = lock(&counters);
-            counters.errors += 1;
-            counters.last_error = Some(error.to_owned());
-            counters.last_error_at_ms = Some(now_ms());
+            board.failed(error);
         });
-        let mut dispatcher = Dispatcher {
-            handler,
-            journal: self.journal.clone(),
-            report_error: report,
-            workers: HashMap::new(),
-            in_flight: Arc::default(),
-            tasks: JoinSet::new(),
-        };
+        let mut dispatcher = Dispatcher::new("telegram", handler, self.journal.clone(), report);
         // Updates received before a restart and not answered: answer them now.
         let pending = self.journal.pending();
         if !pending.is_empty() {
@@ -839,7 +759,7 @@ impl Channel for TelegramChannel {
                 .and_then(Value::as_i64)
                 .is_some_and(|chat| self.allowed(chat));
             if allowed {
-                dispatcher.dispatch(update);
+                dispatch(&mut dispatcher, update);
             } else {
                 // Removed from the allow-list since: not answered.
                 let journal = self.journal.clone();
@@ -900,7 +820,7 @@ impl Channel for TelegramChannel {
                 }
             }
         }
-        lock(&self.counters).sent += 1;
+        self.board.sent();
         Ok(SentMessage { message_ids: ids })
     }
 
@@ -963,25 +883,7 @@ impl Channel for TelegramChannel {
     }
 
     fn status(&self) -> ChannelStatus {
-        let counters = lock(&self.counters);
-        ChannelStatus {
-            name: "telegram".into(),
-            state: counters.state,
-            mode: Some(
-                match self.config.mode {
-                    TelegramMode::LongPolling => "long_polling",
-                    TelegramMode::Webhook { .. } => "webhook",
-                }
-                .into(),
-            ),
-            last_message_at_ms: counters.last_message_at_ms,
-            received: counters.received,
-            sent: counters.sent,
-            pending: self.journal.pending_count() as u64,
-            errors: counters.errors,
-            last_error: counters.last_error.clone(),
-            last_error_at_ms: counters.last_error_at_ms,
-        }
+        self.board.snapshot(self.journal.pending_count())
     }
 }
 

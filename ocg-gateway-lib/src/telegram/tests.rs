@@ -105,9 +105,7 @@ fn messages_become_incoming_messages() {
 #[test]
 fn a_journal_of_the_old_format_is_carried_over() {
     let dir = tempfile::tempdir().unwrap();
-    let update = |id: i64| {
-        serde_json::json!({"update_id": id, "message": {"message_id": id, "chat": {"id": 1}, "text": "hi"}})
-    };
+    let update = |id: i64| serde_json::json!({"update_id": id, "message": {"message_id": id, "chat": {"id": 1}, "text": "hi"}});
     let old = dir.path().join("1.journal");
     let lines = [
         serde_json::json!({"offset": 5, "recent": [3, 4]}),

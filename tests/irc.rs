@@ -1,0 +1,438 @@
+//! The IRC channel end to end: a real IRC server (Debian's ngircd), a
+//! second IRC client as the human (this file speaks the protocol on a
+//! plain socket, as any client does), and the real agent and gateway with a
+//! fake model.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ocg_tests::fake_llm::Script;
+use ocg_tests::{free_port, wait_until};
+
+use crate::telegram::{Bot, LIMIT};
+
+/// A real ngircd on a temporary port, configured in a temporary directory.
+struct Ircd {
+    dir: tempfile::TempDir,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl Ircd {
+    fn start() -> Ircd {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ircd = Ircd {
+            port: free_port(),
+            dir,
+            child: None,
+        };
+        ircd.run();
+        ircd
+    }
+
+    /// Start (again) on the same port.
+    fn run(&mut self) {
+        let config = self.dir.path().join("ngircd.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "[Global]\nName = irc.ocg.test\nInfo = OCG test server\nListen = 127.0.0.1\n\
+                 Ports = {port}\nPidFile = {dir}/ngircd.pid\nMotdPhrase = \"test server\"\n\
+                 [Limits]\nMaxNickLength = 30\nPingTimeout = 120\nPongTimeout = 20\n\
+                 [Options]\nPAM = no\nIdent = no\nDNS = no\n",
+                port = self.port,
+                dir = self.dir.path().display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("ngircd")
+            .args(["--nodaemon", "--config"])
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("ngircd (Debian package ngircd; scripts/test.sh installs it)");
+        self.child = Some(child);
+        let port = self.port;
+        assert!(
+            wait_until(LIMIT, || TcpStream::connect(("127.0.0.1", port)).is_ok()),
+            "ngircd listens"
+        );
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Ircd {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// One line a human saw: who sent it, the command, the target, the text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Seen {
+    from: String,
+    command: String,
+    target: String,
+    text: String,
+}
+
+/// A person on IRC: a client connection with everything it received.
+struct Human {
+    nick: String,
+    stream: TcpStream,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    raw: Arc<Mutex<Vec<String>>>,
+}
+
+impl Human {
+    fn connect(port: u16, nick: &str) -> Human {
+        let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let human = Human {
+            nick: nick.to_owned(),
+            stream,
+            seen: Arc::default(),
+            raw: Arc::default(),
+        };
+        let reader = BufReader::new(human.stream.try_clone().unwrap());
+        let mut pong = human.stream.try_clone().unwrap();
+        let (seen, raw) = (human.seen.clone(), human.raw.clone());
+        std::thread::spawn(move || {
+            for line in reader.lines() {
+                let Ok(line) = line else { break };
+                raw.lock().unwrap().push(line.clone());
+                let mut words = line.splitn(4, ' ');
+                let first = words.next().unwrap_or_default();
+                if first == "PING" {
+                    let _ = write!(pong, "PONG {}\r\n", &line[5..]);
+                    continue;
+                }
+                let (Some(command), Some(target), Some(text)) =
+                    (words.next(), words.next(), words.next())
+                else {
+                    continue;
+                };
+                if command == "PRIVMSG" || command == "NOTICE" {
+                    let from = first.trim_start_matches(':');
+                    seen.lock().unwrap().push(Seen {
+                        from: from.split('!').next().unwrap_or(from).to_owned(),
+                        command: command.to_owned(),
+                        target: target.to_owned(),
+                        text: text.strip_prefix(':').unwrap_or(text).to_owned(),
+                    });
+                }
+            }
+        });
+        human.send(&format!("NICK {nick}"));
+        human.send(&format!("USER {nick} 0 * :A human"));
+        assert!(
+            human.wait(|h| h.raw_contains(" 001 ")),
+            "registered: {:?}",
+            human.raw.lock().unwrap()
+        );
+        human
+    }
+
+    fn send(&self, line: &str) {
+        (&self.stream)
+            .write_all(format!("{line}\r\n").as_bytes())
+            .unwrap();
+    }
+
+    fn say(&self, target: &str, text: &str) {
+        self.send(&format!("PRIVMSG {target} :{text}"));
+    }
+
+    fn join(&self, channel: &str) {
+        self.send(&format!("JOIN {channel}"));
+        let me = format!(":{}!", self.nick);
+        assert!(
+            self.wait(|h| h.joined(&me, channel)),
+            "{:?}",
+            self.raw.lock().unwrap()
+        );
+    }
+
+    /// Whether the server relayed a JOIN of `channel` by `who` (`:nick!`).
+    fn joined(&self, who: &str, channel: &str) -> bool {
+        self.raw.lock().unwrap().iter().any(|l| {
+            l.starts_with(who)
+                && l.contains(" JOIN ")
+                && l.trim_end().trim_end_matches(channel).ends_with([' ', ':'])
+        })
+    }
+
+    fn raw_contains(&self, needle: &str) -> bool {
+        self.raw.lock().unwrap().iter().any(|l| l.contains(needle))
+    }
+
+    /// What `from` sent, in order.
+    fn from(&self, from: &str) -> Vec<Seen> {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| s.from.eq_ignore_ascii_case(from))
+            .cloned()
+            .collect()
+    }
+
+    fn wait(&self, condition: impl Fn(&Human) -> bool) -> bool {
+        wait_until(LIMIT, || condition(self))
+    }
+}
+
+fn irc_settings(port: u16, allowed: &str) -> Vec<(String, String)> {
+    vec![
+        ("IRC_SERVER".into(), format!("127.0.0.1:{port}")),
+        ("IRC_TLS".into(), "false".into()),
+        ("IRC_NICK".into(), "ocg".into()),
+        ("IRC_CHANNELS".into(), "#ocg".into()),
+        ("IRC_ALLOWED".into(), allowed.into()),
+    ]
+}
+
+fn start_bot(settings: &[(String, String)]) -> Bot {
+    let pairs: Vec<(&str, &str)> = settings
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let bot = Bot::start_with(&pairs, false);
+    assert!(
+        wait_until(LIMIT, || bot.channels()[0]["state"] == "connected"),
+        "the channel connects: {}\n{}",
+        bot.channels(),
+        bot.log()
+    );
+    bot
+}
+
+#[test]
+fn allowed_people_are_answered_strangers_pair_and_long_replies_arrive_whole() {
+    let ircd = Ircd::start();
+    let bot = start_bot(&irc_settings(ircd.port, "ann!*@127.0.0.1"));
+    let ann = Human::connect(ircd.port, "ann");
+
+    // A direct message, answered directly.
+    ann.say("ocg", "hello");
+    assert!(ann.wait(|h| !h.from("ocg").is_empty()), "{}", bot.log());
+    let reply = &ann.from("ocg")[0];
+    assert_eq!(
+        (reply.command.as_str(), reply.target.as_str()),
+        ("PRIVMSG", "ann")
+    );
+    assert_eq!(reply.text, "echo: hello");
+
+    // In a channel: only what is addressed to the bot, answered there.
+    ann.join("#ocg");
+    assert!(
+        wait_until(LIMIT, || ann.raw_contains(":ocg!")
+            && ann.raw_contains("JOIN")),
+        "the bot joined #ocg"
+    );
+    ann.say("#ocg", "just chatting");
+    ann.say("#ocg", "ocg: what now?");
+    assert!(ann.wait(|h| h.from("ocg").len() >= 2), "{}", bot.log());
+    let reply = &ann.from("ocg")[1];
+    assert_eq!(reply.target, "#ocg");
+    assert_eq!(reply.text, "echo: what now?");
+    let requests = bot.vendor.requests();
+    assert!(
+        !requests
+            .iter()
+            .any(|r| r.to_string().contains("just chatting")),
+        "unaddressed channel talk never reaches the model"
+    );
+
+    // A long reply with multi-byte characters: whole, in order, each line
+    // within IRC's 512 bytes as relayed.
+    let long: String = (0..60)
+        .map(|n| {
+            format!(
+                "Ligne {n:02} — réponse détaillée, ünïcödé ✓ {}",
+                "x".repeat(n % 7)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
+    bot.vendor.push(Script::Text(long.clone()));
+    ann.say("ocg", "tell me a lot");
+    let before = ann.from("ocg").len();
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            let got: String = ann.from("ocg")[before..]
+                .iter()
+                .map(|s| s.text.as_str())
+                .collect::<Vec<_>>()
+                .join(" ");
+            got.split_whitespace().count() >= long.split_whitespace().count()
+        }),
+        "{:?}",
+        ann.from("ocg")
+    );
+    let pieces = &ann.from("ocg")[before..];
+    assert!(
+        pieces.len() >= 6,
+        "split into several lines: {}",
+        pieces.len()
+    );
+    let joined = pieces
+        .iter()
+        .map(|s| s.text.as_str())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let words = |t: &str| t.split_whitespace().map(str::to_owned).collect::<Vec<_>>();
+    assert_eq!(
+        words(&joined),
+        words(&long),
+        "nothing lost, nothing reordered"
+    );
+    assert!(
+        ann.raw.lock().unwrap().iter().all(|l| l.len() + 2 <= 512),
+        "every relayed line fits"
+    );
+
+    // A stranger gets a pairing code and nothing else, until approved.
+    let eve = Human::connect(ircd.port, "eve");
+    eve.say("ocg", "let me in");
+    eve.say("ocg", "please");
+    assert!(eve.wait(|h| !h.from("ocg").is_empty()), "{}", bot.log());
+    std::thread::sleep(Duration::from_millis(500));
+    let told = eve.from("ocg");
+    assert_eq!(told.len(), 1, "one code only: {told:?}");
+    assert_eq!(told[0].command, "NOTICE");
+    assert!(told[0].text.contains("pairing code"), "{}", told[0].text);
+    assert!(
+        !bot.vendor
+            .requests()
+            .iter()
+            .any(|r| r.to_string().contains("let me in")),
+        "the stranger never reaches the model"
+    );
+    assert!(!bot.log().contains("let me in"), "nor the log");
+    let out = bot
+        .install
+        .command("ocg")
+        .args(["pair", "list", "--json"])
+        .output()
+        .unwrap();
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed[0]["channel"], "irc");
+    assert_eq!(listed[0]["entry"], "eve!~eve@127.0.0.1");
+    let code = listed[0]["code"].as_str().unwrap().to_owned();
+    assert!(told[0].text.contains(&code));
+    let approved = bot
+        .install
+        .command("ocg")
+        .args(["pair", "approve", &code])
+        .output()
+        .unwrap();
+    assert!(
+        approved.status.success(),
+        "{}",
+        String::from_utf8_lossy(&approved.stderr)
+    );
+    assert!(eve.wait(|h| h.from("ocg").len() >= 2));
+    assert!(eve.from("ocg")[1].text.contains("approved"));
+    eve.say("ocg", "now?");
+    assert!(eve.wait(|h| h.from("ocg").len() >= 3), "{}", bot.log());
+    assert_eq!(eve.from("ocg")[2].text, "echo: now?");
+    let config = std::fs::read_to_string(bot.install.path("env.config")).unwrap();
+    assert!(config.contains("eve!~eve@127.0.0.1"), "{config}");
+
+    let channels = bot.channels();
+    assert_eq!(channels[0]["name"], "irc");
+    assert_eq!(channels[0]["state"], "connected");
+    assert!(channels[0]["received"].as_u64().unwrap() >= 4);
+}
+
+#[test]
+fn a_gateway_killed_mid_turn_and_a_server_that_goes_away_lose_nothing() {
+    let mut ircd = Ircd::start();
+    let mut bot = start_bot(&irc_settings(ircd.port, "*!*@127.0.0.1"));
+    let ann = Human::connect(ircd.port, "ann");
+    ann.say("ocg", "before");
+    assert!(ann.wait(|h| h.from("ocg").len() == 1), "{}", bot.log());
+
+    // The model holds the next answer while the gateway is killed.
+    bot.vendor.push(Script::Slow {
+        first: "partial ".into(),
+        hold: Duration::from_secs(3),
+        rest: "answer".into(),
+    });
+    ann.say("ocg", "during");
+    let vendor = bot.vendor.clone();
+    assert!(wait_until(LIMIT, || vendor
+        .requests()
+        .last()
+        .is_some_and(|r| r.to_string().contains("during"))));
+    bot.kill_gateway();
+    assert_eq!(ann.from("ocg").len(), 1, "no reply yet");
+    bot.start_gateway();
+    assert!(
+        ann.wait(|h| h.from("ocg").len() >= 2),
+        "the message received before the kill is answered after the restart: {}",
+        bot.log()
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let texts: Vec<String> = ann.from("ocg").into_iter().map(|s| s.text).collect();
+    assert_eq!(texts.len(), 2, "answered once: {texts:?}");
+    assert!(texts[1].contains("during"), "{texts:?}");
+
+    // The server goes away and comes back: the bot reconnects and answers.
+    ircd.kill();
+    assert!(
+        wait_until(LIMIT, || bot.channels()[0]["state"] != "connected"),
+        "the loss shows: {}",
+        bot.channels()
+    );
+    ircd.run();
+    assert!(
+        wait_until(Duration::from_secs(30), || bot.channels()[0]["state"]
+            == "connected"),
+        "reconnected: {}\n{}",
+        bot.channels(),
+        bot.log()
+    );
+    let ann = Human::connect(ircd.port, "ann");
+    ann.say("ocg", "after");
+    assert!(ann.wait(|h| !h.from("ocg").is_empty()), "{}", bot.log());
+    assert_eq!(ann.from("ocg")[0].text, "echo: after");
+    assert!(bot.channels()[0]["errors"].as_u64().unwrap() >= 1);
+}
+
+#[test]
+fn wrong_irc_keys_are_reported_and_the_gateway_serves_on() {
+    let bot = Bot::start_with(
+        &[("IRC_SERVER", "127.0.0.1:6667"), ("IRC_NICK", "9bad")],
+        false,
+    );
+    let channels = bot.channels();
+    assert_eq!(channels[0]["name"], "irc");
+    assert_eq!(channels[0]["state"], "failing");
+    assert!(
+        channels[0]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("IRC_NICK"),
+        "{channels}"
+    );
+    // `ocg status` shows the gateway's health checks.
+    let (_, health) =
+        ocg_tests::http_get(&format!("{}/health", bot.install.gateway_url())).unwrap();
+    assert!(
+        health.contains("channel irc")
+            && health.contains("IRC_NICK")
+            && health.contains("degraded"),
+        "{health}"
+    );
+}
