@@ -1,195 +1,15 @@
 //! The IRC channel end to end: a real IRC server (Debian's ngircd), a
-//! second IRC client as the human (this file speaks the protocol on a
-//! plain socket, as any client does), and the real agent and gateway with a
-//! fake model.
+//! second IRC client as the human (`ocg_tests::irc_server::Human` speaks the
+//! protocol on a plain socket, as any client does), and the real agent and
+//! gateway with a fake model.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ocg_tests::fake_llm::Script;
-use ocg_tests::{free_port, wait_until};
+use ocg_tests::irc_server::{Human, Ircd};
+use ocg_tests::wait_until;
 
 use crate::telegram::{Bot, LIMIT};
-
-/// A real ngircd on a temporary port, configured in a temporary directory.
-struct Ircd {
-    dir: tempfile::TempDir,
-    port: u16,
-    child: Option<Child>,
-}
-
-impl Ircd {
-    fn start() -> Ircd {
-        let dir = tempfile::tempdir().unwrap();
-        let mut ircd = Ircd {
-            port: free_port(),
-            dir,
-            child: None,
-        };
-        ircd.run();
-        ircd
-    }
-
-    /// Start (again) on the same port.
-    fn run(&mut self) {
-        let config = self.dir.path().join("ngircd.conf");
-        std::fs::write(
-            &config,
-            format!(
-                "[Global]\nName = irc.ocg.test\nInfo = OCG test server\nListen = 127.0.0.1\n\
-                 Ports = {port}\nPidFile = {dir}/ngircd.pid\nMotdPhrase = \"test server\"\n\
-                 [Limits]\nMaxNickLength = 30\nPingTimeout = 120\nPongTimeout = 20\n\
-                 [Options]\nPAM = no\nIdent = no\nDNS = no\n",
-                port = self.port,
-                dir = self.dir.path().display()
-            ),
-        )
-        .unwrap();
-        let child = Command::new("ngircd")
-            .args(["--nodaemon", "--config"])
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("ngircd (Debian package ngircd; scripts/test.sh installs it)");
-        self.child = Some(child);
-        let port = self.port;
-        assert!(
-            wait_until(LIMIT, || TcpStream::connect(("127.0.0.1", port)).is_ok()),
-            "ngircd listens"
-        );
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Ircd {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// One line a human saw: who sent it, the command, the target, the text.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Seen {
-    from: String,
-    command: String,
-    target: String,
-    text: String,
-}
-
-/// A person on IRC: a client connection with everything it received.
-struct Human {
-    nick: String,
-    stream: TcpStream,
-    seen: Arc<Mutex<Vec<Seen>>>,
-    raw: Arc<Mutex<Vec<String>>>,
-}
-
-impl Human {
-    fn connect(port: u16, nick: &str) -> Human {
-        let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        let human = Human {
-            nick: nick.to_owned(),
-            stream,
-            seen: Arc::default(),
-            raw: Arc::default(),
-        };
-        let reader = BufReader::new(human.stream.try_clone().unwrap());
-        let mut pong = human.stream.try_clone().unwrap();
-        let (seen, raw) = (human.seen.clone(), human.raw.clone());
-        std::thread::spawn(move || {
-            for line in reader.lines() {
-                let Ok(line) = line else { break };
-                raw.lock().unwrap().push(line.clone());
-                let mut words = line.splitn(4, ' ');
-                let first = words.next().unwrap_or_default();
-                if first == "PING" {
-                    let _ = write!(pong, "PONG {}\r\n", &line[5..]);
-                    continue;
-                }
-                let (Some(command), Some(target), Some(text)) =
-                    (words.next(), words.next(), words.next())
-                else {
-                    continue;
-                };
-                if command == "PRIVMSG" || command == "NOTICE" {
-                    let from = first.trim_start_matches(':');
-                    seen.lock().unwrap().push(Seen {
-                        from: from.split('!').next().unwrap_or(from).to_owned(),
-                        command: command.to_owned(),
-                        target: target.to_owned(),
-                        text: text.strip_prefix(':').unwrap_or(text).to_owned(),
-                    });
-                }
-            }
-        });
-        human.send(&format!("NICK {nick}"));
-        human.send(&format!("USER {nick} 0 * :A human"));
-        assert!(
-            human.wait(|h| h.raw_contains(" 001 ")),
-            "registered: {:?}",
-            human.raw.lock().unwrap()
-        );
-        human
-    }
-
-    fn send(&self, line: &str) {
-        (&self.stream)
-            .write_all(format!("{line}\r\n").as_bytes())
-            .unwrap();
-    }
-
-    fn say(&self, target: &str, text: &str) {
-        self.send(&format!("PRIVMSG {target} :{text}"));
-    }
-
-    fn join(&self, channel: &str) {
-        self.send(&format!("JOIN {channel}"));
-        let me = format!(":{}!", self.nick);
-        assert!(
-            self.wait(|h| h.joined(&me, channel)),
-            "{:?}",
-            self.raw.lock().unwrap()
-        );
-    }
-
-    /// Whether the server relayed a JOIN of `channel` by `who` (`:nick!`).
-    fn joined(&self, who: &str, channel: &str) -> bool {
-        self.raw.lock().unwrap().iter().any(|l| {
-            l.starts_with(who)
-                && l.contains(" JOIN ")
-                && l.trim_end().trim_end_matches(channel).ends_with([' ', ':'])
-        })
-    }
-
-    fn raw_contains(&self, needle: &str) -> bool {
-        self.raw.lock().unwrap().iter().any(|l| l.contains(needle))
-    }
-
-    /// What `from` sent, in order.
-    fn from(&self, from: &str) -> Vec<Seen> {
-        self.seen
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|s| s.from.eq_ignore_ascii_case(from))
-            .cloned()
-            .collect()
-    }
-
-    fn wait(&self, condition: impl Fn(&Human) -> bool) -> bool {
-        wait_until(LIMIT, || condition(self))
-    }
-}
 
 fn irc_settings(port: u16, allowed: &str) -> Vec<(String, String)> {
     vec![
@@ -234,11 +54,18 @@ fn allowed_people_are_answered_strangers_pair_and_long_replies_arrive_whole() {
 
     // In a channel: only what is addressed to the bot, answered there.
     ann.join("#ocg");
-    assert!(
-        wait_until(LIMIT, || ann.raw_contains(":ocg!")
-            && ann.raw_contains("JOIN")),
-        "the bot joined #ocg"
-    );
+    let bot_is_there = |h: &Human| {
+        h.raw.lock().unwrap().iter().any(|l| {
+            l.contains(" 353 ")
+                && l.contains("#ocg")
+                && l.rsplit(':').next().is_some_and(|names| {
+                    names
+                        .split_whitespace()
+                        .any(|n| n.trim_start_matches(['@', '+']) == "ocg")
+                })
+        })
+    };
+    assert!(ann.wait(bot_is_there), "the bot is in #ocg (NAMES)");
     ann.say("#ocg", "just chatting");
     ann.say("#ocg", "ocg: what now?");
     assert!(ann.wait(|h| h.from("ocg").len() >= 2), "{}", bot.log());

@@ -4,6 +4,7 @@
 pub mod fake_llm;
 pub mod fake_telegram;
 pub mod fast_model;
+pub mod irc_server;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
