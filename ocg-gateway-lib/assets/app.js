@@ -655,6 +655,7 @@
     state.confirming = null;
     resetMemoryView();
     resetCronView();
+    resetPairingView();
     clearMessages();
     renderSessions();
   }
@@ -1856,12 +1857,16 @@
     if (state.statusLoading || !state.authed) return;
     state.statusLoading = true;
     try {
-      const [data, channels] = await Promise.all([
+      const pairingSeq = ++pairing.seq;
+      const [data, channels, requests] = await Promise.all([
         api('GET', '/api/status'),
         api('GET', '/api/channels').catch(() => null),
+        api('GET', '/api/pairing').catch(() => null),
       ]);
+      if (!state.authed) return;
       renderStatus(data, null);
       renderChannels(channels);
+      if (pairingSeq === pairing.seq) renderPairing(requests);
     } catch (error) {
       if (error.status !== 401) renderStatus(null, error);
     } finally {
@@ -1965,6 +1970,163 @@
       if (channel.last_error) card.append(el('p', { class: 'check-detail channel-error', text: channel.last_error }));
       return card;
     }));
+  }
+
+  // Pairing: strangers who wrote to a channel directly got a one-time code and
+  // wait here for the owner to approve or deny it (docs/channels.md). Who they
+  // say they are comes from the chat network: it is only ever set as text.
+  const pairing = {
+    seq: 0,            // lists asked for; only the newest answer is shown
+    requests: null,    // the list shown (null: unavailable)
+    busy: new Set(),   // codes with an approve or deny on its way
+    shown: '',         // what the list shows, so a poll with no change keeps it (and the focus)
+    focusAfter: null,  // where the focus goes at the next render: {code, action}, 'first' (or the title)
+  };
+
+  /** The section after the channels, built once with its click handler. */
+  function pairingSection() {
+    let section = $('pairing');
+    if (section) return section;
+    section = el('section', { id: 'pairing', class: 'pairing', 'aria-labelledby': 'pairing-title' },
+      el('h3', { id: 'pairing-title', class: 'channels-title', tabindex: '-1', text: 'Pairing requests' }),
+      el('p', { id: 'pairing-outcome', class: 'pairing-outcome', role: 'status' }),
+      el('div', { id: 'pairing-list', class: 'pairing-list' }));
+    $('channel-cards').after(section);
+    $('pairing-list').addEventListener('click', (e) => {
+      const button = e.target.closest('button[data-action]');
+      const item = button && button.closest('.pairing-request');
+      const request = item && (pairing.requests || []).find((r) => r.code === item.dataset.code);
+      if (request) answerPairing(request, button.dataset.action);
+    });
+    return section;
+  }
+
+  function resetPairingView() {
+    Object.assign(pairing, { requests: null, shown: '', focusAfter: null });
+    pairing.seq++;
+    pairing.busy.clear();
+    if (!$('pairing')) return;
+    $('pairing-outcome').replaceChildren();
+    $('pairing-outcome').className = 'pairing-outcome';
+    $('pairing-list').replaceChildren();
+  }
+
+  function expiresIn(ms) {
+    const left = (Number(ms) || 0) - Date.now();
+    if (left <= 60e3) return 'expires in under a minute';
+    if (left > 2 * 3600e3) return `expires in ${Math.round(left / 3600e3)} h`;
+    return `expires in ${Math.ceil(left / 60e3)} min`;
+  }
+
+  async function loadPairing() {
+    if (!state.authed) return;
+    const seq = ++pairing.seq;
+    let requests = null;
+    try {
+      requests = await api('GET', '/api/pairing');
+    } catch (error) {
+      if (error.status === 401) return;
+    }
+    if (seq === pairing.seq && state.authed) renderPairing(requests);
+  }
+
+  function pairingItem(request) {
+    const sender = String(request.sender || request.entry || '?');
+    const channel = String(request.channel || '?');
+    const busy = pairing.busy.has(request.code);
+    const facts = el('dl', { class: 'facts' });
+    const fact = (name, value, cls) => facts.append(el('div', { class: 'fact', 'data-fact': name.toLowerCase().replace(/\s+/g, '-') },
+      el('dt', { text: name }), el('dd', { class: cls, text: value })));
+    fact('Approval adds', String(request.entry || '—'), 'pairing-entry');
+    fact('Code', String(request.code), 'pairing-code');
+    fact('Expires', expiresIn(request.expires_at_ms).replace(/^expires /, ''), 'pairing-expires');
+    const asked = request.created_at_ms ? `Asked ${formatRelative(request.created_at_ms)}` : '';
+    return el('li', {
+      class: 'status-card pairing-request',
+      'data-code': request.code,
+      'data-channel': channel,
+      'aria-label': `${sender} on ${channel}`,
+      'aria-busy': busy ? 'true' : null,
+    },
+    el('div', { class: 'status-card-head' },
+      el('h4', { class: 'pairing-sender', text: sender }),
+      el('span', { class: 'badge pairing-channel', text: channel })),
+    facts,
+    el('div', { class: 'pairing-actions' },
+      el('button', { type: 'button', class: 'btn primary sm', 'data-action': 'approve', disabled: busy, 'aria-label': `Approve ${sender} on ${channel}`, text: 'Approve' }),
+      el('button', { type: 'button', class: 'btn sm', 'data-action': 'deny', disabled: busy, 'aria-label': `Deny ${sender} on ${channel}`, text: 'Deny' }),
+      asked ? el('span', { class: 'pairing-asked muted', text: asked }) : null));
+  }
+
+  function renderPairing(requests) {
+    pairingSection();
+    const box = $('pairing-list');
+    const list = Array.isArray(requests) ? requests.filter((r) => r && typeof r.code === 'string' && r.code) : null;
+    pairing.requests = list;
+    const shown = list ? JSON.stringify(list.map((r) => [r.code, r.sender, r.entry, r.channel,
+      expiresIn(r.expires_at_ms), formatRelative(r.created_at_ms), pairing.busy.has(r.code)])) : 'unavailable';
+    if (shown === pairing.shown && !pairing.focusAfter) return;
+    pairing.shown = shown;
+    // Keep the focus on the same button when the list is built again.
+    const active = document.activeElement;
+    let focus = pairing.focusAfter;
+    pairing.focusAfter = null;
+    if (!focus && active && box.contains(active)) {
+      const item = active.closest('.pairing-request');
+      focus = item && active.dataset.action ? { code: item.dataset.code, action: active.dataset.action } : 'title';
+    }
+    if (!list) {
+      box.replaceChildren(el('p', { class: 'muted', text: 'Pairing requests unavailable.' }));
+    } else if (!list.length) {
+      box.replaceChildren(el('p', { class: 'muted pairing-empty' },
+        'No one is waiting for approval. Strangers who write to a channel get a code; approve it here or with ',
+        el('code', { text: 'ocg pair approve CODE' }), '.'));
+    } else {
+      box.replaceChildren(el('ul', { class: 'status-cards pairing-requests' }, ...list.map(pairingItem)));
+    }
+    if (!focus) return;
+    const buttons = [...box.querySelectorAll('button[data-action]')].filter((b) => !b.disabled);
+    const target = focus === 'first' ? buttons[0]
+      : typeof focus === 'object' ? buttons.find((b) => b.dataset.action === focus.action && b.closest('.pairing-request').dataset.code === focus.code)
+        : null;
+    (target || $('pairing-title')).focus();
+  }
+
+  function pairingOutcome(tone, text) {
+    const node = $('pairing-outcome');
+    node.className = `pairing-outcome ${tone}`;
+    node.textContent = text;
+  }
+
+  /** Approve or deny a code, say what happened, and list the requests again. */
+  async function answerPairing(request, action) {
+    if ((action !== 'approve' && action !== 'deny') || pairing.busy.has(request.code)) return;
+    const { code } = request;
+    const sender = String(request.sender || request.entry || code);
+    pairing.busy.add(code);
+    pairing.shown = ''; // the next list is built again, with these buttons enabled or gone
+    for (const item of document.querySelectorAll('#pairing-list .pairing-request')) {
+      if (item.dataset.code !== code) continue;
+      item.setAttribute('aria-busy', 'true');
+      for (const button of item.querySelectorAll('button[data-action]')) button.disabled = true;
+    }
+    pairingOutcome('', `${action === 'approve' ? 'Approving' : 'Denying'} ${sender}…`);
+    try {
+      const done = (await api('POST', `/api/pairing/${encodeURIComponent(code)}/${action}`)) || request;
+      const who = String(done.sender || sender);
+      const channel = String(done.channel || request.channel || '');
+      pairingOutcome('ok', action === 'approve'
+        ? `Approved ${who} on ${channel}: ${String(done.entry || request.entry)} was added to its allow-list.`
+        : `Denied ${who} on ${channel}. They get no new code for the rest of the hour.`);
+      pairing.focusAfter = 'first';
+    } catch (error) {
+      if (error.status === 401) return;
+      pairingOutcome('bad', `Could not ${action} ${sender} (${code}): ${error.message}`);
+      pairing.focusAfter = { code, action };
+    } finally {
+      pairing.busy.delete(code);
+    }
+    await loadPairing();
   }
 
   // ---------------------------------------------------------------- memory

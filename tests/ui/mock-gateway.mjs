@@ -1,8 +1,9 @@
 // A stand-in for the OCG gateway, following docs/gateway.md: the UI's static
 // files (with the real CSP), login/logout/me, sessions, memory, schedules
-// (/api/cron), status and the chat WebSocket. The agent behind it echoes `echo: <text>`, like the fake LLM of
-// the real stack; a message containing "tool" also runs a fake tool, one
-// containing "fail" ends in an error, one containing "slow" streams slowly.
+// (/api/cron), status, channels, pairing requests (/api/pairing, one pending)
+// and the chat WebSocket. The agent behind it echoes `echo: <text>`, like the
+// fake LLM of the real stack; a message containing "tool" also runs a fake
+// tool, one containing "fail" ends in an error, one containing "slow" streams slowly.
 //
 //   node tests/ui/mock-gateway.mjs [--port N] [--token T] [--no-cron]
 //
@@ -47,6 +48,17 @@ const memories = [];
 let memoryIds = 0;
 let memoryClock = 0;
 const failures = new Map(); // ip -> [times]
+/** Pairing requests waiting for the owner (docs/channels.md), oldest first: one stranger on Telegram. */
+const pairingRequests = [{
+  code: 'ABCD2345',
+  channel: 'telegram',
+  entry: '4242',
+  sender: '@eve (4242)',
+  chat: { chat_id: '4242' },
+  created_at_ms: started - 2 * 60e3,
+  expires_at_ms: started + 3600e3,
+}];
+const RUNNING_CHANNELS = ['telegram'];
 
 function report(service, checks) {
   return {
@@ -178,6 +190,7 @@ const server = http.createServer(async (req, res) => {
     if (req.method === 'GET' && p === '/api/channels') {
       return send(res, 200, [{ name: 'telegram', state: 'connected', mode: 'long_polling', last_message_at_ms: Date.now(), received: 3, sent: 3, pending: 0, errors: 1, last_error: 'getUpdates: Telegram answered 502: Bad Gateway', last_error_at_ms: Date.now() }]);
     }
+    if (p === '/api/pairing' || p.startsWith('/api/pairing/')) return pairingRoute(req, res, p);
     if (req.method === 'GET' && p === '/api/sessions') {
       const list = [...sessions.values()]
         .sort((a, b) => b.updated_at_ms - a.updated_at_ms || a.key.localeCompare(b.key))
@@ -219,6 +232,31 @@ const server = http.createServer(async (req, res) => {
     return send(res, error.status || 500, { error: { code: 'invalid_input', message: error.message } });
   }
 });
+
+// --------------------------------------------------------------- pairing
+
+/** A code as the gateway reads it: case and dashes ignored, O as 0, I and L as 1. */
+const normalCode = (code) => code.toUpperCase().replace(/-/g, '').replace(/O/g, '0').replace(/[IL]/g, '1');
+
+/** GET /api/pairing, POST /api/pairing/{code}/approve and /deny (ocg-gateway-lib/src/channels.rs). */
+function pairingRoute(req, res, p) {
+  const now = Date.now();
+  for (let i = pairingRequests.length - 1; i >= 0; i--) {
+    if (pairingRequests[i].expires_at_ms <= now) pairingRequests.splice(i, 1);
+  }
+  if (req.method === 'GET' && p === '/api/pairing') return send(res, 200, pairingRequests);
+  const m = /^\/api\/pairing\/([^/]+)\/(approve|deny)$/.exec(p);
+  if (!m || req.method !== 'POST') return notFound(res);
+  const code = normalCode(decodeURIComponent(m[1]));
+  const index = pairingRequests.findIndex((r) => r.code === code);
+  if (index === -1) return notFound(res, 'no pending pairing request has this code (it may have expired)');
+  const request = pairingRequests[index];
+  if (m[2] === 'approve' && !RUNNING_CHANNELS.includes(request.channel)) {
+    return send(res, 503, { error: { code: 'unavailable', message: `${request.channel} unavailable: the channel is not running in this gateway` } });
+  }
+  pairingRequests.splice(index, 1);
+  return send(res, 200, request);
+}
 
 // ---------------------------------------------------------------- memory
 

@@ -93,7 +93,7 @@ case "$MODE" in
     wait_line "$WORK/mock.log" "listening on" "$MOCK_PID"
     URL="$(sed -n 's/.*listening on \(http[^ ]*\).*/\1/p' "$WORK/mock.log" | head -1)"
     log "mock gateway at $URL"
-    OCG_UI_URL="$URL" OCG_UI_TOKEN="$TOKEN" OCG_UI_EXPECT_TOOLS=1 OCG_UI_EXPECT_MEMORY=1 OCG_UI_EXPECT_CRON=1 run_test
+    OCG_UI_URL="$URL" OCG_UI_TOKEN="$TOKEN" OCG_UI_EXPECT_TOOLS=1 OCG_UI_EXPECT_MEMORY=1 OCG_UI_EXPECT_CRON=1 OCG_UI_EXPECT_PAIRING=1 run_test
     ;;
 
   --stack)

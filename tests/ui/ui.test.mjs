@@ -10,6 +10,9 @@
 // say so), OCG_UI_EXPECT_CRON=1 (the agent runs scheduled jobs; defaults to
 // OCG_UI_EXPECT_MEMORY, as both live in the agent's database; without it a 501
 // from /api/cron is accepted and the schedules page must say so),
+// OCG_UI_EXPECT_PAIRING=1 (the gateway has the mock's pending pairing request from
+// "@eve (4242)" on telegram, which the test denies in vain and then approves; without
+// it the Status page's pairing section is only checked to list what /api/pairing has),
 // OCG_CHROMIUM (default /usr/bin/chromium).
 //
 // The agent behind the gateway must answer `echo: <text>` (tests/ui/fake-llm.mjs
@@ -26,6 +29,7 @@ const TOKEN = process.env.OCG_UI_TOKEN || '';
 const EXPECT_TOOLS = process.env.OCG_UI_EXPECT_TOOLS === '1';
 const EXPECT_MEMORY = process.env.OCG_UI_EXPECT_MEMORY === '1';
 const EXPECT_CRON = (process.env.OCG_UI_EXPECT_CRON ?? process.env.OCG_UI_EXPECT_MEMORY) === '1';
+const EXPECT_PAIRING = process.env.OCG_UI_EXPECT_PAIRING === '1';
 const CHROMIUM = process.env.OCG_CHROMIUM || '/usr/bin/chromium';
 const SHOTS = process.env.OCG_UI_SHOTS || fs.mkdtempSync(path.join(os.tmpdir(), 'ocg-ui-shots-'));
 const RID = Math.random().toString(36).slice(2, 8);
@@ -97,6 +101,8 @@ let navigating = false;
 let expectedLoginFailures = 0;
 // A create the gateway must refuse (400): one response and its console line.
 const expectedCronRejects = { response: 0, console: 0 };
+// A pairing answer the test makes fail (404): one response and its console line.
+const expectedPairingRejects = { response: 0, console: 0 };
 // An agent without memory or scheduling answers 501 there; accepted unless expected.
 const unsupportedOk = (url) => {
   let pathname = '';
@@ -119,6 +125,10 @@ function watch(page) {
       expectedCronRejects.console--;
       return;
     }
+    if (/status of 404/.test(text) && expectedPairingRejects.console > 0 && (!where || new URL(where).pathname.startsWith('/api/pairing/'))) {
+      expectedPairingRejects.console--;
+      return;
+    }
     if (msg.type() === 'warning' && !/Content.Security.Policy|Refused/i.test(text)) return;
     problems.push(`console ${msg.type()}: ${text}`);
   });
@@ -136,6 +146,11 @@ function watch(page) {
     if (status === 400 && request.method() === 'POST' && new URL(response.url()).pathname === '/api/cron'
       && expectedCronRejects.response > 0) {
       expectedCronRejects.response--;
+      return;
+    }
+    if (status === 404 && request.method() === 'POST' && new URL(response.url()).pathname.startsWith('/api/pairing/')
+      && expectedPairingRejects.response > 0) {
+      expectedPairingRejects.response--;
       return;
     }
     if (status === 401 && allowed401(response.url(), request.method())) {
@@ -580,6 +595,82 @@ try {
     const first = await page.locator('#status-updated').innerText();
     await waitFor('a refresh within 5 s', async () => (await page.locator('#status-updated').innerText()) !== first, 8000);
     await shot(page, 'desktop-status');
+  });
+
+  await step('the status view lists pairing requests to approve or deny', async () => {
+    await page.locator('#status-view').waitFor({ state: 'visible' });
+    const section = page.locator('#pairing');
+    await section.waitFor({ state: 'visible' });
+    check(norm(await section.locator('h3').innerText()) === 'Pairing requests', 'the section has its heading');
+    const listed = await apiJson(page, '/api/pairing');
+    check(listed.status === 200 && Array.isArray(listed.body), `/api/pairing answered ${listed.status}`);
+    const items = section.locator('.pairing-request');
+    const outcome = page.locator('#pairing-outcome');
+    const emptyShown = async () => (await items.count()) === 0
+      && /^No one is waiting for approval\..*ocg pair approve CODE/.test(norm(await section.locator('#pairing-list').innerText()));
+    if (!EXPECT_PAIRING) {
+      if (listed.body.length) {
+        await waitFor('the pending requests', async () => (await items.count()) === listed.body.length);
+        console.log(`     (${listed.body.length} request(s) pending: listed, left alone)`);
+      } else {
+        await waitFor('the no-requests note', emptyShown);
+      }
+      noProblems('the pairing section');
+      return;
+    }
+    const eve = listed.body.find((r) => r.sender === '@eve (4242)');
+    check(eve, `the gateway should have the pending request of @eve (4242): ${JSON.stringify(listed.body)}`);
+    const item = section.locator(`.pairing-request[data-code="${eve.code}"]`);
+    await item.waitFor({ state: 'visible' });
+    const shown = await item.evaluate((n) => {
+      const text = (sel) => (n.querySelector(sel) || {}).textContent || '';
+      return {
+        sender: text('.pairing-sender'),
+        senderNodes: n.querySelector('.pairing-sender').childNodes.length,
+        channel: text('.pairing-channel'),
+        entry: text('.pairing-entry'),
+        code: text('.pairing-code'),
+        expires: text('.pairing-expires'),
+        buttons: [...n.querySelectorAll('button[data-action]')].map((b) => `${b.dataset.action}:${b.textContent}`),
+      };
+    });
+    check(shown.sender === '@eve (4242)' && shown.senderNodes === 1, `the sender shows as text: ${JSON.stringify(shown)}`);
+    check(shown.channel === 'telegram' && shown.entry === eve.entry && shown.code === eve.code, `channel, entry and code show: ${JSON.stringify(shown)}`);
+    const minutes = Number((/^in (\d+) min$/.exec(shown.expires) || [])[1]);
+    check(minutes >= 50 && minutes <= 60, `the expiry shows in minutes: ${JSON.stringify(shown.expires)}`);
+    check(JSON.stringify(shown.buttons) === JSON.stringify(['approve:Approve', 'deny:Deny']), `Approve and Deny: ${JSON.stringify(shown.buttons)}`);
+    await item.scrollIntoViewIfNeeded();
+    await shot(page, 'desktop-status-pairing');
+
+    // A failed answer keeps the request and shows the gateway's message (a deny answered 404 here).
+    const GONE = 'no pending pairing request has this code (it may have expired)';
+    expectedPairingRejects.response = 1;
+    expectedPairingRejects.console = 1;
+    await page.route('**/api/pairing/*/deny', (route) => route.fulfill({
+      status: 404, contentType: 'application/json', body: JSON.stringify({ error: { code: 'not_found', message: GONE } }),
+    }));
+    try {
+      await item.locator('button[data-action="deny"]').click();
+      await waitFor('the error', async () => (await outcome.innerText()).includes(GONE), 5000);
+      check(/\bbad\b/.test(await outcome.getAttribute('class')), 'the error is shown as one');
+      check(/^Could not deny @eve \(4242\)/.test(await outcome.innerText()), `the error names the request: ${await outcome.innerText()}`);
+      await waitFor('the buttons back', async () => (await items.count()) === 1 && !(await item.locator('button[data-action="deny"]').isDisabled()), 5000);
+      check(await page.evaluate(() => document.activeElement && document.activeElement.dataset.action === 'deny'), 'the focus stays on Deny');
+      check(expectedPairingRejects.response === 0, 'the deny should have been answered 404');
+    } finally {
+      await page.unroute('**/api/pairing/*/deny');
+    }
+
+    // Approve: the outcome says so and the list is empty, here and at the gateway.
+    await item.locator('button[data-action="approve"]').click();
+    await waitFor('the approval', async () => /^Approved @eve \(4242\) on telegram: 4242 /.test(await outcome.innerText()), 5000);
+    check(/\bok\b/.test(await outcome.getAttribute('class')), 'the approval is shown as a success');
+    await waitFor('the empty list', emptyShown, 5000);
+    check(await page.evaluate(() => document.activeElement && document.activeElement.id === 'pairing-title'), 'the focus moves to the section when the list empties');
+    const after = await apiJson(page, '/api/pairing');
+    check(after.status === 200 && !after.body.some((r) => r.code === eve.code), `the gateway should have approved it: ${JSON.stringify(after.body)}`);
+    await shot(page, 'desktop-status-pairing-approved');
+    noProblems('the pairing requests');
   });
 
   await step('the memory page adds, searches and forgets memories', async () => {
