@@ -412,18 +412,19 @@ impl TelegramChannel {
 
     /// Record raw updates durably; the ones to answer are returned.
     async fn record(&self, raw: Vec<Value>) -> std::io::Result<Vec<Value>> {
+        // Past every update of the batch, seen before or not.
+        let cursor = raw
+            .iter()
+            .filter_map(|u| u.get("update_id")?.as_i64())
+            .max()
+            .map(|id| id.saturating_add(1))
+            .filter(|next| *next > self.next_offset())
+            .map(|next| next.to_string());
         let mut challenges = Vec::new();
         let batch: Vec<_> = raw
             .into_iter()
             .filter_map(|u| self.classify(u, &mut challenges))
             .collect();
-        let cursor = batch
-            .iter()
-            .filter_map(|(key, _)| key.parse::<i64>().ok())
-            .max()
-            .map(|id| id.saturating_add(1))
-            .filter(|next| *next > self.next_offset())
-            .map(|next| next.to_string());
         let journal = self.journal.clone();
         let fresh = tokio::task::spawn_blocking(move || journal.record(batch, cursor))
             .await
