@@ -43,7 +43,7 @@ impl Ircd {
             format!(
                 "[Global]\nName = irc.ocg.test\nInfo = OCG test server\nListen = 127.0.0.1\n\
                  Ports = {port}\nPidFile = {dir}/ngircd.pid\nMotdPhrase = \"test server\"\n\
-                 [Limits]\nMaxNickLength = 30\nPingTimeout = 120\nPongTimeout = 20\n\
+                 [Limits]\nMaxConnectionsIP = 0\nMaxNickLength = 30\nPingTimeout = 120\nPongTimeout = 20\n\
                  [Options]\nPAM = no\nIdent = no\nDNS = no\n",
                 port = self.port,
                 dir = self.dir.path().display()
