@@ -432,6 +432,36 @@ pub mod bench {
         }
     }
 
+    /// One chat turn through the gateway's OpenAI-compatible API at `url`
+    /// in session `session`, checked to be the fake model's echo of `text`;
+    /// its latency in ms.
+    pub async fn api_turn(
+        client: &reqwest::Client,
+        url: &str,
+        token: &str,
+        session: &str,
+        text: &str,
+    ) -> f64 {
+        let start = Instant::now();
+        let response = client
+            .post(url)
+            .bearer_auth(token)
+            .json(&serde_json::json!({
+                "model": "fake", "user": session,
+                "messages": [{"role": "user", "content": text}],
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success(), "{}", response.status());
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(
+            body["choices"][0]["message"]["content"],
+            format!("echo: {text}")
+        );
+        start.elapsed().as_secs_f64() * 1000.0
+    }
+
     /// The `p`-quantile (0..=1) of `samples` (sorted in place).
     pub fn percentile(samples: &mut [f64], p: f64) -> f64 {
         samples.sort_by(f64::total_cmp);

@@ -92,6 +92,21 @@ impl GatewaySettings {
     }
 }
 
+/// The config of `pairs` as the environment, with `OCG_DATA_DIR=/srv/ocg`
+/// (for the channels' config tests).
+#[cfg(test)]
+pub(crate) fn test_config(pairs: &[(&str, &str)]) -> Config {
+    let sources = ocg_core::config::Sources {
+        env: pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .chain([("OCG_DATA_DIR".to_owned(), "/srv/ocg".to_owned())])
+            .collect(),
+        ..ocg_core::config::Sources::default()
+    };
+    Config::load(&sources).expect("a valid test config")
+}
+
 /// A channel's settings, or `None` with the error added to `errors`.
 fn or_listed<T>(
     name: &str,

@@ -19,7 +19,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use ocg_tests::bench::{BenchStack, percentile};
+use ocg_tests::bench::{BenchStack, api_turn, percentile};
 use ocg_tests::fake_llm;
 use ocg_tests::irc_server::{Human, Ircd};
 
@@ -27,27 +27,6 @@ const TOKEN: &str = "benchmark-token-0123456789abcdef";
 const PEOPLE: usize = 50;
 const PER_PERSON: usize = 2;
 const SEQUENTIAL: usize = 100;
-
-async fn api_turn(client: &reqwest::Client, url: &str, session: &str, text: &str) -> f64 {
-    let start = Instant::now();
-    let response = client
-        .post(url)
-        .bearer_auth(TOKEN)
-        .json(&serde_json::json!({
-            "model": "fake", "user": session,
-            "messages": [{"role": "user", "content": text}],
-        }))
-        .send()
-        .await
-        .unwrap();
-    assert!(response.status().is_success(), "{}", response.status());
-    let body: serde_json::Value = response.json().await.unwrap();
-    assert_eq!(
-        body["choices"][0]["message"]["content"],
-        format!("echo: {text}")
-    );
-    start.elapsed().as_secs_f64() * 1000.0
-}
 
 /// Wait until `who` has `n` replies from the bot.
 fn wait_replies(who: &Human, n: usize, limit: Duration) {
@@ -89,7 +68,7 @@ async fn main() -> anyhow::Result<()> {
 
     // Warm-up, both paths.
     for n in 0..10 {
-        api_turn(&client, &api, "warm", &format!("w{n}")).await;
+        api_turn(&client, &api, TOKEN, "warm", &format!("w{n}")).await;
         solo.say("ocg", &format!("w{n}"));
         wait_replies(&solo, n + 1, Duration::from_secs(30));
     }
@@ -98,7 +77,7 @@ async fn main() -> anyhow::Result<()> {
     // limiter's burst, so this is the channel's own cost).
     let mut direct = Vec::with_capacity(SEQUENTIAL);
     for n in 0..SEQUENTIAL {
-        direct.push(api_turn(&client, &api, "seq", &format!("seq-{n}")).await);
+        direct.push(api_turn(&client, &api, TOKEN, "seq", &format!("seq-{n}")).await);
     }
     let mut channel = Vec::with_capacity(SEQUENTIAL);
     for n in 0..SEQUENTIAL {
@@ -121,6 +100,7 @@ async fn main() -> anyhow::Result<()> {
                 api_turn(
                     &client,
                     &api,
+                    TOKEN,
                     &format!("p{person}"),
                     &format!("p{person}-{n}"),
                 )

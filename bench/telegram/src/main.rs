@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use ocg_tests::bench::{BenchStack, percentile};
+use ocg_tests::bench::{BenchStack, api_turn, percentile};
 use ocg_tests::fake_llm;
 use ocg_tests::fake_telegram::{self, FakeTelegram};
 
@@ -37,27 +37,6 @@ fn wait_sent(telegram: &FakeTelegram, n: usize, start: Instant) -> Duration {
         telegram.sent().len()
     );
     start.elapsed()
-}
-
-async fn api_turn(client: &reqwest::Client, url: &str, session: &str, text: &str) -> f64 {
-    let start = Instant::now();
-    let response = client
-        .post(url)
-        .bearer_auth(TOKEN)
-        .json(&serde_json::json!({
-            "model": "fake", "user": session,
-            "messages": [{"role": "user", "content": text}],
-        }))
-        .send()
-        .await
-        .unwrap();
-    assert!(response.status().is_success(), "{}", response.status());
-    let body: serde_json::Value = response.json().await.unwrap();
-    assert_eq!(
-        body["choices"][0]["message"]["content"],
-        format!("echo: {text}")
-    );
-    start.elapsed().as_secs_f64() * 1000.0
 }
 
 /// Run `messages` (chat, text) through the fake Telegram one at a time;
@@ -105,14 +84,14 @@ async fn main() -> anyhow::Result<()> {
 
     // Warm-up: both paths, a few turns each.
     for n in 0..20 {
-        api_turn(&client, &api, "warm", &format!("w{n}")).await;
+        api_turn(&client, &api, TOKEN, "warm", &format!("w{n}")).await;
     }
     channel_latencies(&telegram, CHATS + 1, 20);
 
     // Latency, one message at a time.
     let mut direct = Vec::with_capacity(SEQUENTIAL);
     for n in 0..SEQUENTIAL {
-        direct.push(api_turn(&client, &api, "seq", &format!("seq-{n}")).await);
+        direct.push(api_turn(&client, &api, TOKEN, "seq", &format!("seq-{n}")).await);
     }
     let mut channel = channel_latencies(&telegram, CHATS + 1, SEQUENTIAL);
 
@@ -123,7 +102,14 @@ async fn main() -> anyhow::Result<()> {
         let (client, api) = (client.clone(), api.clone());
         tasks.push(tokio::spawn(async move {
             for n in 0..PER_CHAT {
-                api_turn(&client, &api, &format!("c{chat}"), &format!("c{chat}-{n}")).await;
+                api_turn(
+                    &client,
+                    &api,
+                    TOKEN,
+                    &format!("c{chat}"),
+                    &format!("c{chat}-{n}"),
+                )
+                .await;
             }
         }));
     }

@@ -1,16 +1,7 @@
 use super::*;
-use ocg_core::config::Sources;
 
 fn config(pairs: &[(&str, &str)]) -> std::result::Result<Option<TelegramConfig>, GatewayError> {
-    let sources = Sources {
-        env: pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .chain([("OCG_DATA_DIR".to_owned(), "/srv/ocg".to_owned())])
-            .collect(),
-        ..Sources::default()
-    };
-    TelegramConfig::from_config(&Config::load(&sources).unwrap())
+    TelegramConfig::from_config(&crate::settings::test_config(pairs))
 }
 
 #[test]
