@@ -462,6 +462,32 @@ pub mod bench {
         start.elapsed().as_secs_f64() * 1000.0
     }
 
+    /// `sessions` API clients at once, `turns` each, one session per client
+    /// (`<prefix><i>`); the turns per second.
+    pub async fn api_throughput(
+        client: &reqwest::Client,
+        url: &str,
+        token: &str,
+        prefix: &str,
+        (sessions, turns): (usize, usize),
+    ) -> f64 {
+        let start = Instant::now();
+        let mut tasks = Vec::new();
+        for s in 0..sessions {
+            let (client, url, token) = (client.clone(), url.to_owned(), token.to_owned());
+            let session = format!("{prefix}{s}");
+            tasks.push(tokio::spawn(async move {
+                for n in 0..turns {
+                    api_turn(&client, &url, &token, &session, &format!("{session}-{n}")).await;
+                }
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+        (sessions * turns) as f64 / start.elapsed().as_secs_f64()
+    }
+
     /// The `p`-quantile (0..=1) of `samples` (sorted in place).
     pub fn percentile(samples: &mut [f64], p: f64) -> f64 {
         samples.sort_by(f64::total_cmp);

@@ -19,7 +19,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use ocg_tests::bench::{BenchStack, api_turn, percentile};
+use ocg_tests::bench::{BenchStack, api_throughput, api_turn, percentile};
 use ocg_tests::fake_llm;
 use ocg_tests::irc_server::{Human, Ircd};
 
@@ -91,28 +91,8 @@ async fn main() -> anyhow::Result<()> {
     }
 
     // Throughput: 50 × 2 through the API, then through IRC.
-    let start = Instant::now();
-    let mut tasks = Vec::new();
-    for person in 0..PEOPLE {
-        let (client, api) = (client.clone(), api.clone());
-        tasks.push(tokio::spawn(async move {
-            for n in 0..PER_PERSON {
-                api_turn(
-                    &client,
-                    &api,
-                    TOKEN,
-                    &format!("p{person}"),
-                    &format!("p{person}-{n}"),
-                )
-                .await;
-            }
-        }));
-    }
-    for task in tasks {
-        task.await?;
-    }
+    let direct_rate = api_throughput(&client, &api, TOKEN, "p", (PEOPLE, PER_PERSON)).await;
     let total = PEOPLE * PER_PERSON;
-    let direct_rate = total as f64 / start.elapsed().as_secs_f64();
 
     let people: Vec<Human> = (0..PEOPLE)
         .map(|p| Human::connect(ircd.port, &format!("p{p}")))

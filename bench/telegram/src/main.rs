@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use ocg_tests::bench::{BenchStack, api_turn, percentile};
+use ocg_tests::bench::{BenchStack, api_throughput, api_turn, percentile};
 use ocg_tests::fake_llm;
 use ocg_tests::fake_telegram::{self, FakeTelegram};
 
@@ -96,27 +96,7 @@ async fn main() -> anyhow::Result<()> {
     let mut channel = channel_latencies(&telegram, CHATS + 1, SEQUENTIAL);
 
     // Throughput: 100 chats × 10 messages, all at once.
-    let start = Instant::now();
-    let mut tasks = Vec::new();
-    for chat in 1..=CHATS {
-        let (client, api) = (client.clone(), api.clone());
-        tasks.push(tokio::spawn(async move {
-            for n in 0..PER_CHAT {
-                api_turn(
-                    &client,
-                    &api,
-                    TOKEN,
-                    &format!("c{chat}"),
-                    &format!("c{chat}-{n}"),
-                )
-                .await;
-            }
-        }));
-    }
-    for task in tasks {
-        task.await?;
-    }
-    let direct_rate = (CHATS as usize * PER_CHAT) as f64 / start.elapsed().as_secs_f64();
+    let direct_rate = api_throughput(&client, &api, TOKEN, "c", (CHATS as usize, PER_CHAT)).await;
 
     let before = telegram.sent().len();
     let start = Instant::now();
