@@ -24,11 +24,13 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use ocg_core::config::env_file::{self, write_private_atomic};
 use ocg_core::{ChatTarget, Error, Result};
 use serde::{Deserialize, Serialize};
+
+use crate::lock;
+use crate::status::now_ms;
 
 /// How long a pairing code is valid, in milliseconds.
 pub const CODE_TTL_MS: u64 = 60 * 60 * 1000;
@@ -40,20 +42,8 @@ const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 /// Length of a code.
 const CODE_LEN: usize = 8;
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
 fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
     lock.read()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 

@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::journal::InboundJournal;
+use crate::lock;
 
 /// What a dispatcher does with a failure of its own (the journal could not
 /// record "done"): the channel counts and shows it.
@@ -34,12 +35,6 @@ impl std::fmt::Debug for Dispatcher {
             .field("chats", &self.workers.len())
             .finish_non_exhaustive()
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Dispatcher {

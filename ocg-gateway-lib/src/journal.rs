@@ -18,21 +18,17 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Mutex;
 
 use ocg_core::config::env_file::write_private_atomic;
 use serde_json::{Value, json};
+
+use crate::lock;
 
 /// Keys remembered for deduplication.
 const RECENT: usize = 10_000;
 /// Lines appended before a file is compacted.
 const COMPACT_AFTER: usize = 5_000;
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
 
 /// One JSON-lines file: replayed at open, appended to, replaced whole.
 #[derive(Debug)]

@@ -42,6 +42,14 @@ mod ui;
 pub mod ws;
 
 pub use error::{ApiError, GatewayError};
+
+/// Lock `mutex`, also after a panic elsewhere poisoned it (the data behind
+/// the gateway's locks stays consistent: each update is one assignment).
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 pub use hooks::RunState;
 pub use routes::{GatewayState, JsonBody, MAX_BODY, ROUTES, router, serve};
 pub use settings::{GatewaySettings, HooksSettings};

@@ -42,11 +42,11 @@ use ocg_core::{
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use crate::GatewayError;
 use crate::access::{AllowList, Pairing};
 use crate::dispatch::{Dispatcher, ErrorReport};
 use crate::journal::InboundJournal;
 use crate::status::StatusBoard;
+use crate::{GatewayError, lock};
 use api::{ApiFailure, BotApi, TgMessage, Update};
 
 /// The header Telegram puts the webhook secret in.
@@ -241,12 +241,6 @@ impl std::fmt::Debug for TelegramChannel {
             .field("config", &self.config)
             .finish_non_exhaustive()
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn core_error(failure: ApiFailure) -> Error {
