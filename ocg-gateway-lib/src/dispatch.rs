@@ -7,22 +7,20 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use ocg_core::{InboundHandler, IncomingMessage};
+use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::journal::InboundJournal;
 use crate::lock;
-
-/// What a dispatcher does with a failure of its own (the journal could not
-/// record "done"): the channel counts and shows it.
-pub type ErrorReport = Arc<dyn Fn(&str) + Send + Sync>;
+use crate::status::StatusBoard;
 
 /// Per-chat queues over one journal (see the module docs).
 pub struct Dispatcher {
     channel: String,
     handler: Arc<dyn InboundHandler>,
     journal: Arc<InboundJournal>,
-    report: ErrorReport,
+    board: Arc<StatusBoard>,
     workers: HashMap<String, mpsc::UnboundedSender<(String, IncomingMessage)>>,
     in_flight: Arc<Mutex<HashSet<String>>>,
     tasks: JoinSet<()>,
@@ -38,18 +36,20 @@ impl std::fmt::Debug for Dispatcher {
 }
 
 impl Dispatcher {
-    /// A dispatcher for `channel` handing messages to `handler`.
+    /// A dispatcher for `channel` handing messages to `handler`; its own
+    /// failures (the journal could not record "done") are logged and shown
+    /// on the channel's `board`.
     pub fn new(
         channel: &str,
         handler: Arc<dyn InboundHandler>,
         journal: Arc<InboundJournal>,
-        report: ErrorReport,
+        board: Arc<StatusBoard>,
     ) -> Self {
         Dispatcher {
             channel: channel.to_owned(),
             handler,
             journal,
-            report,
+            board,
             workers: HashMap::new(),
             in_flight: Arc::default(),
             tasks: JoinSet::new(),
@@ -69,17 +69,11 @@ impl Dispatcher {
             let handler = self.handler.clone();
             let journal = self.journal.clone();
             let in_flight = self.in_flight.clone();
-            let report = self.report.clone();
+            let (board, channel) = (self.board.clone(), self.channel.clone());
             self.tasks.spawn(async move {
                 while let Some((key, message)) = rx.recv().await {
                     handler.handle(message).await;
-                    let journal = journal.clone();
-                    let done_key = key.clone();
-                    match tokio::task::spawn_blocking(move || journal.done(&done_key)).await {
-                        Ok(Ok(())) => {}
-                        Ok(Err(e)) => report(&format!("journal: {e}")),
-                        Err(e) => report(&format!("journal: {e}")),
-                    }
+                    mark_done(&journal, &key, &board, &channel).await;
                     lock(&in_flight).remove(&key);
                 }
             });
@@ -87,6 +81,27 @@ impl Dispatcher {
         });
         // The worker only ends when its sender is dropped, so this succeeds.
         let _ = queue.send((key, message));
+    }
+
+    /// Hand out again what the journal holds unanswered from before a
+    /// restart, in arrival order. `answerable` turns a record back into its
+    /// message, or says `None` when it is not to be answered any more (its
+    /// sender was removed from the allow-list since); those are marked done.
+    pub async fn replay(&mut self, answerable: impl Fn(&Value) -> Option<IncomingMessage>) {
+        let pending = self.journal.pending();
+        if !pending.is_empty() {
+            tracing::info!(
+                channel = %self.channel,
+                count = pending.len(),
+                "answering messages received before the restart"
+            );
+        }
+        for (key, record) in pending {
+            match answerable(&record) {
+                Some(message) => self.dispatch(key, message),
+                None => mark_done(&self.journal, &key, &self.board, &self.channel).await,
+            }
+        }
     }
 
     /// Collect finished worker tasks (a panicking handler ends its worker;
@@ -101,4 +116,16 @@ impl Dispatcher {
         }
         self.workers.retain(|_, tx| !tx.is_closed());
     }
+}
+
+/// Record that `key` was answered; a failure is logged and shown.
+async fn mark_done(journal: &Arc<InboundJournal>, key: &str, board: &StatusBoard, channel: &str) {
+    let (journal, done) = (journal.clone(), key.to_owned());
+    let error = match tokio::task::spawn_blocking(move || journal.done(&done)).await {
+        Ok(Ok(())) => return,
+        Ok(Err(e)) => e.to_string(),
+        Err(e) => e.to_string(),
+    };
+    tracing::error!(channel, "journal: {error}");
+    board.failed(&format!("journal: {error}"));
 }

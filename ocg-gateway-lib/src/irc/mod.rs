@@ -47,7 +47,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::GatewayError;
 use crate::access::{AllowList, Pairing};
-use crate::dispatch::{Dispatcher, ErrorReport};
+use crate::dispatch::Dispatcher;
 use crate::journal::InboundJournal;
 use crate::status::StatusBoard;
 
@@ -320,31 +320,16 @@ impl Channel for IrcChannel {
 
     async fn run(&self, handler: Arc<dyn InboundHandler>) -> Result<()> {
         self.board.set_state(ChannelState::Connecting);
-        let board = self.board.clone();
-        let report: ErrorReport = Arc::new(move |error: &str| {
-            tracing::error!(channel = "irc", "{error}");
-            board.failed(error);
-        });
-        let mut dispatcher = Dispatcher::new("irc", handler, self.journal.clone(), report);
-        let pending = self.journal.pending();
-        if !pending.is_empty() {
-            tracing::info!(
-                channel = "irc",
-                count = pending.len(),
-                "answering messages received before the restart"
-            );
-        }
-        for (key, record) in pending {
-            match connection::Received::from_record(&record) {
-                Some(received) if self.allows(&received.mask, received.account.as_deref()) => {
-                    dispatcher.dispatch(key, received.message);
-                }
-                _ => {
-                    let journal = self.journal.clone();
-                    let _ = tokio::task::spawn_blocking(move || journal.done(&key)).await;
-                }
-            }
-        }
+        let mut dispatcher =
+            Dispatcher::new("irc", handler, self.journal.clone(), self.board.clone());
+        // Asked again: the allow-list may have changed since.
+        dispatcher
+            .replay(|record| {
+                let received = connection::Received::from_record(record)?;
+                self.allows(&received.mask, received.account.as_deref())
+                    .then_some(received.message)
+            })
+            .await;
         let result = self.connect_loop(&mut dispatcher).await;
         self.link.send_replace(None);
         self.board.set_state(ChannelState::Stopped);

@@ -43,7 +43,7 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 use crate::access::{AllowList, Pairing};
-use crate::dispatch::{Dispatcher, ErrorReport};
+use crate::dispatch::Dispatcher;
 use crate::journal::InboundJournal;
 use crate::status::StatusBoard;
 use crate::{GatewayError, lock};
@@ -733,34 +733,22 @@ impl Channel for TelegramChannel {
         let _stopped = StopGuard(&self.board, &self.pushed);
         let (tx, rx) = mpsc::unbounded_channel();
         *lock(&self.pushed) = Some(tx);
-        let board = self.board.clone();
-        let report: ErrorReport = Arc::new(move |error: &str| {
-            tracing::error!(channel = "telegram", "{error}");
-            board.failed(error);
-        });
-        let mut dispatcher = Dispatcher::new("telegram", handler, self.journal.clone(), report);
-        // Updates received before a restart and not answered: answer them now.
-        let pending = self.journal.pending();
-        if !pending.is_empty() {
-            tracing::info!(
-                channel = "telegram",
-                count = pending.len(),
-                "answering updates received before the restart"
-            );
-        }
-        for (key, update) in pending {
-            let allowed = update
-                .pointer("/message/chat/id")
-                .and_then(Value::as_i64)
-                .is_some_and(|chat| self.allowed(chat));
-            if allowed {
-                dispatch(&mut dispatcher, update);
-            } else {
-                // Removed from the allow-list since: not answered.
-                let journal = self.journal.clone();
-                let _ = tokio::task::spawn_blocking(move || journal.done(&key)).await;
-            }
-        }
+        let mut dispatcher = Dispatcher::new(
+            "telegram",
+            handler,
+            self.journal.clone(),
+            self.board.clone(),
+        );
+        // Updates received before a restart and not answered: answer them
+        // now, unless their chat was removed from the allow-list since.
+        dispatcher
+            .replay(|update| {
+                let (_, message) = parse_update(update.clone())?;
+                self.allowed(message.chat.id)
+                    .then(|| incoming(&message))
+                    .flatten()
+            })
+            .await;
         match &self.config.mode {
             TelegramMode::LongPolling => {
                 drop(rx);
