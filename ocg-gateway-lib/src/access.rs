@@ -114,6 +114,19 @@ impl AllowList {
     }
 }
 
+/// Senders refused so far, so that each is logged once (bounded: past
+/// 10,000 the rest are not logged).
+#[derive(Debug, Default)]
+pub struct Refusals(Mutex<std::collections::HashSet<String>>);
+
+impl Refusals {
+    /// Whether `sender` is refused for the first time (and is to be logged).
+    pub fn first(&self, sender: &str) -> bool {
+        let mut seen = lock(&self.0);
+        seen.len() < 10_000 && seen.insert(sender.to_owned())
+    }
+}
+
 /// An unknown sender waiting for the owner's approval.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PairingRequest {

@@ -32,6 +32,7 @@ pub mod fuzzing;
 mod hooks;
 pub mod irc;
 pub mod journal;
+mod markup;
 mod memory;
 mod openai;
 mod routes;

@@ -521,11 +521,7 @@ impl IrcChannel {
             }
             return;
         }
-        let mut refused = self
-            .refused
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if refused.len() < 10_000 && refused.insert(mask.to_owned()) {
+        if self.refused.first(mask) {
             tracing::warn!(
                 channel = "irc",
                 sender = mask,

@@ -34,7 +34,7 @@ mod proto;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -46,7 +46,7 @@ use ocg_core::{
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::GatewayError;
-use crate::access::{AllowList, Pairing};
+use crate::access::{AllowList, Pairing, Refusals};
 use crate::dispatch::Dispatcher;
 use crate::journal::InboundJournal;
 use crate::status::StatusBoard;
@@ -219,7 +219,7 @@ pub struct IrcChannel {
     link: watch::Sender<Option<Link>>,
     sequence: AtomicU64,
     /// Strangers in channels logged so far (each once).
-    refused: Mutex<std::collections::HashSet<String>>,
+    refused: Refusals,
 }
 
 impl std::fmt::Debug for IrcChannel {
@@ -248,7 +248,7 @@ impl IrcChannel {
             board: Arc::new(StatusBoard::new("irc", "connection")),
             link: watch::Sender::new(None),
             sequence: AtomicU64::new(0),
-            refused: Mutex::default(),
+            refused: Refusals::default(),
         })
     }
 

@@ -25,7 +25,6 @@
 //!   logs.
 
 mod api;
-mod format;
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -42,12 +41,16 @@ use ocg_core::{
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use crate::access::{AllowList, Pairing};
+use crate::access::{AllowList, Pairing, Refusals};
+use crate::markup;
 use crate::dispatch::Dispatcher;
 use crate::journal::InboundJournal;
 use crate::status::StatusBoard;
 use crate::{GatewayError, lock};
 use api::{ApiFailure, BotApi, TgMessage, Update};
+
+/// Telegram's limit on a message's text, in UTF-16 code units.
+const MESSAGE_LIMIT: usize = 4096;
 
 /// The header Telegram puts the webhook secret in.
 pub const SECRET_HEADER: &str = "x-telegram-bot-api-secret-token";
@@ -232,7 +235,7 @@ pub struct TelegramChannel {
     /// Webhook updates for the running `run`.
     pushed: Mutex<Option<mpsc::UnboundedSender<Value>>>,
     /// Chats refused so far (each is logged once).
-    refused: Mutex<HashSet<i64>>,
+    refused: Refusals,
 }
 
 impl std::fmt::Debug for TelegramChannel {
@@ -313,7 +316,7 @@ impl TelegramChannel {
             pairing: None,
             board,
             pushed: Mutex::default(),
-            refused: Mutex::default(),
+            refused: Refusals::default(),
         })
     }
 
@@ -364,8 +367,7 @@ impl TelegramChannel {
             }
             return;
         }
-        let mut refused = lock(&self.refused);
-        if refused.len() < 10_000 && refused.insert(chat) {
+        if self.refused.first(&chat.to_string()) {
             tracing::warn!(
                 chat_id = chat,
                 "Telegram chat {chat} is not in TELEGRAM_ALLOWED_CHATS: not answered (add the id to allow it)"
@@ -623,9 +625,9 @@ pub(crate) mod fuzzing {
 
     /// The HTML pieces an answer is sent as.
     pub(crate) fn answer(text: &str) -> Vec<String> {
-        format::split(text, format::MESSAGE_LIMIT)
+        markup::split(text, MESSAGE_LIMIT)
             .iter()
-            .map(|piece| format::markdown_to_html(piece))
+            .map(|piece| markup::markdown_to_html(piece))
             .collect()
     }
 }
@@ -720,7 +722,7 @@ impl Channel for TelegramChannel {
 
     fn capabilities(&self) -> ChannelCapabilities {
         ChannelCapabilities {
-            max_message_chars: format::MESSAGE_LIMIT,
+            max_message_chars: MESSAGE_LIMIT,
             // "typing" shows for five seconds or until the next message.
             typing_refresh_ms: Some(4_000),
             edit: true,
@@ -763,7 +765,7 @@ impl Channel for TelegramChannel {
     }
 
     async fn send(&self, message: OutgoingMessage) -> Result<SentMessage> {
-        let pieces = format::split(&message.text, format::MESSAGE_LIMIT);
+        let pieces = markup::split(&message.text, MESSAGE_LIMIT);
         if pieces.is_empty() {
             return Err(Error::InvalidInput("empty message".into()));
         }
@@ -776,7 +778,7 @@ impl Channel for TelegramChannel {
                 None
             };
             let result = if html {
-                let formatted = format::markdown_to_html(piece);
+                let formatted = markup::markdown_to_html(piece);
                 match self
                     .deliver_piece(&message.target, &formatted, true, reply_to)
                     .await

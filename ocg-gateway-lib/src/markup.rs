@@ -1,13 +1,11 @@
-//! The agent's Markdown as Telegram HTML, and long text split into messages.
+//! The agent's Markdown as the HTML that Telegram and Matrix take, and long
+//! text split into messages.
 //!
 //! Telegram's HTML mode knows `<b>`, `<i>`, `<s>`, `<u>`, `<code>`, `<pre>`,
 //! `<a>` and `<blockquote>` and rejects anything unbalanced, so the converter only ever
 //! emits balanced tags and escapes everything else. A marker without its
 //! closing partner stays literal text. Inline spans do not cross lines,
 //! which keeps a stray `*` from swallowing the rest of a reply.
-
-/// Telegram's limit on a message's text, in UTF-16 code units.
-pub(crate) const MESSAGE_LIMIT: usize = 4096;
 
 /// Room kept free in each piece for a code fence closed at its end and
 /// reopened at the start of the next one.
