@@ -24,6 +24,15 @@ if [ ! -x "$PY_OPENAI/bin/python" ] || ! "$PY_OPENAI/bin/python" -c "import open
 fi
 export OCG_TEST_PYTHON="$PY_OPENAI/bin/python"
 
+# A real Matrix homeserver for the Matrix channel's tests: Synapse from PyPI
+# (manylinux wheels, runs on SQLite); the tests start their own.
+PY_SYNAPSE="${OCG_CACHE_DIR:-$HOME/.cache/ocg}/py-synapse"
+if [ ! -x "$PY_SYNAPSE/bin/python" ] || ! "$PY_SYNAPSE/bin/python" -c "import synapse" 2>/dev/null; then
+    python3 -m venv "$PY_SYNAPSE"
+    "$PY_SYNAPSE/bin/pip" install -q "matrix-synapse==1.163.2"
+fi
+export OCG_TEST_SYNAPSE_PYTHON="$PY_SYNAPSE/bin/python"
+
 # Every process the suite starts inherits this mark; whatever still carries
 # it when the suite is over outlived its test.
 OCG_TEST_RUN="$(od -An -N8 -tx8 /dev/urandom | tr -d ' ')"

@@ -5,6 +5,7 @@ mod agent;
 mod embedding;
 mod gateway;
 mod irc;
+mod matrix;
 mod process;
 mod schedule;
 mod stack;

@@ -33,6 +33,7 @@ mod hooks;
 pub mod irc;
 pub mod journal;
 mod markup;
+pub mod matrix;
 mod memory;
 mod openai;
 mod routes;

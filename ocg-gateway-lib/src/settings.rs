@@ -7,6 +7,7 @@ use ocg_core::config::Secret;
 
 use crate::GatewayError;
 use crate::irc::IrcConfig;
+use crate::matrix::MatrixConfig;
 use crate::telegram::TelegramConfig;
 
 /// Who may post to `/hooks/agent`, and into which sessions.
@@ -34,6 +35,8 @@ pub struct GatewaySettings {
     pub telegram: Option<TelegramConfig>,
     /// The IRC channel, when `IRC_SERVER` is set.
     pub irc: Option<IrcConfig>,
+    /// The Matrix channel, when `MATRIX_HOMESERVER` is set.
+    pub matrix: Option<MatrixConfig>,
     /// `OCG_PAIRING`: strangers get pairing codes (default) or nothing.
     pub pairing: bool,
     /// Channels whose keys are set but wrong, with the reason (naming the
@@ -53,6 +56,11 @@ impl GatewaySettings {
             &mut channel_errors,
         );
         let irc = or_listed("irc", IrcConfig::from_config(config), &mut channel_errors);
+        let matrix = or_listed(
+            "matrix",
+            MatrixConfig::from_config(config),
+            &mut channel_errors,
+        );
         let raw = config.raw();
         let trusted_proxies = raw
             .parse("OCG_TRUSTED_PROXIES", |value| {
@@ -87,6 +95,7 @@ impl GatewaySettings {
                 .unwrap_or(true),
             telegram,
             irc,
+            matrix,
             channel_errors,
         })
     }
@@ -105,6 +114,15 @@ pub(crate) fn test_config(pairs: &[(&str, &str)]) -> Config {
         ..ocg_core::config::Sources::default()
     };
     Config::load(&sources).expect("a valid test config")
+}
+
+/// The error of a required key that is missing: `key` `reason`.
+pub(crate) fn missing_key(key: &str, reason: &str) -> GatewayError {
+    GatewayError::Config(ocg_core::ConfigError::InvalidValue {
+        key: key.into(),
+        origin: ocg_core::config::Origin::Default,
+        reason: reason.into(),
+    })
 }
 
 /// A channel's settings, or `None` with the error added to `errors`.

@@ -12,6 +12,7 @@ use ocg_gateway_lib::access::Pairing;
 use ocg_gateway_lib::channels::{ChannelBridge, MisconfiguredChannel};
 use ocg_gateway_lib::deliveries::DeliveryPump;
 use ocg_gateway_lib::irc::IrcChannel;
+use ocg_gateway_lib::matrix::MatrixChannel;
 use ocg_gateway_lib::telegram::TelegramChannel;
 use ocg_gateway_lib::{GatewaySettings, GatewayState, ROUTES};
 use ocg_process::secrets::{self, TokenSource};
@@ -76,6 +77,15 @@ async fn main() -> ExitCode {
     }
 }
 
+/// A channel as the gateway runs it, or why it could not be set up.
+fn shared<C: Channel + 'static>(
+    channel: Result<C, ocg_gateway_lib::GatewayError>,
+) -> Result<Arc<dyn Channel>, String> {
+    channel
+        .map(|c| Arc::new(c) as Arc<dyn Channel>)
+        .map_err(|e| e.to_string())
+}
+
 async fn run(args: Args) -> anyhow::Result<()> {
     // First, so that a SIGTERM at any later moment is a graceful shutdown.
     let shutdown = ocg_process::shutdown_signal();
@@ -124,6 +134,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     irc.allowed.len()
                 ),
                 None => println!("irc: off (no IRC_SERVER)"),
+            }
+            match &settings.matrix {
+                Some(matrix) => println!(
+                    "matrix: {} as {}, {} allowed",
+                    matrix.homeserver,
+                    matrix.user_id,
+                    matrix.allowed.len()
+                ),
+                None => println!("matrix: off (no MATRIX_HOMESERVER)"),
             }
             for (name, error) in &settings.channel_errors {
                 println!("{name}: misconfigured: {error}");
@@ -201,24 +220,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
         launch(&name, Err(error));
     }
     if let Some(telegram) = settings.telegram {
-        let channel = TelegramChannel::new(telegram)
-            .map(|c| match &pairing {
-                Some(pairing) => c.with_pairing(pairing.clone()),
-                None => c,
-            })
-            .map(|c| Arc::new(c) as Arc<dyn Channel>)
-            .map_err(|e| e.to_string());
-        launch("telegram", channel);
+        let channel = TelegramChannel::new(telegram).map(|c| c.with_pairing(pairing.clone()));
+        launch("telegram", shared(channel));
     }
     if let Some(irc) = settings.irc {
-        let channel = IrcChannel::new(irc)
-            .map(|c| match &pairing {
-                Some(pairing) => c.with_pairing(pairing.clone()),
-                None => c,
-            })
-            .map(|c| Arc::new(c) as Arc<dyn Channel>)
-            .map_err(|e| e.to_string());
-        launch("irc", channel);
+        let channel = IrcChannel::new(irc).map(|c| c.with_pairing(pairing.clone()));
+        launch("irc", shared(channel));
+    }
+    if let Some(matrix) = settings.matrix {
+        let channel = MatrixChannel::new(matrix).map(|c| c.with_pairing(pairing.clone()));
+        launch("matrix", shared(channel));
     }
     for channel in running.iter().chain(&failed) {
         state = state.with_channel(channel.clone());

@@ -284,6 +284,31 @@ pub const KEYS: &[KeySpec] = &[
         "comma-separated nick!user@host masks (globs) or account:NAME answered on IRC",
     ),
     key(
+        "MATRIX_HOMESERVER",
+        None,
+        "Matrix homeserver's client API URL (https://matrix.example.org)",
+    ),
+    key(
+        "MATRIX_USER_ID",
+        None,
+        "the bot's Matrix user id (@ocg:example.org)",
+    ),
+    key(
+        "MATRIX_ACCESS_TOKEN",
+        None,
+        "access token of the bot's Matrix account (or MATRIX_PASSWORD)",
+    ),
+    key(
+        "MATRIX_PASSWORD",
+        None,
+        "password of the bot's Matrix account, to log in with once",
+    ),
+    key(
+        "MATRIX_ALLOWED",
+        None,
+        "comma-separated Matrix user ids (@*:server for a whole server) or room ids answered",
+    ),
+    key(
         "OCG_EMBED_MAX_BATCH",
         Some("256"),
         "texts per /embed call and items per upsert",

@@ -33,8 +33,8 @@ mod connection;
 mod proto;
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -252,10 +252,13 @@ impl IrcChannel {
         })
     }
 
-    /// Give strangers writing directly pairing codes from `pairing`.
-    pub fn with_pairing(mut self, pairing: Arc<Pairing>) -> Self {
-        pairing.register("irc", self.allowed.clone());
-        self.pairing = Some(pairing);
+    /// Give strangers writing directly pairing codes from `pairing`
+    /// (`None`: strangers get nothing).
+    pub fn with_pairing(mut self, pairing: Option<Arc<Pairing>>) -> Self {
+        if let Some(pairing) = &pairing {
+            pairing.register("irc", self.allowed.clone());
+        }
+        self.pairing = pairing;
         self
     }
 

@@ -42,9 +42,10 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 use crate::access::{AllowList, Pairing, Refusals};
-use crate::markup;
 use crate::dispatch::Dispatcher;
 use crate::journal::InboundJournal;
+use crate::markup;
+use crate::settings::missing_key;
 use crate::status::StatusBoard;
 use crate::{GatewayError, lock};
 use api::{ApiFailure, BotApi, TgMessage, Update};
@@ -181,7 +182,7 @@ impl TelegramConfig {
             let url = raw
                 .parse("TELEGRAM_WEBHOOK_URL", ocg_core::config::parse_http_url)?
                 .ok_or_else(|| {
-                    missing(
+                    missing_key(
                         "TELEGRAM_WEBHOOK_URL",
                         "is required when TELEGRAM_MODE=webhook",
                     )
@@ -195,7 +196,7 @@ impl TelegramConfig {
                         .ok_or_else(|| "must be 1-256 characters of A-Z, a-z, 0-9, _ and -".into())
                 })?
                 .ok_or_else(|| {
-                    missing(
+                    missing_key(
                         "TELEGRAM_WEBHOOK_SECRET",
                         "is required when TELEGRAM_MODE=webhook",
                     )
@@ -214,14 +215,6 @@ impl TelegramConfig {
             .filter(|id| !id.is_empty())
             .unwrap_or("bot")
     }
-}
-
-fn missing(key: &str, reason: &str) -> GatewayError {
-    GatewayError::Config(ocg_core::ConfigError::InvalidValue {
-        key: key.into(),
-        origin: ocg_core::config::Origin::Default,
-        reason: reason.into(),
-    })
 }
 
 /// The Telegram channel (see the module docs).
@@ -330,10 +323,13 @@ impl TelegramChannel {
     }
 
     /// Give strangers in private chats pairing codes from `pairing`, whose
-    /// approvals join this channel's allow-list.
-    pub fn with_pairing(mut self, pairing: Arc<Pairing>) -> Self {
-        pairing.register("telegram", self.allowed.clone());
-        self.pairing = Some(pairing);
+    /// approvals join this channel's allow-list (`None`: strangers get
+    /// nothing).
+    pub fn with_pairing(mut self, pairing: Option<Arc<Pairing>>) -> Self {
+        if let Some(pairing) = &pairing {
+            pairing.register("telegram", self.allowed.clone());
+        }
+        self.pairing = pairing;
         self
     }
 
