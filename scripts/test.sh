@@ -9,12 +9,13 @@ cd "$(dirname "$0")/.."
 eval "$(scripts/setup.sh)"
 export LLAMA_SERVER_BIN EMBEDDING_MODEL_PATH CHAT_MODEL_PATH
 
-# Real chat servers for the channel tests, from Debian: ngircd (IRC). Its
-# package does not start a daemon here (no systemd); the tests start their own.
+# Real chat servers for the channel tests, from Debian: ngircd (IRC) and
+# Dovecot (IMAP). Their packages do not start daemons here (no systemd); the
+# tests start their own.
 SETUP_TAG=test
 # shellcheck source=scripts/setup-common.sh
 source scripts/setup-common.sh
-ensure_apt ngircd
+ensure_apt ngircd dovecot-imapd
 
 # The official OpenAI Python SDK, for the compatibility test of the gateway.
 PY_OPENAI="${OCG_CACHE_DIR:-$HOME/.cache/ocg}/py-openai"
@@ -32,6 +33,15 @@ if [ ! -x "$PY_SYNAPSE/bin/python" ] || ! "$PY_SYNAPSE/bin/python" -c "import sy
     "$PY_SYNAPSE/bin/pip" install -q "matrix-synapse==1.163.2"
 fi
 export OCG_TEST_SYNAPSE_PYTHON="$PY_SYNAPSE/bin/python"
+
+# An SMTP server for the email channel's tests: aiosmtpd from PyPI, which
+# delivers into the Maildirs Dovecot serves (tests/py/smtp_maildir.py).
+PY_AIOSMTPD="${OCG_CACHE_DIR:-$HOME/.cache/ocg}/py-aiosmtpd"
+if [ ! -x "$PY_AIOSMTPD/bin/python" ] || ! "$PY_AIOSMTPD/bin/python" -c "import aiosmtpd" 2>/dev/null; then
+    python3 -m venv "$PY_AIOSMTPD"
+    "$PY_AIOSMTPD/bin/pip" install -q "aiosmtpd==1.4.6"
+fi
+export OCG_TEST_AIOSMTPD_PYTHON="$PY_AIOSMTPD/bin/python"
 
 # Every process the suite starts inherits this mark; whatever still carries
 # it when the suite is over outlived its test.

@@ -5,6 +5,7 @@ pub mod fake_llm;
 pub mod fake_telegram;
 pub mod fast_model;
 pub mod irc_server;
+pub mod mail_server;
 pub mod matrix_server;
 
 use std::net::TcpListener;

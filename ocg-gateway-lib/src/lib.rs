@@ -25,6 +25,7 @@ pub mod channels;
 mod cron;
 pub mod deliveries;
 pub mod dispatch;
+pub mod email;
 mod error;
 #[cfg(fuzzing)]
 #[doc(hidden)]

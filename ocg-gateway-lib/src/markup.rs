@@ -183,6 +183,29 @@ pub(crate) fn markdown_to_html(markdown: &str) -> String {
     out
 }
 
+/// Newlines of converted Markdown as `<br>` outside `<pre>` blocks (Matrix
+/// clients and mail readers render HTML, where a bare newline is a
+/// space).
+pub(crate) fn html_line_breaks(html: &str) -> String {
+    let mut out = String::with_capacity(html.len() + 64);
+    let mut rest = html;
+    while !rest.is_empty() {
+        let (plain, pre) = match rest.find("<pre") {
+            Some(start) => {
+                let end = rest[start..]
+                    .find("</pre>")
+                    .map_or(rest.len(), |e| start + e + "</pre>".len());
+                (&rest[..start], &rest[start..end])
+            }
+            None => (rest, ""),
+        };
+        out.push_str(&plain.replace('\n', "<br>"));
+        out.push_str(pre);
+        rest = &rest[plain.len() + pre.len()..];
+    }
+    out
+}
+
 /// The position (in `chars`) of `marker` closing a span opened just before
 /// `from`, with a non-empty, non-space-padded inside.
 fn closing(chars: &[char], from: usize, marker: &[char]) -> Option<usize> {

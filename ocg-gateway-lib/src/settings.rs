@@ -6,6 +6,7 @@ use ocg_core::Config;
 use ocg_core::config::Secret;
 
 use crate::GatewayError;
+use crate::email::EmailConfig;
 use crate::irc::IrcConfig;
 use crate::matrix::MatrixConfig;
 use crate::telegram::TelegramConfig;
@@ -37,6 +38,8 @@ pub struct GatewaySettings {
     pub irc: Option<IrcConfig>,
     /// The Matrix channel, when `MATRIX_HOMESERVER` is set.
     pub matrix: Option<MatrixConfig>,
+    /// The email channel, when `EMAIL_IMAP_SERVER` is set.
+    pub email: Option<EmailConfig>,
     /// `OCG_PAIRING`: strangers get pairing codes (default) or nothing.
     pub pairing: bool,
     /// Channels whose keys are set but wrong, with the reason (naming the
@@ -59,6 +62,11 @@ impl GatewaySettings {
         let matrix = or_listed(
             "matrix",
             MatrixConfig::from_config(config),
+            &mut channel_errors,
+        );
+        let email = or_listed(
+            "email",
+            EmailConfig::from_config(config),
             &mut channel_errors,
         );
         let raw = config.raw();
@@ -96,6 +104,7 @@ impl GatewaySettings {
             telegram,
             irc,
             matrix,
+            email,
             channel_errors,
         })
     }
@@ -114,6 +123,36 @@ pub(crate) fn test_config(pairs: &[(&str, &str)]) -> Config {
         ..ocg_core::config::Sources::default()
     };
     Config::load(&sources).expect("a valid test config")
+}
+
+/// Whether `host` is this machine (where plain text cannot be overheard).
+pub(crate) fn is_loopback(host: &str) -> bool {
+    let host = host.trim_matches(['[', ']']);
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// `host[:port]` (`[v6]:port` too); the port is `None` when not given.
+/// `example` shows the form in the error.
+pub(crate) fn host_port(value: &str, example: &str) -> Result<(String, Option<u16>), String> {
+    let v = value.trim();
+    let (host, port) = match v.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') || host.ends_with(']') => {
+            let port = port
+                .parse::<u16>()
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| format!("{port:?} is not a port"))?;
+            (host.trim_matches(['[', ']']), Some(port))
+        }
+        _ => (v, None),
+    };
+    if host.is_empty() || host.contains(['/', ' ', '@']) {
+        return Err(format!("{v:?} is not host:port ({example})"));
+    }
+    Ok((host.to_owned(), port))
 }
 
 /// The error of a required key that is missing: `key` `reason`.

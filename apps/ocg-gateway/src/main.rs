@@ -11,6 +11,7 @@ use ocg_core::config::{Config, Sources};
 use ocg_gateway_lib::access::Pairing;
 use ocg_gateway_lib::channels::{ChannelBridge, MisconfiguredChannel};
 use ocg_gateway_lib::deliveries::DeliveryPump;
+use ocg_gateway_lib::email::EmailChannel;
 use ocg_gateway_lib::irc::IrcChannel;
 use ocg_gateway_lib::matrix::MatrixChannel;
 use ocg_gateway_lib::telegram::TelegramChannel;
@@ -144,6 +145,18 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 ),
                 None => println!("matrix: off (no MATRIX_HOMESERVER)"),
             }
+            match &settings.email {
+                Some(email) => println!(
+                    "email: {} via {}:{} / {}:{}, {} allowed",
+                    email.from,
+                    email.imap.0,
+                    email.imap.1,
+                    email.smtp.0,
+                    email.smtp.1,
+                    email.allowed.len()
+                ),
+                None => println!("email: off (no EMAIL_IMAP_SERVER)"),
+            }
             for (name, error) in &settings.channel_errors {
                 println!("{name}: misconfigured: {error}");
             }
@@ -230,6 +243,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if let Some(matrix) = settings.matrix {
         let channel = MatrixChannel::new(matrix).map(|c| c.with_pairing(pairing.clone()));
         launch("matrix", shared(channel));
+    }
+    if let Some(email) = settings.email {
+        let channel = EmailChannel::new(email).map(|c| c.with_pairing(pairing.clone()));
+        launch("email", shared(channel));
     }
     for channel in running.iter().chain(&failed) {
         state = state.with_channel(channel.clone());

@@ -309,6 +309,37 @@ pub const KEYS: &[KeySpec] = &[
         "comma-separated Matrix user ids (@*:server for a whole server) or room ids answered",
     ),
     key(
+        "EMAIL_IMAP_SERVER",
+        None,
+        "IMAP server as host:port (993 with EMAIL_TLS) for the email channel",
+    ),
+    key(
+        "EMAIL_SMTP_SERVER",
+        None,
+        "SMTP server as host:port (465 with EMAIL_TLS; STARTTLS on other ports)",
+    ),
+    key(
+        "EMAIL_USERNAME",
+        None,
+        "the bot's mail account, for IMAP and SMTP",
+    ),
+    key("EMAIL_PASSWORD", None, "password of the bot's mail account"),
+    key(
+        "EMAIL_FROM",
+        None,
+        "address the bot's mail comes from (default: EMAIL_USERNAME)",
+    ),
+    key(
+        "EMAIL_ALLOWED",
+        None,
+        "comma-separated sender addresses (or @domain) answered by email",
+    ),
+    key(
+        "EMAIL_TLS",
+        Some("true"),
+        "TLS to the mail servers (false only toward this machine)",
+    ),
+    key(
         "OCG_EMBED_MAX_BATCH",
         Some("256"),
         "texts per /embed call and items per upsert",

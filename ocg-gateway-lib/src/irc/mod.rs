@@ -112,22 +112,7 @@ impl IrcConfig {
     pub fn from_config(config: &Config) -> std::result::Result<Option<Self>, GatewayError> {
         let raw = config.raw();
         let Some((host, port)) = raw.parse("IRC_SERVER", |v| {
-            let v = v.trim();
-            let (host, port) = match v.rsplit_once(':') {
-                Some((host, port)) if !host.contains(':') || host.ends_with(']') => {
-                    let port = port
-                        .parse::<u16>()
-                        .ok()
-                        .filter(|p| *p > 0)
-                        .ok_or_else(|| format!("{port:?} is not a port"))?;
-                    (host.trim_matches(['[', ']']), Some(port))
-                }
-                _ => (v, None),
-            };
-            if host.is_empty() || host.contains(['/', ' ', '@']) {
-                return Err(format!("{v:?} is not host:port (irc.libera.chat:6697)"));
-            }
-            Ok((host.to_owned(), port))
+            crate::settings::host_port(v, "irc.libera.chat:6697")
         })?
         else {
             return Ok(None);

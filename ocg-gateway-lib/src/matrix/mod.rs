@@ -117,14 +117,6 @@ fn is_matrix_id(id: &str, sigil: char) -> bool {
         })
 }
 
-fn is_loopback(host: &str) -> bool {
-    let host = host.trim_matches(['[', ']']);
-    host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-}
-
 impl MatrixConfig {
     /// The channel's settings from `config`; `None` when
     /// `MATRIX_HOMESERVER` is unset. A malformed value is an error naming
@@ -138,7 +130,7 @@ impl MatrixConfig {
                 .host_str()
                 .unwrap_or_default()
                 .to_owned();
-            if url.starts_with("http://") && !is_loopback(&host) {
+            if url.starts_with("http://") && !crate::settings::is_loopback(&host) {
                 return Err(format!(
                     "{url:?} is plain http to another machine: use https:// (the access token would travel in the clear)"
                 ));
@@ -269,28 +261,6 @@ impl std::fmt::Debug for MatrixChannel {
     }
 }
 
-/// Newlines of converted Markdown as `<br>` outside `<pre>` blocks (Matrix
-/// clients render HTML, where a bare newline is a space).
-fn line_breaks(html: &str) -> String {
-    let mut out = String::with_capacity(html.len() + 64);
-    let mut rest = html;
-    while !rest.is_empty() {
-        let (plain, pre) = match rest.find("<pre") {
-            Some(start) => {
-                let end = rest[start..]
-                    .find("</pre>")
-                    .map_or(rest.len(), |e| start + e + "</pre>".len());
-                (&rest[..start], &rest[start..end])
-            }
-            None => (rest, ""),
-        };
-        out.push_str(&plain.replace('\n', "<br>"));
-        out.push_str(pre);
-        rest = &rest[plain.len() + pre.len()..];
-    }
-    out
-}
-
 /// The content of one piece of a reply.
 fn message_content(
     piece: &str,
@@ -304,7 +274,7 @@ fn message_content(
         "body": piece,
     });
     if format == TextFormat::Markdown {
-        let html = line_breaks(&markup::markdown_to_html(piece));
+        let html = markup::html_line_breaks(&markup::markdown_to_html(piece));
         if html != piece && piece.len() + html.len() < CONTENT_BUDGET {
             content["format"] = json!("org.matrix.custom.html");
             content["formatted_body"] = json!(html);
