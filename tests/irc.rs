@@ -263,3 +263,36 @@ fn wrong_irc_keys_are_reported_and_the_gateway_serves_on() {
         "{health}"
     );
 }
+
+#[test]
+fn tls_is_verified_against_the_configured_authority() {
+    let ircd = Ircd::start_tls();
+    let tls_port = ircd.tls_port.unwrap();
+    let ca = ircd.ca().display().to_string();
+    let mut settings = irc_settings(tls_port, "*!*@127.0.0.1");
+    settings.retain(|(k, _)| k != "IRC_TLS" && k != "IRC_SERVER");
+    settings.push(("IRC_SERVER".into(), format!("localhost:{tls_port}")));
+    settings.push(("IRC_TLS_CA".into(), ca));
+    let bot = start_bot(&settings);
+    let ann = Human::connect(ircd.port, "ann");
+    ann.say("ocg", "over tls?");
+    assert!(ann.wait(|h| !h.from("ocg").is_empty()), "{}", bot.log());
+    assert_eq!(ann.from("ocg")[0].text, "echo: over tls?");
+    drop(bot);
+
+    // Without the authority the server's certificate is not trusted.
+    settings.retain(|(k, _)| k != "IRC_TLS_CA");
+    let pairs: Vec<(&str, &str)> = settings
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let bot = Bot::start_with(&pairs, false);
+    assert!(
+        wait_until(LIMIT, || bot.channels()[0]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("TLS"))),
+        "{}",
+        bot.channels()
+    );
+    assert_ne!(bot.channels()[0]["state"], "connected");
+}

@@ -19,7 +19,23 @@ pub struct Ircd {
     dir: tempfile::TempDir,
     /// Where it listens (127.0.0.1).
     pub port: u16,
+    /// Where it listens with TLS, when started with [`Ircd::start_tls`].
+    pub tls_port: Option<u16>,
     child: Option<Child>,
+}
+
+/// Run `openssl` with `args` in `dir`.
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 impl Ircd {
@@ -28,11 +44,95 @@ impl Ircd {
         let dir = tempfile::tempdir().unwrap();
         let mut ircd = Ircd {
             port: free_port(),
+            tls_port: None,
             dir,
             child: None,
         };
         ircd.run();
         ircd
+    }
+
+    /// Start one that also listens with TLS, its certificate (for
+    /// `localhost` and 127.0.0.1) issued by a test authority of its own:
+    /// [`Ircd::ca`].
+    pub fn start_tls() -> Ircd {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        openssl(
+            d,
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=OCG test CA",
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign",
+            ],
+        );
+        openssl(
+            d,
+            &[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                "leaf.key",
+                "-out",
+                "leaf.csr",
+                "-subj",
+                "/CN=localhost",
+            ],
+        );
+        std::fs::write(
+            d.join("leaf.ext"),
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+        )
+        .unwrap();
+        openssl(
+            d,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "leaf.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                "leaf.pem",
+                "-days",
+                "2",
+                "-extfile",
+                "leaf.ext",
+            ],
+        );
+        let mut ircd = Ircd {
+            port: free_port(),
+            tls_port: Some(free_port()),
+            dir,
+            child: None,
+        };
+        ircd.run();
+        ircd
+    }
+
+    /// The test authority's certificate (PEM), for `IRC_TLS_CA`.
+    pub fn ca(&self) -> std::path::PathBuf {
+        self.dir.path().join("ca.pem")
     }
 
     /// Start (again) on the same port.
@@ -44,9 +144,13 @@ impl Ircd {
                 "[Global]\nName = irc.ocg.test\nInfo = OCG test server\nListen = 127.0.0.1\n\
                  Ports = {port}\nPidFile = {dir}/ngircd.pid\nMotdPhrase = \"test server\"\n\
                  [Limits]\nMaxConnectionsIP = 0\nMaxNickLength = 30\nPingTimeout = 120\nPongTimeout = 20\n\
-                 [Options]\nPAM = no\nIdent = no\nDNS = no\n",
+                 [Options]\nPAM = no\nIdent = no\nDNS = no\n{ssl}",
                 port = self.port,
-                dir = self.dir.path().display()
+                dir = self.dir.path().display(),
+                ssl = self.tls_port.map_or_else(String::new, |tls| format!(
+                    "[SSL]\nCertFile = {dir}/leaf.pem\nKeyFile = {dir}/leaf.key\nPorts = {tls}\n",
+                    dir = self.dir.path().display()
+                )),
             ),
         )
         .unwrap();
@@ -63,6 +167,12 @@ impl Ircd {
             wait_until(LIMIT, || TcpStream::connect(("127.0.0.1", port)).is_ok()),
             "ngircd listens"
         );
+        if let Some(tls) = self.tls_port {
+            assert!(
+                wait_until(LIMIT, || TcpStream::connect(("127.0.0.1", tls)).is_ok()),
+                "ngircd listens with TLS"
+            );
+        }
     }
 
     /// SIGKILL it.

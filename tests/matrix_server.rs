@@ -273,6 +273,39 @@ impl Person {
             .collect()
     }
 
+    /// `/sync` from `since` (`None`: now, without history), held up to
+    /// `wait_ms` by the server: the bodies of the new `m.room.message`
+    /// events from `sender`, and the next token.
+    pub fn sync_from(
+        &self,
+        since: Option<&str>,
+        sender: &str,
+        wait_ms: u64,
+    ) -> (Vec<String>, String) {
+        let filter = encode(r#"{"room":{"timeline":{"limit":0}},"presence":{"types":[]}}"#);
+        let path = match since {
+            Some(since) => format!("/sync?since={}&timeout={wait_ms}", encode(since)),
+            None => format!("/sync?filter={filter}&timeout=0"),
+        };
+        let (_, answer) = self.call("GET", &path, &Value::Null);
+        let mut bodies = Vec::new();
+        for room in answer["rooms"]["join"]
+            .as_object()
+            .into_iter()
+            .flat_map(|r| r.values())
+        {
+            for event in room["timeline"]["events"].as_array().into_iter().flatten() {
+                if event["type"] == "m.room.message" && event["sender"] == sender {
+                    bodies.push(event["content"]["body"].as_str().unwrap_or("").to_owned());
+                }
+            }
+        }
+        (
+            bodies,
+            answer["next_batch"].as_str().unwrap_or_default().to_owned(),
+        )
+    }
+
     /// Wait until `condition` holds for the messages of `sender` in `room`.
     pub fn wait(&self, room: &str, sender: &str, condition: impl Fn(&[Seen]) -> bool) -> bool {
         wait_until(Duration::from_secs(30), || {

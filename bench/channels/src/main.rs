@@ -1,0 +1,257 @@
+//! Run with: bench/channels.sh [matrix|email]   (builds release binaries)
+//!
+//! Chat turns through the Matrix and the email channel against the same
+//! turns sent to the same gateway and agent through the OpenAI-compatible
+//! API (the baseline: the same agent turn without the channel), in the same
+//! run:
+//!
+//! - Matrix: a person's client → a real Synapse → gateway (`/sync`,
+//!   journal) → agent → fake LLM → Synapse → the person's `/sync`.
+//! - Email: a person's SMTP submission → aiosmtpd → Maildir → Dovecot →
+//!   gateway (IMAP IDLE, journal) → agent → fake LLM → SMTP → aiosmtpd →
+//!   the person's Maildir.
+//!
+//! Throughput: 50 people with 2 messages each, all sent at once (the
+//! baseline: 50 concurrent API clients with 2 turns each). Latency: one
+//! message at a time, from sending to the reply arriving.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use ocg_tests::bench::{BenchStack, api_throughput, api_turn, percentile};
+use ocg_tests::fake_llm;
+use ocg_tests::mail_server::MailServers;
+use ocg_tests::matrix_server::{Person, Synapse};
+
+const TOKEN: &str = "benchmark-token-0123456789abcdef";
+const PEOPLE: usize = 50;
+const PER_PERSON: usize = 2;
+const SEQUENTIAL: usize = 50;
+const BOT: &str = "@ocg:ocg.test";
+
+/// The baseline's latency samples and rate, measured on `stack`.
+async fn baseline(stack: &BenchStack) -> (Vec<f64>, f64) {
+    let api = format!("http://127.0.0.1:{}/v1/chat/completions", stack.port);
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(256)
+        .build()
+        .unwrap();
+    for n in 0..10 {
+        api_turn(&client, &api, TOKEN, "warm", &format!("w{n}")).await;
+    }
+    let mut direct = Vec::with_capacity(SEQUENTIAL);
+    for n in 0..SEQUENTIAL {
+        direct.push(api_turn(&client, &api, TOKEN, "seq", &format!("seq-{n}")).await);
+    }
+    let rate = api_throughput(&client, &api, TOKEN, "p", (PEOPLE, PER_PERSON)).await;
+    (direct, rate)
+}
+
+fn table(
+    name: &str,
+    path: &str,
+    (mut direct, direct_rate): (Vec<f64>, f64),
+    mut channel: Vec<f64>,
+    channel_rate: f64,
+) {
+    let (d50, d99) = (percentile(&mut direct, 0.5), percentile(&mut direct, 0.99));
+    let (c50, c99) = (
+        percentile(&mut channel, 0.5),
+        percentile(&mut channel, 0.99),
+    );
+    println!();
+    println!("{name} channel ({path}) against the same turns through the gateway's");
+    println!("OpenAI-compatible API (baseline), release build, same run.");
+    println!();
+    println!("| measure | baseline (API) | {name} channel | channel / baseline |");
+    println!("|---|---|---|---|");
+    println!(
+        "| messages/s, {PEOPLE} people × {PER_PERSON} | {direct_rate:.0} | {channel_rate:.1} | {:.3}x |",
+        channel_rate / direct_rate
+    );
+    println!(
+        "| latency p50, ms (one at a time, {SEQUENTIAL}) | {d50:.2} | {c50:.2} | {:.2}x |",
+        c50 / d50
+    );
+    println!(
+        "| latency p99, ms | {d99:.2} | {c99:.2} | {:.2}x |",
+        c99 / d99
+    );
+    println!(
+        "| added by the channel p50 / p99, ms | | {:.2} / {:.2} | |",
+        c50 - d50,
+        c99 - d99
+    );
+}
+
+/// Wait until `condition` holds, polling every `every`.
+fn wait(limit: Duration, every: Duration, mut condition: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !condition() {
+        assert!(start.elapsed() < limit, "timed out");
+        std::thread::sleep(every);
+    }
+}
+
+async fn matrix(bin: &Path, llm: &str) {
+    let synapse = Synapse::start();
+    synapse.register("ocg", "bot-password");
+    let stack = BenchStack::new(bin, llm, TOKEN)
+        .with("MATRIX_HOMESERVER", &synapse.url())
+        .with("MATRIX_USER_ID", BOT)
+        .with("MATRIX_PASSWORD", "bot-password")
+        .with("MATRIX_ALLOWED", "@*:ocg.test");
+    stack.ocg(&["start"]);
+    let join = |person: &Person| {
+        let room = person.create_room(&[BOT], true, false);
+        wait(Duration::from_secs(60), Duration::from_millis(50), || {
+            person.members(&room).iter().any(|m| m == BOT)
+        });
+        room
+    };
+    let solo = synapse.register("solo", "solo-password");
+    let room = join(&solo);
+    let (_, mut since) = solo.sync_from(None, BOT, 0);
+    let mut turn = |text: &str| {
+        let start = Instant::now();
+        solo.say(&room, text);
+        loop {
+            let (bodies, next) = solo.sync_from(Some(&since), BOT, 30_000);
+            since = next;
+            if !bodies.is_empty() {
+                assert_eq!(bodies, [format!("echo: {text}")]);
+                return start.elapsed().as_secs_f64() * 1000.0;
+            }
+        }
+    };
+    for n in 0..5 {
+        turn(&format!("w{n}"));
+    }
+    let channel: Vec<f64> = (0..SEQUENTIAL).map(|n| turn(&format!("seq-{n}"))).collect();
+    let direct = baseline(&stack).await;
+
+    let people: Vec<(Person, String)> = (0..PEOPLE)
+        .map(|p| {
+            let person = synapse.register(&format!("p{p}"), "password");
+            let room = join(&person);
+            (person, room)
+        })
+        .collect();
+    let start = Instant::now();
+    for n in 0..PER_PERSON {
+        for (p, (person, room)) in people.iter().enumerate() {
+            person.say(room, &format!("p{p}-{n}"));
+        }
+    }
+    for (person, room) in &people {
+        wait(Duration::from_secs(600), Duration::from_millis(20), || {
+            person.from(room, BOT).len() >= PER_PERSON
+        });
+    }
+    let rate = (PEOPLE * PER_PERSON) as f64 / start.elapsed().as_secs_f64();
+    for (p, (person, room)) in people.iter().enumerate() {
+        let texts: Vec<String> = person.from(room, BOT).into_iter().map(|s| s.body).collect();
+        let expected: Vec<String> = (0..PER_PERSON).map(|n| format!("echo: p{p}-{n}")).collect();
+        assert_eq!(texts, expected, "p{p} answered in order, once each");
+    }
+    stack.ocg(&["stop"]);
+    table(
+        "Matrix",
+        "client → Synapse → gateway → agent → fake LLM → Synapse → client",
+        direct,
+        channel,
+        rate,
+    );
+}
+
+async fn email(bin: &Path, llm: &str) {
+    let mut users = vec!["ocg".to_owned(), "solo".to_owned()];
+    users.extend((0..PEOPLE).map(|p| format!("p{p}")));
+    let names: Vec<&str> = users.iter().map(String::as_str).collect();
+    let servers = MailServers::start(&names);
+    let stack = BenchStack::new(bin, llm, TOKEN)
+        .with(
+            "EMAIL_IMAP_SERVER",
+            &format!("127.0.0.1:{}", servers.imap_port),
+        )
+        .with(
+            "EMAIL_SMTP_SERVER",
+            &format!("127.0.0.1:{}", servers.smtp_port),
+        )
+        .with("EMAIL_USERNAME", "ocg")
+        .with("EMAIL_PASSWORD", "ocg-password")
+        .with("EMAIL_FROM", "ocg@localhost")
+        .with("EMAIL_TLS", "false")
+        .with("EMAIL_ALLOWED", "@localhost");
+    stack.ocg(&["start"]);
+    // The channel logs in and starts IDLE after the stack is up.
+    std::thread::sleep(Duration::from_secs(2));
+    let mail = |from: &str, id: &str, text: &str| {
+        format!(
+            "From: {from}@localhost\nTo: ocg@localhost\nSubject: {text}\nMessage-ID: <{id}@localhost>\n\
+             Content-Type: text/plain; charset=utf-8\n\n{text}\n"
+        )
+    };
+    let turn = |n: usize, text: &str| {
+        let start = Instant::now();
+        servers.send(
+            "solo@localhost",
+            "ocg@localhost",
+            &mail("solo", &format!("s{n}"), text),
+        );
+        wait(Duration::from_secs(60), Duration::from_millis(1), || {
+            servers.received("solo").len() > n
+        });
+        start.elapsed().as_secs_f64() * 1000.0
+    };
+    for n in 0..5 {
+        turn(n, &format!("w{n}"));
+    }
+    let channel: Vec<f64> = (0..SEQUENTIAL)
+        .map(|n| turn(n + 5, &format!("seq-{n}")))
+        .collect();
+    let direct = baseline(&stack).await;
+
+    let start = Instant::now();
+    for n in 0..PER_PERSON {
+        for p in 0..PEOPLE {
+            let from = format!("p{p}");
+            servers.send(
+                &format!("{from}@localhost"),
+                "ocg@localhost",
+                &mail(&from, &format!("p{p}-{n}"), &format!("p{p}-{n}")),
+            );
+        }
+    }
+    for p in 0..PEOPLE {
+        wait(Duration::from_secs(600), Duration::from_millis(20), || {
+            servers.received(&format!("p{p}")).len() >= PER_PERSON
+        });
+    }
+    let rate = (PEOPLE * PER_PERSON) as f64 / start.elapsed().as_secs_f64();
+    stack.ocg(&["stop"]);
+    table(
+        "Email",
+        "SMTP → aiosmtpd → Dovecot → gateway (IMAP IDLE) → agent → fake LLM → SMTP → Maildir",
+        direct,
+        channel,
+        rate,
+    );
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let bin = Path::new(&args.next().unwrap_or_else(|| "target/release".into())).canonicalize()?;
+    let which = args.next();
+    let llm = fake_llm::start_openai();
+    if which.as_deref().is_none_or(|w| w == "matrix") {
+        matrix(&bin, &llm.base_url).await;
+    }
+    if which.as_deref().is_none_or(|w| w == "email") {
+        email(&bin, &llm.base_url).await;
+    }
+    Ok(())
+}
