@@ -37,10 +37,12 @@ mod markup;
 pub mod matrix;
 mod memory;
 mod openai;
+mod reconnect;
 mod routes;
 mod settings;
 pub mod status;
 pub mod telegram;
+mod tls;
 mod ui;
 pub mod ws;
 

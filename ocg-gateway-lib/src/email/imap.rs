@@ -6,7 +6,6 @@
 //! literal (a message) at most [`MAX_LITERAL`] bytes, so a misbehaving
 //! server cannot make the gateway hold unbounded memory.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
@@ -396,20 +395,6 @@ async fn secure<S: Stream + 'static>(
     tls.connect(name, tcp)
         .await
         .map_err(|e| ImapError::Lost(format!("TLS with {host} failed: {e}")))
-}
-
-/// A TLS client with the system's roots.
-pub(super) fn tls_connector() -> std::result::Result<TlsConnector, String> {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let verifier = rustls_platform_verifier::Verifier::new(provider.clone())
-        .map_err(|e| format!("certificate roots: {e}"))?;
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS versions: {e}"))?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(verifier))
-        .with_no_client_auth();
-    Ok(TlsConnector::from(Arc::new(config)))
 }
 
 #[cfg(test)]

@@ -45,6 +45,7 @@ use serde_json::{Value, json};
 use crate::access::{AllowList, Pairing, Refusals};
 use crate::dispatch::Dispatcher;
 use crate::journal::InboundJournal;
+use crate::reconnect::{Ended, Reconnect};
 use crate::settings::{host_port, is_loopback, missing_key};
 use crate::status::{StatusBoard, now_ms};
 use crate::{GatewayError, lock};
@@ -228,15 +229,9 @@ impl Received {
     }
 }
 
-/// Why a connection ended.
-enum Ended {
-    Fatal(Error),
-    Lost(String),
-}
-
 impl From<ImapError> for Ended {
     fn from(error: ImapError) -> Self {
-        Ended::Lost(error.to_string())
+        Ended::lost(error.to_string())
     }
 }
 
@@ -286,7 +281,7 @@ impl EmailChannel {
             ))
             .timeout(Some(Duration::from_secs(60)))
             .build();
-        let tls = imap::tls_connector().map_err(GatewayError::Channel)?;
+        let tls = crate::tls::connector(None).map_err(GatewayError::Channel)?;
         if config.allowed.is_empty() {
             tracing::warn!("EMAIL_ALLOWED is empty: nobody is answered except through pairing");
         }
@@ -415,7 +410,7 @@ impl EmailChannel {
                     .await
                 {
                     // The cursor did not move: the same mail is read again.
-                    return Ended::Lost(format!("journal: {e}"));
+                    return Ended::lost(format!("journal: {e}"));
                 }
             }
             next = after;
@@ -649,33 +644,11 @@ impl Channel for EmailChannel {
                 Some(received.message)
             })
             .await;
-        let (min, max) = self.config.backoff;
-        let mut backoff = min;
+        let mut reconnect = Reconnect::new("email", self.config.backoff);
         loop {
-            let mut connected = false;
-            let ended = self.session(&mut dispatcher, &mut connected).await;
-            self.board.set_state(ChannelState::Failing);
-            match ended {
-                Ended::Fatal(error) => {
-                    self.board.failed(&error.to_string());
-                    tracing::error!(channel = "email", "{error}");
-                    self.board.set_state(ChannelState::Stopped);
-                    return Err(error);
-                }
-                Ended::Lost(why) => {
-                    tracing::warn!(
-                        channel = "email",
-                        "IMAP connection lost, reconnecting: {why}"
-                    );
-                    self.board.failed(&why);
-                }
-            }
-            if connected {
-                backoff = min;
-            }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(max);
-            self.board.set_state(ChannelState::Connecting);
+            let mut healthy = false;
+            let ended = self.session(&mut dispatcher, &mut healthy).await;
+            reconnect.after(&self.board, ended, healthy).await?;
         }
     }
 

@@ -1,7 +1,6 @@
 //! One IRC connection at a time: connect (TCP or TLS), register, read and
 //! answer; and the loop around it that reconnects with backoff.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -14,6 +13,7 @@ use tokio_rustls::TlsConnector;
 use super::proto::{self, Message};
 use super::{IrcChannel, Link, Outbound};
 use crate::dispatch::Dispatcher;
+use crate::reconnect::{Ended, Reconnect};
 
 /// Longest line read (tags may add up to 8,191 bytes to the 512).
 const MAX_LINE: u64 = 8_192 + 512;
@@ -45,14 +45,6 @@ impl Received {
                 .map(str::to_owned),
         })
     }
-}
-
-/// Why a connection ended.
-enum Ended {
-    /// Do not retry (the server refused our credentials).
-    Fatal(Error),
-    /// Reconnect after a while.
-    Lost(String),
 }
 
 trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -102,59 +94,24 @@ impl IrcChannel {
         } else {
             None
         };
-        let (min, max) = self.config.backoff;
-        let mut backoff = min;
+        let mut reconnect = Reconnect::new("irc", self.config.backoff);
         loop {
             let started = Instant::now();
             let ended = self.session(tls.as_ref(), dispatcher).await;
             self.link.send_replace(None);
-            self.board.set_state(ChannelState::Failing);
-            match ended {
-                Ended::Fatal(error) => {
-                    self.board.failed(&error.to_string());
-                    tracing::error!(channel = "irc", "{error}");
-                    return Err(error);
-                }
-                Ended::Lost(why) => {
-                    tracing::warn!(channel = "irc", "connection lost, reconnecting: {why}");
-                    self.board.failed(&why);
-                }
-            }
-            if started.elapsed() > Duration::from_secs(60) {
-                backoff = min;
-            }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(max);
-            self.board.set_state(ChannelState::Connecting);
+            // A minute connected counts as a good connection.
+            let healthy = started.elapsed() > Duration::from_secs(60);
+            reconnect.after(&self.board, ended, healthy).await?;
         }
     }
 
     fn tls_connector(&self) -> Result<TlsConnector> {
-        use rustls::pki_types::CertificateDer;
-        use rustls::pki_types::pem::PemObject;
-        let invalid = |what: &str, e: &dyn std::fmt::Display| {
-            Error::InvalidInput(format!("IRC TLS: {what}: {e}"))
-        };
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let extra = match &self.config.tls_ca {
-            Some(path) => CertificateDer::pem_file_iter(path)
-                .and_then(|certs| certs.collect::<std::result::Result<Vec<_>, _>>())
-                .map_err(|e| invalid(&format!("IRC_TLS_CA {}", path.display()), &e))?,
-            None => Vec::new(),
-        };
-        let verifier = if extra.is_empty() {
-            rustls_platform_verifier::Verifier::new(provider.clone())
-        } else {
-            rustls_platform_verifier::Verifier::new_with_extra_roots(extra, provider.clone())
-        }
-        .map_err(|e| invalid("certificate roots", &e))?;
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| invalid("protocol versions", &e))?
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(verifier))
-            .with_no_client_auth();
-        Ok(TlsConnector::from(Arc::new(config)))
+        let extra = self
+            .config
+            .tls_ca
+            .as_deref()
+            .map(|path| ("IRC_TLS_CA", path));
+        crate::tls::connector(extra).map_err(|e| Error::InvalidInput(format!("IRC TLS: {e}")))
     }
 
     async fn open(
@@ -183,8 +140,8 @@ impl IrcChannel {
     async fn session(&self, tls: Option<&TlsConnector>, dispatcher: &mut Dispatcher) -> Ended {
         let stream = match tokio::time::timeout(Duration::from_secs(30), self.open(tls)).await {
             Ok(Ok(stream)) => stream,
-            Ok(Err(why)) => return Ended::Lost(why),
-            Err(_) => return Ended::Lost("connecting timed out after 30 s".into()),
+            Ok(Err(why)) => return Ended::lost(why),
+            Err(_) => return Ended::lost("connecting timed out after 30 s"),
         };
         let (read, write) = tokio::io::split(stream);
         let (urgent_tx, urgent_rx) = mpsc::channel::<Outbound>(64);
@@ -222,7 +179,7 @@ impl IrcChannel {
             let read = limited.read_until(b'\n', &mut buffer);
             let line = match tokio::time::timeout(self.config.idle, read).await {
                 Err(_) if session.pinged => {
-                    return Ended::Lost(format!(
+                    return Ended::lost(format!(
                         "the server was silent for {} s",
                         2 * self.config.idle.as_secs()
                     ));
@@ -232,10 +189,10 @@ impl IrcChannel {
                     urgent("PING :ocg".into());
                     continue;
                 }
-                Ok(Err(e)) => return Ended::Lost(format!("reading from the server: {e}")),
-                Ok(Ok(0)) => return Ended::Lost("the server closed the connection".into()),
+                Ok(Err(e)) => return Ended::lost(format!("reading from the server: {e}")),
+                Ok(Ok(0)) => return Ended::lost("the server closed the connection"),
                 Ok(Ok(_)) if !buffer.ends_with(b"\n") && buffer.len() as u64 >= MAX_LINE => {
-                    return Ended::Lost("the server sent a line longer than 8 KiB".into());
+                    return Ended::lost("the server sent a line longer than 8 KiB");
                 }
                 Ok(Ok(_)) => String::from_utf8_lossy(&buffer).into_owned(),
             };
@@ -348,7 +305,7 @@ impl IrcChannel {
                 self.board.failed(&why);
             }
             "ERROR" => {
-                return Some(Ended::Lost(format!(
+                return Some(Ended::lost(format!(
                     "the server closed the link: {}",
                     message.param(0)
                 )));

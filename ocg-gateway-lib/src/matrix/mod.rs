@@ -47,6 +47,7 @@ use crate::access::{AllowList, Pairing, Refusals};
 use crate::dispatch::Dispatcher;
 use crate::journal::InboundJournal;
 use crate::markup;
+use crate::reconnect::{Ended, Reconnect};
 use crate::settings::missing_key;
 use crate::status::{StatusBoard, now_ms};
 use crate::{GatewayError, lock};
@@ -220,17 +221,12 @@ impl Received {
     }
 }
 
-/// Why serving ended.
-enum Ended {
-    /// Do not retry (the homeserver refused the credentials).
-    Fatal(Error),
-    /// Retry after a while (the homeserver's wait, when it gave one).
-    Lost(String, Option<Duration>),
-}
-
-impl Ended {
-    fn lost(failure: &ApiFailure) -> Ended {
-        Ended::Lost(failure.to_string(), failure.retry_after())
+impl From<&ApiFailure> for Ended {
+    fn from(failure: &ApiFailure) -> Ended {
+        Ended::Lost {
+            why: failure.to_string(),
+            wait: failure.retry_after(),
+        }
     }
 }
 
@@ -397,7 +393,7 @@ impl MatrixChannel {
                 // The kept token expired: log in again, on the same device.
                 Some(password) => {
                     self.login(password, device.as_deref()).await?;
-                    self.api.whoami().await.map_err(|e| Ended::lost(&e))?
+                    self.api.whoami().await.map_err(|e| Ended::from(&e))?
                 }
                 None => {
                     return Err(Ended::Fatal(Error::InvalidInput(format!(
@@ -405,7 +401,7 @@ impl MatrixChannel {
                     ))));
                 }
             },
-            Err(e) => return Err(Ended::lost(&e)),
+            Err(e) => return Err(Ended::from(&e)),
         };
         if user != self.config.user_id {
             return Err(Ended::Fatal(Error::InvalidInput(format!(
@@ -436,7 +432,7 @@ impl MatrixChannel {
             ) => Err(Ended::Fatal(Error::InvalidInput(format!(
                 "the homeserver refused MATRIX_USER_ID/MATRIX_PASSWORD ({e})"
             )))),
-            Err(e) => Err(Ended::lost(&e)),
+            Err(e) => Err(Ended::from(&e)),
         }
     }
 
@@ -462,18 +458,18 @@ impl MatrixChannel {
                         )));
                     }
                     let _ = std::fs::remove_file(&self.session_file);
-                    return Ended::Lost(format!("the login expired ({e})"), None);
+                    return Ended::lost(format!("the login expired ({e})"));
                 }
-                Err(e) => return Ended::lost(&e),
+                Err(e) => return Ended::from(&e),
             };
             self.board.set_state(ChannelState::Connected);
             *synced = true;
             let Some(batch) = sync::read(&answer, &self.config.user_id) else {
-                return Ended::Lost("a sync answer without next_batch".into(), None);
+                return Ended::lost("a sync answer without next_batch");
             };
             if let Err(e) = self.take(batch, since.is_none(), dispatcher).await {
                 // The cursor did not move: the same batch comes again.
-                return Ended::Lost(format!("journal: {e}"), None);
+                return Ended::lost(format!("journal: {e}"));
             }
             dispatcher.reap();
             // A homeserver answering at once instead of holding the poll
@@ -731,31 +727,11 @@ impl Channel for MatrixChannel {
                     .then_some(received.message)
             })
             .await;
-        let (min, max) = self.config.backoff;
-        let mut backoff = min;
+        let mut reconnect = Reconnect::new("matrix", self.config.backoff);
         loop {
-            let mut synced = false;
-            let ended = self.serve(&mut dispatcher, &mut synced).await;
-            self.board.set_state(ChannelState::Failing);
-            let wait = match ended {
-                Ended::Fatal(error) => {
-                    self.board.failed(&error.to_string());
-                    tracing::error!(channel = "matrix", "{error}");
-                    self.board.set_state(ChannelState::Stopped);
-                    return Err(error);
-                }
-                Ended::Lost(why, wait) => {
-                    tracing::warn!(channel = "matrix", "sync failed, retrying: {why}");
-                    self.board.failed(&why);
-                    wait
-                }
-            };
-            if synced {
-                backoff = min;
-            }
-            tokio::time::sleep(wait.unwrap_or(backoff)).await;
-            backoff = (backoff * 2).min(max);
-            self.board.set_state(ChannelState::Connecting);
+            let mut healthy = false;
+            let ended = self.serve(&mut dispatcher, &mut healthy).await;
+            reconnect.after(&self.board, ended, healthy).await?;
         }
     }
 
