@@ -9,7 +9,7 @@ use ocg_tests::fake_llm::Script;
 use ocg_tests::mail_server::MailServers;
 use ocg_tests::wait_until;
 
-use crate::telegram::{Bot, LIMIT};
+use crate::telegram::{Bot, LIMIT, pairs};
 
 /// A mail someone received, read.
 #[derive(Debug)]
@@ -55,27 +55,30 @@ fn wait_for(servers: &MailServers, user: &str, count: usize, bot: &Bot) -> Vec<G
     got(servers, user)
 }
 
+fn email_settings(servers: &MailServers, allowed: &str) -> Vec<(String, String)> {
+    [
+        (
+            "EMAIL_IMAP_SERVER",
+            format!("127.0.0.1:{}", servers.imap_port),
+        ),
+        (
+            "EMAIL_SMTP_SERVER",
+            format!("127.0.0.1:{}", servers.smtp_port),
+        ),
+        ("EMAIL_USERNAME", "ocg".into()),
+        ("EMAIL_PASSWORD", "ocg-password".into()),
+        ("EMAIL_FROM", "ocg@localhost".into()),
+        ("EMAIL_TLS", "false".into()),
+        ("EMAIL_ALLOWED", allowed.into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
 fn start_bot(servers: &MailServers, allowed: &str) -> Bot {
-    let imap = format!("127.0.0.1:{}", servers.imap_port);
-    let smtp = format!("127.0.0.1:{}", servers.smtp_port);
-    let bot = Bot::start_with(
-        &[
-            ("EMAIL_IMAP_SERVER", &imap),
-            ("EMAIL_SMTP_SERVER", &smtp),
-            ("EMAIL_USERNAME", "ocg"),
-            ("EMAIL_PASSWORD", "ocg-password"),
-            ("EMAIL_FROM", "ocg@localhost"),
-            ("EMAIL_TLS", "false"),
-            ("EMAIL_ALLOWED", allowed),
-        ],
-        false,
-    );
-    assert!(
-        wait_until(LIMIT, || bot.channels()[0]["state"] == "connected"),
-        "the channel connects: {}\n{}",
-        bot.channels(),
-        bot.log()
-    );
+    let bot = Bot::start_with(&pairs(&email_settings(servers, allowed)), false);
+    bot.wait_state(LIMIT, true, "the channel connects");
     bot
 }
 
@@ -214,37 +217,13 @@ fn allowed_people_are_answered_in_their_thread_strangers_pair_and_forgeries_are_
     );
     for text in ["let me in", "forged text", "vacation text"] {
         assert!(
-            !bot.vendor
-                .requests()
-                .iter()
-                .any(|r| r.to_string().contains(text)),
-            "{text:?} never reaches the model"
+            bot.never_saw(text),
+            "{text:?} reaches neither the model nor the log"
         );
-        assert!(!bot.log().contains(text), "nor the log");
     }
     assert!(bot.log().contains("dmarc=fail"), "the forgery is logged");
-    let out = bot
-        .install
-        .command("ocg")
-        .args(["pair", "list", "--json"])
-        .output()
-        .unwrap();
-    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(listed[0]["channel"], "email");
-    assert_eq!(listed[0]["entry"], "eve@localhost");
-    let code = listed[0]["code"].as_str().unwrap().to_owned();
+    let code = bot.approve_the_request("email", "eve@localhost");
     assert!(told[0].text.contains(&code));
-    let approved = bot
-        .install
-        .command("ocg")
-        .args(["pair", "approve", &code])
-        .output()
-        .unwrap();
-    assert!(
-        approved.status.success(),
-        "{}",
-        String::from_utf8_lossy(&approved.stderr)
-    );
     let told = wait_for(&servers, "eve", 2, &bot);
     assert!(told[1].text.contains("approved"), "{}", told[1].text);
     assert_eq!(
@@ -311,19 +290,9 @@ fn a_gateway_killed_mid_turn_and_a_server_that_goes_away_lose_nothing() {
 
     // The IMAP server goes away and comes back.
     servers.kill_imap();
-    assert!(
-        wait_until(LIMIT, || bot.channels()[0]["state"] != "connected"),
-        "the loss shows: {}",
-        bot.channels()
-    );
+    bot.wait_state(LIMIT, false, "the loss shows");
     servers.run_imap();
-    assert!(
-        wait_until(Duration::from_secs(40), || bot.channels()[0]["state"]
-            == "connected"),
-        "reconnected: {}\n{}",
-        bot.channels(),
-        bot.log()
-    );
+    bot.wait_state(Duration::from_secs(40), true, "reconnected");
     send(&servers, "b4@localhost", "after");
     let replies = wait_for(&servers, "ann", 4, &bot);
     assert_eq!(replies[3].text, "echo: after");
@@ -333,47 +302,18 @@ fn a_gateway_killed_mid_turn_and_a_server_that_goes_away_lose_nothing() {
 #[test]
 fn wrong_email_keys_are_reported_and_the_gateway_serves_on() {
     let bot = Bot::start_with(&[("EMAIL_IMAP_SERVER", "127.0.0.1:9")], false);
-    let channels = bot.channels();
-    assert_eq!(channels[0]["name"], "email");
-    assert_eq!(channels[0]["state"], "failing");
-    assert!(
-        channels[0]["last_error"]
-            .as_str()
-            .unwrap()
-            .contains("EMAIL_SMTP_SERVER"),
-        "{channels}"
-    );
+    assert_eq!(bot.channels()[0]["state"], "failing");
+    bot.wait_error("email", "EMAIL_SMTP_SERVER");
     drop(bot);
 
     let servers = MailServers::start(&["ocg"]);
-    let imap = format!("127.0.0.1:{}", servers.imap_port);
-    let smtp = format!("127.0.0.1:{}", servers.smtp_port);
-    let bot = Bot::start_with(
-        &[
-            ("EMAIL_IMAP_SERVER", &imap),
-            ("EMAIL_SMTP_SERVER", &smtp),
-            ("EMAIL_USERNAME", "ocg"),
-            ("EMAIL_PASSWORD", "wrong-password"),
-            ("EMAIL_FROM", "ocg@localhost"),
-            ("EMAIL_TLS", "false"),
-        ],
-        false,
-    );
-    assert!(
-        wait_until(LIMIT, || bot.channels()[0]["last_error"]
-            .as_str()
-            .is_some_and(|e| e.contains("EMAIL_PASSWORD"))),
-        "{}",
-        bot.channels()
-    );
+    let mut settings = email_settings(&servers, "");
+    settings.retain(|(k, _)| k != "EMAIL_PASSWORD");
+    settings.push(("EMAIL_PASSWORD".into(), "wrong-password".into()));
+    let bot = Bot::start_with(&pairs(&settings), false);
+    bot.wait_error("email", "EMAIL_PASSWORD");
     assert!(
         !bot.log().contains("wrong-password"),
         "the password is never logged"
-    );
-    let (_, health) =
-        ocg_tests::http_get(&format!("{}/health", bot.install.gateway_url())).unwrap();
-    assert!(
-        health.contains("channel email") && health.contains("degraded"),
-        "{health}"
     );
 }

@@ -9,7 +9,7 @@ use ocg_tests::fake_llm::Script;
 use ocg_tests::irc_server::{Human, Ircd};
 use ocg_tests::wait_until;
 
-use crate::telegram::{Bot, LIMIT};
+use crate::telegram::{Bot, LIMIT, pairs};
 
 fn irc_settings(port: u16, allowed: &str) -> Vec<(String, String)> {
     vec![
@@ -22,17 +22,8 @@ fn irc_settings(port: u16, allowed: &str) -> Vec<(String, String)> {
 }
 
 fn start_bot(settings: &[(String, String)]) -> Bot {
-    let pairs: Vec<(&str, &str)> = settings
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    let bot = Bot::start_with(&pairs, false);
-    assert!(
-        wait_until(LIMIT, || bot.channels()[0]["state"] == "connected"),
-        "the channel connects: {}\n{}",
-        bot.channels(),
-        bot.log()
-    );
+    let bot = Bot::start_with(&pairs(settings), false);
+    bot.wait_state(LIMIT, true, "the channel connects");
     bot
 }
 
@@ -139,35 +130,11 @@ fn allowed_people_are_answered_strangers_pair_and_long_replies_arrive_whole() {
     assert_eq!(told[0].command, "NOTICE");
     assert!(told[0].text.contains("pairing code"), "{}", told[0].text);
     assert!(
-        !bot.vendor
-            .requests()
-            .iter()
-            .any(|r| r.to_string().contains("let me in")),
-        "the stranger never reaches the model"
+        bot.never_saw("let me in"),
+        "the stranger reaches neither the model nor the log"
     );
-    assert!(!bot.log().contains("let me in"), "nor the log");
-    let out = bot
-        .install
-        .command("ocg")
-        .args(["pair", "list", "--json"])
-        .output()
-        .unwrap();
-    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(listed[0]["channel"], "irc");
-    assert_eq!(listed[0]["entry"], "eve!~eve@127.0.0.1");
-    let code = listed[0]["code"].as_str().unwrap().to_owned();
+    let code = bot.approve_the_request("irc", "eve!~eve@127.0.0.1");
     assert!(told[0].text.contains(&code));
-    let approved = bot
-        .install
-        .command("ocg")
-        .args(["pair", "approve", &code])
-        .output()
-        .unwrap();
-    assert!(
-        approved.status.success(),
-        "{}",
-        String::from_utf8_lossy(&approved.stderr)
-    );
     assert!(eve.wait(|h| h.from("ocg").len() >= 2));
     assert!(eve.from("ocg")[1].text.contains("approved"));
     eve.say("ocg", "now?");
@@ -217,19 +184,9 @@ fn a_gateway_killed_mid_turn_and_a_server_that_goes_away_lose_nothing() {
 
     // The server goes away and comes back: the bot reconnects and answers.
     ircd.kill();
-    assert!(
-        wait_until(LIMIT, || bot.channels()[0]["state"] != "connected"),
-        "the loss shows: {}",
-        bot.channels()
-    );
+    bot.wait_state(LIMIT, false, "the loss shows");
     ircd.run();
-    assert!(
-        wait_until(Duration::from_secs(30), || bot.channels()[0]["state"]
-            == "connected"),
-        "reconnected: {}\n{}",
-        bot.channels(),
-        bot.log()
-    );
+    bot.wait_state(Duration::from_secs(30), true, "reconnected");
     let ann = Human::connect(ircd.port, "ann");
     ann.say("ocg", "after");
     assert!(ann.wait(|h| !h.from("ocg").is_empty()), "{}", bot.log());
@@ -243,25 +200,8 @@ fn wrong_irc_keys_are_reported_and_the_gateway_serves_on() {
         &[("IRC_SERVER", "127.0.0.1:6667"), ("IRC_NICK", "9bad")],
         false,
     );
-    let channels = bot.channels();
-    assert_eq!(channels[0]["name"], "irc");
-    assert_eq!(channels[0]["state"], "failing");
-    assert!(
-        channels[0]["last_error"]
-            .as_str()
-            .unwrap()
-            .contains("IRC_NICK"),
-        "{channels}"
-    );
-    // `ocg status` shows the gateway's health checks.
-    let (_, health) =
-        ocg_tests::http_get(&format!("{}/health", bot.install.gateway_url())).unwrap();
-    assert!(
-        health.contains("channel irc")
-            && health.contains("IRC_NICK")
-            && health.contains("degraded"),
-        "{health}"
-    );
+    assert_eq!(bot.channels()[0]["state"], "failing");
+    bot.wait_error("irc", "IRC_NICK");
 }
 
 #[test]
@@ -282,17 +222,6 @@ fn tls_is_verified_against_the_configured_authority() {
 
     // Without the authority the server's certificate is not trusted.
     settings.retain(|(k, _)| k != "IRC_TLS_CA");
-    let pairs: Vec<(&str, &str)> = settings
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    let bot = Bot::start_with(&pairs, false);
-    assert!(
-        wait_until(LIMIT, || bot.channels()[0]["last_error"]
-            .as_str()
-            .is_some_and(|e| e.contains("TLS"))),
-        "{}",
-        bot.channels()
-    );
-    assert_ne!(bot.channels()[0]["state"], "connected");
+    let bot = Bot::start_with(&pairs(&settings), false);
+    bot.wait_error("irc", "TLS");
 }

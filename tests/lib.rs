@@ -522,6 +522,57 @@ pub mod bench {
         samples.get(index).copied().unwrap_or(f64::NAN)
     }
 
+    /// One side of a channel benchmark: latency samples (ms, one message
+    /// at a time) and the rate (messages/s) of the concurrent load.
+    #[derive(Debug)]
+    pub struct Measured {
+        pub latency_ms: Vec<f64>,
+        pub rate: f64,
+    }
+
+    /// Print the table of a channel benchmark: `channel` (what `path` the
+    /// messages take) against the API baseline, for `load` (`50 people ×
+    /// 2`) and `sequential` messages one at a time.
+    pub fn print_channel_table(
+        (channel, path): (&str, &str),
+        (load, sequential): (&str, usize),
+        mut baseline: Measured,
+        mut measured: Measured,
+    ) {
+        let (d50, d99) = (
+            percentile(&mut baseline.latency_ms, 0.5),
+            percentile(&mut baseline.latency_ms, 0.99),
+        );
+        let (c50, c99) = (
+            percentile(&mut measured.latency_ms, 0.5),
+            percentile(&mut measured.latency_ms, 0.99),
+        );
+        let (direct_rate, channel_rate) = (baseline.rate, measured.rate);
+        println!();
+        println!("{channel} channel ({path}) against the same turns through the gateway's");
+        println!("OpenAI-compatible API (baseline), release build, same run.");
+        println!();
+        println!("| measure | baseline (API) | {channel} channel | channel / baseline |");
+        println!("|---|---|---|---|");
+        println!(
+            "| messages/s, {load} | {direct_rate:.0} | {channel_rate:.1} | {:.3}x |",
+            channel_rate / direct_rate
+        );
+        println!(
+            "| latency p50, ms (one at a time, {sequential}) | {d50:.2} | {c50:.2} | {:.2}x |",
+            c50 / d50
+        );
+        println!(
+            "| latency p99, ms | {d99:.2} | {c99:.2} | {:.2}x |",
+            c99 / d99
+        );
+        println!(
+            "| added by the channel p50 / p99, ms | | {:.2} / {:.2} | |",
+            c50 - d50,
+            c99 - d99
+        );
+    }
+
     /// A release `ocg-embedding` from `bin_dir` with the real model, in a
     /// temporary directory; killed (with its llama-server) when dropped.
     #[derive(Debug)]

@@ -25,12 +25,7 @@ fn start_bot(synapse: &Synapse, allowed: &str) -> Bot {
         ],
         false,
     );
-    assert!(
-        wait_until(LIMIT, || bot.channels()[0]["state"] == "connected"),
-        "the channel connects: {}\n{}",
-        bot.channels(),
-        bot.log()
-    );
+    bot.wait_state(LIMIT, true, "the channel connects");
     bot
 }
 
@@ -129,35 +124,11 @@ fn allowed_people_are_answered_strangers_pair_and_long_replies_arrive_whole() {
     assert_eq!(told[0].msgtype, "m.notice");
     assert!(told[0].body.contains("pairing code"), "{}", told[0].body);
     assert!(
-        !bot.vendor
-            .requests()
-            .iter()
-            .any(|r| r.to_string().contains("let me in")),
-        "the stranger never reaches the model"
+        bot.never_saw("let me in"),
+        "the stranger reaches neither the model nor the log"
     );
-    assert!(!bot.log().contains("let me in"), "nor the log");
-    let out = bot
-        .install
-        .command("ocg")
-        .args(["pair", "list", "--json"])
-        .output()
-        .unwrap();
-    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(listed[0]["channel"], "matrix");
-    assert_eq!(listed[0]["entry"], "@eve:ocg.test");
-    let code = listed[0]["code"].as_str().unwrap().to_owned();
+    let code = bot.approve_the_request("matrix", "@eve:ocg.test");
     assert!(told[0].body.contains(&code));
-    let approved = bot
-        .install
-        .command("ocg")
-        .args(["pair", "approve", &code])
-        .output()
-        .unwrap();
-    assert!(
-        approved.status.success(),
-        "{}",
-        String::from_utf8_lossy(&approved.stderr)
-    );
     assert!(eve.wait(&eve_room, BOT, |m| m.len() >= 2));
     assert!(eve.from(&eve_room, BOT)[1].body.contains("approved"));
     eve.say(&eve_room, "now?");
@@ -220,20 +191,9 @@ fn a_gateway_killed_mid_turn_and_a_homeserver_that_goes_away_lose_nothing() {
 
     // The homeserver goes away and comes back: the bot syncs again.
     synapse.kill();
-    assert!(
-        wait_until(Duration::from_secs(60), || bot.channels()[0]["state"]
-            != "connected"),
-        "the loss shows: {}",
-        bot.channels()
-    );
+    bot.wait_state(Duration::from_secs(60), false, "the loss shows");
     synapse.run();
-    assert!(
-        wait_until(Duration::from_secs(90), || bot.channels()[0]["state"]
-            == "connected"),
-        "synced again: {}\n{}",
-        bot.channels(),
-        bot.log()
-    );
+    bot.wait_state(Duration::from_secs(90), true, "synced again");
     ann.say(&room, "after");
     assert!(ann.wait(&room, BOT, |m| m.len() >= 4), "{}", bot.log());
     assert_eq!(ann.from(&room, BOT)[3].body, "echo: after");
@@ -250,16 +210,8 @@ fn wrong_matrix_keys_are_reported_and_the_gateway_serves_on() {
         ],
         false,
     );
-    let channels = bot.channels();
-    assert_eq!(channels[0]["name"], "matrix");
-    assert_eq!(channels[0]["state"], "failing");
-    assert!(
-        channels[0]["last_error"]
-            .as_str()
-            .unwrap()
-            .contains("MATRIX_USER_ID"),
-        "{channels}"
-    );
+    assert_eq!(bot.channels()[0]["state"], "failing");
+    bot.wait_error("matrix", "MATRIX_USER_ID");
     drop(bot);
 
     // Keys well formed, password wrong: refused by the homeserver, shown.
@@ -274,17 +226,5 @@ fn wrong_matrix_keys_are_reported_and_the_gateway_serves_on() {
         ],
         false,
     );
-    assert!(
-        wait_until(LIMIT, || bot.channels()[0]["last_error"]
-            .as_str()
-            .is_some_and(|e| e.contains("MATRIX_PASSWORD"))),
-        "{}",
-        bot.channels()
-    );
-    let (_, health) =
-        ocg_tests::http_get(&format!("{}/health", bot.install.gateway_url())).unwrap();
-    assert!(
-        health.contains("channel matrix") && health.contains("degraded"),
-        "{health}"
-    );
+    bot.wait_error("matrix", "MATRIX_PASSWORD");
 }

@@ -14,6 +14,14 @@ const BOT_TOKEN: &str = "123456:TEST-bot_token-SECRET";
 const WEBHOOK_SECRET: &str = "hook-secret_42";
 pub(crate) const LIMIT: Duration = Duration::from_secs(20);
 
+/// Owned settings as the pairs [`Bot::start_with`] takes.
+pub(crate) fn pairs(settings: &[(String, String)]) -> Vec<(&str, &str)> {
+    settings
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect()
+}
+
 /// The agent and the gateway, started directly so the test can kill -9 and
 /// restart the gateway alone.
 pub(crate) struct Bot {
@@ -135,6 +143,79 @@ impl Bot {
 
     pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// Wait up to `limit` until the first channel's state is `state`
+    /// (`connected: false`: until it is anything else); `what` is said
+    /// with the channels and the log when it does not happen.
+    pub(crate) fn wait_state(&self, limit: Duration, connected: bool, what: &str) {
+        assert!(
+            wait_until(limit, || (self.channels()[0]["state"] == "connected")
+                == connected),
+            "{what}: {}\n{}",
+            self.channels(),
+            self.log()
+        );
+    }
+
+    /// Wait until the first channel, `name`, shows an error naming `why`
+    /// on `/api/channels` and as a degraded check of the gateway's
+    /// `/health` (what `ocg status` prints).
+    pub(crate) fn wait_error(&self, name: &str, why: &str) {
+        assert!(
+            wait_until(LIMIT, || self.channels()[0]["last_error"]
+                .as_str()
+                .is_some_and(|e| e.contains(why))),
+            "{}",
+            self.channels()
+        );
+        assert_eq!(self.channels()[0]["name"], name);
+        assert_ne!(self.channels()[0]["state"], "connected");
+        let (_, health) = http_get(&format!("{}/health", self.install.gateway_url())).unwrap();
+        assert!(
+            health.contains(&format!("channel {name}"))
+                && health.contains(why)
+                && health.contains("degraded"),
+            "{health}"
+        );
+    }
+
+    /// Whether `text` (a stranger's) never reached the model nor the log.
+    pub(crate) fn never_saw(&self, text: &str) -> bool {
+        !self
+            .vendor
+            .requests()
+            .iter()
+            .any(|r| r.to_string().contains(text))
+            && !self.log().contains(text)
+    }
+
+    /// The one pending pairing request, as `ocg pair list --json` shows
+    /// it, checked to be `entry` on `channel`; approved with
+    /// `ocg pair approve`. Its code.
+    pub(crate) fn approve_the_request(&self, channel: &str, entry: &str) -> String {
+        let out = self
+            .install
+            .command("ocg")
+            .args(["pair", "list", "--json"])
+            .output()
+            .unwrap();
+        let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(listed[0]["channel"], channel, "{listed}");
+        assert_eq!(listed[0]["entry"], entry, "{listed}");
+        let code = listed[0]["code"].as_str().unwrap().to_owned();
+        let approved = self
+            .install
+            .command("ocg")
+            .args(["pair", "approve", &code])
+            .output()
+            .unwrap();
+        assert!(
+            approved.status.success(),
+            "{}",
+            String::from_utf8_lossy(&approved.stderr)
+        );
+        code
     }
 
     pub(crate) fn channels(&self) -> serde_json::Value {

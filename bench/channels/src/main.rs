@@ -19,7 +19,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use ocg_tests::bench::{BenchStack, api_throughput, api_turn, percentile};
+use ocg_tests::bench::{BenchStack, Measured, api_throughput, api_turn, print_channel_table};
 use ocg_tests::fake_llm;
 use ocg_tests::mail_server::MailServers;
 use ocg_tests::matrix_server::{Person, Synapse};
@@ -31,7 +31,7 @@ const SEQUENTIAL: usize = 50;
 const BOT: &str = "@ocg:ocg.test";
 
 /// The baseline's latency samples and rate, measured on `stack`.
-async fn baseline(stack: &BenchStack) -> (Vec<f64>, f64) {
+async fn baseline(stack: &BenchStack) -> Measured {
     let api = format!("http://127.0.0.1:{}/v1/chat/completions", stack.port);
     let client = reqwest::Client::builder()
         .no_proxy()
@@ -46,44 +46,10 @@ async fn baseline(stack: &BenchStack) -> (Vec<f64>, f64) {
         direct.push(api_turn(&client, &api, TOKEN, "seq", &format!("seq-{n}")).await);
     }
     let rate = api_throughput(&client, &api, TOKEN, "p", (PEOPLE, PER_PERSON)).await;
-    (direct, rate)
-}
-
-fn table(
-    name: &str,
-    path: &str,
-    (mut direct, direct_rate): (Vec<f64>, f64),
-    mut channel: Vec<f64>,
-    channel_rate: f64,
-) {
-    let (d50, d99) = (percentile(&mut direct, 0.5), percentile(&mut direct, 0.99));
-    let (c50, c99) = (
-        percentile(&mut channel, 0.5),
-        percentile(&mut channel, 0.99),
-    );
-    println!();
-    println!("{name} channel ({path}) against the same turns through the gateway's");
-    println!("OpenAI-compatible API (baseline), release build, same run.");
-    println!();
-    println!("| measure | baseline (API) | {name} channel | channel / baseline |");
-    println!("|---|---|---|---|");
-    println!(
-        "| messages/s, {PEOPLE} people × {PER_PERSON} | {direct_rate:.0} | {channel_rate:.1} | {:.3}x |",
-        channel_rate / direct_rate
-    );
-    println!(
-        "| latency p50, ms (one at a time, {SEQUENTIAL}) | {d50:.2} | {c50:.2} | {:.2}x |",
-        c50 / d50
-    );
-    println!(
-        "| latency p99, ms | {d99:.2} | {c99:.2} | {:.2}x |",
-        c99 / d99
-    );
-    println!(
-        "| added by the channel p50 / p99, ms | | {:.2} / {:.2} | |",
-        c50 - d50,
-        c99 - d99
-    );
+    Measured {
+        latency_ms: direct,
+        rate,
+    }
 }
 
 /// Wait until `condition` holds, polling every `every`.
@@ -157,12 +123,17 @@ async fn matrix(bin: &Path, llm: &str) {
         assert_eq!(texts, expected, "p{p} answered in order, once each");
     }
     stack.ocg(&["stop"]);
-    table(
-        "Matrix",
-        "client → Synapse → gateway → agent → fake LLM → Synapse → client",
+    print_channel_table(
+        (
+            "Matrix",
+            "client → Synapse → gateway → agent → fake LLM → Synapse → client",
+        ),
+        (&format!("{PEOPLE} people × {PER_PERSON}"), SEQUENTIAL),
         direct,
-        channel,
-        rate,
+        Measured {
+            latency_ms: channel,
+            rate,
+        },
     );
 }
 
@@ -232,12 +203,17 @@ async fn email(bin: &Path, llm: &str) {
     }
     let rate = (PEOPLE * PER_PERSON) as f64 / start.elapsed().as_secs_f64();
     stack.ocg(&["stop"]);
-    table(
-        "Email",
-        "SMTP → aiosmtpd → Dovecot → gateway (IMAP IDLE) → agent → fake LLM → SMTP → Maildir",
+    print_channel_table(
+        (
+            "Email",
+            "SMTP → aiosmtpd → Dovecot → gateway (IMAP IDLE) → agent → fake LLM → SMTP → Maildir",
+        ),
+        (&format!("{PEOPLE} people × {PER_PERSON}"), SEQUENTIAL),
         direct,
-        channel,
-        rate,
+        Measured {
+            latency_ms: channel,
+            rate,
+        },
     );
 }
 

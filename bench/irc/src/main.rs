@@ -19,7 +19,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use ocg_tests::bench::{BenchStack, api_throughput, api_turn, percentile};
+use ocg_tests::bench::{BenchStack, Measured, api_throughput, api_turn, print_channel_table};
 use ocg_tests::fake_llm;
 use ocg_tests::irc_server::{Human, Ircd};
 
@@ -114,37 +114,20 @@ async fn main() -> anyhow::Result<()> {
     }
     stack.ocg(&["stop"]);
 
-    let (d50, d99) = (percentile(&mut direct, 0.5), percentile(&mut direct, 0.99));
-    let (c50, c99) = (
-        percentile(&mut channel, 0.5),
-        percentile(&mut channel, 0.99),
-    );
-    println!();
-    println!(
-        "IRC channel (client → ngircd → gateway → agent → fake LLM → ngircd → client) against the"
-    );
-    println!(
-        "same turns through the gateway's OpenAI-compatible API (baseline), release build, same run."
-    );
-    println!();
-    println!("| measure | baseline (API) | IRC channel | channel / baseline |");
-    println!("|---|---|---|---|");
-    println!(
-        "| messages/s, {PEOPLE} people × {PER_PERSON} | {direct_rate:.0} | {channel_rate:.1} | {:.3}x |",
-        channel_rate / direct_rate
-    );
-    println!(
-        "| latency p50, ms (one at a time, {SEQUENTIAL}) | {d50:.2} | {c50:.2} | {:.2}x |",
-        c50 / d50
-    );
-    println!(
-        "| latency p99, ms | {d99:.2} | {c99:.2} | {:.2}x |",
-        c99 / d99
-    );
-    println!(
-        "| added by the channel p50 / p99, ms | | {:.2} / {:.2} | |",
-        c50 - d50,
-        c99 - d99
+    print_channel_table(
+        (
+            "IRC",
+            "client → ngircd → gateway → agent → fake LLM → ngircd → client",
+        ),
+        (&format!("{PEOPLE} people × {PER_PERSON}"), SEQUENTIAL),
+        Measured {
+            latency_ms: direct,
+            rate: direct_rate,
+        },
+        Measured {
+            latency_ms: channel,
+            rate: channel_rate,
+        },
     );
     println!();
     println!(

@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use ocg_tests::bench::{BenchStack, api_throughput, api_turn, percentile};
+use ocg_tests::bench::{BenchStack, Measured, api_throughput, api_turn, print_channel_table};
 use ocg_tests::fake_llm;
 use ocg_tests::fake_telegram::{self, FakeTelegram};
 
@@ -93,7 +93,7 @@ async fn main() -> anyhow::Result<()> {
     for n in 0..SEQUENTIAL {
         direct.push(api_turn(&client, &api, TOKEN, "seq", &format!("seq-{n}")).await);
     }
-    let mut channel = channel_latencies(&telegram, CHATS + 1, SEQUENTIAL);
+    let channel = channel_latencies(&telegram, CHATS + 1, SEQUENTIAL);
 
     // Throughput: 100 chats × 10 messages, all at once.
     let direct_rate = api_throughput(&client, &api, TOKEN, "c", (CHATS as usize, PER_CHAT)).await;
@@ -123,35 +123,17 @@ async fn main() -> anyhow::Result<()> {
         assert_eq!(texts, &expected, "chat {chat} in order");
     }
 
-    let (d50, d99) = (percentile(&mut direct, 0.5), percentile(&mut direct, 0.99));
-    let (c50, c99) = (
-        percentile(&mut channel, 0.5),
-        percentile(&mut channel, 0.99),
-    );
-    println!();
-    println!(
-        "Telegram channel (fake Bot API → gateway → agent → fake LLM) against the same turns through"
-    );
-    println!("the gateway's OpenAI-compatible API (baseline), release build, same run, 2 cores.");
-    println!();
-    println!("| measure | baseline (API) | Telegram channel | channel / baseline |");
-    println!("|---|---|---|---|");
-    println!(
-        "| messages/s, {CHATS} chats × {PER_CHAT} | {direct_rate:.0} | {channel_rate:.0} | {:.2}x |",
-        channel_rate / direct_rate
-    );
-    println!(
-        "| latency p50, ms (one at a time, {SEQUENTIAL}) | {d50:.2} | {c50:.2} | {:.2}x |",
-        c50 / d50
-    );
-    println!(
-        "| latency p99, ms | {d99:.2} | {c99:.2} | {:.2}x |",
-        c99 / d99
-    );
-    println!(
-        "| added by the channel p50 / p99, ms | | {:.2} / {:.2} | |",
-        c50 - d50,
-        c99 - d99
+    print_channel_table(
+        ("Telegram", "fake Bot API → gateway → agent → fake LLM"),
+        (&format!("{CHATS} chats × {PER_CHAT}"), SEQUENTIAL),
+        Measured {
+            latency_ms: direct,
+            rate: direct_rate,
+        },
+        Measured {
+            latency_ms: channel,
+            rate: channel_rate,
+        },
     );
     Ok(())
 }
