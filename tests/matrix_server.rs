@@ -210,6 +210,11 @@ impl Person {
         answer["room_id"].as_str().unwrap().to_owned()
     }
 
+    /// Accept an invitation to `room`.
+    pub fn join(&self, room: &str) {
+        self.ok("POST", &format!("/rooms/{}/join", encode(room)), &json!({}));
+    }
+
     /// Invite `user` to `room`.
     pub fn invite(&self, room: &str, user: &str) {
         self.ok(

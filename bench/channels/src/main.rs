@@ -19,7 +19,9 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use ocg_tests::bench::{BenchStack, Measured, api_throughput, api_turn, print_channel_table};
+use ocg_tests::bench::{
+    BenchStack, Measured, api_throughput, api_turn, percentile, print_channel_table,
+};
 use ocg_tests::fake_llm;
 use ocg_tests::mail_server::MailServers;
 use ocg_tests::matrix_server::{Person, Synapse};
@@ -98,6 +100,25 @@ async fn matrix(bin: &Path, llm: &str) {
     let channel: Vec<f64> = (0..SEQUENTIAL).map(|n| turn(&format!("seq-{n}"))).collect();
     let direct = baseline(&stack).await;
 
+    // What Synapse alone takes for one hop (a message from one client to
+    // another's waiting /sync); the channel's path has two.
+    let peer = synapse.register("peer", "peer-password");
+    let between = solo.create_room(&[&peer.user_id], false, false);
+    peer.join(&between);
+    let (_, mut peer_since) = peer.sync_from(None, &solo.user_id, 0);
+    let mut hop = |text: &str| {
+        let start = Instant::now();
+        solo.say(&between, text);
+        loop {
+            let (bodies, next) = peer.sync_from(Some(&peer_since), &solo.user_id, 30_000);
+            peer_since = next;
+            if bodies.iter().any(|b| b == text) {
+                return start.elapsed().as_secs_f64() * 1000.0;
+            }
+        }
+    };
+    let mut hops: Vec<f64> = (0..SEQUENTIAL).map(|n| hop(&format!("hop-{n}"))).collect();
+
     let people: Vec<(Person, String)> = (0..PEOPLE)
         .map(|p| {
             let person = synapse.register(&format!("p{p}"), "password");
@@ -123,6 +144,12 @@ async fn matrix(bin: &Path, llm: &str) {
         assert_eq!(texts, expected, "p{p} answered in order, once each");
     }
     stack.ocg(&["stop"]);
+    println!();
+    println!(
+        "Synapse alone, one hop (client → Synapse → another client's /sync), ms: p50 {:.2}, p99 {:.2}",
+        percentile(&mut hops, 0.5),
+        percentile(&mut hops, 0.99)
+    );
     print_channel_table(
         (
             "Matrix",
@@ -158,7 +185,7 @@ async fn email(bin: &Path, llm: &str) {
         .with("EMAIL_ALLOWED", "@localhost");
     stack.ocg(&["start"]);
     // The channel logs in and starts IDLE after the stack is up.
-    std::thread::sleep(Duration::from_secs(2));
+    std::thread::sleep(Duration::from_secs(3));
     let mail = |from: &str, id: &str, text: &str| {
         format!(
             "From: {from}@localhost\nTo: ocg@localhost\nSubject: {text}\nMessage-ID: <{id}@localhost>\n\

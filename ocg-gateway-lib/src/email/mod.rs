@@ -161,7 +161,9 @@ impl EmailConfig {
                 crate::settings::list(v)
                     .map(|entry| {
                         let entry = entry.to_ascii_lowercase();
-                        let domain = entry.strip_prefix('@').is_some_and(|d| d.contains('.'));
+                        let domain = entry
+                            .strip_prefix('@')
+                            .is_some_and(|d| d.contains('.') || d == "localhost");
                         (domain || is_address(&entry))
                             .then_some(entry.clone())
                             .ok_or_else(|| format!("{entry:?} is neither an address nor @domain"))
