@@ -317,3 +317,34 @@ fn wrong_email_keys_are_reported_and_the_gateway_serves_on() {
         "the password is never logged"
     );
 }
+
+#[test]
+fn tls_is_verified_against_the_configured_authority() {
+    let servers = MailServers::start_tls(&["ocg", "ann"]);
+    let mut settings = email_settings(&servers, "ann@localhost");
+    settings.retain(|(k, _)| !k.starts_with("EMAIL_TLS") && !k.ends_with("_SERVER"));
+    settings.push((
+        "EMAIL_IMAP_SERVER".into(),
+        format!("localhost:{}", servers.imap_port),
+    ));
+    settings.push((
+        "EMAIL_SMTP_SERVER".into(),
+        format!("localhost:{}", servers.smtp_port),
+    ));
+    let mut trusting = settings.clone();
+    trusting.push(("EMAIL_TLS_CA".into(), servers.ca().display().to_string()));
+    let bot = Bot::start_with(&pairs(&trusting), false);
+    bot.wait_state(LIMIT, true, "the channel connects with STARTTLS");
+    servers.send(
+        "ann@localhost",
+        "ocg@localhost",
+        &mail("ann@localhost", "t1@localhost", "Secure?", "", "over tls?"),
+    );
+    let replies = wait_for(&servers, "ann", 1, &bot);
+    assert_eq!(replies[0].text, "echo: over tls?", "sent with STARTTLS too");
+    drop(bot);
+
+    // Without the authority the servers' certificate is not trusted.
+    let bot = Bot::start_with(&pairs(&settings), false);
+    bot.wait_error("email", "TLS");
+}

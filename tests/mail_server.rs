@@ -48,11 +48,27 @@ pub struct MailServers {
     dovecot: Option<Child>,
     smtp: Option<Child>,
     runs: u32,
+    tls: bool,
 }
 
 impl MailServers {
     /// Start both, with the accounts `users`.
     pub fn start(users: &[&str]) -> MailServers {
+        Self::start_with(users, false)
+    }
+
+    /// Start both offering STARTTLS, with a certificate for `localhost`
+    /// from a test authority of their own: [`MailServers::ca`].
+    pub fn start_tls(users: &[&str]) -> MailServers {
+        Self::start_with(users, true)
+    }
+
+    /// The test authority's certificate (PEM), for `EMAIL_TLS_CA`.
+    pub fn ca(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
+    fn start_with(users: &[&str], tls: bool) -> MailServers {
         let dir = tempfile::tempdir().unwrap();
         let mail = dir.path().join("mail");
         std::fs::create_dir_all(&mail).unwrap();
@@ -63,6 +79,9 @@ impl MailServers {
             .map(|u| format!("{u}:{{PLAIN}}{u}-password::::{}/{u}\n", mail.display()))
             .collect();
         std::fs::write(dir.path().join("users"), lines).unwrap();
+        if tls {
+            crate::test_certificates(dir.path());
+        }
         let mut servers = MailServers {
             dir,
             imap_port: free_port(),
@@ -70,6 +89,7 @@ impl MailServers {
             dovecot: None,
             smtp: None,
             runs: 0,
+            tls,
         };
         servers.run_imap();
         servers.run_smtp();
@@ -104,7 +124,7 @@ impl MailServers {
         };
         let config = format!(
             "base_dir = {run}\nstate_dir = {d}/state\nlog_path = {d}/dovecot.log\n\
-             protocols = imap\nlisten = 127.0.0.1\nssl = no\ndisable_plaintext_auth = no\n\
+             protocols = imap\nlisten = 127.0.0.1\n{ssl}disable_plaintext_auth = no\n\
              auth_mechanisms = plain login\nmail_location = maildir:~/Maildir\n\
              default_login_user = {login}\ndefault_internal_user = {internal}\ndefault_internal_group = {group}\n\
              first_valid_uid = 0\n\
@@ -116,6 +136,14 @@ impl MailServers {
             d = d.display(),
             port = self.imap_port,
             mail = self.mail_root().display(),
+            ssl = if self.tls {
+                format!(
+                    "ssl = yes\nssl_cert = <{d}/leaf.pem\nssl_key = <{d}/leaf.key\n",
+                    d = d.display()
+                )
+            } else {
+                "ssl = no\n".into()
+            },
         );
         std::fs::write(d.join("dovecot.conf"), config).unwrap();
         let child = Command::new("dovecot")
@@ -141,6 +169,14 @@ impl MailServers {
             .arg(self.smtp_port.to_string())
             .arg(self.mail_root())
             .arg(self.dir.path().join("users"))
+            .args(if self.tls {
+                vec![
+                    self.dir.path().join("leaf.pem"),
+                    self.dir.path().join("leaf.key"),
+                ]
+            } else {
+                Vec::new()
+            })
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -5,11 +5,15 @@ Logins (AUTH PLAIN/LOGIN) are checked against a Dovecot passwd-file with
 {PLAIN} passwords; sending without logging in is allowed too, as a mail
 server accepts mail for its users from anyone.
 
-usage: smtp_maildir.py PORT MAIL_ROOT USERS_FILE
+With CERT and KEY it offers STARTTLS (not required, so plain clients can
+still hand it mail).
+
+usage: smtp_maildir.py PORT MAIL_ROOT USERS_FILE [CERT KEY]
 """
 
 import os
 import signal
+import ssl
 import sys
 import time
 
@@ -62,6 +66,10 @@ def main():
         )
         return AuthResult(success=ok)
 
+    tls = None
+    if len(sys.argv) > 5:
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load_cert_chain(sys.argv[4], sys.argv[5])
     controller = Controller(
         Deliver(root),
         hostname="127.0.0.1",
@@ -69,6 +77,8 @@ def main():
         authenticator=authenticate,
         auth_require_tls=False,
         auth_required=False,
+        tls_context=tls,
+        require_starttls=False,
     )
     controller.start()
     print("ready", flush=True)

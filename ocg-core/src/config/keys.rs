@@ -340,6 +340,11 @@ pub const KEYS: &[KeySpec] = &[
         "TLS to the mail servers (false only toward this machine)",
     ),
     key(
+        "EMAIL_TLS_CA",
+        None,
+        "PEM file of extra certificate authorities to trust for IMAP and SMTP (a private server)",
+    ),
+    key(
         "OCG_EMBED_MAX_BATCH",
         Some("256"),
         "texts per /embed call and items per upsert",

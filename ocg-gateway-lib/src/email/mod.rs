@@ -72,6 +72,8 @@ pub struct EmailConfig {
     pub allowed: Vec<String>,
     /// `EMAIL_TLS` (default true); off only toward this machine.
     pub tls: bool,
+    /// `EMAIL_TLS_CA`: extra certificate authorities (PEM) to trust.
+    pub tls_ca: Option<std::path::PathBuf>,
     /// Where the journal lives (`$OCG_DATA_DIR/channels`).
     pub state_dir: std::path::PathBuf,
     /// Longest `IDLE` (or poll interval without IDLE).
@@ -179,6 +181,7 @@ impl EmailConfig {
             from,
             allowed,
             tls,
+            tls_ca: raw.parse("EMAIL_TLS_CA", ocg_core::config::parse_path)?,
             state_dir: config.data_dir.join("channels"),
             idle: Duration::from_secs(300),
             backoff: (Duration::from_secs(1), Duration::from_secs(300)),
@@ -260,30 +263,54 @@ impl std::fmt::Debug for EmailChannel {
     }
 }
 
+/// The SMTP client: implicit TLS on 465, STARTTLS (required) elsewhere,
+/// plain only when `EMAIL_TLS=false`; authenticated with the account.
+fn smtp_transport(
+    config: &EmailConfig,
+) -> std::result::Result<AsyncSmtpTransport<Tokio1Executor>, GatewayError> {
+    use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+    let (host, port) = &config.smtp;
+    let invalid = |e: &dyn std::fmt::Display| GatewayError::Channel(format!("SMTP TLS: {e}"));
+    let tls = if config.tls {
+        let mut parameters = TlsParameters::builder(host.clone());
+        if let Some(path) = &config.tls_ca {
+            let pem = std::fs::read(path)
+                .map_err(|e| invalid(&format!("EMAIL_TLS_CA {}: {e}", path.display())))?;
+            let ca = Certificate::from_pem(&pem)
+                .map_err(|e| invalid(&format!("EMAIL_TLS_CA {}: {e}", path.display())))?;
+            parameters = parameters.add_root_certificate(ca);
+        }
+        let parameters = parameters.build().map_err(|e| invalid(&e))?;
+        if *port == 465 {
+            Tls::Wrapper(parameters)
+        } else {
+            Tls::Required(parameters)
+        }
+    } else {
+        Tls::None
+    };
+    Ok(
+        AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
+            .port(*port)
+            .tls(tls)
+            .credentials(Credentials::new(
+                config.username.clone(),
+                config.password.expose().to_owned(),
+            ))
+            .timeout(Some(Duration::from_secs(60)))
+            .build(),
+    )
+}
+
 impl EmailChannel {
     /// A channel with `config`; opens (and replays) its journal.
     pub fn new(config: EmailConfig) -> std::result::Result<Self, GatewayError> {
         let path = config.state_dir.join("email.inbound");
         let journal =
             InboundJournal::open(&path).map_err(|source| GatewayError::Journal { path, source })?;
-        let (host, port) = &config.smtp;
-        let builder = match (config.tls, *port) {
-            (false, _) => Ok(AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(
-                host,
-            )),
-            (true, 465) => AsyncSmtpTransport::<Tokio1Executor>::relay(host),
-            (true, _) => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(host),
-        }
-        .map_err(|e| GatewayError::Channel(format!("EMAIL_SMTP_SERVER: {e}")))?;
-        let smtp = builder
-            .port(*port)
-            .credentials(Credentials::new(
-                config.username.clone(),
-                config.password.expose().to_owned(),
-            ))
-            .timeout(Some(Duration::from_secs(60)))
-            .build();
-        let tls = crate::tls::connector(None).map_err(GatewayError::Channel)?;
+        let extra_ca = config.tls_ca.as_deref().map(|path| ("EMAIL_TLS_CA", path));
+        let tls = crate::tls::connector(extra_ca).map_err(GatewayError::Channel)?;
+        let smtp = smtp_transport(&config)?;
         if config.allowed.is_empty() {
             tracing::warn!("EMAIL_ALLOWED is empty: nobody is answered except through pairing");
         }
