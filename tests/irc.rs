@@ -164,11 +164,7 @@ fn a_gateway_killed_mid_turn_and_a_server_that_goes_away_lose_nothing() {
         rest: "answer".into(),
     });
     ann.say("ocg", "during");
-    let vendor = bot.vendor.clone();
-    assert!(wait_until(LIMIT, || vendor
-        .requests()
-        .last()
-        .is_some_and(|r| r.to_string().contains("during"))));
+    assert!(bot.wait_for_request("during"), "the turn reaches the model");
     bot.kill_gateway();
     assert_eq!(ann.from("ocg").len(), 1, "no reply yet");
     bot.start_gateway();

@@ -163,11 +163,7 @@ fn a_gateway_killed_mid_turn_and_a_homeserver_that_goes_away_lose_nothing() {
         rest: "answer".into(),
     });
     ann.say(&room, "during");
-    let vendor = bot.vendor.clone();
-    assert!(wait_until(LIMIT, || vendor
-        .requests()
-        .last()
-        .is_some_and(|r| r.to_string().contains("during"))));
+    assert!(bot.wait_for_request("during"), "the turn reaches the model");
     bot.kill_gateway();
     // Written while the gateway is down: answered after it is back.
     ann.say(&room, "while away");

@@ -180,6 +180,17 @@ impl Bot {
         );
     }
 
+    /// Wait until the model's latest request holds `text` (a turn has
+    /// reached it).
+    pub(crate) fn wait_for_request(&self, text: &str) -> bool {
+        wait_until(LIMIT, || {
+            self.vendor
+                .requests()
+                .last()
+                .is_some_and(|r| r.to_string().contains(text))
+        })
+    }
+
     /// Whether `text` (a stranger's) never reached the model nor the log.
     pub(crate) fn never_saw(&self, text: &str) -> bool {
         !self
