@@ -218,6 +218,13 @@ impl Agent for AgentClient {
         Ok(events)
     }
 
+    async fn mcp_servers(&self) -> Result<Vec<ocg_core::McpServerInfo>> {
+        let body = self
+            .call(reqwest::Method::GET, "/v1/mcp/servers", None)
+            .await?;
+        decode_body(body)
+    }
+
     async fn sessions(&self) -> Result<Vec<SessionInfo>> {
         let body = self
             .call(reqwest::Method::GET, "/v1/sessions", None)

@@ -70,6 +70,14 @@ pub enum AgentError {
     /// No scheduled job with that id.
     #[error("no job {0:?}")]
     JobNotFound(String),
+    /// `mcp.json` cannot be used.
+    #[error("{}: {message}", path.display())]
+    McpConfig {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, and where.
+        message: String,
+    },
     /// A bug or a failed background task.
     #[error("internal error: {0}")]
     Internal(String),
@@ -95,6 +103,7 @@ impl AgentError {
             AgentError::MemoryUnavailable(_) => "memory_unavailable",
             AgentError::MemoryNotFound(_) => "memory_not_found",
             AgentError::JobNotFound(_) => "job_not_found",
+            AgentError::McpConfig { .. } => "mcp_config_invalid",
             AgentError::Llm { code, .. } | AgentError::Tool { code, .. } => code,
             _ => "internal_error",
         }

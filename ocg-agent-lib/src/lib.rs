@@ -18,6 +18,9 @@
 //!   small local chat model, spoken to as an OpenAI-compatible provider.
 //! - [`server`]: the agent's RPC router on a Unix socket (0600), and
 //!   optionally on TCP with a token.
+//! - [`mcp`]: the tools of Model Context Protocol servers (`mcp.json`);
+//!   with the `mcp-server` feature, any agent's memory and chat offered as
+//!   an MCP server.
 //!
 //! With the `client` feature (default): [`AgentClient`], the same
 //! [`Agent`](ocg_core::Agent) over the socket: plain HTTP/1.1 + JSON, streamed
@@ -43,6 +46,8 @@ mod sse;
 pub mod context;
 #[cfg(feature = "runtime")]
 pub mod local;
+#[cfg(any(feature = "runtime", feature = "mcp-server"))]
+pub mod mcp;
 #[cfg(feature = "runtime")]
 pub mod memory;
 #[cfg(feature = "runtime")]

@@ -93,6 +93,8 @@ struct Inner {
     checks: Vec<HealthCheck>,
     /// Scheduled jobs, when the agent offers scheduling.
     schedules: Option<ScheduleStore>,
+    /// The MCP servers whose tools are offered, reported on health.
+    mcp: Option<crate::mcp::McpServers>,
 }
 
 /// The agent, in process: implements [`Agent`].
@@ -157,6 +159,7 @@ impl AgentRuntime {
                 started: Instant::now(),
                 checks: Vec::new(),
                 schedules: None,
+                mcp: None,
             }),
         }
     }
@@ -176,6 +179,15 @@ impl AgentRuntime {
     pub fn with_schedules(mut self, store: ScheduleStore) -> Self {
         if let Some(inner) = Arc::get_mut(&mut self.inner) {
             inner.schedules = Some(store);
+        }
+        self
+    }
+
+    /// Report `servers` (whose tools the executor offers) on `/health`
+    /// and `GET /mcp/servers`.
+    pub fn with_mcp(mut self, servers: crate::mcp::McpServers) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.mcp = Some(servers);
         }
         self
     }
@@ -432,6 +444,15 @@ impl Agent for AgentRuntime {
         Ok(self.inner.schedules()?.report(key, outcome).await?)
     }
 
+    async fn mcp_servers(&self) -> ocg_core::Result<Vec<ocg_core::McpServerInfo>> {
+        Ok(self
+            .inner
+            .mcp
+            .as_ref()
+            .map(crate::mcp::McpServers::status)
+            .unwrap_or_default())
+    }
+
     async fn health(&self) -> HealthReport {
         let inner = &self.inner;
         let mut checks = vec![match inner.provider.check().await {
@@ -457,6 +478,7 @@ impl Agent for AgentRuntime {
             });
         }
         checks.extend(inner.checks.iter().cloned());
+        checks.extend(inner.mcp.as_ref().and_then(crate::mcp::McpServers::check));
         HealthReport::from_checks("agent", VERSION, inner.started.elapsed().as_secs(), checks)
     }
 }

@@ -115,6 +115,7 @@ where
 /// | `POST /v1/sessions/{key}/compact` | summarize and archive old turns now |
 /// | `DELETE /v1/sessions/{key}` | delete |
 /// | `GET /v1/stats` | counters |
+/// | `GET /v1/mcp/servers` | the MCP servers, their state and offered tools ([`McpServerInfo`](ocg_core::McpServerInfo)) |
 /// | `GET /v1/memory?offset&limit` | a [`MemoryPage`], newest first |
 /// | `POST /v1/memory/search` `{"query","limit"}` | matching [`Memory`]s, best first |
 /// | `POST /v1/memory` [`NewMemory`] | a [`StoredMemory`]; 201 when new, 200 when it updated a near-duplicate |
@@ -138,6 +139,7 @@ pub fn router(runtime: AgentRuntime) -> Router {
         .route("/v1/sessions/{key}/rename", post(rename_session))
         .route("/v1/sessions/{key}/compact", post(compact_session))
         .route("/v1/stats", get(stats))
+        .route("/v1/mcp/servers", get(mcp_servers))
         .route("/v1/memory", get(list_memories).post(store_memory))
         .route("/v1/memory/search", post(search_memories))
         .route("/v1/memory/{id}", get(get_memory).delete(delete_memory))
@@ -296,6 +298,12 @@ async fn compact_session(
     runtime.store().history(&key, 0, 1, false).await?;
     let archived = runtime.compact(&key).await?;
     Ok(Json(serde_json::json!({ "archived": archived })))
+}
+
+async fn mcp_servers(
+    State(runtime): State<AgentRuntime>,
+) -> Result<Json<Vec<ocg_core::McpServerInfo>>, ApiError> {
+    Ok(Json(runtime.mcp_servers().await?))
 }
 
 async fn stats(State(runtime): State<AgentRuntime>) -> Result<Json<RuntimeStats>, ApiError> {

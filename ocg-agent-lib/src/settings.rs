@@ -92,6 +92,12 @@ pub struct AgentSettings {
     pub scheduler: Option<crate::schedule::SchedulerConfig>,
     /// The heartbeat (`OCG_HEARTBEAT_EVERY`); `None` when off (the default).
     pub heartbeat: Option<crate::schedule::HeartbeatConfig>,
+    /// The MCP servers' file (`OCG_MCP_CONFIG`, default
+    /// `$OCG_DATA_DIR/mcp.json`).
+    pub mcp_config: PathBuf,
+    /// Where stdio MCP servers get their own `HOME`s
+    /// (`$OCG_DATA_DIR/mcp`).
+    pub mcp_homes: PathBuf,
 }
 
 fn invalid(raw: &RawConfig, key: &str, reason: impl Into<String>) -> ConfigError {
@@ -324,6 +330,11 @@ impl AgentSettings {
             tools,
             scheduler,
             heartbeat,
+            mcp_config: raw.get("OCG_MCP_CONFIG").map_or_else(
+                || config.data_dir.join("mcp.json"),
+                |s| PathBuf::from(&s.value),
+            ),
+            mcp_homes: config.data_dir.join("mcp"),
         })
     }
 

@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::schedule::{Delivery, DeliveryOutcome, Job, JobPatch, JobRun, NewJob};
 use crate::{
-    ChatEvent, ChatReply, ChatRequest, Error, HealthReport, Memory, MemoryPage, Message, NewMemory,
-    Result, StoredMemory,
+    ChatEvent, ChatReply, ChatRequest, Error, HealthReport, McpServerInfo, Memory, MemoryPage,
+    Message, NewMemory, Result, StoredMemory,
 };
 
 /// A session as listed by an agent.
@@ -211,6 +211,11 @@ pub trait Agent: Send + Sync {
         unsupported("scheduling")
     }
 
+    /// The Model Context Protocol servers whose tools this agent offers.
+    async fn mcp_servers(&self) -> Result<Vec<McpServerInfo>> {
+        unsupported("MCP servers")
+    }
+
     /// Run a turn to the end and return its final message.
     async fn chat(&self, request: ChatRequest) -> Result<ChatReply> {
         let mut stream = self.chat_stream(request).await?;
@@ -315,6 +320,9 @@ impl<T: Agent + ?Sized> Agent for Arc<T> {
     async fn delivery_report(&self, key: &str, outcome: DeliveryOutcome) -> Result<()> {
         (**self).delivery_report(key, outcome).await
     }
+    async fn mcp_servers(&self) -> Result<Vec<McpServerInfo>> {
+        (**self).mcp_servers().await
+    }
 }
 
 #[async_trait]
@@ -393,5 +401,8 @@ impl<T: Agent + ?Sized> Agent for Box<T> {
     }
     async fn delivery_report(&self, key: &str, outcome: DeliveryOutcome) -> Result<()> {
         (**self).delivery_report(key, outcome).await
+    }
+    async fn mcp_servers(&self) -> Result<Vec<McpServerInfo>> {
+        (**self).mcp_servers().await
     }
 }

@@ -27,6 +27,7 @@ mod embedder;
 mod embedding;
 mod error;
 mod health;
+mod mcp;
 mod memory;
 pub mod schedule;
 mod supervisor;
@@ -48,6 +49,7 @@ pub use embedder::{Embedder, EmbedderInfo};
 pub use embedding::{SearchHit, SearchQuery, SearchRequest, VectorItem};
 pub use error::{Error, Result, body};
 pub use health::{HealthCheck, HealthReport, HealthStatus};
+pub use mcp::{McpServerInfo, McpServerState};
 pub use memory::{InvalidMemory, Memory, MemoryPage, NewMemory, StoredMemory, ValidMemory};
 pub use supervisor::{
     ProcessSupervisor, Readiness, RunningService, ServiceSpec, ServiceState, StopOutcome,

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use clap::Parser;
 use ocg_agent_lib::AgentRuntime;
+use ocg_agent_lib::mcp::{Launcher, McpConfig, McpServers};
 use ocg_agent_lib::memory::MemoryBank;
 use ocg_agent_lib::schedule::{ScheduleStore, Scheduler, SystemClock, spawn_heartbeat};
 use ocg_agent_lib::server::{self, AgentSocket};
@@ -96,7 +97,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Some(schedules.clone()),
     );
     let processes = builtin.processes.clone();
-    let registry = ToolRegistry::new(builtin.tools, settings.tools.clone())?;
+    let mcp = mcp_servers(&settings);
+    let registry = ToolRegistry::with_mcp(builtin.tools, settings.tools.clone(), mcp.clone())?;
     tracing::info!(
         workspace = %settings.workspace.display(),
         tools = %registry.names().join(","),
@@ -109,7 +111,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Some(memory),
         settings.runtime.clone(),
     )
-    .with_schedules(schedules.clone());
+    .with_schedules(schedules.clone())
+    .with_mcp(mcp.clone());
     let runtime = match sandbox_check(&settings) {
         Some(check) => runtime.with_check(check),
         None => runtime,
@@ -154,11 +157,40 @@ async fn run(args: Args) -> anyhow::Result<()> {
         heartbeat.await?;
     }
     processes.shutdown(std::time::Duration::from_secs(2)).await;
+    mcp.shutdown().await;
     unix.await??;
     if let Some(tcp) = tcp {
         tcp.await??;
     }
     Ok(())
+}
+
+/// The MCP servers of `mcp.json`, starting. A file that cannot be used is
+/// logged and reported on the health; the agent runs without them.
+fn mcp_servers(settings: &AgentSettings) -> McpServers {
+    let config = match McpConfig::load(&settings.mcp_config) {
+        Ok(Some(config)) => config,
+        Ok(None) => return McpServers::none(),
+        Err(error) => {
+            tracing::error!(%error, "MCP servers not started");
+            return McpServers::invalid(&error);
+        }
+    };
+    let launcher = Launcher {
+        workspace: settings.workspace.clone(),
+        homes: settings.mcp_homes.clone(),
+        sandbox: settings.tools.sandbox.clone(),
+        protected: settings.protected.clone(),
+        allow_private: settings.tools.web_allow_private,
+    };
+    let policy = settings.tools.clone();
+    let servers = McpServers::start(
+        config,
+        launcher,
+        Arc::new(move |server, name| policy.allows_mcp(server, name)),
+    );
+    tracing::info!(servers = %servers.names().join(","), "MCP servers starting");
+    servers
 }
 
 /// Whether `exec`/`process` programs run confined, for `/health` and

@@ -7,7 +7,7 @@
 //! ([`truncate_middle`]). File tools resolve every path inside one
 //! [`Workspace`]; see `docs/tools.md` for the whole security model.
 
-mod exec;
+pub(crate) mod exec;
 mod executor;
 pub mod fs;
 pub mod memory;

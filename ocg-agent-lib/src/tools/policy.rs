@@ -21,17 +21,21 @@ pub enum ToolGroup {
     Sessions,
     /// Scheduled jobs: `schedule`.
     Schedule,
+    /// The tools of MCP servers, `<server>__<tool>` (each server's name is
+    /// also a policy name for all its tools).
+    Mcp,
 }
 
 impl ToolGroup {
     /// Every group.
-    pub const ALL: [ToolGroup; 6] = [
+    pub const ALL: [ToolGroup; 7] = [
         ToolGroup::Fs,
         ToolGroup::Exec,
         ToolGroup::Web,
         ToolGroup::Memory,
         ToolGroup::Sessions,
         ToolGroup::Schedule,
+        ToolGroup::Mcp,
     ];
 
     /// The group's name in `OCG_TOOLS_ALLOW` / `OCG_TOOLS_DENY`.
@@ -43,6 +47,7 @@ impl ToolGroup {
             ToolGroup::Memory => "memory",
             ToolGroup::Sessions => "sessions",
             ToolGroup::Schedule => "schedule",
+            ToolGroup::Mcp => "mcp",
         }
     }
 }
@@ -210,6 +215,17 @@ impl ToolPolicy {
         let listed = |list: &[String]| list.iter().any(|n| n == name || n == group.name());
         !listed(&self.deny) && self.allow.as_deref().is_none_or(listed)
     }
+
+    /// Whether the tool `name` (`<server>__<tool>`) of the MCP server
+    /// `server` is offered: by its full name, its server's name or the
+    /// group `mcp`.
+    pub fn allows_mcp(&self, server: &str, name: &str) -> bool {
+        let listed = |list: &[String]| {
+            list.iter()
+                .any(|n| n == name || n == server || n == ToolGroup::Mcp.name())
+        };
+        !listed(&self.deny) && self.allow.as_deref().is_none_or(listed)
+    }
 }
 
 #[cfg(test)]
@@ -228,6 +244,25 @@ mod tests {
         assert!(policy.allows("exec", ToolGroup::Exec));
         assert!(!policy.allows("web_fetch", ToolGroup::Web));
         assert!(ToolPolicy::default().allows("web_fetch", ToolGroup::Web));
+    }
+
+    #[test]
+    fn mcp_tools_are_named_by_tool_server_or_group() {
+        let policy = ToolPolicy {
+            allow: Some(vec!["files".into(), "web__search".into()]),
+            deny: vec!["files__delete".into()],
+            ..ToolPolicy::default()
+        };
+        assert!(policy.allows_mcp("files", "files__read"));
+        assert!(!policy.allows_mcp("files", "files__delete"));
+        assert!(policy.allows_mcp("web", "web__search"));
+        assert!(!policy.allows_mcp("web", "web__fetch"));
+        let none = ToolPolicy {
+            deny: vec!["mcp".into()],
+            ..ToolPolicy::default()
+        };
+        assert!(!none.allows_mcp("files", "files__read"));
+        assert!(ToolPolicy::default().allows_mcp("files", "files__read"));
     }
 
     #[test]

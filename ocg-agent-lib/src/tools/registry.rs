@@ -1,13 +1,14 @@
 //! [`ToolRegistry`]: the tools a policy allows, as the runtime's executor.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use ocg_core::ToolCall;
 
 use super::{Tool, ToolContext, ToolExecutor, ToolGroup, ToolOutput, ToolPolicy};
 use crate::AgentError;
+use crate::mcp::McpServers;
 use crate::providers::ToolSpec;
 
 /// The tools offered to the model, filtered by a [`ToolPolicy`].
@@ -16,6 +17,10 @@ use crate::providers::ToolSpec;
 /// refused with `not_allowed` and never reaches a tool. Results longer than
 /// the policy's `output_max` are cut in the middle ([`truncate_middle`]).
 /// Failures reach the model as `error [code]: message`.
+///
+/// With [`McpServers`], the tools of running MCP servers are offered after
+/// the built-in ones and go through the same refusals and caps; the list
+/// is rebuilt only when theirs changes.
 #[derive(Clone)]
 pub struct ToolRegistry {
     tools: HashMap<&'static str, Arc<dyn Tool>>,
@@ -23,6 +28,9 @@ pub struct ToolRegistry {
     /// What the model is offered, built once: every turn shares it.
     definitions: Arc<[ToolSpec]>,
     policy: Arc<ToolPolicy>,
+    mcp: Option<McpServers>,
+    /// The built-in definitions and the MCP ones, for an MCP generation.
+    combined: Arc<Mutex<(u64, Arc<[ToolSpec]>)>>,
 }
 
 impl std::fmt::Debug for ToolRegistry {
@@ -38,9 +46,34 @@ impl ToolRegistry {
     /// allow or deny list that is neither a candidate tool nor a group is an
     /// error, so a typo does not silently allow or deny nothing.
     pub fn new(candidates: Vec<Arc<dyn Tool>>, policy: ToolPolicy) -> Result<Self, AgentError> {
+        Self::build(candidates, policy, None)
+    }
+
+    /// Like [`new`](Self::new), with the tools of `mcp`'s servers too; their
+    /// names (a server's, or `<server>__<tool>`) are valid in the policy.
+    pub fn with_mcp(
+        candidates: Vec<Arc<dyn Tool>>,
+        policy: ToolPolicy,
+        mcp: McpServers,
+    ) -> Result<Self, AgentError> {
+        Self::build(candidates, policy, Some(mcp))
+    }
+
+    fn build(
+        candidates: Vec<Arc<dyn Tool>>,
+        policy: ToolPolicy,
+        mcp: Option<McpServers>,
+    ) -> Result<Self, AgentError> {
+        let servers = mcp.as_ref().map(McpServers::names).unwrap_or_default();
         let known = |name: &str| {
             ToolGroup::ALL.iter().any(|g| g.name() == name)
                 || candidates.iter().any(|t| t.name() == name)
+                || servers.iter().any(|server| {
+                    name == server
+                        || name
+                            .strip_prefix(server.as_str())
+                            .is_some_and(|rest| rest.len() > 2 && rest.starts_with("__"))
+                })
         };
         if let Some(unknown) = policy
             .allow
@@ -69,12 +102,14 @@ impl ToolRegistry {
                 description: tool.description().to_owned(),
                 parameters: tool.parameters(),
             })
-            .collect();
+            .collect::<Arc<[ToolSpec]>>();
         Ok(ToolRegistry {
             tools,
             order,
+            combined: Arc::new(Mutex::new((u64::MAX, definitions.clone()))),
             definitions,
             policy: Arc::new(policy),
+            mcp,
         })
     }
 
@@ -87,30 +122,73 @@ impl ToolRegistry {
     pub fn policy(&self) -> &ToolPolicy {
         &self.policy
     }
+
+    /// The MCP servers whose tools are offered.
+    pub fn mcp(&self) -> Option<&McpServers> {
+        self.mcp.as_ref()
+    }
+
+    async fn run(
+        &self,
+        name: &str,
+        context: &ToolContext,
+        arguments: serde_json::Value,
+    ) -> Option<Result<String, AgentError>> {
+        if let Some(tool) = self.tools.get(name) {
+            return Some(tool.call(context, arguments).await);
+        }
+        let mcp = self.mcp.as_ref()?;
+        mcp.tool(name)?;
+        Some(mcp.call(name, arguments).await)
+    }
 }
 
 #[async_trait]
 impl ToolExecutor for ToolRegistry {
     fn definitions(&self) -> Arc<[ToolSpec]> {
-        self.definitions.clone()
+        let Some(mcp) = &self.mcp else {
+            return self.definitions.clone();
+        };
+        let generation = mcp.generation();
+        let mut combined = self.combined.lock().unwrap_or_else(|p| p.into_inner());
+        if combined.0 != generation {
+            let specs: Arc<[ToolSpec]> = self
+                .definitions
+                .iter()
+                .cloned()
+                .chain(mcp.tools().iter().map(|tool| ToolSpec {
+                    name: tool.name.clone(),
+                    description: tool.description.clone(),
+                    parameters: tool.parameters.clone(),
+                }))
+                .collect();
+            *combined = (generation, specs);
+        }
+        combined.1.clone()
     }
 
     async fn call(&self, session_key: Option<&str>, call: &ToolCall) -> ToolOutput {
-        let Some(tool) = self.tools.get(call.name.as_str()) else {
-            return ToolOutput {
-                content: format!(
-                    "error [not_allowed]: there is no tool {:?} here (available: {})",
-                    call.name,
-                    self.order.join(", ")
-                ),
-                ok: false,
-            };
-        };
         let context = ToolContext {
             session_key: session_key.map(str::to_owned),
         };
         let started = std::time::Instant::now();
-        let result = tool.call(&context, call.arguments.clone()).await;
+        let Some(result) = self
+            .run(call.name.as_str(), &context, call.arguments.clone())
+            .await
+        else {
+            let mut available: Vec<String> = self.order.iter().map(|n| (*n).to_owned()).collect();
+            if let Some(mcp) = &self.mcp {
+                available.extend(mcp.tools().iter().map(|t| t.name.clone()));
+            }
+            return ToolOutput {
+                content: format!(
+                    "error [not_allowed]: there is no tool {:?} here (available: {})",
+                    call.name,
+                    available.join(", ")
+                ),
+                ok: false,
+            };
+        };
         let (content, ok) = match result {
             Ok(text) => (text, true),
             Err(error) => (format!("error [{}]: {error}", error.code()), false),
@@ -129,7 +207,14 @@ impl ToolExecutor for ToolRegistry {
     }
 
     fn parallel_safe(&self, name: &str) -> bool {
-        self.tools.get(name).is_some_and(|t| t.read_only())
+        match self.tools.get(name) {
+            Some(tool) => tool.read_only(),
+            None => self
+                .mcp
+                .as_ref()
+                .and_then(|mcp| mcp.tool(name))
+                .is_some_and(|tool| tool.read_only),
+        }
     }
 }
 

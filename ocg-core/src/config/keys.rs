@@ -110,6 +110,11 @@ pub const KEYS: &[KeySpec] = &[
     ),
     key("OCG_EXEC_SHELL", Some("false"), "let exec run sh -c"),
     key(
+        "OCG_MCP_CONFIG",
+        None,
+        "the MCP servers' file (mcpServers shape; default $OCG_DATA_DIR/mcp.json)",
+    ),
+    key(
         "OCG_EXEC_TIMEOUT",
         Some("30"),
         "default exec timeout in seconds",
