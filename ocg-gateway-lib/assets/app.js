@@ -1858,14 +1858,16 @@
     state.statusLoading = true;
     try {
       const pairingSeq = ++pairing.seq;
-      const [data, channels, requests] = await Promise.all([
+      const [data, channels, requests, mcp] = await Promise.all([
         api('GET', '/api/status'),
         api('GET', '/api/channels').catch(() => null),
         api('GET', '/api/pairing').catch(() => null),
+        api('GET', '/api/mcp').catch(() => null),
       ]);
       if (!state.authed) return;
       renderStatus(data, null);
       renderChannels(channels);
+      renderMcp(mcp);
       if (pairingSeq === pairing.seq) renderPairing(requests);
     } catch (error) {
       if (error.status !== 401) renderStatus(null, error);
@@ -1968,6 +1970,37 @@
       fact('Last error at', channelTime(channel.last_error_at_ms));
       card.append(facts);
       if (channel.last_error) card.append(el('p', { class: 'check-detail channel-error', text: channel.last_error }));
+      return card;
+    }));
+  }
+
+  // MCP servers of the agent's mcp.json (docs/mcp.md): state, restarts and
+  // the tools they give the model. Names and details are only ever text.
+  const MCP_STATES = { running: ['ok', 'Running'], starting: ['degraded', 'Starting'], failed: ['unhealthy', 'Failed'], disabled: ['unknown', 'Disabled'] };
+
+  function renderMcp(servers) {
+    const box = $('mcp-cards');
+    if (!Array.isArray(servers)) {
+      box.replaceChildren(el('p', { class: 'muted', text: 'MCP status unavailable.' }));
+      return;
+    }
+    if (!servers.length) {
+      box.replaceChildren(el('p', { class: 'muted', text: 'No MCP servers configured (add them to mcp.json in the data directory).' }));
+      return;
+    }
+    box.replaceChildren(...servers.map((server) => {
+      const [tone, word] = MCP_STATES[server.state] || ['unknown', String(server.state || 'unknown')];
+      const card = el('section', { class: 'status-card mcp-card', 'aria-label': server.name, 'data-mcp': server.name },
+        el('div', { class: 'status-card-head' }, el('h3', { text: server.name }), el('span', { class: `badge ${tone}`, text: word })));
+      const facts = el('dl', { class: 'facts' });
+      const fact = (name, value) => facts.append(el('div', { class: 'fact' }, el('dt', { text: name }), el('dd', { text: value })));
+      const tools = Array.isArray(server.tools) ? server.tools : [];
+      fact('Transport', server.transport || '—');
+      fact('Tools', String(tools.length));
+      fact('Restarts', String(server.restarts || 0));
+      card.append(facts);
+      if (server.detail) card.append(el('p', { class: 'check-detail', text: server.detail }));
+      if (tools.length) card.append(el('ul', { class: 'mcp-tools' }, ...tools.map((name) => el('li', { text: name }))));
       return card;
     }));
   }

@@ -45,6 +45,12 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     ("GET", "/api/me", "token"),
     ("GET", "/api/status", "token"),
     ("GET", "/api/channels", "token"),
+    ("GET", "/api/mcp", "token"),
+    (
+        "POST",
+        "/mcp",
+        "token; MCP streamable HTTP (also GET and DELETE), when mounted",
+    ),
     ("GET", "/api/pairing", "token"),
     ("POST", "/api/pairing/{code}/approve", "token"),
     ("POST", "/api/pairing/{code}/deny", "token"),
@@ -94,6 +100,7 @@ pub struct GatewayState {
     pub(crate) ws_limits: WsLimits,
     pub(crate) channels: Vec<Arc<dyn Channel>>,
     pub(crate) pairing: Option<Arc<Pairing>>,
+    mcp: Option<Router>,
     started: Instant,
 }
 
@@ -118,6 +125,7 @@ impl GatewayState {
             ws_limits: WsLimits::default(),
             channels: Vec::new(),
             pairing: None,
+            mcp: None,
             started: Instant::now(),
         }
     }
@@ -132,6 +140,24 @@ impl GatewayState {
     /// Serve the pairing requests of `pairing` on `/api/pairing`.
     pub fn with_pairing(mut self, pairing: Arc<Pairing>) -> Self {
         self.pairing = Some(pairing);
+        self
+    }
+
+    /// Serve `service` at `/mcp` behind the token: a Model Context Protocol
+    /// endpoint (streamable HTTP: POST, GET and DELETE on one path), such as
+    /// the agent's memory and chat offered by `ocg-agent-lib`'s
+    /// `McpServer::http_service`.
+    pub fn with_mcp<S>(mut self, service: S) -> Self
+    where
+        S: tower::Service<Request, Error = std::convert::Infallible>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Response: IntoResponse + 'static,
+        S::Future: Send + 'static,
+    {
+        self.mcp = Some(Router::new().route_service("/mcp", service));
         self
     }
 
@@ -246,6 +272,7 @@ pub fn router(state: GatewayState) -> Router {
         )
         .route("/api/status", get(status))
         .route("/api/channels", get(crate::channels::list))
+        .route("/api/mcp", get(mcp_servers))
         .route("/api/pairing", get(crate::channels::pairing_list))
         .route(
             "/api/pairing/{code}/approve",
@@ -264,7 +291,11 @@ pub fn router(state: GatewayState) -> Router {
         .merge(crate::memory::routes())
         .merge(crate::cron::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
-    Router::new()
+    let mcp = state
+        .mcp
+        .clone()
+        .map(|mcp| mcp.route_layer(middleware::from_fn_with_state(state.clone(), require_token)));
+    let app = Router::new()
         .route("/health", get(health))
         .route("/", get(ui::index))
         .route("/assets/app.js", get(ui::app_js))
@@ -281,7 +312,11 @@ pub fn router(state: GatewayState) -> Router {
         .merge(protected)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .layer(DefaultBodyLimit::max(MAX_BODY))
-        .with_state(state)
+        .with_state(state);
+    match mcp {
+        Some(mcp) => app.merge(mcp),
+        None => app,
+    }
 }
 
 async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
@@ -341,6 +376,12 @@ async fn logout() -> Response {
 async fn status(State(state): State<AppState>) -> Json<serde_json::Value> {
     let (gateway, agent) = tokio::join!(state.health(), state.agent.health());
     Json(serde_json::json!({ "gateway": gateway, "agent": agent }))
+}
+
+async fn mcp_servers(
+    State(state): State<AppState>,
+) -> Result<Json<Vec<ocg_core::McpServerInfo>>, ApiError> {
+    Ok(Json(state.agent.mcp_servers().await?))
 }
 
 async fn sessions(State(state): State<AppState>) -> Result<Json<Vec<SessionInfo>>, ApiError> {

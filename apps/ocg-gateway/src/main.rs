@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use ocg_agent_lib::AgentClient;
+use ocg_agent_lib::mcp::McpServer;
 use ocg_core::Channel;
 use ocg_core::config::{Config, Sources};
 use ocg_gateway_lib::access::Pairing;
@@ -194,8 +195,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
         tracing::info!(file = %path.display(), "generated a UI token (OCG_UI_TOKEN); `ocg-gateway token show` prints it");
     }
     let agent: Arc<dyn ocg_core::Agent> = Arc::new(AgentClient::new(&config.agent_socket)?);
+    let mcp_hosts = mcp_allowed_hosts(settings.addr, !settings.trusted_proxies.is_empty());
     let mut state = GatewayState::new(agent.clone(), token.clone())
-        .with_trusted_proxies(token, settings.trusted_proxies);
+        .with_trusted_proxies(token, settings.trusted_proxies)
+        .with_mcp(McpServer::new(agent.clone()).http_service(mcp_hosts));
     if let Some(hooks) = settings.hooks {
         state = state.with_hooks_in(hooks.token.expose().to_owned(), hooks.session_prefixes);
     }
@@ -276,4 +279,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
     );
     served?;
     Ok(())
+}
+
+/// The `Host` names `/mcp` answers to, against DNS rebinding: loopback and
+/// the bound address. Any (the token still guards it) when bound to every
+/// address or behind a proxy, whose public name is not known here.
+fn mcp_allowed_hosts(addr: std::net::SocketAddr, behind_proxy: bool) -> Vec<String> {
+    if addr.ip().is_unspecified() || behind_proxy {
+        return Vec::new();
+    }
+    let mut hosts: Vec<String> = ["localhost", "127.0.0.1", "::1"].map(String::from).into();
+    let bound = addr.ip().to_string();
+    if !hosts.contains(&bound) {
+        hosts.push(bound);
+    }
+    hosts
 }

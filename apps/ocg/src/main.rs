@@ -17,6 +17,7 @@ use ocg_process::{ForegroundSupervisor, RestartPolicy};
 use tracing_subscriber::EnvFilter;
 
 mod cron;
+mod mcp;
 mod pair;
 
 /// OCG: a local-first AI agent platform. Starts, stops and inspects its services.
@@ -89,6 +90,11 @@ enum Command {
     Pair {
         #[command(subcommand)]
         command: pair::PairCommand,
+    },
+    /// OCG's memory and chat as an MCP server on stdio; `ocg mcp list` shows the agent's MCP servers.
+    Mcp {
+        #[command(subcommand)]
+        command: Option<mcp::McpCommand>,
     },
     /// Print the version.
     Version,
@@ -225,6 +231,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Chat { session, message } => chat(&config_socket, session, message).await,
         Command::Cron { command } => cron::run(&config_socket, command).await,
+        Command::Mcp { command } => mcp::run(&config_socket, command).await,
         Command::Version => unreachable!("handled before config resolution"),
         Command::Pair { .. } => unreachable!("handled before the stack is built"),
     }
