@@ -43,6 +43,25 @@ if [ ! -x "$PY_AIOSMTPD/bin/python" ] || ! "$PY_AIOSMTPD/bin/python" -c "import 
 fi
 export OCG_TEST_AIOSMTPD_PYTHON="$PY_AIOSMTPD/bin/python"
 
+# Real MCP servers and clients for the MCP tests: the official Python SDK
+# (tests/py/mcp_server.py and mcp_client.py are made with it) and the
+# reference server-everything from npm.
+PY_MCP="${OCG_CACHE_DIR:-$HOME/.cache/ocg}/py-mcp"
+if [ ! -x "$PY_MCP/bin/python" ] || ! "$PY_MCP/bin/python" -c "import mcp" 2>/dev/null; then
+    python3 -m venv "$PY_MCP"
+    "$PY_MCP/bin/pip" install -q "mcp==2.3.0"
+fi
+export OCG_TEST_MCP_PYTHON="$PY_MCP/bin/python"
+command -v npm >/dev/null || ensure_apt nodejs npm
+NPM_MCP="${OCG_CACHE_DIR:-$HOME/.cache/ocg}/npm-mcp"
+OCG_TEST_MCP_NPM="$NPM_MCP/node_modules/.bin/mcp-server-everything"
+if [ ! -x "$OCG_TEST_MCP_NPM" ]; then
+    mkdir -p "$NPM_MCP"
+    npm install --prefix "$NPM_MCP" --silent --no-audit --no-fund \
+        "@modelcontextprotocol/server-everything@2026.8.31" >&2
+fi
+export OCG_TEST_MCP_NPM
+
 # Every process the suite starts inherits this mark; whatever still carries
 # it when the suite is over outlived its test.
 OCG_TEST_RUN="$(od -An -N8 -tx8 /dev/urandom | tr -d ' ')"

@@ -465,6 +465,20 @@ pub fn test_certificates(d: &Path) {
     );
 }
 
+/// What the README's test command installed: the path in environment
+/// variable `env` (`scripts/test.sh` exports it), else `relative` under the
+/// cache (`OCG_CACHE_DIR`, default `~/.cache/ocg`).
+pub fn cached(env: &str, relative: &str) -> PathBuf {
+    std::env::var_os(env).map(PathBuf::from).unwrap_or_else(|| {
+        std::env::var_os("OCG_CACHE_DIR")
+            .map_or_else(
+                || PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/ocg"),
+                PathBuf::from,
+            )
+            .join(relative)
+    })
+}
+
 /// The real `llama-server` and embedding model: from `LLAMA_SERVER_BIN` and
 /// `EMBEDDING_MODEL_PATH`, else where `scripts/setup-llama.sh` caches them.
 pub fn embedding_model() -> (String, String) {

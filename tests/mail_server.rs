@@ -16,15 +16,7 @@ const LIMIT: Duration = Duration::from_secs(30);
 /// The Python that has aiosmtpd: `OCG_TEST_AIOSMTPD_PYTHON` (set by
 /// `scripts/test.sh`), else the venv the script makes in the cache.
 fn python() -> PathBuf {
-    std::env::var_os("OCG_TEST_AIOSMTPD_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let cache = std::env::var_os("OCG_CACHE_DIR").map_or_else(
-                || PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/ocg"),
-                PathBuf::from,
-            );
-            cache.join("py-aiosmtpd/bin/python")
-        })
+    crate::cached("OCG_TEST_AIOSMTPD_PYTHON", "py-aiosmtpd/bin/python")
 }
 
 fn id(flag: &str, user: Option<&str>) -> String {

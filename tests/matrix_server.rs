@@ -19,15 +19,7 @@ pub const SERVER_NAME: &str = "ocg.test";
 /// The Python that has Synapse: `OCG_TEST_SYNAPSE_PYTHON` (set by
 /// `scripts/test.sh`), else the venv the script makes in the cache.
 fn python() -> PathBuf {
-    std::env::var_os("OCG_TEST_SYNAPSE_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let cache = std::env::var_os("OCG_CACHE_DIR").map_or_else(
-                || PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/ocg"),
-                PathBuf::from,
-            );
-            cache.join("py-synapse/bin/python")
-        })
+    crate::cached("OCG_TEST_SYNAPSE_PYTHON", "py-synapse/bin/python")
 }
 
 /// A real Synapse on a temporary port, its database in a temporary

@@ -7,6 +7,7 @@ mod embedding;
 mod gateway;
 mod irc;
 mod matrix;
+mod mcp;
 mod process;
 mod schedule;
 mod stack;

@@ -7,7 +7,7 @@ use ocg_tests::{Install, unix_http_get, unix_http_post};
 use serde_json::{Value, json};
 
 /// One streamed turn on the agent socket: its events.
-fn turn(install: &Install, session: &str, text: &str) -> Vec<Value> {
+pub(crate) fn turn(install: &Install, session: &str, text: &str) -> Vec<Value> {
     let body = json!({"session_key": session, "messages": [{"role": "user", "content": text}]});
     let (status, answer) =
         unix_http_post(&install.socket(), "/v1/chat/stream", &body.to_string()).unwrap();
@@ -20,7 +20,7 @@ fn turn(install: &Install, session: &str, text: &str) -> Vec<Value> {
 }
 
 /// `(ok, result)` of each `tool_end` event.
-fn tool_results(events: &[Value]) -> Vec<(bool, String)> {
+pub(crate) fn tool_results(events: &[Value]) -> Vec<(bool, String)> {
     events
         .iter()
         .filter(|e| e["type"] == "tool_end")
@@ -33,7 +33,7 @@ fn tool_results(events: &[Value]) -> Vec<(bool, String)> {
         .collect()
 }
 
-fn call(name: &str, arguments: Value) -> (String, Value) {
+pub(crate) fn call(name: &str, arguments: Value) -> (String, Value) {
     (name.to_owned(), arguments)
 }
 
