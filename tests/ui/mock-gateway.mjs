@@ -190,6 +190,9 @@ const server = http.createServer(async (req, res) => {
     if (req.method === 'GET' && p === '/api/channels') {
       return send(res, 200, [{ name: 'telegram', state: 'connected', mode: 'long_polling', last_message_at_ms: Date.now(), received: 3, sent: 3, pending: 0, errors: 1, last_error: 'getUpdates: Telegram answered 502: Bad Gateway', last_error_at_ms: Date.now() }]);
     }
+    if (req.method === 'GET' && p === '/api/mcp') {
+      return send(res, 200, [{ name: 'files', transport: 'stdio', state: 'running', detail: 'secure-filesystem-server 0.2.0', tools: ['files__read_file', 'files__list_directory'], restarts: 0 }]);
+    }
     if (p === '/api/pairing' || p.startsWith('/api/pairing/')) return pairingRoute(req, res, p);
     if (req.method === 'GET' && p === '/api/sessions') {
       const list = [...sessions.values()]

@@ -93,7 +93,7 @@ case "$MODE" in
     wait_line "$WORK/mock.log" "listening on" "$MOCK_PID"
     URL="$(sed -n 's/.*listening on \(http[^ ]*\).*/\1/p' "$WORK/mock.log" | head -1)"
     log "mock gateway at $URL"
-    OCG_UI_URL="$URL" OCG_UI_TOKEN="$TOKEN" OCG_UI_EXPECT_TOOLS=1 OCG_UI_EXPECT_MEMORY=1 OCG_UI_EXPECT_CRON=1 OCG_UI_EXPECT_PAIRING=1 run_test
+    OCG_UI_URL="$URL" OCG_UI_TOKEN="$TOKEN" OCG_UI_EXPECT_TOOLS=1 OCG_UI_EXPECT_MEMORY=1 OCG_UI_EXPECT_CRON=1 OCG_UI_EXPECT_PAIRING=1 OCG_UI_EXPECT_MCP=1 run_test
     ;;
 
   --stack)
@@ -127,6 +127,13 @@ case "$MODE" in
     LLM_PID=$!
     wait_line "$WORK/fake-llm.log" "listening on" "$LLM_PID"
     log "fake LLM at http://127.0.0.1:$LLM_PORT/v1; starting the stack in $WORK"
+    # A real MCP server for the status view, when the test command installed one.
+    if [ -x "${OCG_TEST_MCP_NPM:-}" ]; then
+      mkdir -p -m 700 "$WORK/data"
+      printf '{"mcpServers": {"everything": {"command": "%s", "args": ["stdio"]}}}\n' \
+        "$OCG_TEST_MCP_NPM" >"$WORK/data/mcp.json"
+      export OCG_UI_EXPECT_MCP=1
+    fi
     STARTED=1
     if ! (cd "$WORK" && ocg_env "$OCG" start) >"$WORK/start.log" 2>&1; then
       cat "$WORK/start.log" >&2

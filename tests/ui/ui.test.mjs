@@ -592,6 +592,21 @@ try {
     } else {
       await waitFor('the no-channels note', async () => /No chat channels/.test(await page.locator('#channel-cards').innerText()));
     }
+    // MCP servers: one card per server of the agent's mcp.json, with its tools.
+    const mcpCards = page.locator('#mcp-cards .mcp-card');
+    if (process.env.OCG_UI_EXPECT_MCP) {
+      await waitFor('a running MCP server', async () => (await mcpCards.count()) > 0
+        && (await mcpCards.first().locator('.badge').innerText()) === 'Running', 15000);
+      const mcp = await apiJson(page, '/api/mcp');
+      check(mcp.status === 200 && Array.isArray(mcp.body) && mcp.body.length > 0, `/api/mcp answered ${mcp.status}`);
+      const card = mcpCards.first();
+      check(await card.locator('h3').innerText() === mcp.body[0].name, 'the card names the server');
+      check(/Transport/.test(await card.locator('.facts').innerText()), 'the card shows the transport');
+      const tools = await card.locator('.mcp-tools li').allInnerTexts();
+      check(tools.length > 0 && tools.every((t) => t.startsWith(`${mcp.body[0].name}__`)), `the card lists the tools: ${JSON.stringify(tools)}`);
+    } else {
+      await waitFor('the no-MCP note', async () => /No MCP servers/.test(await page.locator('#mcp-cards').innerText()));
+    }
     const first = await page.locator('#status-updated').innerText();
     await waitFor('a refresh within 5 s', async () => (await page.locator('#status-updated').innerText()) !== first, 8000);
     await shot(page, 'desktop-status');
