@@ -244,6 +244,21 @@ fn a_python_stdio_server_is_used_confined_denied_by_policy_and_restarted_after_a
 }
 
 #[test]
+fn a_broken_mcp_json_is_reported_on_the_health_and_chat_goes_on() {
+    let vendor = fake_llm::start_openai();
+    let install = started_with(&vendor, json!({"a__b": {"command": "x"}}), &[]);
+    let status = install.ocg(&["status", "--json"]).stdout();
+    assert!(
+        status.contains("mcp_config_invalid") && status.contains("a__b"),
+        "{status}"
+    );
+    let events = turn(&install, "web:broken", "hello");
+    let done = events.iter().find(|e| e["type"] == "done").unwrap();
+    assert_eq!(done["message"]["content"], "echo: hello", "{events:?}");
+    assert_eq!(servers(&install), Vec::<Value>::new());
+}
+
+#[test]
 fn http_servers_are_reached_with_their_headers_and_unusable_ones_are_reported() {
     let vendor = fake_llm::start_openai();
     let port = free_port();

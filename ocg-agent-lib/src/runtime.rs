@@ -184,7 +184,7 @@ impl AgentRuntime {
     }
 
     /// Report `servers` (whose tools the executor offers) on `/health`
-    /// and `GET /mcp/servers`.
+    /// and `GET /v1/mcp/servers`.
     pub fn with_mcp(mut self, servers: crate::mcp::McpServers) -> Self {
         if let Some(inner) = Arc::get_mut(&mut self.inner) {
             inner.mcp = Some(servers);

@@ -1,5 +1,5 @@
 //! What an agent reports about the Model Context Protocol servers whose tools
-//! it offers: `GET /mcp/servers` on the agent, `ocg mcp list`, the web UI.
+//! it offers: `GET /v1/mcp/servers` on the agent, `ocg mcp list`, the web UI.
 
 use serde::{Deserialize, Serialize};
 

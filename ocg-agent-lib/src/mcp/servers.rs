@@ -123,7 +123,7 @@ impl McpServers {
     /// No servers, because the configuration could not be used: reported
     /// as a failing `mcp` health check, chat goes on.
     pub fn invalid(error: &AgentError) -> Self {
-        Self::from_parts(Vec::new(), Some(error.to_string()))
+        Self::from_parts(Vec::new(), Some(format!("{}: {error}", error.code())))
     }
 
     /// Start keeping every enabled server of `config` connected. `offer`
