@@ -1946,32 +1946,50 @@
   const CHANNEL_STATES = { connected: ['ok', 'Connected'], connecting: ['degraded', 'Connecting'], failing: ['unhealthy', 'Failing'], stopped: ['unhealthy', 'Stopped'] };
   const channelTime = (ms) => (ms ? new Date(ms).toLocaleString() : '—');
 
-  function renderChannels(channels) {
-    const box = $('channel-cards');
-    if (!Array.isArray(channels)) {
-      box.replaceChildren(el('p', { class: 'muted', text: 'Channel status unavailable.' }));
+  /**
+   * The cards of a list the status view shows (channels, MCP servers): a note
+   * when it is unavailable or empty, else one card per item with its state
+   * badge (`states`: state → [tone, word]) and the facts `describe` gives:
+   * [[name, value], …], then any extra nodes.
+   */
+  function renderStateCards(box, items, { kind, states, unavailable, empty, describe }) {
+    if (!Array.isArray(items)) {
+      box.replaceChildren(el('p', { class: 'muted', text: unavailable }));
       return;
     }
-    if (!channels.length) {
-      box.replaceChildren(el('p', { class: 'muted', text: 'No chat channels configured (set TELEGRAM_BOT_TOKEN to add Telegram).' }));
+    if (!items.length) {
+      box.replaceChildren(el('p', { class: 'muted', text: empty }));
       return;
     }
-    box.replaceChildren(...channels.map((channel) => {
-      const [tone, word] = CHANNEL_STATES[channel.state] || ['unknown', String(channel.state || 'unknown')];
-      const card = el('section', { class: 'status-card channel-card', 'aria-label': channel.name, 'data-channel': channel.name },
-        el('div', { class: 'status-card-head' }, el('h3', { text: channel.name }), el('span', { class: `badge ${tone}`, text: word })));
-      const facts = el('dl', { class: 'facts' });
-      const fact = (name, value) => facts.append(el('div', { class: 'fact' }, el('dt', { text: name }), el('dd', { text: value })));
-      fact('Mode', channel.mode || '—');
-      fact('Last message', channelTime(channel.last_message_at_ms));
-      fact('Received / sent', `${channel.received || 0} / ${channel.sent || 0}`);
-      fact('Waiting', String(channel.pending || 0));
-      fact('Errors', String(channel.errors || 0));
-      fact('Last error at', channelTime(channel.last_error_at_ms));
-      card.append(facts);
-      if (channel.last_error) card.append(el('p', { class: 'check-detail channel-error', text: channel.last_error }));
+    box.replaceChildren(...items.map((item) => {
+      const [tone, word] = states[item.state] || ['unknown', String(item.state || 'unknown')];
+      const card = el('section', { class: `status-card ${kind}-card`, 'aria-label': item.name, [`data-${kind}`]: item.name },
+        el('div', { class: 'status-card-head' }, el('h3', { text: item.name }), el('span', { class: `badge ${tone}`, text: word })));
+      const { facts, extra } = describe(item);
+      card.append(el('dl', { class: 'facts' }, ...facts.map(([name, value]) => el('div', { class: 'fact' }, el('dt', { text: name }), el('dd', { text: value })))));
+      for (const node of extra) if (node) card.append(node);
       return card;
     }));
+  }
+
+  function renderChannels(channels) {
+    renderStateCards($('channel-cards'), channels, {
+      kind: 'channel',
+      states: CHANNEL_STATES,
+      unavailable: 'Channel status unavailable.',
+      empty: 'No chat channels configured (set TELEGRAM_BOT_TOKEN to add Telegram).',
+      describe: (channel) => ({
+        facts: [
+          ['Mode', channel.mode || '—'],
+          ['Last message', channelTime(channel.last_message_at_ms)],
+          ['Received / sent', `${channel.received || 0} / ${channel.sent || 0}`],
+          ['Waiting', String(channel.pending || 0)],
+          ['Errors', String(channel.errors || 0)],
+          ['Last error at', channelTime(channel.last_error_at_ms)],
+        ],
+        extra: [channel.last_error ? el('p', { class: 'check-detail channel-error', text: channel.last_error }) : null],
+      }),
+    });
   }
 
   // MCP servers of the agent's mcp.json (docs/mcp.md): state, restarts and
@@ -1979,30 +1997,26 @@
   const MCP_STATES = { running: ['ok', 'Running'], starting: ['degraded', 'Starting'], failed: ['unhealthy', 'Failed'], disabled: ['unknown', 'Disabled'] };
 
   function renderMcp(servers) {
-    const box = $('mcp-cards');
-    if (!Array.isArray(servers)) {
-      box.replaceChildren(el('p', { class: 'muted', text: 'MCP status unavailable.' }));
-      return;
-    }
-    if (!servers.length) {
-      box.replaceChildren(el('p', { class: 'muted', text: 'No MCP servers configured (add them to mcp.json in the data directory).' }));
-      return;
-    }
-    box.replaceChildren(...servers.map((server) => {
-      const [tone, word] = MCP_STATES[server.state] || ['unknown', String(server.state || 'unknown')];
-      const card = el('section', { class: 'status-card mcp-card', 'aria-label': server.name, 'data-mcp': server.name },
-        el('div', { class: 'status-card-head' }, el('h3', { text: server.name }), el('span', { class: `badge ${tone}`, text: word })));
-      const facts = el('dl', { class: 'facts' });
-      const fact = (name, value) => facts.append(el('div', { class: 'fact' }, el('dt', { text: name }), el('dd', { text: value })));
-      const tools = Array.isArray(server.tools) ? server.tools : [];
-      fact('Transport', server.transport || '—');
-      fact('Tools', String(tools.length));
-      fact('Restarts', String(server.restarts || 0));
-      card.append(facts);
-      if (server.detail) card.append(el('p', { class: 'check-detail', text: server.detail }));
-      if (tools.length) card.append(el('ul', { class: 'mcp-tools' }, ...tools.map((name) => el('li', { text: name }))));
-      return card;
-    }));
+    renderStateCards($('mcp-cards'), servers, {
+      kind: 'mcp',
+      states: MCP_STATES,
+      unavailable: 'MCP status unavailable.',
+      empty: 'No MCP servers configured (add them to mcp.json in the data directory).',
+      describe: (server) => {
+        const tools = Array.isArray(server.tools) ? server.tools : [];
+        return {
+          facts: [
+            ['Transport', server.transport || '—'],
+            ['Tools', String(tools.length)],
+            ['Restarts', String(server.restarts || 0)],
+          ],
+          extra: [
+            server.detail ? el('p', { class: 'check-detail', text: server.detail }) : null,
+            tools.length ? el('ul', { class: 'mcp-tools' }, ...tools.map((name) => el('li', { text: name }))) : null,
+          ],
+        };
+      },
+    });
   }
 
   // Pairing: strangers who wrote to a channel directly got a one-time code and
