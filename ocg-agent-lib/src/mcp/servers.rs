@@ -470,7 +470,9 @@ async fn keep_connected(
                                         extensions: Default::default(),
                                     });
                                     let pinged = tokio::time::timeout(Duration::from_secs(10), peer.send_request(request)).await;
-                                    if !matches!(pinged, Ok(Ok(_))) {
+                                    // An error answer is an answer: servers of
+                                    // 2026-07-28 refuse the legacy ping.
+                                    if !matches!(pinged, Ok(Ok(_) | Err(ServiceError::McpError(_)))) {
                                         token.cancel();
                                         break "it stopped answering pings".to_owned();
                                     }
