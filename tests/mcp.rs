@@ -263,15 +263,7 @@ fn http_servers_are_reached_with_their_headers_and_unusable_ones_are_reported() 
     let vendor = fake_llm::start_openai();
     let port = free_port();
     let token = "test-bearer-7f3a";
-    let server = KillOnDrop(
-        Command::new(python())
-            .args([&script("mcp_server.py"), "http", &port.to_string(), token])
-            .spawn()
-            .unwrap(),
-    );
-    assert!(wait_until(Duration::from_secs(30), || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    }));
+    let server = http_server(port, token);
     let url = format!("http://127.0.0.1:{port}/mcp");
     let install = started_with(
         &vendor,
@@ -316,7 +308,44 @@ fn http_servers_are_reached_with_their_headers_and_unusable_ones_are_reported() 
     // The failing servers are on the agent's health; chat went on.
     let status = install.ocg(&["status", "--json"]).stdout();
     assert!(status.contains("wrong"), "{status}");
+
+    // It dies: the next call fails clearly, the server is marked failed at
+    // once and its tools leave the prompt; started again, it is back.
     drop(server);
+    vendor.push(Script::Tools(vec![call(
+        "web__add",
+        json!({"a": 1, "b": 1}),
+    )]));
+    vendor.push(Script::Text("ok".into()));
+    let results = tool_results(&turn(&install, "web:http", "add again"));
+    assert!(results[0].1.starts_with("error [mcp_"), "{results:?}");
+    let down = wait_for_server(&install, "web", |s| s["state"] == "failed");
+    let asked = vendor.requests().len();
+    turn(&install, "web:http", "anything else?");
+    let tools = names(&offered(&vendor, asked));
+    assert!(
+        !tools.iter().any(|n| n.starts_with("web__")),
+        "{down} {tools:?}"
+    );
+    let _server = http_server(port, token);
+    wait_for_server(&install, "web", running);
+    let asked = vendor.requests().len();
+    turn(&install, "web:http", "and now?");
+    assert!(names(&offered(&vendor, asked)).contains(&"web__add".to_owned()));
+}
+
+/// tests/py/mcp_server.py over streamable HTTP on `port`, accepting `token`.
+fn http_server(port: u16, token: &str) -> KillOnDrop {
+    let server = KillOnDrop(
+        Command::new(python())
+            .args([&script("mcp_server.py"), "http", &port.to_string(), token])
+            .spawn()
+            .unwrap(),
+    );
+    assert!(wait_until(Duration::from_secs(30), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    }));
+    server
 }
 
 #[test]

@@ -72,6 +72,10 @@ struct Shared {
 struct Slot {
     config: ServerConfig,
     live: Mutex<Live>,
+    /// Told when a call lost the transport: ping now rather than at the
+    /// next tick, so a dead HTTP server is marked failed (and its tools
+    /// leave the prompt) at once.
+    check_now: tokio::sync::Notify,
 }
 
 struct Live {
@@ -141,6 +145,7 @@ impl McpServers {
                 };
                 Arc::new(Slot {
                     config,
+                    check_now: tokio::sync::Notify::new(),
                     live: Mutex::new(Live {
                         state,
                         detail: None,
@@ -283,6 +288,7 @@ impl McpServers {
                 | ServiceError::TransportSend(_)
                 | ServiceError::Cancelled { .. },
             )) => {
+                slot.check_now.notify_one();
                 return Err(AgentError::tool(
                     "mcp_server_died",
                     format!(
@@ -464,7 +470,12 @@ async fn keep_connected(
                                         Err(why) => tracing::warn!(server = %name, %why, "MCP tools could not be listed again"),
                                     }
                                 }
-                                _ = ping.tick() => {
+                                () = async {
+                                    tokio::select! {
+                                        _ = ping.tick() => {}
+                                        () = slot.check_now.notified() => {}
+                                    }
+                                } => {
                                     let request = ClientRequest::PingRequest(PingRequest {
                                         method: Default::default(),
                                         extensions: Default::default(),
