@@ -244,14 +244,35 @@ fn a_python_stdio_server_is_used_confined_denied_by_policy_and_restarted_after_a
 }
 
 #[test]
-fn a_broken_mcp_json_is_reported_on_the_health_and_chat_goes_on() {
+fn a_broken_entry_is_reported_while_the_others_run_and_a_broken_file_stops_no_chat() {
     let vendor = fake_llm::start_openai();
-    let install = started_with(&vendor, json!({"a__b": {"command": "x"}}), &[]);
-    let status = install.ocg(&["status", "--json"]).stdout();
-    assert!(
-        status.contains("mcp_config_invalid") && status.contains("a__b"),
-        "{status}"
+    let install = started_with(
+        &vendor,
+        json!({
+            "a__b": {"command": "x"},
+            "old": {"type": "sse", "url": "http://127.0.0.1:9/sse"},
+            "py": {"command": python(), "args": [script("mcp_server.py")]}
+        }),
+        &[],
     );
+    wait_for_server(&install, "py", running);
+    let old = wait_for_server(&install, "old", |s| s["state"] == "failed");
+    let detail = old["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.starts_with("mcp_config_invalid") && detail.contains("streamable HTTP"),
+        "{old}"
+    );
+    let status = install.ocg(&["status", "--json"]).stdout();
+    assert!(status.contains("a__b"), "{status}");
+
+    // Not JSON at all: reported, no servers, and chat goes on.
+    let vendor = fake_llm::start_openai();
+    let install = Install::new().with("OPENAI_BASE_URL", &vendor.base_url);
+    std::fs::create_dir_all(install.path("data")).unwrap();
+    std::fs::write(install.path("data/mcp.json"), "{\"mcpServers\": [").unwrap();
+    install.ocg(&["start"]).ok();
+    let status = install.ocg(&["status", "--json"]).stdout();
+    assert!(status.contains("mcp_config_invalid"), "{status}");
     let events = turn(&install, "web:broken", "hello");
     let done = events.iter().find(|e| e["type"] == "done").unwrap();
     assert_eq!(done["message"]["content"], "echo: hello", "{events:?}");

@@ -36,6 +36,20 @@ pub const MAX_SERVER_NAME: usize = 24;
 pub struct McpConfig {
     /// The servers, sorted by name.
     pub servers: Vec<ServerConfig>,
+    /// The entries that cannot be used, sorted by name: reported as failed,
+    /// never started, while the others run.
+    pub invalid: Vec<InvalidServer>,
+}
+
+/// An entry of `mcp.json` that cannot be used.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InvalidServer {
+    /// Its name in the file.
+    pub name: String,
+    /// `http` when it has a `url`, else `stdio`.
+    pub transport: &'static str,
+    /// Why, with the stable code first (`mcp_config_invalid: …`).
+    pub reason: String,
 }
 
 /// One server.
@@ -113,8 +127,9 @@ impl Default for SandboxOptions {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct File {
+    /// Each entry decoded on its own, so one mistake spoils only itself.
     #[serde(default)]
-    mcp_servers: BTreeMap<String, Entry>,
+    mcp_servers: BTreeMap<String, serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -172,19 +187,36 @@ impl McpConfig {
     }
 
     /// Parse the text of `path` (named in errors), expanding `${NAME}` with
-    /// `env`.
+    /// `env`. Only a file that is not JSON of the `mcpServers` shape is an
+    /// error; an unusable entry goes to [`invalid`](McpConfig::invalid).
     pub fn parse(
         path: &Path,
         text: &str,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<McpConfig, AgentError> {
         let file: File = serde_json::from_str(text).map_err(|e| invalid(path, e.to_string()))?;
-        let mut servers = Vec::new();
-        for (name, entry) in file.mcp_servers {
-            let server = server(&name, entry, &env).map_err(|why| invalid(path, why))?;
-            servers.push(server);
+        let mut config = McpConfig::default();
+        for (name, value) in file.mcp_servers {
+            let transport = if value.get("url").is_some() {
+                "http"
+            } else {
+                "stdio"
+            };
+            let entry =
+                serde_json::from_value::<Entry>(value).map_err(|e| format!("server {name:?}: {e}"));
+            match entry.and_then(|entry| server(&name, entry, &env)) {
+                Ok(server) => config.servers.push(server),
+                Err(why) => {
+                    let error = invalid(path, why);
+                    config.invalid.push(InvalidServer {
+                        name,
+                        transport,
+                        reason: format!("{}: {error}", error.code()),
+                    });
+                }
+            }
         }
-        Ok(McpConfig { servers })
+        Ok(config)
     }
 }
 
@@ -423,12 +455,40 @@ mod tests {
                 r#"{"mcpServers": {"a": {"command": "x", "sandbox": {"read": ["rel"]}}}}"#,
                 "not absolute",
             ),
-            (r#"{"mcpServers": [1]"#, "mcp.json"),
+            (
+                r#"{"mcpServers": {"a": {"command": "x", "args": 5}}}"#,
+                "invalid type",
+            ),
         ] {
-            let error = parse(text).unwrap_err();
-            assert_eq!(error.code(), "mcp_config_invalid");
-            assert!(error.to_string().contains(needle), "{text}: {error}");
+            let config = parse(text).unwrap();
+            assert!(config.servers.is_empty(), "{text}");
+            let reason = &config.invalid[0].reason;
+            assert!(
+                reason.starts_with("mcp_config_invalid: mcp.json: "),
+                "{reason}"
+            );
+            assert!(reason.contains(needle), "{text}: {reason}");
         }
+        let error = parse(r#"{"mcpServers": [1]"#).unwrap_err();
+        assert_eq!(error.code(), "mcp_config_invalid");
+        assert!(error.to_string().contains("mcp.json"), "{error}");
+    }
+
+    #[test]
+    fn one_bad_entry_spoils_only_itself() {
+        let config = parse(
+            r#"{"mcpServers": {
+                "good": {"command": "x"},
+                "old": {"type": "sse", "url": "http://h/sse"}
+            }}"#,
+        )
+        .unwrap();
+        assert_eq!(config.servers[0].name, "good");
+        assert_eq!(config.invalid.len(), 1);
+        assert_eq!(
+            (config.invalid[0].name.as_str(), config.invalid[0].transport),
+            ("old", "http")
+        );
     }
 
     #[test]

@@ -22,7 +22,7 @@ mod serve;
 mod servers;
 
 #[cfg(feature = "runtime")]
-pub use config::{McpConfig, ServerConfig, Transport};
+pub use config::{InvalidServer, McpConfig, ServerConfig, Transport};
 #[cfg(feature = "runtime")]
 pub use connect::Launcher;
 #[cfg(feature = "mcp-http")]

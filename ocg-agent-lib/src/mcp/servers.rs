@@ -12,7 +12,7 @@ use rmcp::model::{
 use rmcp::{Peer, RoleClient, ServiceError};
 use tokio::sync::{mpsc, watch};
 
-use super::config::{McpConfig, ServerConfig};
+use super::config::{InvalidServer, McpConfig, ServerConfig};
 use super::connect::{self, Handler, Launcher};
 use crate::AgentError;
 
@@ -61,6 +61,8 @@ pub struct McpServers {
 
 struct Shared {
     servers: Vec<Arc<Slot>>,
+    /// The entries of `mcp.json` that cannot be used, reported as failed.
+    invalid: Vec<InvalidServer>,
     /// Why `mcp.json` could not be used.
     config_error: Option<String>,
     /// Bumped whenever the set of offered tools may have changed.
@@ -107,10 +109,15 @@ impl Slot {
 }
 
 impl McpServers {
-    fn from_parts(servers: Vec<Arc<Slot>>, config_error: Option<String>) -> Self {
+    fn from_parts(
+        servers: Vec<Arc<Slot>>,
+        invalid: Vec<InvalidServer>,
+        config_error: Option<String>,
+    ) -> Self {
         McpServers {
             shared: Arc::new(Shared {
                 servers,
+                invalid,
                 config_error,
                 generation: AtomicU64::new(0),
                 stop: watch::channel(false).0,
@@ -121,13 +128,17 @@ impl McpServers {
 
     /// No servers.
     pub fn none() -> Self {
-        Self::from_parts(Vec::new(), None)
+        Self::from_parts(Vec::new(), Vec::new(), None)
     }
 
     /// No servers, because the configuration could not be used: reported
     /// as a failing `mcp` health check, chat goes on.
     pub fn invalid(error: &AgentError) -> Self {
-        Self::from_parts(Vec::new(), Some(format!("{}: {error}", error.code())))
+        Self::from_parts(
+            Vec::new(),
+            Vec::new(),
+            Some(format!("{}: {error}", error.code())),
+        )
     }
 
     /// Start keeping every enabled server of `config` connected. `offer`
@@ -156,7 +167,7 @@ impl McpServers {
                 })
             })
             .collect();
-        let servers = Self::from_parts(slots, None);
+        let servers = Self::from_parts(slots, config.invalid, None);
         let launcher = Arc::new(launcher);
         let tasks = servers
             .shared
@@ -180,12 +191,12 @@ impl McpServers {
         servers
     }
 
-    /// The configured servers' names.
+    /// The configured servers' names, usable or not.
     pub fn names(&self) -> Vec<String> {
-        self.shared
-            .servers
-            .iter()
-            .map(|s| s.config.name.clone())
+        let shared = &self.shared;
+        let usable = shared.servers.iter().map(|s| s.config.name.clone());
+        usable
+            .chain(shared.invalid.iter().map(|s| s.name.clone()))
             .collect()
     }
 
@@ -329,6 +340,14 @@ impl McpServers {
                     restarts: live.restarts,
                 }
             })
+            .chain(self.shared.invalid.iter().map(|server| McpServerInfo {
+                name: server.name.clone(),
+                transport: server.transport.to_owned(),
+                state: McpServerState::Failed,
+                detail: Some(server.reason.clone()),
+                tools: Vec::new(),
+                restarts: 0,
+            }))
             .collect()
     }
 
@@ -338,7 +357,7 @@ impl McpServers {
         if let Some(error) = &self.shared.config_error {
             return Some(HealthCheck::failing("mcp", error.clone()));
         }
-        if self.shared.servers.is_empty() {
+        if self.shared.servers.is_empty() && self.shared.invalid.is_empty() {
             return None;
         }
         let status = self.status();
