@@ -23,7 +23,7 @@ use crate::tools::{ExecSandbox, is_public_address};
 pub const START_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Lines of a stdio server's stderr kept to explain why it failed.
-const STDERR_TAIL: usize = 6;
+const STDERR_TAIL: usize = 3;
 
 /// What every server is started with.
 #[derive(Debug, Clone)]
@@ -89,13 +89,15 @@ impl StderrTail {
         lines.push_back(line);
     }
 
-    /// `why`, followed by what the server last said on stderr, if anything.
+    /// `why`, followed by the last lines the server wrote on stderr (the
+    /// end of a traceback says most), if any.
     pub fn explain(&self, why: &str) -> String {
         let lines = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        match lines.back() {
-            Some(last) => format!("{why}; its stderr ended with: {last}"),
-            None => why.to_owned(),
+        if lines.is_empty() {
+            return why.to_owned();
         }
+        let tail: Vec<&str> = lines.iter().map(String::as_str).collect();
+        format!("{why}; its stderr ended with: {}", tail.join(" | "))
     }
 }
 
@@ -433,6 +435,19 @@ async fn http_client(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failure_is_explained_by_the_end_of_its_stderr() {
+        let tail = StderrTail::default();
+        assert_eq!(tail.explain("it exited"), "it exited");
+        for line in ["a", "b", "c", "d"] {
+            tail.push(line.into());
+        }
+        assert_eq!(
+            tail.explain("it exited"),
+            "it exited; its stderr ended with: b | c | d"
+        );
+    }
 
     #[test]
     fn install_roots_cover_venvs_and_prefixes() {
