@@ -223,14 +223,14 @@ impl McpServers {
 
     /// The offered tool called `name`.
     pub fn tool(&self, name: &str) -> Option<Arc<McpTool>> {
-        let (server, _) = name.split_once("__")?;
-        let slot = self
-            .shared
-            .servers
-            .iter()
-            .find(|s| s.config.name == server)?;
-        let live = slot.live();
+        let live = self.slot_of(name)?.live();
         live.tools.iter().find(|t| t.name == name).cloned()
+    }
+
+    /// The server of the tool called `name` (`<server>__<tool>`).
+    fn slot_of(&self, name: &str) -> Option<&Arc<Slot>> {
+        let (server, _) = name.split_once("__")?;
+        self.shared.servers.iter().find(|s| s.config.name == server)
     }
 
     /// Call the tool `name` (`<server>__<tool>`) with `arguments` (an object
@@ -244,12 +244,10 @@ impl McpServers {
         name: &str,
         arguments: serde_json::Value,
     ) -> Result<String, AgentError> {
-        let Some((server, _)) = name.split_once("__") else {
+        let Some(slot) = self.slot_of(name) else {
             return Err(AgentError::tool("not_allowed", format!("no tool {name:?}")));
         };
-        let Some(slot) = self.shared.servers.iter().find(|s| s.config.name == server) else {
-            return Err(AgentError::tool("not_allowed", format!("no tool {name:?}")));
-        };
+        let server = slot.config.name.as_str();
         let (peer, tool) = {
             let live = slot.live();
             let tool = live.tools.iter().find(|t| t.name == name).cloned();
@@ -442,8 +440,13 @@ async fn keep_connected(
         };
         let why = match connected {
             Err(why) => why,
-            Ok(mut connection) => {
-                let peer = connection.session.peer().clone();
+            Ok(connection) => {
+                let connect::Connection {
+                    session,
+                    mut child,
+                    stderr,
+                } = connection;
+                let peer = session.peer().clone();
                 let detail = peer.peer_info().and_then(|info| {
                     info.server_info
                         .as_ref()
@@ -451,8 +454,8 @@ async fn keep_connected(
                 });
                 let listed = list_tools(&name, &peer, &offer).await;
                 let started = Instant::now();
-                let why = match listed {
-                    Err(why) => why,
+                let ended = match listed {
+                    Err(why) => Some(why),
                     Ok(tools) => {
                         tracing::info!(
                             server = %name,
@@ -466,69 +469,24 @@ async fn keep_connected(
                         }
                         shared.set(&slot, McpServerState::Running, detail);
                         let _listening = listen_for_changes(&name, &peer, changed.clone());
-                        let token = connection.session.cancellation_token();
-                        let waiting = connection.session.waiting();
-                        tokio::pin!(waiting);
-                        let mut ping = tokio::time::interval(PING_EVERY);
-                        ping.reset();
-                        loop {
-                            let child_exit = async {
-                                match connection.child.as_mut() {
-                                    Some(child) => child.wait().await.ok(),
-                                    None => std::future::pending().await,
-                                }
-                            };
-                            tokio::select! {
-                                Some(()) = changes.recv() => {
-                                    match list_tools(&name, &peer, &offer).await {
-                                        Ok(tools) => {
-                                            tracing::info!(server = %name, tools = tools.len(), "MCP tools changed");
-                                            slot.live().tools = tools;
-                                            shared.changed();
-                                        }
-                                        Err(why) => tracing::warn!(server = %name, %why, "MCP tools could not be listed again"),
-                                    }
-                                }
-                                () = async {
-                                    tokio::select! {
-                                        _ = ping.tick() => {}
-                                        () = slot.check_now.notified() => {}
-                                    }
-                                } => {
-                                    let request = ClientRequest::PingRequest(PingRequest {
-                                        method: Default::default(),
-                                        extensions: Default::default(),
-                                    });
-                                    let pinged = tokio::time::timeout(Duration::from_secs(10), peer.send_request(request)).await;
-                                    // An error answer is an answer: servers of
-                                    // 2026-07-28 refuse the legacy ping.
-                                    if !matches!(pinged, Ok(Ok(_) | Err(ServiceError::McpError(_)))) {
-                                        token.cancel();
-                                        break "it stopped answering pings".to_owned();
-                                    }
-                                }
-                                status = child_exit => {
-                                    token.cancel();
-                                    break match status {
-                                        Some(status) => format!("it exited ({status})"),
-                                        None => "it exited".to_owned(),
-                                    };
-                                }
-                                _ = &mut waiting => break "its connection ended".to_owned(),
-                                _ = stopped(&mut stop) => {
-                                    token.cancel();
-                                    let _ = (&mut waiting).await;
-                                    if let Some(child) = connection.child.as_mut() {
-                                        connect::end_child(child).await;
-                                    }
-                                    return;
-                                }
-                            }
-                        }
+                        let serving = Serving {
+                            slot: &slot,
+                            shared: &shared,
+                            offer: &offer,
+                            peer: &peer,
+                        };
+                        serving
+                            .serve(session, &mut child, &mut changes, &mut stop)
+                            .await
                     }
                 };
-                if let Some(child) = connection.child.as_mut() {
+                if let Some(child) = child.as_mut() {
                     connect::end_child(child).await;
+                }
+                let Some(why) = ended else {
+                    return;
+                };
+                if child.is_some() {
                     // The stderr reader may still hold the last words.
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
@@ -536,7 +494,7 @@ async fn keep_connected(
                 if started.elapsed() > MAX_BACKOFF {
                     backoff = FIRST_BACKOFF;
                 }
-                connection.stderr.explain(&why)
+                stderr.explain(&why)
             }
         };
         tracing::warn!(server = %name, %why, retry_in_ms = backoff.as_millis() as u64, "MCP server failed");
@@ -555,6 +513,90 @@ async fn keep_connected(
         backoff = (backoff * 2).min(MAX_BACKOFF);
         shared.set(&slot, McpServerState::Starting, None);
     }
+}
+
+/// One running connection of a server, as its task serves it.
+struct Serving<'a> {
+    slot: &'a Slot,
+    shared: &'a Shared,
+    offer: &'a ToolFilter,
+    peer: &'a Peer<RoleClient>,
+}
+
+impl Serving<'_> {
+    /// Serve until the server fails (why) or the servers are told to stop
+    /// (`None`, the session closed): list the tools again when they
+    /// change, ping every [`PING_EVERY`] or when a call lost the transport,
+    /// notice a stdio program's exit.
+    async fn serve(
+        &self,
+        session: connect::Session,
+        child: &mut Option<tokio::process::Child>,
+        changes: &mut mpsc::UnboundedReceiver<()>,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Option<String> {
+        let name = self.slot.config.name.as_str();
+        let token = session.cancellation_token();
+        let waiting = session.waiting();
+        tokio::pin!(waiting);
+        let mut ping = tokio::time::interval(PING_EVERY);
+        ping.reset();
+        loop {
+            let child_exit = async {
+                match child.as_mut() {
+                    Some(child) => child.wait().await.ok(),
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                Some(()) = changes.recv() => {
+                    match list_tools(name, self.peer, self.offer).await {
+                        Ok(tools) => {
+                            tracing::info!(server = %name, tools = tools.len(), "MCP tools changed");
+                            self.slot.live().tools = tools;
+                            self.shared.changed();
+                        }
+                        Err(why) => tracing::warn!(server = %name, %why, "MCP tools could not be listed again"),
+                    }
+                }
+                () = async {
+                    tokio::select! {
+                        _ = ping.tick() => {}
+                        () = self.slot.check_now.notified() => {}
+                    }
+                } => {
+                    if !answers_ping(self.peer).await {
+                        token.cancel();
+                        return Some("it stopped answering pings".to_owned());
+                    }
+                }
+                status = child_exit => {
+                    token.cancel();
+                    return Some(match status {
+                        Some(status) => format!("it exited ({status})"),
+                        None => "it exited".to_owned(),
+                    });
+                }
+                _ = &mut waiting => return Some("its connection ended".to_owned()),
+                _ = stopped(stop) => {
+                    token.cancel();
+                    let _ = (&mut waiting).await;
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+/// Whether the server answers a ping within 10 s. An error answer is an
+/// answer: servers of 2026-07-28 refuse the legacy ping.
+async fn answers_ping(peer: &Peer<RoleClient>) -> bool {
+    let request = ClientRequest::PingRequest(PingRequest {
+        method: Default::default(),
+        extensions: Default::default(),
+    });
+    let pinged = tokio::time::timeout(Duration::from_secs(10), peer.send_request(request)).await;
+    matches!(pinged, Ok(Ok(_) | Err(ServiceError::McpError(_))))
 }
 
 /// On servers of protocol 2026-07-28 and later, which say a tool list
