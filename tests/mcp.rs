@@ -13,7 +13,7 @@ use ocg_tests::fake_llm::{self, Script};
 use ocg_tests::{Install, KillOnDrop, cached, free_port, wait_until};
 use serde_json::{Value, json};
 
-use crate::tools::{call, tool_results, turn};
+use crate::tools::{call, started, tool_results, turn};
 
 /// The Python that has the MCP SDK (`scripts/test.sh` installs it).
 fn python() -> PathBuf {
@@ -32,16 +32,19 @@ fn script(name: &str) -> String {
 /// An installation whose model is `vendor`, with `mcp.json` holding
 /// `servers` (an `mcpServers` object), started.
 fn started_with(vendor: &fake_llm::FakeLlm, servers: Value, settings: &[(&str, &str)]) -> Install {
+    let text = json!({ "mcpServers": servers }).to_string();
+    started_with_file(vendor, &text, settings)
+}
+
+/// An installation whose model is `vendor` and whose `mcp.json` is `text`,
+/// started.
+fn started_with_file(vendor: &fake_llm::FakeLlm, text: &str, settings: &[(&str, &str)]) -> Install {
     let mut install = Install::new().with("OPENAI_BASE_URL", &vendor.base_url);
     for (key, value) in settings {
         install = install.with(key, value);
     }
     std::fs::create_dir_all(install.path("data")).unwrap();
-    std::fs::write(
-        install.path("data/mcp.json"),
-        json!({ "mcpServers": servers }).to_string(),
-    )
-    .unwrap();
+    std::fs::write(install.path("data/mcp.json"), text).unwrap();
     install.ocg(&["start"]).ok();
     install
 }
@@ -267,10 +270,7 @@ fn a_broken_entry_is_reported_while_the_others_run_and_a_broken_file_stops_no_ch
 
     // Not JSON at all: reported, no servers, and chat goes on.
     let vendor = fake_llm::start_openai();
-    let install = Install::new().with("OPENAI_BASE_URL", &vendor.base_url);
-    std::fs::create_dir_all(install.path("data")).unwrap();
-    std::fs::write(install.path("data/mcp.json"), "{\"mcpServers\": [").unwrap();
-    install.ocg(&["start"]).ok();
+    let install = started_with_file(&vendor, "{\"mcpServers\": [", &[]);
     let status = install.ocg(&["status", "--json"]).stdout();
     assert!(status.contains("mcp_config_invalid"), "{status}");
     let events = turn(&install, "web:broken", "hello");
@@ -404,8 +404,7 @@ fn the_reference_everything_server_from_npm_runs_confined_without_the_agents_env
 #[test]
 fn another_mcp_client_uses_ocgs_memory_and_chat_over_stdio_and_the_gateway() {
     let vendor = fake_llm::start_openai();
-    let install = Install::new().with("OPENAI_BASE_URL", &vendor.base_url);
-    install.ocg(&["start"]).ok();
+    let install = started(&vendor);
     let client = |mode: &str, ops: Value, rest: &[&str]| -> Vec<Value> {
         let out = Command::new(python())
             .arg(script("mcp_client.py"))

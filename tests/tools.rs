@@ -37,7 +37,7 @@ pub(crate) fn call(name: &str, arguments: Value) -> (String, Value) {
     (name.to_owned(), arguments)
 }
 
-fn started(vendor: &fake_llm::FakeLlm) -> Install {
+pub(crate) fn started(vendor: &fake_llm::FakeLlm) -> Install {
     let install = Install::new().with("OPENAI_BASE_URL", &vendor.base_url);
     install.ocg(&["start"]).ok();
     install
