@@ -212,18 +212,20 @@ impl ToolPolicy {
 
     /// Whether a tool named `name` in `group` is offered.
     pub fn allows(&self, name: &str, group: ToolGroup) -> bool {
-        let listed = |list: &[String]| list.iter().any(|n| n == name || n == group.name());
-        !listed(&self.deny) && self.allow.as_deref().is_none_or(listed)
+        self.offers(&[name, group.name()])
     }
 
     /// Whether the tool `name` (`<server>__<tool>`) of the MCP server
     /// `server` is offered: by its full name, its server's name or the
     /// group `mcp`.
     pub fn allows_mcp(&self, server: &str, name: &str) -> bool {
-        let listed = |list: &[String]| {
-            list.iter()
-                .any(|n| n == name || n == server || n == ToolGroup::Mcp.name())
-        };
+        self.offers(&[name, server, ToolGroup::Mcp.name()])
+    }
+
+    /// Whether a tool known by any of `names` is offered: none of them
+    /// denied, and one of them allowed (or no allow-list).
+    fn offers(&self, names: &[&str]) -> bool {
+        let listed = |list: &[String]| list.iter().any(|n| names.contains(&n.as_str()));
         !listed(&self.deny) && self.allow.as_deref().is_none_or(listed)
     }
 }
