@@ -1,7 +1,9 @@
 //! Helpers for the integration tests: a private OCG installation per test.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+pub mod fake_discord;
 pub mod fake_llm;
+pub mod fake_slack;
 pub mod fake_telegram;
 pub mod fast_model;
 pub mod irc_server;

@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod agent;
+mod discord;
 mod email;
 mod embedding;
 mod gateway;
@@ -10,6 +11,7 @@ mod matrix;
 mod mcp;
 mod process;
 mod schedule;
+mod slack;
 mod stack;
 mod telegram;
 mod tools;

@@ -206,6 +206,67 @@ pub(crate) fn html_line_breaks(html: &str) -> String {
     out
 }
 
+/// Slack's mrkdwn for the agent's Markdown, by way of the HTML above: its
+/// tags are balanced and its text escaped exactly as Slack wants (`&amp;`,
+/// `&lt;`, `&gt;`), so each tag only has to become its marker.
+pub(crate) fn markdown_to_mrkdwn(markdown: &str) -> String {
+    let html = markdown_to_html(markdown);
+    let mut out = String::with_capacity(html.len());
+    let mut rest = html.as_str();
+    let mut in_pre = false;
+    let mut quote_start = None;
+    while let Some(open) = rest.find('<') {
+        out.push_str(&rest[..open].replace("&quot;", "\""));
+        let Some(close) = rest[open..].find('>').map(|c| open + c) else {
+            rest = &rest[open..];
+            break;
+        };
+        let tag = &rest[open + 1..close];
+        match tag {
+            "b" | "/b" => out.push('*'),
+            "i" | "/i" => out.push('_'),
+            "s" | "/s" => out.push('~'),
+            "code" | "/code" if !in_pre => out.push('`'),
+            "/code" => {}
+            _ if tag.starts_with("code ") => {}
+            "pre" => {
+                in_pre = true;
+                out.push_str("```\n");
+            }
+            "/pre" => {
+                in_pre = false;
+                out.push_str("\n```");
+            }
+            "blockquote" => quote_start = Some(out.len()),
+            "/blockquote" => {
+                if let Some(start) = quote_start.take() {
+                    let quoted: String = out[start..]
+                        .lines()
+                        .map(|line| format!("> {line}"))
+                        .collect::<Vec<_>>()
+                        .join("\n");
+                    out.truncate(start);
+                    out.push_str(&quoted);
+                }
+            }
+            "/a" => out.push('>'),
+            _ => {
+                if let Some(url) = tag
+                    .strip_prefix("a href=\"")
+                    .and_then(|t| t.strip_suffix('"'))
+                {
+                    out.push('<');
+                    out.push_str(&url.replace("&quot;", "%22"));
+                    out.push('|');
+                }
+            }
+        }
+        rest = &rest[close + 1..];
+    }
+    out.push_str(&rest.replace("&quot;", "\""));
+    out
+}
+
 /// The position (in `chars`) of `marker` closing a span opened just before
 /// `from`, with a non-empty, non-space-padded inside.
 fn closing(chars: &[char], from: usize, marker: &[char]) -> Option<usize> {
@@ -325,6 +386,27 @@ fn link(chars: &[char], start: usize) -> Option<Link> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn markdown_becomes_slack_mrkdwn() {
+        assert_eq!(
+            markdown_to_mrkdwn("# Title\n**bold** and *it* and ~~gone~~, `a<b`"),
+            "*Title*\n*bold* and _it_ and ~gone~, `a&lt;b`"
+        );
+        assert_eq!(
+            markdown_to_mrkdwn("see [the docs](https://x.example/?a=1&b=2) \"now\""),
+            "see <https://x.example/?a=1&amp;b=2|the docs> \"now\""
+        );
+        assert_eq!(
+            markdown_to_mrkdwn("```rust\nlet x = a && b;\n```"),
+            "```\nlet x = a &amp;&amp; b;\n```"
+        );
+        assert_eq!(markdown_to_mrkdwn("> one\n> two"), "> one\n> two");
+        assert_eq!(
+            markdown_to_mrkdwn("<@U123> & <!channel>"),
+            "&lt;@U123&gt; &amp; &lt;!channel&gt;"
+        );
+    }
 
     #[test]
     fn inline_markdown_becomes_balanced_html() {

@@ -6,9 +6,11 @@ use ocg_core::Config;
 use ocg_core::config::Secret;
 
 use crate::GatewayError;
+use crate::discord::DiscordConfig;
 use crate::email::EmailConfig;
 use crate::irc::IrcConfig;
 use crate::matrix::MatrixConfig;
+use crate::slack::SlackConfig;
 use crate::telegram::TelegramConfig;
 
 /// Who may post to `/hooks/agent`, and into which sessions.
@@ -40,6 +42,10 @@ pub struct GatewaySettings {
     pub matrix: Option<MatrixConfig>,
     /// The email channel, when `EMAIL_IMAP_SERVER` is set.
     pub email: Option<EmailConfig>,
+    /// The Discord channel, when `DISCORD_BOT_TOKEN` is set.
+    pub discord: Option<DiscordConfig>,
+    /// The Slack channel, when `SLACK_BOT_TOKEN` is set.
+    pub slack: Option<SlackConfig>,
     /// `OCG_PAIRING`: strangers get pairing codes (default) or nothing.
     pub pairing: bool,
     /// Channels whose keys are set but wrong, with the reason (naming the
@@ -67,6 +73,16 @@ impl GatewaySettings {
         let email = or_listed(
             "email",
             EmailConfig::from_config(config),
+            &mut channel_errors,
+        );
+        let discord = or_listed(
+            "discord",
+            DiscordConfig::from_config(config),
+            &mut channel_errors,
+        );
+        let slack = or_listed(
+            "slack",
+            SlackConfig::from_config(config),
             &mut channel_errors,
         );
         let raw = config.raw();
@@ -105,6 +121,8 @@ impl GatewaySettings {
             irc,
             matrix,
             email,
+            discord,
+            slack,
             channel_errors,
         })
     }
@@ -132,6 +150,23 @@ pub(crate) fn is_loopback(host: &str) -> bool {
         || host
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// An `http(s)://` URL a token is sent to: plain `http://` only toward this
+/// machine (a test server), since the token would travel in the clear.
+pub(crate) fn parse_private_url(value: &str) -> Result<String, String> {
+    let url = ocg_core::config::parse_http_url(value.trim())?;
+    let host = reqwest::Url::parse(&url)
+        .map_err(|e| format!("{url:?}: {e}"))?
+        .host_str()
+        .unwrap_or_default()
+        .to_owned();
+    if url.starts_with("http://") && !is_loopback(&host) {
+        return Err(format!(
+            "{url:?} is plain http to another machine: use https:// (the token would travel in the clear)"
+        ));
+    }
+    Ok(url)
 }
 
 /// `host[:port]` (`[v6]:port` too); the port is `None` when not given.

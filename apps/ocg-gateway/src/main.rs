@@ -12,9 +12,11 @@ use ocg_core::config::{Config, Sources};
 use ocg_gateway_lib::access::Pairing;
 use ocg_gateway_lib::channels::{ChannelBridge, MisconfiguredChannel};
 use ocg_gateway_lib::deliveries::DeliveryPump;
+use ocg_gateway_lib::discord::DiscordChannel;
 use ocg_gateway_lib::email::EmailChannel;
 use ocg_gateway_lib::irc::IrcChannel;
 use ocg_gateway_lib::matrix::MatrixChannel;
+use ocg_gateway_lib::slack::SlackChannel;
 use ocg_gateway_lib::telegram::TelegramChannel;
 use ocg_gateway_lib::{GatewaySettings, GatewayState, ROUTES};
 use ocg_process::secrets::{self, TokenSource};
@@ -158,6 +160,18 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 ),
                 None => println!("email: off (no EMAIL_IMAP_SERVER)"),
             }
+            match &settings.discord {
+                Some(discord) => println!("discord: {} allowed", discord.allowed.len()),
+                None => println!("discord: off (no DISCORD_BOT_TOKEN)"),
+            }
+            match &settings.slack {
+                Some(slack) => println!(
+                    "slack: {:?} mode, {} allowed",
+                    slack.mode,
+                    slack.allowed.len()
+                ),
+                None => println!("slack: off (no SLACK_BOT_TOKEN)"),
+            }
             for (name, error) in &settings.channel_errors {
                 println!("{name}: misconfigured: {error}");
             }
@@ -250,6 +264,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if let Some(email) = settings.email {
         let channel = EmailChannel::new(email).map(|c| c.with_pairing(pairing.clone()));
         launch("email", shared(channel));
+    }
+    if let Some(discord) = settings.discord {
+        let channel = DiscordChannel::new(discord).map(|c| c.with_pairing(pairing.clone()));
+        launch("discord", shared(channel));
+    }
+    if let Some(slack) = settings.slack {
+        let channel = SlackChannel::new(slack).map(|c| c.with_pairing(pairing.clone()));
+        launch("slack", shared(channel));
     }
     for channel in running.iter().chain(&failed) {
         state = state.with_channel(channel.clone());

@@ -314,6 +314,46 @@ pub const KEYS: &[KeySpec] = &[
         "comma-separated Matrix user ids (@*:server for a whole server) or room ids answered",
     ),
     key(
+        "DISCORD_BOT_TOKEN",
+        None,
+        "Discord bot token (the Bot page of your application)",
+    ),
+    key(
+        "DISCORD_ALLOWED",
+        None,
+        "comma-separated Discord user ids, channel:<id> or guild:<id> answered",
+    ),
+    key(
+        "DISCORD_API_URL",
+        Some("https://discord.com/api"),
+        "Discord REST API base, without the version",
+    ),
+    key(
+        "SLACK_BOT_TOKEN",
+        None,
+        "Slack bot token (xoxb-…) for the Web API",
+    ),
+    key(
+        "SLACK_APP_TOKEN",
+        None,
+        "Slack app-level token (xapp-…, connections:write): Socket Mode",
+    ),
+    key(
+        "SLACK_SIGNING_SECRET",
+        None,
+        "Slack signing secret: the Events API over HTTP instead of Socket Mode",
+    ),
+    key(
+        "SLACK_ALLOWED",
+        None,
+        "comma-separated Slack user ids (U…) or channel ids (C…, G…, D…) answered",
+    ),
+    key(
+        "SLACK_API_URL",
+        Some("https://slack.com/api"),
+        "Slack Web API base",
+    ),
+    key(
         "EMAIL_IMAP_SERVER",
         None,
         "IMAP server as host:port (993 with EMAIL_TLS) for the email channel",

@@ -124,20 +124,8 @@ impl MatrixConfig {
     /// its key.
     pub fn from_config(config: &Config) -> std::result::Result<Option<Self>, GatewayError> {
         let raw = config.raw();
-        let Some(homeserver) = raw.parse("MATRIX_HOMESERVER", |v| {
-            let url = ocg_core::config::parse_http_url(v.trim())?;
-            let host = reqwest::Url::parse(&url)
-                .map_err(|e| format!("{url:?}: {e}"))?
-                .host_str()
-                .unwrap_or_default()
-                .to_owned();
-            if url.starts_with("http://") && !crate::settings::is_loopback(&host) {
-                return Err(format!(
-                    "{url:?} is plain http to another machine: use https:// (the access token would travel in the clear)"
-                ));
-            }
-            Ok(url)
-        })?
+        let Some(homeserver) =
+            raw.parse("MATRIX_HOMESERVER", crate::settings::parse_private_url)?
         else {
             return Ok(None);
         };
