@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Matrix and email channel benchmark (see bench/channels/src/main.rs).
-# Prints a table per channel; `bench/channels.sh matrix` or `email` runs one.
+# Matrix, email, Discord and Slack channel benchmark (see bench/channels/src/main.rs).
+# Prints a table per channel; `bench/channels.sh matrix`, `email`, `discord` or `slack` runs one.
 # The release binaries are copied to a temporary directory first, so a build
 # in a shared target directory cannot swap them during the run.
 set -euo pipefail

@@ -1,6 +1,6 @@
-//! Run with: bench/channels.sh [matrix|email]   (builds release binaries)
+//! Run with: bench/channels.sh [matrix|email|discord|slack]   (builds release binaries)
 //!
-//! Chat turns through the Matrix and the email channel against the same
+//! Chat turns through the Matrix, email, Discord and Slack channels against the same
 //! turns sent to the same gateway and agent through the OpenAI-compatible
 //! API (the baseline: the same agent turn without the channel), in the same
 //! run:
@@ -10,6 +10,10 @@
 //! - Email: a person's SMTP submission → aiosmtpd → Maildir → Dovecot →
 //!   gateway (IMAP IDLE, journal) → agent → fake LLM → SMTP → aiosmtpd →
 //!   the person's Maildir.
+//! - Discord and Slack: the fakes of the test tree (`tests/fake_discord.rs`,
+//!   `tests/fake_slack.rs`) → gateway (Gateway WebSocket or Socket Mode,
+//!   journal) → agent → fake LLM → the fake's REST or Web API. No platform
+//!   latency is in it: what is measured is the channel's own cost.
 //!
 //! Throughput: 50 people with 2 messages each, all sent at once (the
 //! baseline: 50 concurrent API clients with 2 turns each). Latency: one
@@ -25,6 +29,7 @@ use ocg_tests::bench::{
 use ocg_tests::fake_llm;
 use ocg_tests::mail_server::MailServers;
 use ocg_tests::matrix_server::{Person, Synapse};
+use ocg_tests::{fake_discord, fake_slack};
 
 const TOKEN: &str = "benchmark-token-0123456789abcdef";
 const PEOPLE: usize = 50;
@@ -244,6 +249,112 @@ async fn email(bin: &Path, llm: &str) {
     );
 }
 
+/// Turns through a fake platform: `push(person, text)` sends a message of
+/// person `p`, `replies(p)` are the texts sent back to them so far.
+async fn through_fake(
+    stack: &BenchStack,
+    name: &str,
+    path: &str,
+    push: impl Fn(usize, &str),
+    replies: impl Fn(usize) -> Vec<String>,
+) {
+    let solo = PEOPLE;
+    let turn = |n: usize, text: &str| {
+        let start = Instant::now();
+        push(solo, text);
+        wait(Duration::from_secs(60), Duration::from_micros(200), || {
+            replies(solo).len() > n
+        });
+        assert_eq!(replies(solo)[n], format!("echo: {text}"));
+        start.elapsed().as_secs_f64() * 1000.0
+    };
+    for n in 0..5 {
+        turn(n, &format!("w{n}"));
+    }
+    let channel: Vec<f64> = (0..SEQUENTIAL)
+        .map(|n| turn(5 + n, &format!("seq-{n}")))
+        .collect();
+    let direct = baseline(stack).await;
+    let start = Instant::now();
+    for n in 0..PER_PERSON {
+        for p in 0..PEOPLE {
+            push(p, &format!("p{p}-{n}"));
+        }
+    }
+    for p in 0..PEOPLE {
+        wait(Duration::from_secs(600), Duration::from_millis(1), || {
+            replies(p).len() >= PER_PERSON
+        });
+    }
+    let rate = (PEOPLE * PER_PERSON) as f64 / start.elapsed().as_secs_f64();
+    for p in 0..PEOPLE {
+        let expected: Vec<String> = (0..PER_PERSON).map(|n| format!("echo: p{p}-{n}")).collect();
+        assert_eq!(replies(p), expected, "p{p} answered in order, once each");
+    }
+    stack.ocg(&["stop"]);
+    print_channel_table(
+        (name, path),
+        (&format!("{PEOPLE} people × {PER_PERSON}"), SEQUENTIAL),
+        direct,
+        Measured {
+            latency_ms: channel,
+            rate,
+        },
+    );
+}
+
+async fn discord(bin: &Path, llm: &str) {
+    const TOKEN_D: &str = "MTEyMjMzNDQ1NTY2Nzc4ODk5.GxYzAb.bench-discord_token";
+    let fake = fake_discord::start(TOKEN_D);
+    let user = |p: usize| format!("{}", 300_000_000_000_000_000u64 + p as u64);
+    let allowed: Vec<String> = (0..=PEOPLE).map(user).collect();
+    let stack = BenchStack::new(bin, llm, TOKEN)
+        .with("DISCORD_BOT_TOKEN", TOKEN_D)
+        .with("DISCORD_API_URL", &fake.url)
+        .with("DISCORD_ALLOWED", &allowed.join(","));
+    stack.ocg(&["start"]);
+    wait(Duration::from_secs(60), Duration::from_millis(20), || {
+        fake.connected()
+    });
+    through_fake(
+        &stack,
+        "Discord",
+        "fake Gateway → gateway → agent → fake LLM → fake REST",
+        |p, text| {
+            fake.push_dm(&user(p), text);
+        },
+        |p| fake.texts_to(&fake_discord::dm_channel(&user(p))),
+    )
+    .await;
+}
+
+async fn slack(bin: &Path, llm: &str) {
+    const BOT_TOKEN: &str = "xoxb-1111-2222-benchbottoken";
+    const APP_TOKEN: &str = "xapp-1-A0001-3333-benchapptoken";
+    let fake = fake_slack::start(BOT_TOKEN, APP_TOKEN);
+    let user = |p: usize| format!("UBENCH{p:04}");
+    let allowed: Vec<String> = (0..=PEOPLE).map(user).collect();
+    let stack = BenchStack::new(bin, llm, TOKEN)
+        .with("SLACK_BOT_TOKEN", BOT_TOKEN)
+        .with("SLACK_APP_TOKEN", APP_TOKEN)
+        .with("SLACK_API_URL", &fake.url)
+        .with("SLACK_ALLOWED", &allowed.join(","));
+    stack.ocg(&["start"]);
+    wait(Duration::from_secs(60), Duration::from_millis(20), || {
+        fake.connected()
+    });
+    through_fake(
+        &stack,
+        "Slack",
+        "fake Socket Mode → gateway → agent → fake LLM → fake Web API",
+        |p, text| {
+            fake.push_dm(&user(p), text);
+        },
+        |p| fake.texts_to(&fake_slack::dm_channel(&user(p))),
+    )
+    .await;
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
@@ -255,6 +366,12 @@ async fn main() -> anyhow::Result<()> {
     }
     if which.as_deref().is_none_or(|w| w == "email") {
         email(&bin, &llm.base_url).await;
+    }
+    if which.as_deref().is_none_or(|w| w == "discord") {
+        discord(&bin, &llm.base_url).await;
+    }
+    if which.as_deref().is_none_or(|w| w == "slack") {
+        slack(&bin, &llm.base_url).await;
     }
     Ok(())
 }

@@ -262,7 +262,7 @@ pub struct SlackChannel {
     identity: Mutex<Option<Identity>>,
     /// Events API requests recorded, for the running `run` to dispatch.
     pushed: Mutex<Option<mpsc::UnboundedSender<Taken>>>,
-    /// The latest message of each conversation, to react to while working.
+    /// The latest message of each conversation not reacted to yet.
     latest: Mutex<HashMap<String, String>>,
     /// The message of each conversation that carries the reaction now.
     reacted: Mutex<HashMap<String, String>>,
@@ -734,13 +734,12 @@ impl Channel for SlackChannel {
 
     async fn typing(&self, target: &ChatTarget) -> Result<()> {
         let key = conversation(target);
-        let Some(ts) = lock(&self.latest).get(&key).cloned() else {
+        // Taken out: one reaction per message, and the map stays small.
+        let Some(ts) = lock(&self.latest).remove(&key) else {
             return Ok(());
         };
-        let before = lock(&self.reacted).insert(key, ts.clone());
-        if before.as_deref() != Some(ts.as_str()) {
-            self.react(true, &target.chat_id, &ts).await;
-        }
+        lock(&self.reacted).insert(key, ts.clone());
+        self.react(true, &target.chat_id, &ts).await;
         Ok(())
     }
 

@@ -106,9 +106,12 @@ impl SlackChannel {
                             "Slack turned Socket Mode off for this app (link_disabled)".into(),
                         ));
                     }
+                    // A refresh reconnects at once; too many sockets of
+                    // this app (ten at most) waits the backoff.
+                    let wait = (reason != "too_many_websockets").then_some(Duration::ZERO);
                     return Ended::Lost {
                         why: format!("Slack asked to reconnect ({reason})"),
-                        wait: Some(Duration::ZERO),
+                        wait,
                     };
                 }
                 _ => {
