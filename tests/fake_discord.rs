@@ -71,6 +71,8 @@ struct Shared {
     early: Mutex<u32>,
     /// Thread id → parent channel id.
     threads: Mutex<HashMap<String, String>>,
+    /// Message ids by nonce, for `enforce_nonce`.
+    nonces: Mutex<HashMap<String, String>>,
 }
 
 /// A running fake Discord.
@@ -354,6 +356,15 @@ async fn create_message(
         )
             .into_response();
     }
+    // With `enforce_nonce`, a nonce seen before returns that message again.
+    let nonce = body["nonce"].as_str().map(str::to_owned);
+    if body["enforce_nonce"] == true
+        && let Some(id) = nonce
+            .as_ref()
+            .and_then(|n| shared.nonces.lock().unwrap().get(n).cloned())
+    {
+        return axum::Json(json!({"id": id, "channel_id": id})).into_response();
+    }
     let content = body["content"].as_str().unwrap_or_default().to_owned();
     if content.is_empty() || content.chars().count() > 2000 {
         return error(
@@ -367,6 +378,13 @@ async fn create_message(
         *next += 1;
         (1_200_000_000_000_000_000 + *next).to_string()
     };
+    if let Some(nonce) = nonce {
+        shared
+            .nonces
+            .lock()
+            .unwrap()
+            .insert(nonce, message_id.clone());
+    }
     shared.sent.lock().unwrap().push(Sent {
         channel: id.clone(),
         content: content.clone(),

@@ -55,6 +55,8 @@ struct Shared {
     early: Mutex<u32>,
     /// The last envelope sent on any connection.
     last_envelope: Mutex<Option<Value>>,
+    /// Refuse the next WebSocket upgrades (403), this many.
+    refuse_upgrades: Mutex<u32>,
 }
 
 /// A running fake Slack.
@@ -166,6 +168,12 @@ impl FakeSlack {
                 let _ = live.send(Control::Envelope(envelope));
             }
         }
+    }
+
+    /// Answer the next `times` WebSocket upgrades with 403 (an expired
+    /// ticket).
+    pub fn refuse_upgrades(&self, times: u32) {
+        *self.shared.refuse_upgrades.lock().unwrap() = times;
     }
 
     /// Send a `disconnect` with `reason`, then close.
@@ -369,6 +377,13 @@ async fn method(
 }
 
 async fn link(State(shared): State<Arc<Shared>>, upgrade: WebSocketUpgrade) -> Response {
+    {
+        let mut refuse = shared.refuse_upgrades.lock().unwrap();
+        if *refuse > 0 {
+            *refuse -= 1;
+            return StatusCode::FORBIDDEN.into_response();
+        }
+    }
     upgrade.on_upgrade(move |socket| connection(shared, socket))
 }
 

@@ -256,7 +256,8 @@ pub(crate) fn markdown_to_mrkdwn(markdown: &str) -> String {
                     .and_then(|t| t.strip_suffix('"'))
                 {
                     out.push('<');
-                    out.push_str(&url.replace("&quot;", "%22"));
+                    // `|` would end the link's address in mrkdwn.
+                    out.push_str(&url.replace("&quot;", "%22").replace('|', "%7C"));
                     out.push('|');
                 }
             }
@@ -402,6 +403,10 @@ mod tests {
             "```\nlet x = a &amp;&amp; b;\n```"
         );
         assert_eq!(markdown_to_mrkdwn("> one\n> two"), "> one\n> two");
+        assert_eq!(
+            markdown_to_mrkdwn("[x](https://a.example/?q=a|b)"),
+            "<https://a.example/?q=a%7Cb|x>"
+        );
         assert_eq!(
             markdown_to_mrkdwn("<@U123> & <!channel>"),
             "&lt;@U123&gt; &amp; &lt;!channel&gt;"

@@ -4,10 +4,12 @@
 
 use std::time::Duration;
 
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use ocg_core::{Error, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use tokio::time::Instant;
+use tokio::time::{Instant, MissedTickBehavior};
 
 use super::{DiscordChannel, INTENTS};
 use crate::dispatch::Dispatcher;
@@ -69,7 +71,7 @@ fn close_code(code: Option<u16>) -> std::result::Result<bool, String> {
             "Discord refused DISCORD_BOT_TOKEN (close 4004): copy the token from the Bot page of your application".into(),
         ),
         Some(4014) => Err(
-            "Discord refused the message content intent (close 4014): turn on MESSAGE CONTENT INTENT on the Bot page of your application".into(),
+            "Discord refused the intents the channel asked for (close 4014: disallowed intents)".into(),
         ),
         Some(code @ (4010..=4013)) => Err(format!(
             "Discord refused the connection's settings (close {code})"
@@ -170,17 +172,24 @@ impl DiscordChannel {
         }
         let first = interval.mul_f64(jitter());
         let mut beat = tokio::time::interval_at(Instant::now() + first, interval);
+        // A late tick is not followed by a burst of them (which would read
+        // the first one's missing acknowledgement as a dead connection).
+        beat.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut acked = true;
-        loop {
+        // Refusals (pairing codes) run beside the loop, which keeps reading
+        // and beating while they wait out a rate limit.
+        let mut refusals = FuturesUnordered::new();
+        let ended = loop {
             let incoming = tokio::select! {
+                Some(()) = refusals.next(), if !refusals.is_empty() => continue,
                 _ = beat.tick() => {
                     if !acked {
                         socket.close(RESUMABLE_CLOSE).await;
-                        return Ended::lost("no heartbeat acknowledgement: the connection is dead");
+                        break Ended::lost("no heartbeat acknowledgement: the connection is dead");
                     }
                     acked = false;
                     if let Err(e) = socket.send(json!({"op": 1, "d": seq}).to_string()).await {
-                        return Ended::lost(e);
+                        break Ended::lost(e);
                     }
                     continue;
                 }
@@ -188,7 +197,7 @@ impl DiscordChannel {
             };
             let text = match incoming {
                 Incoming::Text(text) => text,
-                Incoming::Closed(code, reason) => return self.closed(code, &reason, resume),
+                Incoming::Closed(code, reason) => break self.closed(code, &reason, resume),
             };
             let Ok(payload) = serde_json::from_str::<Payload>(&text) else {
                 continue;
@@ -200,20 +209,19 @@ impl DiscordChannel {
                 }
             }
             match payload.op {
-                0 => {
-                    if let Err(ended) = self.dispatch_event(payload, seq, resume, dispatcher).await
-                    {
-                        return ended;
-                    }
-                }
+                0 => match self.dispatch_event(payload, seq, resume, dispatcher).await {
+                    Ok(Some(stranger)) => refusals.push(self.refuse(stranger)),
+                    Ok(None) => {}
+                    Err(ended) => break ended,
+                },
                 1 => {
                     if let Err(e) = socket.send(json!({"op": 1, "d": seq}).to_string()).await {
-                        return Ended::lost(e);
+                        break Ended::lost(e);
                     }
                 }
                 7 => {
                     socket.close(RESUMABLE_CLOSE).await;
-                    return Ended::Lost {
+                    break Ended::Lost {
                         why: "Discord asked to reconnect (op 7)".into(),
                         wait: Some(Duration::ZERO),
                     };
@@ -224,7 +232,7 @@ impl DiscordChannel {
                     }
                     socket.close(RESUMABLE_CLOSE).await;
                     // Discord asks for a wait of one to five seconds.
-                    return Ended::Lost {
+                    break Ended::Lost {
                         why: "Discord invalidated the session (op 9)".into(),
                         wait: Some(Duration::from_secs(1).mul_f64(1.0 + 4.0 * jitter())),
                     };
@@ -233,17 +241,23 @@ impl DiscordChannel {
                 _ => {}
             }
             dispatcher.reap();
-        }
+        };
+        // A code being sent is given a moment to go out.
+        let _ = tokio::time::timeout(Duration::from_secs(5), async {
+            while refusals.next().await.is_some() {}
+        })
+        .await;
+        ended
     }
 
-    /// An event (op 0).
+    /// An event (op 0); a stranger's message to refuse.
     async fn dispatch_event(
         &self,
         payload: Payload,
         seq: Option<u64>,
         resume: &mut Option<Resume>,
         dispatcher: &mut Dispatcher,
-    ) -> std::result::Result<(), Ended> {
+    ) -> std::result::Result<Option<super::Stranger>, Ended> {
         match payload.t.as_deref() {
             Some("READY") => {
                 let text = |key: &str| payload.d.get(key)?.as_str().map(str::to_owned);
@@ -269,16 +283,19 @@ impl DiscordChannel {
             }
             Some("MESSAGE_CREATE") => {
                 let cursor = resume.as_ref().map(Resume::cursor);
-                if let Err(e) = self.take(&payload.d, cursor, dispatcher).await {
-                    // Not recorded: resuming from the last recorded
-                    // sequence brings it again.
-                    *resume = self.journal.cursor().and_then(|c| Resume::from_cursor(&c));
-                    return Err(Ended::lost(format!("journal: {e}")));
-                }
+                return self
+                    .take(&payload.d, cursor, dispatcher)
+                    .await
+                    .map_err(|e| {
+                        // Not recorded: resuming from the last recorded
+                        // sequence brings it again.
+                        *resume = self.journal.cursor().and_then(|c| Resume::from_cursor(&c));
+                        Ended::lost(format!("journal: {e}"))
+                    });
             }
             _ => {}
         }
-        Ok(())
+        Ok(None)
     }
 
     fn closed(&self, code: Option<u16>, reason: &str, resume: &mut Option<Resume>) -> Ended {
@@ -321,11 +338,7 @@ mod tests {
                 .unwrap_err()
                 .contains("DISCORD_BOT_TOKEN")
         );
-        assert!(
-            close_code(Some(4014))
-                .unwrap_err()
-                .contains("MESSAGE CONTENT")
-        );
+        assert!(close_code(Some(4014)).unwrap_err().contains("intents"));
         assert!(close_code(Some(4013)).is_err());
         assert_eq!(close_code(Some(4009)), Ok(false));
         assert_eq!(close_code(Some(4000)), Ok(true));

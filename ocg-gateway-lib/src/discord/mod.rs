@@ -52,10 +52,15 @@ use rest::{ApiFailure, Rest};
 
 /// Discord's limit on a message's content, in characters.
 pub const MESSAGE_LIMIT: usize = 2000;
-/// The Gateway intents: guild messages (1 << 9), direct messages (1 << 12)
-/// and message content (1 << 15, a privileged intent to enable in the
-/// Developer Portal).
-pub const INTENTS: u64 = (1 << 9) | (1 << 12) | (1 << 15);
+/// The Gateway intents: guild messages (1 << 9) and direct messages
+/// (1 << 12). Not the privileged message content intent: Discord sends the
+/// content of direct messages and of messages that mention the bot without
+/// it, and those are the only ones answered.
+pub const INTENTS: u64 = (1 << 9) | (1 << 12);
+/// How long the lookup of a thread's channel may hold the Gateway loop.
+const PARENT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Sends of one piece of a reply before it is given up.
+const PIECE_ATTEMPTS: u32 = 6;
 /// The default API base (the version is added to it).
 pub const DEFAULT_API_URL: &str = "https://discord.com/api";
 
@@ -186,6 +191,13 @@ struct DcReference {
     message_id: Option<String>,
 }
 
+/// A message from a sender not allowed, refused after it is recorded.
+#[derive(Debug)]
+pub(crate) struct Stranger {
+    message: DcMessage,
+    direct: bool,
+}
+
 /// Where a message came from, kept with it in the journal so the
 /// allow-list can be asked again when it is replayed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -209,6 +221,8 @@ pub struct DiscordChannel {
     bot_id: Mutex<Option<String>>,
     /// The parent channel of each thread seen (`None`: not a thread).
     parents: Mutex<HashMap<String, Option<String>>>,
+    /// Numbers the nonces of sent messages.
+    nonces: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for DiscordChannel {
@@ -241,6 +255,7 @@ impl DiscordChannel {
             refused: Refusals::default(),
             bot_id: Mutex::default(),
             parents: Mutex::default(),
+            nonces: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -278,31 +293,41 @@ impl DiscordChannel {
         if let Some(known) = lock(&self.parents).get(channel) {
             return known.clone();
         }
-        match self.rest.parent(channel).await {
-            Ok(parent) => {
+        // Bounded: the Gateway loop waits for it.
+        match tokio::time::timeout(PARENT_TIMEOUT, self.rest.parent(channel)).await {
+            Ok(Ok(parent)) => {
                 lock(&self.parents).insert(channel.to_owned(), parent.clone());
                 parent
             }
-            Err(e) => {
+            Ok(Err(e)) => {
                 self.failed("looking up a thread's channel", &e);
+                None
+            }
+            Err(_) => {
+                tracing::warn!(
+                    channel = "discord",
+                    "looking up a thread's channel took over {PARENT_TIMEOUT:?}"
+                );
                 None
             }
         }
     }
 
     /// Take one `MESSAGE_CREATE`: record it (with `cursor`, the session to
-    /// resume) and queue it when it is to be answered.
+    /// resume) and queue it when it is to be answered. A stranger's message
+    /// is returned, to be refused off the Gateway loop (sending a pairing
+    /// code may wait out a rate limit; heartbeats may not).
     async fn take(
         &self,
         event: &Value,
         cursor: Option<String>,
         dispatcher: &mut Dispatcher,
-    ) -> std::io::Result<()> {
+    ) -> std::io::Result<Option<Stranger>> {
         let Ok(message) = serde_json::from_value::<DcMessage>(event.clone()) else {
-            return Ok(());
+            return Ok(None);
         };
         let Some(bot) = self.bot_id() else {
-            return Ok(());
+            return Ok(None);
         };
         if self.journal.seen(&message.id)
             || message.author.bot
@@ -310,11 +335,11 @@ impl DiscordChannel {
             // Only ordinary messages and replies; not joins, pins, …
             || !matches!(message.kind, 0 | 19)
         {
-            return Ok(());
+            return Ok(None);
         }
         let direct = message.guild_id.is_none();
         if !direct && !message.mentions.iter().any(|u| u.id == bot) {
-            return Ok(());
+            return Ok(None);
         }
         let origin = Origin {
             sender: message.author.id.clone(),
@@ -340,15 +365,13 @@ impl DiscordChannel {
                 dispatcher.dispatch(key, message);
             }
         }
-        if !allowed {
-            self.refuse(&message, direct).await;
-        }
-        Ok(())
+        Ok((!allowed).then_some(Stranger { message, direct }))
     }
 
     /// A stranger: a pairing code in a direct message, else one log line
     /// per sender (never their text).
-    async fn refuse(&self, message: &DcMessage, direct: bool) {
+    async fn refuse(&self, stranger: Stranger) {
+        let Stranger { message, direct } = stranger;
         let user = &message.author;
         if let (true, Some(pairing)) = (direct, &self.pairing) {
             let name = user.username.as_deref().unwrap_or("someone");
@@ -375,6 +398,38 @@ impl DiscordChannel {
                 user.id
             );
         }
+    }
+
+    /// Post one piece, retrying what is transient with the same nonce, so
+    /// a retry after a lost answer is not posted twice.
+    async fn post_piece(
+        &self,
+        channel: &str,
+        piece: &str,
+        reply_to: Option<&str>,
+    ) -> std::result::Result<String, ApiFailure> {
+        let nonce = self.next_nonce();
+        let (mut wait, max) = self.config.backoff;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.rest.post(channel, piece, reply_to, &nonce).await {
+                Err(e) if e.is_transient() && attempt < PIECE_ATTEMPTS => {
+                    tracing::warn!(channel = "discord", "sending, retrying: {e}");
+                    tokio::time::sleep(e.retry_after().unwrap_or(wait)).await;
+                    wait = (wait * 2).min(max);
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// A message nonce (at most 25 characters), unique across restarts.
+    fn next_nonce(&self) -> String {
+        let n = self
+            .nonces
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        format!("{}{n:05}", crate::status::now_ms() % 1_000_000_000_000)
     }
 
     fn failed(&self, what: &str, error: &ApiFailure) {
@@ -511,13 +566,19 @@ impl Channel for DiscordChannel {
         for (n, piece) in pieces.iter().enumerate() {
             let reply_to = message.reply_to.as_deref().filter(|_| n == 0);
             match self
-                .rest
-                .post(&message.target.chat_id, piece, reply_to)
+                .post_piece(&message.target.chat_id, piece, reply_to)
                 .await
             {
                 Ok(id) => ids.push(id),
                 Err(e) => {
                     self.failed("sending", &e);
+                    if n > 0 {
+                        // Not to be sent again whole: the first pieces are posted.
+                        return Err(Error::Remote {
+                            code: "discord_partial".into(),
+                            message: format!("{n} of {} pieces sent, then: {e}", pieces.len()),
+                        });
+                    }
                     return Err(core_error(e));
                 }
             }

@@ -244,14 +244,21 @@ impl Rest {
 
     /// Post `content` in `channel`, as a reply to `reply_to`; its id. No
     /// mention in it pings anyone: the model's text must not call
-    /// `@everyone`.
+    /// `@everyone`. Discord posts a `nonce` once: a retry with the same one
+    /// (after a lost answer) returns the message already posted.
     pub(crate) async fn post(
         &self,
         channel: &str,
         content: &str,
         reply_to: Option<&str>,
+        nonce: &str,
     ) -> Result<String, ApiFailure> {
-        let mut body = json!({"content": content, "allowed_mentions": {"parse": []}});
+        let mut body = json!({
+            "content": content,
+            "allowed_mentions": {"parse": []},
+            "nonce": nonce,
+            "enforce_nonce": true,
+        });
         if let Some(id) = reply_to {
             body["message_reference"] = json!({"message_id": id, "fail_if_not_exists": false});
         }

@@ -38,6 +38,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use hmac::{Hmac, Mac};
 use ocg_core::config::{Config, Secret};
 use ocg_core::{
@@ -64,6 +66,8 @@ const PIECE_LIMIT: usize = 2_800;
 const SECTION_LIMIT: usize = 3_000;
 /// How old a signed request may be.
 pub const REPLAY_WINDOW_SECS: u64 = 300;
+/// Sends of one piece of a reply before it is given up.
+const PIECE_ATTEMPTS: u32 = 6;
 /// The reaction that stands for "typing".
 const WORKING_REACTION: &str = "eyes";
 /// The default Web API base.
@@ -400,11 +404,20 @@ impl SlackChannel {
         })
     }
 
-    /// Do what a recorded event calls for.
-    async fn act(&self, taken: Taken, dispatcher: &mut Dispatcher) {
+    /// Do what a recorded event calls for; a stranger's refusal is left to
+    /// `refusals`, which run beside the loop (a pairing code may wait out a
+    /// rate limit; acknowledgements may not).
+    fn act<'a>(
+        &'a self,
+        taken: Taken,
+        dispatcher: &mut Dispatcher,
+        refusals: &mut FuturesUnordered<futures_util::future::BoxFuture<'a, ()>>,
+    ) {
         match taken {
             Taken::Answer(key, message) => dispatcher.dispatch(key, message),
-            Taken::Stranger(received, direct) => self.refuse(&received, direct).await,
+            Taken::Stranger(received, direct) => refusals.push(Box::pin(async move {
+                self.refuse(&received, direct).await;
+            })),
             Taken::Nothing => {}
         }
     }
@@ -445,9 +458,11 @@ impl SlackChannel {
 
     /// Events API mode: check the bot token, then dispatch what the
     /// webhook records.
-    async fn receive_events(&self, dispatcher: &mut Dispatcher) -> Result<()> {
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        *lock(&self.pushed) = Some(tx);
+    async fn receive_events(
+        &self,
+        mut pushed: mpsc::UnboundedReceiver<Taken>,
+        dispatcher: &mut Dispatcher,
+    ) -> Result<()> {
         let mut reconnect = Reconnect::new("slack", self.config.backoff);
         while let Err(ended) = self.identify().await {
             reconnect.after(&self.board, ended, false).await?;
@@ -457,11 +472,38 @@ impl SlackChannel {
             channel = "slack",
             "taking events at /channels/slack/webhook"
         );
-        while let Some(taken) = rx.recv().await {
-            self.act(taken, dispatcher).await;
+        let mut refusals = FuturesUnordered::new();
+        loop {
+            tokio::select! {
+                Some(()) = refusals.next(), if !refusals.is_empty() => {}
+                taken = pushed.recv() => match taken {
+                    Some(taken) => self.act(taken, dispatcher, &mut refusals),
+                    None => return Ok(()),
+                },
+            }
             dispatcher.reap();
         }
-        Ok(())
+    }
+
+    /// Post one piece, retrying what is transient.
+    async fn post_piece(&self, body: Value) -> std::result::Result<String, ApiFailure> {
+        let (mut wait, max) = self.config.backoff;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self
+                .api
+                .post_message(&self.config.bot_token, body.clone())
+                .await
+            {
+                Err(e) if e.is_transient() && attempt < PIECE_ATTEMPTS => {
+                    tracing::warn!(channel = "slack", "chat.postMessage, retrying: {e}");
+                    tokio::time::sleep(e.retry_after().unwrap_or(wait)).await;
+                    wait = (wait * 2).min(max);
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Add or remove the working reaction; a missing scope turns it off.
@@ -690,6 +732,10 @@ impl Channel for SlackChannel {
         self.board.set_state(ChannelState::Connecting);
         let mut dispatcher =
             Dispatcher::new("slack", handler, self.journal.clone(), self.board.clone());
+        // Before the replay: an event the webhook records meanwhile is not
+        // left behind.
+        let (tx, pushed) = mpsc::unbounded_channel();
+        *lock(&self.pushed) = Some(tx);
         // Asked again: the allow-list may have changed since.
         dispatcher
             .replay(|record| {
@@ -699,8 +745,12 @@ impl Channel for SlackChannel {
             })
             .await;
         let result = match &self.config.mode {
-            SlackMode::Socket { app_token } => self.socket_loop(app_token, &mut dispatcher).await,
-            SlackMode::Events { .. } => self.receive_events(&mut dispatcher).await,
+            SlackMode::Socket { app_token } => {
+                drop(pushed);
+                lock(&self.pushed).take();
+                self.socket_loop(app_token, &mut dispatcher).await
+            }
+            SlackMode::Events { .. } => self.receive_events(pushed, &mut dispatcher).await,
         };
         lock(&self.pushed).take();
         self.board.set_state(ChannelState::Stopped);
@@ -713,12 +763,19 @@ impl Channel for SlackChannel {
             return Err(Error::InvalidInput("empty message".into()));
         }
         let mut ids = Vec::with_capacity(pieces.len());
-        for piece in &pieces {
+        for (n, piece) in pieces.iter().enumerate() {
             let body = post_body(&message.target, piece, message.format);
-            match self.api.post_message(&self.config.bot_token, body).await {
+            match self.post_piece(body).await {
                 Ok(ts) => ids.push(ts),
                 Err(e) => {
                     self.failed("chat.postMessage", &e);
+                    if n > 0 {
+                        // Not to be sent again whole: the first pieces are posted.
+                        return Err(Error::Remote {
+                            code: "slack_partial".into(),
+                            message: format!("{n} of {} pieces sent, then: {e}", pieces.len()),
+                        });
+                    }
                     return Err(core_error(e));
                 }
             }
@@ -765,10 +822,6 @@ impl Channel for SlackChannel {
             );
             return Ok(refuse(401, "unauthorized", why));
         }
-        if self.identify().await.is_err() {
-            // Slack retries: the event comes again once the bot is known.
-            return Ok(refuse(503, "not_ready", "the bot token is not checked yet"));
-        }
         let Ok(payload) = serde_json::from_slice::<Value>(&request.body) else {
             return Ok(refuse(400, "invalid_json", "the body is not JSON"));
         };
@@ -776,6 +829,11 @@ impl Channel for SlackChannel {
             Some("url_verification") => {
                 let challenge = payload.get("challenge").cloned().unwrap_or_default();
                 Ok(answer(200, json!({"challenge": challenge})))
+            }
+            // Slack retries: the event comes again once the bot is known
+            // (`run` asks `auth.test` at start; nothing here waits on it).
+            Some("event_callback") if lock(&self.identity).is_none() => {
+                Ok(refuse(503, "not_ready", "the bot token is not checked yet"))
             }
             Some("event_callback") => match self.take(&payload).await {
                 Ok(taken) => {

@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use ocg_core::config::Secret;
 use ocg_core::{ChannelState, Error, Result};
 use serde_json::{Value, json};
@@ -43,7 +45,7 @@ impl SlackChannel {
         }
         let url = match self.api.open_connection(app_token).await {
             Ok(url) => url,
-            Err(e) if e.is_unauthorized() => {
+            Err(e) if e.is_unauthorized() || e.is_missing_scope() => {
                 return Ended::Fatal(Error::InvalidInput(format!(
                     "Slack refused SLACK_APP_TOKEN ({e}): create an app-level token with connections:write under Basic Information, and turn Socket Mode on"
                 )));
@@ -60,14 +62,18 @@ impl SlackChannel {
             Err(e) => return Ended::lost(e),
         };
         let mut ping = tokio::time::interval_at(Instant::now() + PING_EVERY, PING_EVERY);
-        loop {
+        // Refusals (pairing codes) run beside the loop, which keeps reading
+        // and acknowledging while they wait out a rate limit.
+        let mut refusals = FuturesUnordered::new();
+        let ended = loop {
             let incoming = tokio::select! {
+                Some(()) = refusals.next(), if !refusals.is_empty() => continue,
                 _ = ping.tick() => {
                     if socket.silent_for() > SILENT_LIMIT {
-                        return Ended::lost("Socket Mode went silent: the connection is dead");
+                        break Ended::lost("Socket Mode went silent: the connection is dead");
                     }
                     if let Err(e) = socket.ping().await {
-                        return Ended::lost(e);
+                        break Ended::lost(e);
                     }
                     continue;
                 }
@@ -78,7 +84,7 @@ impl SlackChannel {
                 Incoming::Closed(code, reason) => {
                     let code =
                         code.map_or_else(|| "no close code".into(), |c| format!("close {c}"));
-                    return Ended::lost(format!(
+                    break Ended::lost(format!(
                         "Socket Mode closed the connection ({code}) {reason}"
                     ));
                 }
@@ -100,16 +106,18 @@ impl SlackChannel {
                         .get("reason")
                         .and_then(Value::as_str)
                         .unwrap_or("unknown");
-                    socket.close(1000).await;
+                    // Dropped, not closed: Slack does not finish the
+                    // close handshake.
+                    drop(socket);
                     if reason == "link_disabled" {
-                        return Ended::Fatal(Error::InvalidInput(
+                        break Ended::Fatal(Error::InvalidInput(
                             "Slack turned Socket Mode off for this app (link_disabled)".into(),
                         ));
                     }
                     // A refresh reconnects at once; too many sockets of
                     // this app (ten at most) waits the backoff.
                     let wait = (reason != "too_many_websockets").then_some(Duration::ZERO);
-                    return Ended::Lost {
+                    break Ended::Lost {
                         why: format!("Slack asked to reconnect ({reason})"),
                         wait,
                     };
@@ -128,16 +136,22 @@ impl SlackChannel {
                         Ok(taken) => {
                             let ack = json!({"envelope_id": id}).to_string();
                             if let Err(e) = socket.send(ack).await {
-                                return Ended::lost(e);
+                                break Ended::lost(e);
                             }
-                            self.act(taken, dispatcher).await;
+                            self.act(taken, dispatcher, &mut refusals);
                         }
                         // Not acknowledged: Slack sends it again.
-                        Err(e) => return Ended::lost(format!("journal: {e}")),
+                        Err(e) => break Ended::lost(format!("journal: {e}")),
                     }
                 }
             }
             dispatcher.reap();
-        }
+        };
+        // A code being sent is given a moment to go out.
+        let _ = tokio::time::timeout(Duration::from_secs(5), async {
+            while refusals.next().await.is_some() {}
+        })
+        .await;
+        ended
     }
 }
