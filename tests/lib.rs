@@ -9,6 +9,7 @@ pub mod fast_model;
 pub mod irc_server;
 pub mod mail_server;
 pub mod matrix_server;
+pub mod postgres_server;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

@@ -9,6 +9,7 @@ mod gateway;
 mod irc;
 mod matrix;
 mod mcp;
+mod postgres;
 mod process;
 mod schedule;
 mod slack;

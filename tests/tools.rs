@@ -227,7 +227,7 @@ fn policy_denies_tools_protects_data_and_session_tools_read_other_sessions() {
 }
 
 /// The last user message the model was sent.
-fn prompt_of(request: &Value) -> String {
+pub(crate) fn prompt_of(request: &Value) -> String {
     request["messages"]
         .as_array()
         .unwrap()

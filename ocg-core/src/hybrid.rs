@@ -1,7 +1,11 @@
-//! Hybrid search scoring: cosine similarity fused with keyword coverage.
+//! Hybrid search scoring: cosine similarity fused with keyword coverage, the
+//! meaning of [`SearchRequest::hybrid`](crate::SearchRequest::hybrid) that
+//! every [`VectorStore`](crate::VectorStore) keeps (the embedding service
+//! over FAISS and SQLite FTS5, `ocg-postgres` over pgvector and Postgres
+//! full-text search).
 //!
 //! A hybrid search (`POST /search` with `"hybrid": true` and a text query)
-//! gathers candidates from the vector index and from the SQLite FTS5 index of
+//! gathers candidates from the vector index and from the keyword index of
 //! the items' texts, then gives each candidate one score:
 //!
 //! ```text

@@ -27,6 +27,7 @@ mod embedder;
 mod embedding;
 mod error;
 mod health;
+pub mod hybrid;
 mod mcp;
 mod memory;
 pub mod schedule;

@@ -29,7 +29,7 @@ mod client_store;
 mod error;
 #[cfg(feature = "server")]
 #[cfg_attr(docsrs, doc(cfg(feature = "server")))]
-pub mod hybrid;
+pub use ocg_core::hybrid;
 #[cfg(feature = "server")]
 #[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 pub mod index;

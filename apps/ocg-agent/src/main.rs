@@ -16,6 +16,7 @@ use ocg_agent_lib::tools::{self, ExecSandbox, ToolGroup, ToolRegistry, Workspace
 use ocg_core::config::{Config, Sources};
 use ocg_core::{Agent, HealthCheck};
 use ocg_embed::{AddressFile, EmbeddingClient, EmbeddingEndpoint};
+use ocg_postgres::PgVectorStore;
 use tracing_subscriber::EnvFilter;
 
 /// OCG agent service, reachable on a Unix socket (mode 0600).
@@ -60,6 +61,31 @@ async fn agent_main() -> ExitCode {
     }
 }
 
+/// The pool of `OCG_DATABASE_URL`, its schema brought up to date in the
+/// background: a database that is down at start is retried (memory reports
+/// unavailable meanwhile) instead of keeping the agent from starting.
+fn shared_store(url: &str) -> anyhow::Result<ocg_postgres::Pool> {
+    let pool = ocg_postgres::connect(url)?;
+    let migrating = pool.clone();
+    tokio::spawn(async move {
+        let mut wait = std::time::Duration::from_millis(500);
+        loop {
+            match ocg_postgres::migrate::migrate(&migrating).await {
+                Ok(_) => {
+                    tracing::info!("PostgreSQL store ready (OCG_DATABASE_URL)");
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!("PostgreSQL store not ready, retrying: {e}");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(std::time::Duration::from_secs(30));
+                }
+            }
+        }
+    });
+    Ok(pool)
+}
+
 async fn run(args: Args) -> anyhow::Result<()> {
     // First, so that a SIGTERM at any later moment is a graceful shutdown.
     let shutdown = ocg_process::shutdown_signal();
@@ -86,7 +112,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "agent ready"
     );
     let (embedding_token, _) = ocg_process::secrets::ensure_token(&config, ocg_embed::TOKEN_KEY)?;
-    let memory = MemoryBank::new(Arc::new(EmbeddingClient::new(endpoint, &embedding_token)));
+    let embeddings = Arc::new(EmbeddingClient::new(endpoint, &embedding_token));
+    let memory = match config.raw().parse("OCG_DATABASE_URL", |v| {
+        Ok::<_, String>(ocg_core::config::Secret::new(v.trim()))
+    })? {
+        // Memories in PostgreSQL (pgvector), embedded by the embedding service.
+        Some(url) => MemoryBank::new(Arc::new(PgVectorStore::new(
+            shared_store(url.expose())?,
+            embeddings,
+        ))),
+        None => MemoryBank::new(embeddings),
+    };
     let workspace = Arc::new(Workspace::new(&settings.workspace, &settings.protected)?);
     let schedules = ScheduleStore::open(&settings.database, Arc::new(SystemClock))?;
     let builtin = tools::builtin(

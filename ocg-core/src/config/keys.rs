@@ -314,6 +314,11 @@ pub const KEYS: &[KeySpec] = &[
         "comma-separated Matrix user ids (@*:server for a whole server) or room ids answered",
     ),
     key(
+        "OCG_DATABASE_URL",
+        None,
+        "postgres://… : the agent's memories in PostgreSQL with pgvector (sslmode=require to another machine)",
+    ),
+    key(
         "DISCORD_BOT_TOKEN",
         None,
         "Discord bot token (the Bot page of your application)",

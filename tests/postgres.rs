@@ -1,0 +1,415 @@
+//! The PostgreSQL store against a real PostgreSQL 18 with pgvector 0.8.2:
+//! migrations from several processes at once, the `VectorStore` contract,
+//! and recall against FAISS (the real embedding service) on the same
+//! 20,000 vectors.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ocg_core::testing::DeterministicEmbedder;
+use ocg_core::{SearchQuery, SearchRequest, VectorItem, VectorStore};
+use ocg_postgres::PgVectorStore;
+use ocg_tests::postgres_server::Postgres;
+use ocg_tests::{Install, http_send_with, wait_until};
+use serde_json::{Map, Value, json};
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn item(id: &str, text: Option<&str>, vector: Option<Vec<f32>>, meta: Value) -> VectorItem {
+    VectorItem {
+        id: id.into(),
+        text: text.map(Into::into),
+        vector,
+        metadata: meta.as_object().cloned().unwrap_or_default(),
+    }
+}
+
+fn search(collection: &str, query: SearchQuery, top_k: usize) -> SearchRequest {
+    SearchRequest {
+        collection: collection.into(),
+        query,
+        top_k,
+        min_score: None,
+        filter: Map::new(),
+        hybrid: false,
+    }
+}
+
+#[test]
+fn migrations_run_once_when_several_processes_start_together() {
+    let pg = Postgres::start();
+    let url = pg.create_database("migrations");
+    let rt = runtime();
+    let applied: Vec<Vec<i64>> = rt.block_on(async {
+        let opens = (0..4).map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move {
+                let pool = ocg_postgres::connect(&url).unwrap();
+                ocg_postgres::migrate::migrate(&pool).await.unwrap()
+            })
+        });
+        futures_util::future::join_all(opens)
+            .await
+            .into_iter()
+            .map(Result::unwrap)
+            .collect()
+    });
+    let all: Vec<i64> = ocg_postgres::migrate::MIGRATIONS
+        .iter()
+        .map(|m| m.version)
+        .collect();
+    assert_eq!(
+        applied.iter().filter(|a| !a.is_empty()).count(),
+        1,
+        "one process applied the steps, the others found them done: {applied:?}"
+    );
+    assert!(applied.contains(&all));
+    assert_eq!(
+        pg.psql(
+            "migrations",
+            "SELECT string_agg(version::text, ',' ORDER BY version) FROM ocg_migrations"
+        )
+        .unwrap(),
+        all.iter().map(i64::to_string).collect::<Vec<_>>().join(",")
+    );
+    // Idempotent: a later start applies nothing.
+    let again = rt.block_on(async {
+        let pool = ocg_postgres::connect(&url).unwrap();
+        ocg_postgres::migrate::migrate(&pool).await.unwrap()
+    });
+    assert!(again.is_empty());
+}
+
+#[test]
+fn the_vector_store_contract_holds_on_pgvector() {
+    let pg = Postgres::start();
+    let url = pg.create_database("contract");
+    let rt = runtime();
+    rt.block_on(async {
+        let pool = ocg_postgres::open(&url).await.unwrap();
+        let store = PgVectorStore::new(pool, Arc::new(DeterministicEmbedder::new(64)));
+        store.check().await.unwrap();
+
+        // Reads of a collection that does not exist are empty.
+        let missing = search("nothing", SearchQuery::Text("coffee".into()), 3);
+        assert!(store.search(&missing).await.unwrap().is_empty());
+        assert_eq!(store.list("nothing", 0, 10).await.unwrap().1, 0);
+        assert!(store.get("nothing", "a").await.unwrap().is_none());
+
+        // Texts are embedded by the store; upserts replace by id.
+        let notes = [
+            ("n1", "Ann drinks coffee every morning", "ann"),
+            ("n2", "The meeting with Wrzesniewska is on Tuesday", "work"),
+            ("n3", "Bob prefers tea to coffee", "bob"),
+            ("n4", "The weekly meeting moved to Thursday", "work"),
+        ];
+        let items: Vec<VectorItem> = notes
+            .iter()
+            .map(|(id, text, who)| item(id, Some(text), None, json!({"who": who})))
+            .collect();
+        store.upsert("mem", &items).await.unwrap();
+        let (page, total) = store.list("mem", 0, 10).await.unwrap();
+        assert_eq!(total, 4);
+        assert_eq!(page[0].id, "n4", "newest first");
+        store
+            .upsert(
+                "mem",
+                &[item(
+                    "n1",
+                    Some("Ann drinks green tea now"),
+                    None,
+                    json!({"who": "ann"}),
+                )],
+            )
+            .await
+            .unwrap();
+        let (page, total) = store.list("mem", 0, 2).await.unwrap();
+        assert_eq!(
+            (total, page[0].id.as_str()),
+            (4, "n1"),
+            "a replaced item is the newest"
+        );
+        let got = store.get("mem", "n1").await.unwrap().unwrap();
+        assert_eq!(got.text.as_deref(), Some("Ann drinks green tea now"));
+        assert_eq!(got.metadata["who"], "ann");
+        assert!(got.vector.is_none());
+
+        // Similarity: the identical text first, with cosine 1.
+        let hits = store
+            .search(&search(
+                "mem",
+                SearchQuery::Text("Bob prefers tea to coffee".into()),
+                2,
+            ))
+            .await
+            .unwrap();
+        assert_eq!(hits[0].id, "n3");
+        assert!((hits[0].score - 1.0).abs() < 1e-4, "{hits:?}");
+        assert!(hits.len() == 2 && hits[1].score <= hits[0].score);
+        // min_score and filters.
+        let mut strict = search(
+            "mem",
+            SearchQuery::Text("Bob prefers tea to coffee".into()),
+            4,
+        );
+        strict.min_score = Some(0.99);
+        assert_eq!(store.search(&strict).await.unwrap().len(), 1);
+        let mut filtered = search("mem", SearchQuery::Text("meeting".into()), 4);
+        filtered.filter = json!({"who": "work"}).as_object().cloned().unwrap();
+        let hits = store.search(&filtered).await.unwrap();
+        assert!(
+            !hits.is_empty() && hits.iter().all(|h| h.metadata["who"] == "work"),
+            "{hits:?}"
+        );
+
+        // Hybrid: the rare name lifts its note, never below the cosine.
+        let question = "When is the meeting with Wrzesniewska?";
+        let plain = store
+            .search(&search("mem", SearchQuery::Text(question.into()), 4))
+            .await
+            .unwrap();
+        let mut request = search("mem", SearchQuery::Text(question.into()), 4);
+        request.hybrid = true;
+        let hybrid = store.search(&request).await.unwrap();
+        assert_eq!(hybrid[0].id, "n2", "{hybrid:?}");
+        for hit in &hybrid {
+            let cosine = plain
+                .iter()
+                .find(|p| p.id == hit.id)
+                .map_or(0.0, |p| p.score);
+            assert!(
+                hit.score + 1e-5 >= cosine.max(0.0) && hit.score <= 1.0 + 1e-5,
+                "{hit:?}"
+            );
+        }
+        assert!(hybrid[0].score >= ocg_core::hybrid::KEYWORD_WEIGHT - 1e-5);
+
+        // Deletes say which ids existed.
+        let deleted = store
+            .delete("mem", &["n3".into(), "nope".into()])
+            .await
+            .unwrap();
+        assert_eq!(deleted, ["n3"]);
+        assert!(store.get("mem", "n3").await.unwrap().is_none());
+
+        // Bad input is refused and changes nothing.
+        let wrong = item("x", None, Some(vec![1.0, 0.0]), json!({}));
+        let error = store.upsert("mem", &[wrong]).await.unwrap_err().to_string();
+        assert!(error.contains("64"), "{error}");
+        for bad in [
+            item("z", None, Some(vec![0.0; 64]), json!({})),
+            item("z", None, Some(vec![f32::NAN; 64]), json!({})),
+            item("z", None, None, json!({})),
+        ] {
+            assert!(store.upsert("mem", &[bad]).await.is_err());
+        }
+        assert!(
+            store
+                .upsert("x'; DROP TABLE ocg_items; --", &items)
+                .await
+                .is_err()
+        );
+        assert_eq!(store.list("mem", 0, 10).await.unwrap().1, 3);
+    });
+}
+
+/// A reproducible stream of unit vectors.
+struct Vectors(u64);
+
+impl Vectors {
+    fn next(&mut self, dimension: usize) -> Vec<f32> {
+        let mut v: Vec<f32> = (0..dimension)
+            .map(|_| {
+                self.0 ^= self.0 << 13;
+                self.0 ^= self.0 >> 7;
+                self.0 ^= self.0 << 17;
+                (self.0 >> 11) as f32 / (1u64 << 53) as f32 - 0.5
+            })
+            .collect();
+        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        v.iter_mut().for_each(|x| *x /= norm);
+        v
+    }
+}
+
+fn exact_top(data: &[Vec<f32>], query: &[f32], k: usize) -> Vec<usize> {
+    let mut scored: Vec<(usize, f32)> = data
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (i, v.iter().zip(query).map(|(a, b)| a * b).sum()))
+        .collect();
+    scored.sort_by(|a, b| b.1.total_cmp(&a.1));
+    scored.into_iter().take(k).map(|(i, _)| i).collect()
+}
+
+#[test]
+fn pgvector_recall_at_10_keeps_up_with_faiss_on_the_same_20000_vectors() {
+    const N: usize = 20_000;
+    const DIMENSION: usize = 64;
+    const QUERIES: usize = 100;
+    let mut vectors = Vectors(0x9E37_79B9_7F4A_7C15);
+    let data: Vec<Vec<f32>> = (0..N).map(|_| vectors.next(DIMENSION)).collect();
+    let queries: Vec<Vec<f32>> = (0..QUERIES).map(|_| vectors.next(DIMENSION)).collect();
+    let truth: Vec<Vec<usize>> = queries.iter().map(|q| exact_top(&data, q, 10)).collect();
+    let recall = |found: &[Vec<usize>]| {
+        let hits: usize = found
+            .iter()
+            .zip(&truth)
+            .map(|(f, t)| f.iter().filter(|i| t.contains(i)).count())
+            .sum();
+        hits as f64 / (QUERIES * 10) as f64
+    };
+
+    // pgvector.
+    let pg = Postgres::start();
+    let url = pg.create_database("recall");
+    let rt = runtime();
+    let by_pg: Vec<Vec<usize>> = rt.block_on(async {
+        let pool = ocg_postgres::open(&url).await.unwrap();
+        let store = PgVectorStore::new(pool, Arc::new(DeterministicEmbedder::new(DIMENSION)));
+        for (chunk, start) in data.chunks(1000).zip((0..N).step_by(1000)) {
+            let items: Vec<VectorItem> = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, v)| item(&(start + i).to_string(), None, Some(v.clone()), json!({})))
+                .collect();
+            store.upsert("recall", &items).await.unwrap();
+        }
+        let mut found = Vec::new();
+        for query in &queries {
+            let hits = store
+                .search(&search("recall", SearchQuery::Vector(query.clone()), 10))
+                .await
+                .unwrap();
+            found.push(hits.iter().map(|h| h.id.parse().unwrap()).collect());
+        }
+        found
+    });
+    // The store's query shape walks the collection's HNSW graph.
+    let explained = pg
+        .psql(
+            "recall",
+            &format!(
+                "EXPLAIN SELECT id FROM ocg_items WHERE collection = 'recall' \
+                 ORDER BY embedding::vector({DIMENSION}) <=> (SELECT embedding FROM ocg_items LIMIT 1)::vector({DIMENSION}) LIMIT 10"
+            ),
+        )
+        .unwrap();
+    assert!(
+        explained.contains("ocg_hnsw_"),
+        "the HNSW index is used: {explained}"
+    );
+    println!("{explained}");
+
+    // FAISS, through the real embedding service (no model needed for vectors).
+    let install = Install::new().with("EMBEDDING_MODEL_PATH", "/nonexistent/model.gguf");
+    let addr = install.pid_dir().join("ocg-embedding.addr");
+    let _service = ocg_tests::KillOnDrop(
+        install
+            .command("ocg-embedding")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    assert!(wait_until(Duration::from_secs(60), || addr.is_file()));
+    let base = std::fs::read_to_string(&addr).unwrap().trim().to_owned();
+    let token = install.file_setting("OCG_EMBEDDING_TOKEN").unwrap();
+    let bearer = format!("Bearer {token}");
+    let call = |path: &str, body: Value| {
+        let (status, text) = http_send_with(
+            "POST",
+            &format!("{base}{path}"),
+            &[("Authorization", &bearer)],
+            body.to_string().as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(status, 200, "{text}");
+        serde_json::from_str::<Value>(&text).unwrap()
+    };
+    for (chunk, start) in data.chunks(250).zip((0..N).step_by(250)) {
+        let items: Vec<Value> = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, v)| json!({"id": (start + i).to_string(), "vector": v}))
+            .collect();
+        call("/collections/recall/items", json!({"items": items}));
+    }
+    let by_faiss: Vec<Vec<usize>> = queries
+        .iter()
+        .map(|q| {
+            let answer = call(
+                "/search",
+                json!({"collection": "recall", "vector": q, "top_k": 10}),
+            );
+            answer["hits"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|h| h["id"].as_str().unwrap().parse().unwrap())
+                .collect()
+        })
+        .collect();
+
+    let (pg_recall, faiss_recall) = (recall(&by_pg), recall(&by_faiss));
+    println!(
+        "recall@10 on {N} vectors of {DIMENSION}: pgvector HNSW {pg_recall:.3}, FAISS {faiss_recall:.3}"
+    );
+    // Uniform random vectors are the hardest case for either graph.
+    assert!(faiss_recall >= 0.8, "FAISS recall {faiss_recall}");
+    assert!(
+        pg_recall >= 0.8 && pg_recall >= faiss_recall - 0.05,
+        "pgvector recall {pg_recall} against FAISS {faiss_recall}"
+    );
+}
+
+#[test]
+fn the_agent_keeps_its_memories_in_postgres_with_ocg_database_url() {
+    ocg_tests::embedding_model();
+    let pg = Postgres::start();
+    let url = pg.create_database("agent");
+    let vendor = ocg_tests::fake_llm::start_openai();
+    let install = Install::new()
+        .with("OPENAI_BASE_URL", &vendor.base_url)
+        .with("OCG_DATABASE_URL", &url);
+    install.ocg(&["start"]).ok();
+    let (status, body) = ocg_tests::unix_http_post(
+        &install.socket(),
+        "/v1/memory",
+        r#"{"text":"The user's sister Maria lives in Lisbon and works as a marine biologist."}"#,
+    )
+    .unwrap();
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(
+        pg.psql(
+            "agent",
+            "SELECT count(*) FROM ocg_items WHERE collection = 'memories' AND text LIKE '%Lisbon%'"
+        )
+        .unwrap(),
+        "1",
+        "the memory is in PostgreSQL"
+    );
+    assert_eq!(
+        pg.psql(
+            "agent",
+            "SELECT dimension FROM ocg_collections WHERE name = 'memories'"
+        )
+        .unwrap(),
+        "384",
+        "embedded by the real model"
+    );
+    // A paraphrase recalls it through pgvector.
+    let before = vendor.requests().len();
+    crate::tools::turn(&install, "web:b", "Where does my sibling live these days?");
+    let prompt = crate::tools::prompt_of(&vendor.requests()[before]);
+    assert!(prompt.contains("Maria lives in Lisbon"), "{prompt}");
+    let (status, page) = ocg_tests::unix_http_get(&install.socket(), "/v1/memory").unwrap();
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("\"total\":1"), "{page}");
+}
