@@ -78,6 +78,7 @@ fn now_ms() -> i64 {
 pub struct PgVectorStore {
     pool: Pool,
     embedder: Arc<dyn Embedder>,
+    ef_search: usize,
 }
 
 impl std::fmt::Debug for PgVectorStore {
@@ -117,7 +118,18 @@ impl PgVectorStore {
     /// A store on `pool` (migrated with [`crate::migrate`]), embedding texts
     /// with `embedder`.
     pub fn new(pool: Pool, embedder: Arc<dyn Embedder>) -> Self {
-        PgVectorStore { pool, embedder }
+        PgVectorStore {
+            pool,
+            embedder,
+            ef_search: EF_SEARCH,
+        }
+    }
+
+    /// Keep at least `ef_search` candidates per search (default
+    /// [`EF_SEARCH`]): more is slower and finds more of the true nearest.
+    pub fn with_ef_search(mut self, ef_search: usize) -> Self {
+        self.ef_search = ef_search.clamp(1, 1000);
+        self
     }
 
     /// The dimension of `collection`, when it exists.
@@ -265,7 +277,7 @@ impl PgVectorStore {
     ) -> Result<Vec<SearchHit>, PgError> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        let ef = limit.clamp(EF_SEARCH, 1000);
+        let ef = limit.clamp(self.ef_search, 1000);
         tx.batch_execute(&format!(
             "SET LOCAL hnsw.ef_search = {ef}; SET LOCAL hnsw.iterative_scan = strict_order"
         ))
