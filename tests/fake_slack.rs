@@ -231,15 +231,9 @@ impl FakeSlack {
         *self.shared.early.lock().unwrap()
     }
 
+    /// Wait up to `limit` until `condition` holds.
     pub fn wait(&self, limit: Duration, mut condition: impl FnMut(&Self) -> bool) -> bool {
-        let started = Instant::now();
-        while started.elapsed() < limit {
-            if condition(self) {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        condition(self)
+        crate::wait_until(limit, || condition(self))
     }
 }
 

@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
 use ocg_core::config::env_file::{self, write_private_atomic};
-use ocg_core::{ChatTarget, Error, Result};
+use ocg_core::{ChatTarget, Error, OutgoingMessage, Result, TextFormat};
 use serde::{Deserialize, Serialize};
 
 use crate::lock;
@@ -182,6 +182,24 @@ impl Pairing {
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(channel.to_owned(), list);
+    }
+
+    /// [`challenge`](Self::challenge) as the plain message to send to
+    /// `chat`.
+    pub fn code_message(
+        &self,
+        channel: &str,
+        entry: &str,
+        sender: &str,
+        chat: ChatTarget,
+    ) -> Option<OutgoingMessage> {
+        let text = self.challenge(channel, entry, sender, &chat)?;
+        Some(OutgoingMessage {
+            target: chat,
+            text,
+            format: TextFormat::Plain,
+            reply_to: None,
+        })
     }
 
     /// An unknown sender wrote directly to the bot: the message to send

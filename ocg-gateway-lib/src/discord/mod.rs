@@ -38,7 +38,7 @@ use ocg_core::config::{Config, Secret};
 use ocg_core::{
     Attachment, AttachmentKind, Channel, ChannelCapabilities, ChannelState, ChannelStatus,
     ChatTarget, Error, InboundHandler, IncomingMessage, OutgoingMessage, Result, Sender,
-    SentMessage, TextFormat,
+    SentMessage,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -376,14 +376,8 @@ impl DiscordChannel {
         if let (true, Some(pairing)) = (direct, &self.pairing) {
             let name = user.username.as_deref().unwrap_or("someone");
             let shown = format!("@{name} ({})", user.id);
-            let target = ChatTarget::chat(message.channel_id.clone());
-            if let Some(text) = pairing.challenge("discord", &user.id, &shown, &target) {
-                let code = OutgoingMessage {
-                    target,
-                    text,
-                    format: TextFormat::Plain,
-                    reply_to: None,
-                };
+            let chat = ChatTarget::chat(message.channel_id.clone());
+            if let Some(code) = pairing.code_message("discord", &user.id, &shown, chat) {
                 if let Err(e) = self.send(code).await {
                     tracing::warn!(channel = "discord", "the pairing code was not sent: {e}");
                 }

@@ -541,14 +541,8 @@ impl EmailChannel {
     async fn refuse(&self, mail: Mail) {
         let target = Self::target(&mail.from, &mail.thread);
         if let Some(pairing) = &self.pairing {
-            if let Some(text) = pairing.challenge("email", &mail.from, &mail.from, &target) {
-                self.remember(&target, &mail.thread);
-                let code = OutgoingMessage {
-                    target,
-                    text,
-                    format: TextFormat::Plain,
-                    reply_to: None,
-                };
+            if let Some(code) = pairing.code_message("email", &mail.from, &mail.from, target) {
+                self.remember(&code.target, &mail.thread);
                 if let Err(e) = self.send(code).await {
                     tracing::warn!(channel = "email", "pairing code: {e}");
                 }

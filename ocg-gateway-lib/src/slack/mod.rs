@@ -426,15 +426,9 @@ impl SlackChannel {
     /// per sender (never their text).
     async fn refuse(&self, received: &Received, direct: bool) {
         if let (true, Some(pairing)) = (direct, &self.pairing) {
-            let target = received.message.target.clone();
+            let chat = received.message.target.clone();
             let shown = format!("<@{}>", received.sender);
-            if let Some(text) = pairing.challenge("slack", &received.sender, &shown, &target) {
-                let code = OutgoingMessage {
-                    target,
-                    text,
-                    format: TextFormat::Plain,
-                    reply_to: None,
-                };
+            if let Some(code) = pairing.code_message("slack", &received.sender, &shown, chat) {
                 if let Err(e) = self.send(code).await {
                     tracing::warn!(channel = "slack", "the pairing code was not sent: {e}");
                 }

@@ -353,14 +353,7 @@ impl TelegramChannel {
                 },
             );
             let target = ChatTarget::chat(chat.to_string());
-            if let Some(text) = pairing.challenge("telegram", &chat.to_string(), &sender, &target) {
-                challenges.push(OutgoingMessage {
-                    target,
-                    text,
-                    format: TextFormat::Plain,
-                    reply_to: None,
-                });
-            }
+            challenges.extend(pairing.code_message("telegram", &chat.to_string(), &sender, target));
             return;
         }
         if self.refused.first(&chat.to_string()) {
