@@ -246,3 +246,42 @@ fn a_refused_token_is_shown_and_not_retried() {
     bot.wait_error("discord", "DISCORD_BOT_TOKEN");
     assert_eq!(discord.identifies(), 0);
 }
+
+#[test]
+fn a_job_added_with_chat_discord_is_delivered_to_the_discord_chat() {
+    let discord = fake_discord::start(TOKEN);
+    let bot = start(&discord, &[]);
+    let dm = dm_channel(ANN);
+    let chat = format!("discord:{dm}");
+    let out = bot
+        .install
+        .command("ocg")
+        .args([
+            "cron",
+            "add",
+            "--every",
+            "2s",
+            "-m",
+            "Say tick.",
+            "--chat",
+            &chat,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        discord.wait(LIMIT, |d| !d.texts_to(&dm).is_empty()),
+        "the job's answer arrives in the DM: {:?}\n{}",
+        discord.sent(),
+        bot.log()
+    );
+    assert!(
+        discord.texts_to(&dm)[0].starts_with("echo:"),
+        "{:?}",
+        discord.texts_to(&dm)
+    );
+}

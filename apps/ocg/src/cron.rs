@@ -13,7 +13,7 @@ use ocg_core::{Agent, ChatTarget};
 #[derive(Debug, Subcommand)]
 pub enum CronCommand {
     /// Create a job (one of --at, --every, --cron).
-    Add(AddArgs),
+    Add(Box<AddArgs>),
     /// List jobs with their next run and last outcome.
     List {
         /// Print JSON.
@@ -78,9 +78,13 @@ pub struct AddArgs {
     /// Run in this session (default: a fresh one each run).
     #[arg(long)]
     session: Option<String>,
-    /// Deliver the reply to this Telegram chat id.
-    #[arg(long, conflicts_with = "webhook")]
+    /// Deliver the reply to this Telegram chat id (`--chat telegram:ID`).
+    #[arg(long, conflicts_with_all = ["webhook", "chat"])]
     telegram: Option<String>,
+    /// Deliver the reply to a chat of a channel: `CHANNEL:CHAT`, e.g.
+    /// `discord:1234567890`, `slack:C0123456`, `matrix:!room:example.org`.
+    #[arg(long, conflicts_with = "webhook", value_parser = chat_target)]
+    chat: Option<(String, String)>,
     /// POST the reply to this URL.
     #[arg(long)]
     webhook: Option<String>,
@@ -93,6 +97,22 @@ pub struct AddArgs {
     /// Print the job as JSON.
     #[arg(long)]
     json: bool,
+}
+
+/// `CHANNEL:CHAT` (split at the first `:`, so Matrix room ids keep theirs).
+fn chat_target(value: &str) -> Result<(String, String), String> {
+    match value.split_once(':') {
+        Some((channel, chat))
+            if !chat.is_empty()
+                && !channel.is_empty()
+                && channel.bytes().all(|b| b.is_ascii_lowercase()) =>
+        {
+            Ok((channel.to_owned(), chat.to_owned()))
+        }
+        _ => Err(format!(
+            "{value:?} is not CHANNEL:CHAT (telegram:123456, discord:1234567890, slack:C0123456)"
+        )),
+    }
 }
 
 /// Unix ms as local time (`2026-12-24 09:00:00 CET`).
@@ -166,9 +186,13 @@ pub async fn run(socket: &std::path::Path, command: CronCommand) -> anyhow::Resu
                 (_, _, Some(expr)) => Schedule::Cron { expr, tz: args.tz },
                 _ => anyhow::bail!("say when: --at, --every or --cron"),
             };
-            let deliver = match (args.telegram, args.webhook) {
-                (Some(chat), _) => Some(DeliveryTarget::Chat {
-                    channel: "telegram".into(),
+            let chat = args
+                .telegram
+                .map(|chat| ("telegram".to_owned(), chat))
+                .or(args.chat);
+            let deliver = match (chat, args.webhook) {
+                (Some((channel, chat)), _) => Some(DeliveryTarget::Chat {
+                    channel,
                     target: ChatTarget::chat(chat),
                 }),
                 (_, Some(url)) => Some(DeliveryTarget::Webhook { url }),
@@ -240,4 +264,24 @@ async fn pause(agent: &AgentClient, id: &str, enabled: bool) -> anyhow::Result<(
     };
     print_job(&agent.job_update(id, patch).await?);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chat_is_a_channel_and_its_chat_id() {
+        assert_eq!(
+            chat_target("discord:1234567890"),
+            Ok(("discord".into(), "1234567890".into()))
+        );
+        assert_eq!(
+            chat_target("matrix:!room:example.org"),
+            Ok(("matrix".into(), "!room:example.org".into()))
+        );
+        for bad in ["discord", "discord:", ":123", "Discord:1", "a b:1"] {
+            assert!(chat_target(bad).is_err(), "{bad}");
+        }
+    }
 }
