@@ -825,4 +825,57 @@ pub mod bench {
             .unwrap_or(f64::NAN);
         kb / 1024.0
     }
+
+    /// Reproducible vectors and the exact nearest neighbours, to measure
+    /// an index's recall (the PostgreSQL test and benchmark).
+    pub mod vectors {
+        /// A reproducible stream of numbers in [-0.5, 0.5) (xorshift).
+        #[derive(Debug, Clone)]
+        pub struct Noise(pub u64);
+
+        impl Noise {
+            /// The next number.
+            pub fn sample(&mut self) -> f32 {
+                self.0 ^= self.0 << 13;
+                self.0 ^= self.0 >> 7;
+                self.0 ^= self.0 << 17;
+                (self.0 >> 11) as f32 / (1u64 << 53) as f32 - 0.5
+            }
+
+            /// A random unit vector of `dimension`.
+            pub fn unit(&mut self, dimension: usize) -> Vec<f32> {
+                normalized((0..dimension).map(|_| self.sample()).collect())
+            }
+        }
+
+        /// `v` scaled to length 1.
+        pub fn normalized(mut v: Vec<f32>) -> Vec<f32> {
+            let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+            v.iter_mut().for_each(|x| *x /= norm);
+            v
+        }
+
+        /// The indexes of the `k` items of `data` nearest to `query` (by
+        /// inner product: cosine for unit vectors), best first.
+        pub fn exact_top(data: &[Vec<f32>], query: &[f32], k: usize) -> Vec<usize> {
+            let mut scored: Vec<(usize, f32)> = data
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (i, v.iter().zip(query).map(|(a, b)| a * b).sum()))
+                .collect();
+            scored.sort_by(|a, b| b.1.total_cmp(&a.1));
+            scored.into_iter().take(k).map(|(i, _)| i).collect()
+        }
+
+        /// The share of the true `k` nearest that `found` holds, over all
+        /// queries.
+        pub fn recall(found: &[Vec<usize>], truth: &[Vec<usize>], k: usize) -> f64 {
+            let hits: usize = found
+                .iter()
+                .zip(truth)
+                .map(|(f, t)| f.iter().filter(|i| t.contains(i)).count())
+                .sum();
+            hits as f64 / (truth.len() * k) as f64
+        }
+    }
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use ocg_core::testing::DeterministicEmbedder;
 use ocg_core::{SearchQuery, SearchRequest, VectorItem, VectorStore};
 use ocg_postgres::PgVectorStore;
+use ocg_tests::bench::vectors::{Noise, exact_top, recall};
 use ocg_tests::postgres_server::Postgres;
 use ocg_tests::{Install, http_send_with, wait_until};
 use serde_json::{Map, Value, json};
@@ -219,52 +220,16 @@ fn the_vector_store_contract_holds_on_pgvector() {
     });
 }
 
-/// A reproducible stream of unit vectors.
-struct Vectors(u64);
-
-impl Vectors {
-    fn next(&mut self, dimension: usize) -> Vec<f32> {
-        let mut v: Vec<f32> = (0..dimension)
-            .map(|_| {
-                self.0 ^= self.0 << 13;
-                self.0 ^= self.0 >> 7;
-                self.0 ^= self.0 << 17;
-                (self.0 >> 11) as f32 / (1u64 << 53) as f32 - 0.5
-            })
-            .collect();
-        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-        v.iter_mut().for_each(|x| *x /= norm);
-        v
-    }
-}
-
-fn exact_top(data: &[Vec<f32>], query: &[f32], k: usize) -> Vec<usize> {
-    let mut scored: Vec<(usize, f32)> = data
-        .iter()
-        .enumerate()
-        .map(|(i, v)| (i, v.iter().zip(query).map(|(a, b)| a * b).sum()))
-        .collect();
-    scored.sort_by(|a, b| b.1.total_cmp(&a.1));
-    scored.into_iter().take(k).map(|(i, _)| i).collect()
-}
-
 #[test]
 fn pgvector_recall_at_10_keeps_up_with_faiss_on_the_same_20000_vectors() {
     const N: usize = 20_000;
     const DIMENSION: usize = 64;
     const QUERIES: usize = 100;
-    let mut vectors = Vectors(0x9E37_79B9_7F4A_7C15);
-    let data: Vec<Vec<f32>> = (0..N).map(|_| vectors.next(DIMENSION)).collect();
-    let queries: Vec<Vec<f32>> = (0..QUERIES).map(|_| vectors.next(DIMENSION)).collect();
+    let mut vectors = Noise(0x9E37_79B9_7F4A_7C15);
+    let data: Vec<Vec<f32>> = (0..N).map(|_| vectors.unit(DIMENSION)).collect();
+    let queries: Vec<Vec<f32>> = (0..QUERIES).map(|_| vectors.unit(DIMENSION)).collect();
     let truth: Vec<Vec<usize>> = queries.iter().map(|q| exact_top(&data, q, 10)).collect();
-    let recall = |found: &[Vec<usize>]| {
-        let hits: usize = found
-            .iter()
-            .zip(&truth)
-            .map(|(f, t)| f.iter().filter(|i| t.contains(i)).count())
-            .sum();
-        hits as f64 / (QUERIES * 10) as f64
-    };
+    let recall = |found: &[Vec<usize>]| recall(found, &truth, 10);
 
     // pgvector.
     let pg = Postgres::start();

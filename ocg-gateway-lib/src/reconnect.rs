@@ -80,3 +80,42 @@ impl Reconnect {
         Ok(())
     }
 }
+
+/// Sends of one message (or piece of one) before it is given up.
+pub(crate) const SEND_ATTEMPTS: u32 = 6;
+
+/// A platform's refusal or silence, as far as retrying goes.
+pub(crate) trait Transient: std::fmt::Display {
+    /// Worth sending again (no answer, rate limited, a server error).
+    fn transient(&self) -> bool;
+    /// The wait the platform asked for.
+    fn wait(&self) -> Option<Duration>;
+}
+
+/// Call `send` until it succeeds, fails for good, or has failed
+/// [`SEND_ATTEMPTS`] times; between tries the platform's wait, else a
+/// backoff from `min` doubling up to `max`. `retrying` hears each failure
+/// that is retried.
+pub(crate) async fn send_retrying<
+    T,
+    E: Transient,
+    F: Future<Output = std::result::Result<T, E>>,
+>(
+    (min, max): (Duration, Duration),
+    mut send: impl FnMut() -> F,
+    mut retrying: impl FnMut(&E),
+) -> std::result::Result<T, E> {
+    let mut backoff = min;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match send().await {
+            Err(e) if e.transient() && attempt < SEND_ATTEMPTS => {
+                retrying(&e);
+                tokio::time::sleep(e.wait().unwrap_or(backoff)).await;
+                backoff = (backoff * 2).min(max);
+            }
+            other => return other,
+        }
+    }
+}

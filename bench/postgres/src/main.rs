@@ -17,6 +17,7 @@ use ocg_core::testing::DeterministicEmbedder;
 use ocg_core::{SearchQuery, SearchRequest, VectorItem, VectorStore};
 use ocg_postgres::PgVectorStore;
 use ocg_tests::bench::percentile;
+use ocg_tests::bench::vectors::{Noise, exact_top, normalized, recall};
 use ocg_tests::postgres_server::Postgres;
 use serde_json::{Value, json};
 
@@ -26,33 +27,10 @@ const CLUSTERS: usize = 200;
 const QUERIES: usize = 200;
 const TOKEN: &str = "bench-embedding-token-0123456789abcdef0123456789abcdef";
 
-/// A reproducible stream of numbers in [-0.5, 0.5).
-struct Noise(u64);
-
-impl Noise {
-    fn next(&mut self) -> f32 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 >> 11) as f32 / (1u64 << 53) as f32 - 0.5
-    }
-
-    fn unit(&mut self) -> Vec<f32> {
-        let v: Vec<f32> = (0..DIMENSION).map(|_| self.next()).collect();
-        normalized(v)
-    }
-}
-
-fn normalized(mut v: Vec<f32>) -> Vec<f32> {
-    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    v.iter_mut().for_each(|x| *x /= norm);
-    v
-}
-
 /// A point near a random one of `centers`.
 fn near(noise: &mut Noise, centers: &[Vec<f32>]) -> Vec<f32> {
     let center = &centers[(noise.0 % centers.len() as u64) as usize];
-    let jitter = noise.unit();
+    let jitter = noise.unit(DIMENSION);
     normalized(
         center
             .iter()
@@ -62,30 +40,11 @@ fn near(noise: &mut Noise, centers: &[Vec<f32>]) -> Vec<f32> {
     )
 }
 
-fn exact_top(data: &[Vec<f32>], query: &[f32]) -> Vec<usize> {
-    let mut scored: Vec<(usize, f32)> = data
-        .iter()
-        .enumerate()
-        .map(|(i, v)| (i, v.iter().zip(query).map(|(a, b)| a * b).sum()))
-        .collect();
-    scored.sort_by(|a, b| b.1.total_cmp(&a.1));
-    scored.into_iter().take(10).map(|(i, _)| i).collect()
-}
-
 struct Row {
     store: String,
     ef: usize,
     recall: f64,
     latency_ms: Vec<f64>,
-}
-
-fn recall(found: &[Vec<usize>], truth: &[Vec<usize>]) -> f64 {
-    let hits: usize = found
-        .iter()
-        .zip(truth)
-        .map(|(f, t)| f.iter().filter(|i| t.contains(i)).count())
-        .sum();
-    hits as f64 / (truth.len() * 10) as f64
 }
 
 /// The embedding service of `bin`, without a model (vectors only).
@@ -130,10 +89,10 @@ async fn main() -> anyhow::Result<()> {
     )
     .canonicalize()?;
     let mut noise = Noise(0x9E37_79B9_7F4A_7C15);
-    let centers: Vec<Vec<f32>> = (0..CLUSTERS).map(|_| noise.unit()).collect();
+    let centers: Vec<Vec<f32>> = (0..CLUSTERS).map(|_| noise.unit(DIMENSION)).collect();
     let data: Vec<Vec<f32>> = (0..N).map(|_| near(&mut noise, &centers)).collect();
     let queries: Vec<Vec<f32>> = (0..QUERIES).map(|_| near(&mut noise, &centers)).collect();
-    let truth: Vec<Vec<usize>> = queries.iter().map(|q| exact_top(&data, q)).collect();
+    let truth: Vec<Vec<usize>> = queries.iter().map(|q| exact_top(&data, q, 10)).collect();
     let mut rows = Vec::new();
 
     // FAISS through the embedding service's HTTP API (the baseline).
@@ -184,7 +143,7 @@ async fn main() -> anyhow::Result<()> {
     rows.push(Row {
         store: "FAISS HNSW (embedding service, HTTP)".into(),
         ef: 64,
-        recall: recall(&found, &truth),
+        recall: recall(&found, &truth, 10),
         latency_ms: latency,
     });
     let _ = service.kill();
@@ -236,7 +195,7 @@ async fn main() -> anyhow::Result<()> {
         rows.push(Row {
             store: "pgvector HNSW (ocg-postgres)".into(),
             ef,
-            recall: recall(&found, &truth),
+            recall: recall(&found, &truth, 10),
             latency_ms: latency,
         });
     }

@@ -59,8 +59,6 @@ pub const MESSAGE_LIMIT: usize = 2000;
 pub const INTENTS: u64 = (1 << 9) | (1 << 12);
 /// How long the lookup of a thread's channel may hold the Gateway loop.
 const PARENT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Sends of one piece of a reply before it is given up.
-const PIECE_ATTEMPTS: u32 = 6;
 /// The default API base (the version is added to it).
 pub const DEFAULT_API_URL: &str = "https://discord.com/api";
 
@@ -403,19 +401,12 @@ impl DiscordChannel {
         reply_to: Option<&str>,
     ) -> std::result::Result<String, ApiFailure> {
         let nonce = self.next_nonce();
-        let (mut wait, max) = self.config.backoff;
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match self.rest.post(channel, piece, reply_to, &nonce).await {
-                Err(e) if e.is_transient() && attempt < PIECE_ATTEMPTS => {
-                    tracing::warn!(channel = "discord", "sending, retrying: {e}");
-                    tokio::time::sleep(e.retry_after().unwrap_or(wait)).await;
-                    wait = (wait * 2).min(max);
-                }
-                other => return other,
-            }
-        }
+        crate::reconnect::send_retrying(
+            self.config.backoff,
+            || self.rest.post(channel, piece, reply_to, &nonce),
+            |e| tracing::warn!(channel = "discord", "sending, retrying: {e}"),
+        )
+        .await
     }
 
     /// A message nonce (at most 25 characters), unique across restarts.

@@ -47,7 +47,7 @@ use crate::access::{AllowList, Pairing, Refusals};
 use crate::dispatch::Dispatcher;
 use crate::journal::InboundJournal;
 use crate::markup;
-use crate::reconnect::{Ended, Reconnect};
+use crate::reconnect::{Ended, Reconnect, send_retrying};
 use crate::settings::missing_key;
 use crate::status::{StatusBoard, now_ms};
 use crate::{GatewayError, lock};
@@ -621,21 +621,12 @@ impl MatrixChannel {
     /// transaction id.
     async fn post(&self, room: &str, content: &Value) -> std::result::Result<String, ApiFailure> {
         let txn = self.next_txn();
-        let (min, max) = self.config.backoff;
-        let mut backoff = min;
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match self.api.send(room, &txn, content).await {
-                Ok(id) => return Ok(id),
-                Err(e) if e.is_transient() && attempt < 6 => {
-                    tracing::warn!(channel = "matrix", "sending, retrying: {e}");
-                    tokio::time::sleep(e.retry_after().unwrap_or(backoff)).await;
-                    backoff = (backoff * 2).min(max);
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        send_retrying(
+            self.config.backoff,
+            || self.api.send(room, &txn, content),
+            |e| tracing::warn!(channel = "matrix", "sending, retrying: {e}"),
+        )
+        .await
     }
 
     fn failed(&self, what: &str, error: &ApiFailure) {

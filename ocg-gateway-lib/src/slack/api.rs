@@ -71,6 +71,15 @@ impl ApiFailure {
     }
 }
 
+impl crate::reconnect::Transient for ApiFailure {
+    fn transient(&self) -> bool {
+        self.is_transient()
+    }
+    fn wait(&self) -> Option<Duration> {
+        self.retry_after()
+    }
+}
+
 impl std::fmt::Display for ApiFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

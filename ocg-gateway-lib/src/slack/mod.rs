@@ -66,8 +66,6 @@ const PIECE_LIMIT: usize = 2_800;
 const SECTION_LIMIT: usize = 3_000;
 /// How old a signed request may be.
 pub const REPLAY_WINDOW_SECS: u64 = 300;
-/// Sends of one piece of a reply before it is given up.
-const PIECE_ATTEMPTS: u32 = 6;
 /// The reaction that stands for "typing".
 const WORKING_REACTION: &str = "eyes";
 /// The default Web API base.
@@ -481,23 +479,12 @@ impl SlackChannel {
 
     /// Post one piece, retrying what is transient.
     async fn post_piece(&self, body: Value) -> std::result::Result<String, ApiFailure> {
-        let (mut wait, max) = self.config.backoff;
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match self
-                .api
-                .post_message(&self.config.bot_token, body.clone())
-                .await
-            {
-                Err(e) if e.is_transient() && attempt < PIECE_ATTEMPTS => {
-                    tracing::warn!(channel = "slack", "chat.postMessage, retrying: {e}");
-                    tokio::time::sleep(e.retry_after().unwrap_or(wait)).await;
-                    wait = (wait * 2).min(max);
-                }
-                other => return other,
-            }
-        }
+        crate::reconnect::send_retrying(
+            self.config.backoff,
+            || self.api.post_message(&self.config.bot_token, body.clone()),
+            |e| tracing::warn!(channel = "slack", "chat.postMessage, retrying: {e}"),
+        )
+        .await
     }
 
     /// Add or remove the working reaction; a missing scope turns it off.

@@ -45,6 +45,7 @@ use crate::access::{AllowList, Pairing, Refusals};
 use crate::dispatch::Dispatcher;
 use crate::journal::InboundJournal;
 use crate::markup;
+use crate::reconnect::send_retrying;
 use crate::settings::missing_key;
 use crate::status::StatusBoard;
 use crate::{GatewayError, lock};
@@ -523,31 +524,20 @@ impl TelegramChannel {
         html: bool,
         reply_to: Option<&str>,
     ) -> std::result::Result<i64, ApiFailure> {
-        let (min, max) = self.config.backoff;
-        let mut backoff = min;
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match self
-                .api
-                .send_message(
+        send_retrying(
+            self.config.backoff,
+            || {
+                self.api.send_message(
                     &target.chat_id,
                     target.thread_id.as_deref(),
                     text,
                     html,
                     reply_to,
                 )
-                .await
-            {
-                Ok(id) => return Ok(id),
-                Err(e) if e.is_transient() && attempt < 6 => {
-                    self.failed("sendMessage", &e.to_string());
-                    tokio::time::sleep(e.retry_after().unwrap_or(backoff)).await;
-                    backoff = (backoff * 2).min(max);
-                }
-                Err(e) => return Err(e),
-            }
-        }
+            },
+            |e| self.failed("sendMessage", &e.to_string()),
+        )
+        .await
     }
 }
 
