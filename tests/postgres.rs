@@ -1,14 +1,15 @@
 //! The PostgreSQL store against a real PostgreSQL 18 with pgvector 0.8.2:
-//! migrations from several processes at once, the `VectorStore` contract,
-//! and recall against FAISS (the real embedding service) on the same
-//! 20,000 vectors.
+//! migrations from several processes at once, the `SessionStore` and
+//! `VectorStore` contracts, session locks across stores, and recall against
+//! FAISS (the real embedding service) on the same 20,000 vectors.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use ocg_core::testing::DeterministicEmbedder;
+use ocg_core::{Message, NewMessage, Role, SessionStore};
 use ocg_core::{SearchQuery, SearchRequest, VectorItem, VectorStore};
-use ocg_postgres::PgVectorStore;
+use ocg_postgres::{PgSessionStore, PgVectorStore};
 use ocg_tests::bench::vectors::{Noise, exact_top, recall};
 use ocg_tests::postgres_server::Postgres;
 use ocg_tests::{Install, http_send_with, wait_until};
@@ -221,6 +222,106 @@ fn the_vector_store_contract_holds_on_pgvector() {
 }
 
 #[test]
+fn the_session_store_contract_holds_on_postgres() {
+    let pg = Postgres::start();
+    let url = pg.create_database("sessions");
+    runtime().block_on(async {
+        let store = PgSessionStore::new(ocg_postgres::open(&url).await.unwrap());
+        ocg_core::testing::check_session_store(&store).await;
+    });
+}
+
+fn user(text: &str) -> Vec<NewMessage> {
+    vec![NewMessage {
+        message: Message::new(Role::User, text),
+        tokens: 1,
+    }]
+}
+
+#[test]
+fn a_session_lock_excludes_the_other_agents_and_ends_with_a_dead_holder() {
+    let pg = Postgres::start();
+    let url = pg.create_database("locks");
+    let rt = runtime();
+    rt.block_on(async {
+        // Two stores on two pools: two agents' processes as far as
+        // PostgreSQL can tell.
+        let a = PgSessionStore::new(ocg_postgres::open(&url).await.unwrap());
+        let b = PgSessionStore::new(ocg_postgres::open(&url).await.unwrap());
+        let held = a.lock_session("telegram:1").await.unwrap();
+        let waiting = tokio::spawn({
+            let b = b.clone();
+            async move { b.lock_session("telegram:1").await.map(|_| ()) }
+        });
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert!(!waiting.is_finished(), "the second agent waits");
+        let other = tokio::time::timeout(Duration::from_secs(5), b.lock_session("telegram:2"))
+            .await
+            .expect("another session is not held up");
+        drop(other);
+        drop(held);
+        tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("the lock passes on once given back")
+            .unwrap()
+            .unwrap();
+
+        // The holder dies (its connection ends, as with kill -9): the lock is free.
+        let _held = a.lock_session("telegram:3").await.unwrap();
+        let waiting = tokio::spawn({
+            let b = b.clone();
+            async move { b.lock_session("telegram:3").await.map(|_| ()) }
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!waiting.is_finished());
+        let killed = pg
+            .psql(
+                "locks",
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_locks
+                 WHERE locktype = 'advisory' AND granted AND pid <> pg_backend_pid()",
+            )
+            .unwrap();
+        assert_eq!(killed, "1", "one connection held the lock");
+        tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("a dead holder's lock is free")
+            .unwrap()
+            .unwrap();
+
+        // Turns of three sessions from both stores, each under the lock
+        // (after the process's own queue, as the runtime does): every turn
+        // stored, numbered 1..=n without a gap or a repeat.
+        let queues: Vec<Arc<tokio::sync::Mutex<()>>> = (0..6).map(|_| Arc::default()).collect();
+        let mut turns = Vec::new();
+        for i in 0..24 {
+            let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+            let queue = queues[i % 6].clone();
+            turns.push(tokio::spawn(async move {
+                let key = format!("web:{}", i % 3);
+                let _queued = queue.lock().await;
+                let _turn = store.lock_session(&key).await.unwrap();
+                let context = store.context(&key).await.unwrap();
+                let number = store.append_turn(&key, user(&i.to_string())).await.unwrap();
+                assert_eq!(
+                    usize::try_from(number).unwrap(),
+                    context.messages.len() + 1,
+                    "the turn saw every earlier turn"
+                );
+                number
+            }));
+        }
+        let mut numbers: Vec<i64> = Vec::new();
+        for turn in turns {
+            numbers.push(turn.await.unwrap());
+        }
+        numbers.sort_unstable();
+        let expected: Vec<i64> = (1..=8).flat_map(|n| [n, n, n]).collect();
+        assert_eq!(numbers, expected);
+        assert_eq!(a.stats().await.unwrap().messages, 24);
+    });
+}
+
+#[test]
 fn pgvector_recall_at_10_keeps_up_with_faiss_on_the_same_20000_vectors() {
     const N: usize = 20_000;
     const DIMENSION: usize = 64;
@@ -377,4 +478,13 @@ fn the_agent_keeps_its_memories_in_postgres_with_ocg_database_url() {
     let (status, page) = ocg_tests::unix_http_get(&install.socket(), "/v1/memory").unwrap();
     assert_eq!(status, 200, "{page}");
     assert!(page.contains("\"total\":1"), "{page}");
+    // The turn itself is in PostgreSQL too.
+    assert_eq!(
+        pg.psql(
+            "agent",
+            "SELECT count(*) FROM ocg_messages WHERE session_key = 'web:b'"
+        )
+        .unwrap(),
+        "2"
+    );
 }

@@ -12,7 +12,7 @@ use ocg_agent_lib::context::ContextBudget;
 use ocg_agent_lib::providers::{
     CompletionRequest, FinishReason, LlmProvider, ProviderError, ProviderEvent, ProviderStream,
 };
-use ocg_agent_lib::sessions::SessionStore;
+use ocg_agent_lib::sessions::SqliteSessionStore;
 use ocg_agent_lib::tools::{
     ExecSandbox, ExecTool, ProcessTool, Tool, ToolPolicy, ToolRegistry, WebFetchTool, Workspace,
 };
@@ -100,7 +100,7 @@ fn setup() -> Setup {
     let model = Arc::new(ScriptedModel::default());
     let agent = AgentRuntime::new(
         model.clone(),
-        SessionStore::in_memory().unwrap(),
+        Arc::new(SqliteSessionStore::in_memory().unwrap()),
         Arc::new(registry),
         None,
         RuntimeConfig {

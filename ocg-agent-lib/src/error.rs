@@ -39,6 +39,10 @@ pub enum AgentError {
     #[cfg(feature = "runtime")]
     #[error("session store: {0}")]
     Store(#[from] rusqlite::Error),
+    /// The session store failed, or has no such session
+    /// ([`ocg_core::Error::NotFound`]).
+    #[error("{0}")]
+    Sessions(ocg_core::Error),
     /// The model failed (code from the provider: `llm_rate_limited`, …).
     #[error("{message}")]
     Llm {
@@ -95,7 +99,11 @@ impl AgentError {
     /// The stable code of this error in JSON bodies.
     pub fn code(&self) -> &'static str {
         match self {
-            AgentError::SessionNotFound(_) => "session_not_found",
+            AgentError::SessionNotFound(_) | AgentError::Sessions(ocg_core::Error::NotFound(_)) => {
+                "session_not_found"
+            }
+            AgentError::Sessions(ocg_core::Error::Unavailable { .. }) => "store_unavailable",
+            AgentError::Sessions(_) => "store_error",
             AgentError::InvalidInput(_) => "invalid_input",
             #[cfg(feature = "runtime")]
             AgentError::Store(_) => "store_error",
@@ -114,6 +122,7 @@ impl From<AgentError> for ocg_core::Error {
     fn from(error: AgentError) -> Self {
         match error {
             AgentError::SessionNotFound(key) => ocg_core::Error::NotFound(format!("session {key}")),
+            AgentError::Sessions(error) => error,
             AgentError::InvalidInput(message) => ocg_core::Error::InvalidInput(message),
             AgentError::MemoryNotFound(id) => ocg_core::Error::NotFound(format!("memory {id}")),
             AgentError::JobNotFound(id) => ocg_core::Error::NotFound(format!("job {id}")),

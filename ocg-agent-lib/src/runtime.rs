@@ -21,7 +21,7 @@ use crate::event_stream::spawn_event_stream;
 use crate::memory::{MemoryBank, RecallConfig, recall_block};
 use crate::providers::{CompletionRequest, LlmProvider, NotReady, ProviderEvent};
 use crate::schedule::ScheduleStore;
-use crate::sessions::{NewMessage, SessionContext, SessionStore};
+use crate::sessions::{NewMessage, SessionContext, SessionLock, SessionStore};
 use crate::{AgentError, ToolExecutor, ToolOutput};
 
 /// How the runtime behaves.
@@ -82,7 +82,7 @@ pub struct RuntimeStats {
 
 struct Inner {
     provider: Arc<dyn LlmProvider>,
-    store: SessionStore,
+    store: Arc<dyn SessionStore>,
     tools: Arc<dyn ToolExecutor>,
     memory: Option<MemoryBank>,
     config: RuntimeConfig,
@@ -110,6 +110,13 @@ impl std::fmt::Debug for AgentRuntime {
             .field("model", &self.inner.provider.model())
             .finish_non_exhaustive()
     }
+}
+
+/// Held while a session's turn (or reset, delete, compaction) runs; the
+/// store's lock is given back before this process's.
+struct TurnGuard {
+    _shared: SessionLock,
+    _local: tokio::sync::OwnedMutexGuard<()>,
 }
 
 /// Why a turn failed: the `error` event's code and message.
@@ -142,7 +149,7 @@ impl AgentRuntime {
     /// health checks as `embedding`).
     pub fn new(
         provider: Arc<dyn LlmProvider>,
-        store: SessionStore,
+        store: Arc<dyn SessionStore>,
         tools: Arc<dyn ToolExecutor>,
         memory: Option<MemoryBank>,
         config: RuntimeConfig,
@@ -229,21 +236,25 @@ impl AgentRuntime {
     }
 
     /// The session store.
-    pub fn store(&self) -> &SessionStore {
+    pub fn store(&self) -> &Arc<dyn SessionStore> {
         &self.inner.store
     }
 
     /// Summarize and archive the older half of `key`'s history now.
     /// Returns how many messages were archived (0 when there is too little).
     pub async fn compact(&self, key: &str) -> Result<u64, AgentError> {
-        let lock = self.inner.session_lock(key);
-        let _turn = lock.lock().await;
+        let _turn = self.inner.lock_turns(key).await?;
         Ok(self.inner.compact(key).await?)
     }
 
     /// Counters and totals.
     pub async fn stats(&self) -> Result<RuntimeStats, AgentError> {
-        let store = self.inner.store.stats().await?;
+        let store = self
+            .inner
+            .store
+            .stats()
+            .await
+            .map_err(AgentError::Sessions)?;
         let c = &self.inner.counters;
         Ok(RuntimeStats {
             turns: c.turns.load(Ordering::Relaxed),
@@ -360,14 +371,12 @@ impl Agent for AgentRuntime {
     }
 
     async fn reset_session(&self, key: &str) -> ocg_core::Result<()> {
-        let lock = self.inner.session_lock(key);
-        let _turn = lock.lock().await;
+        let _turn = self.inner.lock_turns(key).await?;
         Ok(self.inner.store.reset(key).await?)
     }
 
     async fn delete_session(&self, key: &str) -> ocg_core::Result<()> {
-        let lock = self.inner.session_lock(key);
-        let _turn = lock.lock().await;
+        let _turn = self.inner.lock_turns(key).await?;
         Ok(self.inner.store.delete(key).await?)
     }
 
@@ -467,7 +476,7 @@ impl Agent for AgentRuntime {
             Err(NotReady::Loading(why)) => HealthCheck::starting("llm", why),
             Err(NotReady::Failing(why)) => HealthCheck::failing("llm", why),
         }];
-        checks.push(match inner.store.stats().await {
+        checks.push(match inner.store.check().await {
             Ok(_) => HealthCheck::ok("sessions", None),
             Err(error) => HealthCheck::failing("sessions", error.to_string()),
         });
@@ -493,6 +502,22 @@ impl Inner {
     fn memory(&self) -> Result<&MemoryBank, ocg_core::Error> {
         self.memory.as_ref().ok_or_else(|| {
             ocg_core::Error::Unsupported("this agent runs without long-term memory".into())
+        })
+    }
+
+    /// The right to run `key`'s turns: this process's lock first (turns
+    /// of one session queue here, not in the store), then the store's, which
+    /// excludes the other agents sharing it.
+    async fn lock_turns(&self, key: &str) -> Result<TurnGuard, AgentError> {
+        let local = self.session_lock(key).lock_owned().await;
+        let shared = self
+            .store
+            .lock_session(key)
+            .await
+            .map_err(AgentError::Sessions)?;
+        Ok(TurnGuard {
+            _shared: shared,
+            _local: local,
         })
     }
 
@@ -527,9 +552,8 @@ impl Inner {
         events: &mpsc::Sender<ChatEvent>,
     ) -> Result<ChatEvent, TurnError> {
         let session_key = request.session_key.clone();
-        let lock = session_key.as_deref().map(|key| self.session_lock(key));
-        let _turn = match &lock {
-            Some(lock) => Some(lock.lock().await),
+        let _turn = match session_key.as_deref() {
+            Some(key) => Some(self.lock_turns(key).await?),
             None => None,
         };
         let user_text = request
@@ -643,7 +667,11 @@ impl Inner {
     ) -> Result<(Option<SessionContext>, Vec<Message>), TurnError> {
         let (session, mut conversation) = match request.session_key.as_deref() {
             Some(key) => {
-                let session = self.store.context(key).await?;
+                let session = self
+                    .store
+                    .context(key)
+                    .await
+                    .map_err(AgentError::Sessions)?;
                 let prompt = budget.build(&session, &request.messages);
                 (Some(session), prompt)
             }
@@ -716,7 +744,10 @@ impl Inner {
         budget: &ContextBudget,
     ) -> Result<(), TurnError> {
         let produced_tokens: Vec<u32> = produced.iter().map(|m| m.tokens).collect();
-        self.store.append_turn(key, produced).await?;
+        self.store
+            .append_turn(key, produced)
+            .await
+            .map_err(AgentError::Sessions)?;
         let Some(mut session) = session else {
             return Ok(());
         };
@@ -735,9 +766,11 @@ impl Inner {
             let inner = self.clone();
             let key = key.to_owned();
             tokio::spawn(async move {
-                let lock = inner.session_lock(&key);
-                let _turn = lock.lock().await;
-                if let Err(error) = inner.compact(&key).await {
+                let compacted = match inner.lock_turns(&key).await {
+                    Ok(_turn) => inner.compact(&key).await,
+                    Err(error) => Err(error.into()),
+                };
+                if let Err(error) = compacted {
                     tracing::warn!(session = %key, error = %error.message, "automatic compaction failed");
                 }
             });
@@ -840,7 +873,11 @@ impl Inner {
     }
 
     async fn compact(&self, key: &str) -> Result<u64, TurnError> {
-        let session = self.store.context(key).await?;
+        let session = self
+            .store
+            .context(key)
+            .await
+            .map_err(AgentError::Sessions)?;
         let Some((up_to, transcript)) = compaction_slice(&session) else {
             return Ok(0);
         };
@@ -869,7 +906,11 @@ impl Inner {
             .complete(&request)
             .await
             .map_err(provider_error)?;
-        let archived = self.store.compact(key, up_to, summary.text).await?;
+        let archived = self
+            .store
+            .compact(key, up_to, summary.text)
+            .await
+            .map_err(AgentError::Sessions)?;
         tracing::info!(session = %key, archived, "compacted");
         Ok(archived)
     }
@@ -885,6 +926,7 @@ fn provider_error(error: crate::providers::ProviderError) -> TurnError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sessions::SqliteSessionStore;
     use crate::testing::{ScriptedProvider, ScriptedReply as Reply};
 
     struct Upper;
@@ -923,7 +965,7 @@ mod tests {
     fn runtime(provider: Arc<ScriptedProvider>, window: u32) -> AgentRuntime {
         AgentRuntime::new(
             provider,
-            SessionStore::in_memory().unwrap(),
+            Arc::new(SqliteSessionStore::in_memory().unwrap()),
             Arc::new(Upper),
             None,
             config(window),
@@ -1068,7 +1110,7 @@ mod tests {
         };
         let runtime = AgentRuntime::new(
             provider.clone(),
-            SessionStore::in_memory().unwrap(),
+            Arc::new(SqliteSessionStore::in_memory().unwrap()),
             Arc::new(Upper),
             Some(bank),
             config,

@@ -52,6 +52,8 @@ impl IntoResponse for ApiError {
 impl From<AgentError> for ApiError {
     fn from(error: AgentError) -> Self {
         let status = match &error {
+            AgentError::Sessions(error) => StatusCode::from_u16(error.http_status())
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
             AgentError::SessionNotFound(_)
             | AgentError::MemoryNotFound(_)
             | AgentError::JobNotFound(_) => StatusCode::NOT_FOUND,

@@ -17,43 +17,21 @@
 //! Compaction archives the oldest messages and stores a summary of them in
 //! the same transaction. Archived messages stay queryable through
 //! [`SessionStore::history`].
+//!
+//! [`SqliteSessionStore`] is the agent's default [`SessionStore`]; one
+//! process uses it, so its [`SessionStore::lock_session`] is the caller's
+//! own lock (the runtime's).
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use async_trait::async_trait;
 use ocg_core::{HistoryEntry, Message, Role, SessionInfo, ToolCall};
+pub use ocg_core::{NewMessage, SessionContext, SessionLock, SessionStore, StoreStats};
 use rusqlite::{Connection, OptionalExtension, params};
-use serde::Serialize;
 
 use crate::AgentError;
-
-/// A message to store, with its token count.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NewMessage {
-    /// The message.
-    pub message: Message,
-    /// Its tokens.
-    pub tokens: u32,
-}
-
-/// What the model sees of a session.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct SessionContext {
-    /// The latest compaction summary.
-    pub summary: Option<String>,
-    /// Messages not archived, oldest first.
-    pub messages: Vec<HistoryEntry>,
-}
-
-/// Totals for `/v1/stats`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct StoreStats {
-    /// Sessions.
-    pub sessions: u64,
-    /// Messages (archived included).
-    pub messages: u64,
-}
 
 /// Read-only connections opened beside the writer (WAL lets them read while
 /// it writes, so a turn's context never queues behind another turn's commit).
@@ -64,7 +42,7 @@ const READER_MMAP: i64 = 256 << 20;
 
 /// The session database. Cheap to clone; calls run on tokio's blocking pool.
 #[derive(Debug, Clone)]
-pub struct SessionStore {
+pub struct SqliteSessionStore {
     writer: Arc<Mutex<Connection>>,
     readers: Arc<Vec<Mutex<Connection>>>,
     next_reader: Arc<std::sync::atomic::AtomicUsize>,
@@ -181,7 +159,7 @@ fn read_message(row: &rusqlite::Row<'_>) -> rusqlite::Result<HistoryEntry> {
     })
 }
 
-impl SessionStore {
+impl SqliteSessionStore {
     /// Open (or create) the database at `path`.
     pub fn open(path: &Path) -> Result<Self, AgentError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -222,7 +200,7 @@ impl SessionStore {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.execute_batch(SCHEMA)?;
         migrate(&mut conn)?;
-        Ok(SessionStore {
+        Ok(SqliteSessionStore {
             writer: Arc::new(Mutex::new(conn)),
             readers: Arc::new(Vec::new()),
             next_reader: Arc::default(),
@@ -265,15 +243,14 @@ impl SessionStore {
         .await
         .map_err(|e| AgentError::Internal(format!("session store task failed: {e}")))?
     }
+}
 
+#[async_trait]
+impl SessionStore for SqliteSessionStore {
     /// Store one turn's messages, atomically; answers once they are
     /// committed, with the turn's number in its session. Turns stored
     /// concurrently share one transaction (see the module docs).
-    pub async fn append_turn(
-        &self,
-        key: &str,
-        messages: Vec<NewMessage>,
-    ) -> Result<i64, AgentError> {
+    async fn append_turn(&self, key: &str, messages: Vec<NewMessage>) -> ocg_core::Result<i64> {
         let (done, committed) = tokio::sync::oneshot::channel();
         let first = {
             let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
@@ -295,13 +272,14 @@ impl SessionStore {
             });
             drop(task);
         }
-        committed
+        let stored = committed
             .await
-            .map_err(|_| AgentError::Internal("session store task failed".into()))?
+            .map_err(|_| AgentError::Internal("session store task failed".into()))?;
+        Ok(stored?)
     }
 
     /// What the model sees of `key`: the latest summary and the messages not archived.
-    pub async fn context(&self, key: &str) -> Result<SessionContext, AgentError> {
+    async fn context(&self, key: &str) -> ocg_core::Result<SessionContext> {
         let key = key.to_owned();
         self.read(move |conn| {
             // Statements on the per-turn path are prepared once per
@@ -321,16 +299,17 @@ impl SessionStore {
             Ok(SessionContext { summary, messages })
         })
         .await
+        .map_err(Into::into)
     }
 
     /// A page of `key`'s messages, oldest first; archived ones only when asked.
-    pub async fn history(
+    async fn history(
         &self,
         key: &str,
         offset: u64,
         limit: u64,
         include_archived: bool,
-    ) -> Result<Vec<HistoryEntry>, AgentError> {
+    ) -> ocg_core::Result<Vec<HistoryEntry>> {
         let key = key.to_owned();
         self.read(move |conn| {
             ensure_session(conn, &key)?;
@@ -346,10 +325,11 @@ impl SessionStore {
             Ok(rows)
         })
         .await
+        .map_err(Into::into)
     }
 
     /// All sessions, most recently used first.
-    pub async fn list(&self) -> Result<Vec<SessionInfo>, AgentError> {
+    async fn list(&self) -> ocg_core::Result<Vec<SessionInfo>> {
         self.read(|conn| {
             let mut select = conn.prepare_cached(
                 "SELECT key, title, created_at, updated_at, live_messages, archived_messages
@@ -370,10 +350,11 @@ impl SessionStore {
             Ok(rows)
         })
         .await
+        .map_err(Into::into)
     }
 
     /// Forget `key`'s messages and summaries; the session stays.
-    pub async fn reset(&self, key: &str) -> Result<(), AgentError> {
+    async fn reset(&self, key: &str) -> ocg_core::Result<()> {
         let key = key.to_owned();
         self.run(move |conn| {
             let tx = conn.transaction()?;
@@ -389,10 +370,11 @@ impl SessionStore {
             Ok(())
         })
         .await
+        .map_err(Into::into)
     }
 
     /// Delete `key` and everything in it.
-    pub async fn delete(&self, key: &str) -> Result<(), AgentError> {
+    async fn delete(&self, key: &str) -> ocg_core::Result<()> {
         let key = key.to_owned();
         self.run(move |conn| {
             let deleted = conn.execute("DELETE FROM sessions WHERE key = ?1", params![key])?;
@@ -402,10 +384,11 @@ impl SessionStore {
             Ok(())
         })
         .await
+        .map_err(Into::into)
     }
 
     /// Set `key`'s title.
-    pub async fn rename(&self, key: &str, title: &str) -> Result<(), AgentError> {
+    async fn rename(&self, key: &str, title: &str) -> ocg_core::Result<()> {
         let (key, title) = (key.to_owned(), title.to_owned());
         self.run(move |conn| {
             let updated = conn.execute(
@@ -418,11 +401,12 @@ impl SessionStore {
             Ok(())
         })
         .await
+        .map_err(Into::into)
     }
 
     /// Archive `key`'s messages up to id `up_to` and record `summary` of them,
     /// in one transaction. Returns how many messages were archived.
-    pub async fn compact(&self, key: &str, up_to: i64, summary: String) -> Result<u64, AgentError> {
+    async fn compact(&self, key: &str, up_to: i64, summary: String) -> ocg_core::Result<u64> {
         let key = key.to_owned();
         self.run(move |conn| {
             let tx = conn.transaction()?;
@@ -446,10 +430,11 @@ impl SessionStore {
             Ok(archived as u64)
         })
         .await
+        .map_err(Into::into)
     }
 
     /// Totals.
-    pub async fn stats(&self) -> Result<StoreStats, AgentError> {
+    async fn stats(&self) -> ocg_core::Result<StoreStats> {
         self.read(|conn| {
             Ok(StoreStats {
                 sessions: conn.query_row("SELECT COUNT(*) FROM sessions", [], |r| r.get(0))?,
@@ -457,6 +442,17 @@ impl SessionStore {
             })
         })
         .await
+        .map_err(Into::into)
+    }
+
+    async fn check(&self) -> ocg_core::Result<()> {
+        self.read(|conn| {
+            conn.prepare_cached("SELECT 1 FROM sessions LIMIT 0")?
+                .execute([])?;
+            Ok(())
+        })
+        .await
+        .map_err(Into::into)
     }
 }
 
@@ -582,100 +578,11 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn turns_history_compaction_and_operations() {
+    async fn the_session_store_contract_holds_on_sqlite() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SessionStore::open(&dir.path().join("ocg.db")).unwrap();
-        let turn = store
-            .append_turn(
-                "web:1",
-                vec![msg(Role::User, "hi"), msg(Role::Assistant, "hello")],
-            )
-            .await
-            .unwrap();
-        assert_eq!(turn, 1);
-        let mut call = Message::assistant("");
-        call.tool_calls.push(ToolCall {
-            id: "c1".into(),
-            name: "read".into(),
-            arguments: serde_json::json!({"path": "a"}),
-        });
-        let mut result = Message::new(Role::Tool, "file text");
-        result.tool_call_id = Some("c1".into());
-        store
-            .append_turn(
-                "web:1",
-                vec![
-                    msg(Role::User, "read a"),
-                    NewMessage {
-                        message: call.clone(),
-                        tokens: 5,
-                    },
-                    NewMessage {
-                        message: result,
-                        tokens: 2,
-                    },
-                    msg(Role::Assistant, "done"),
-                ],
-            )
-            .await
-            .unwrap();
-        let context = store.context("web:1").await.unwrap();
-        assert_eq!(context.messages.len(), 6);
-        assert_eq!(context.messages[3].message, call, "tool calls round-trip");
-        assert_eq!(
-            context.messages[4].message.tool_call_id.as_deref(),
-            Some("c1")
-        );
-        assert_eq!(context.messages[5].turn, 2);
-
-        let page = store.history("web:1", 1, 2, false).await.unwrap();
-        assert_eq!(
-            page.iter()
-                .map(|m| m.message.content.as_str())
-                .collect::<Vec<_>>(),
-            ["hello", "read a"]
-        );
-
-        let up_to = context.messages[1].id;
-        assert_eq!(
-            store
-                .compact("web:1", up_to, "greetings".into())
-                .await
-                .unwrap(),
-            2
-        );
-        let context = store.context("web:1").await.unwrap();
-        assert_eq!(context.summary.as_deref(), Some("greetings"));
-        assert_eq!(context.messages.len(), 4);
-        assert_eq!(
-            store.history("web:1", 0, 100, true).await.unwrap().len(),
-            6,
-            "archive stays queryable"
-        );
-
-        store.rename("web:1", "My chat").await.unwrap();
-        let list = store.list().await.unwrap();
-        assert_eq!(list[0].title.as_deref(), Some("My chat"));
-        assert_eq!((list[0].messages, list[0].archived), (4, 2));
-
-        store.reset("web:1").await.unwrap();
-        assert!(store.context("web:1").await.unwrap().messages.is_empty());
-        let list = store.list().await.unwrap();
-        assert_eq!((list[0].messages, list[0].archived), (0, 0));
-        let turn = store
-            .append_turn("web:1", vec![msg(Role::User, "again")])
-            .await
-            .unwrap();
-        assert_eq!(turn, 1, "a reset session starts over");
-        store.delete("web:1").await.unwrap();
-        assert!(matches!(
-            store.delete("web:1").await,
-            Err(AgentError::SessionNotFound(_))
-        ));
-        assert!(matches!(
-            store.history("nope", 0, 10, false).await,
-            Err(AgentError::SessionNotFound(_))
-        ));
+        let store = SqliteSessionStore::open(&dir.path().join("ocg.db")).unwrap();
+        ocg_core::testing::check_session_store(&store).await;
+        ocg_core::testing::check_session_store(&SqliteSessionStore::in_memory().unwrap()).await;
     }
 
     #[tokio::test]
@@ -695,7 +602,7 @@ mod tests {
             )
             .unwrap();
         }
-        let store = SessionStore::open(&path).unwrap();
+        let store = SqliteSessionStore::open(&path).unwrap();
         let list = store.list().await.unwrap();
         assert_eq!((list[0].messages, list[0].archived), (3, 2));
         let turn = store
@@ -706,13 +613,13 @@ mod tests {
         assert_eq!(store.list().await.unwrap()[0].messages, 4);
         drop(store);
         // Opening again does not migrate twice.
-        let store = SessionStore::open(&path).unwrap();
+        let store = SqliteSessionStore::open(&path).unwrap();
         assert_eq!(store.list().await.unwrap()[0].messages, 4);
     }
 
     #[tokio::test]
     async fn turns_queued_together_commit_together_and_a_bad_one_fails_alone() {
-        let store = SessionStore::in_memory().unwrap();
+        let store = SqliteSessionStore::in_memory().unwrap();
         store
             .run(|conn| {
                 conn.execute_batch(
@@ -805,8 +712,8 @@ mod tests {
     async fn concurrent_writers_on_two_connections_wait_instead_of_failing() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ocg.db");
-        let a = SessionStore::open(&path).unwrap();
-        let b = SessionStore::open(&path).unwrap();
+        let a = SqliteSessionStore::open(&path).unwrap();
+        let b = SqliteSessionStore::open(&path).unwrap();
         let mut tasks = Vec::new();
         for i in 0..20 {
             let store = if i % 2 == 0 { a.clone() } else { b.clone() };

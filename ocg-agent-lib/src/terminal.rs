@@ -207,7 +207,7 @@ mod tests {
     use super::*;
     use crate::context::ContextBudget;
     use crate::server::{self, AgentSocket};
-    use crate::sessions::SessionStore;
+    use crate::sessions::SqliteSessionStore;
     use crate::testing::ScriptedProvider;
     use crate::{AgentRuntime, NoTools, RuntimeConfig};
 
@@ -217,7 +217,7 @@ mod tests {
         let path = dir.path().join("agent.sock");
         let runtime = AgentRuntime::new(
             Arc::new(ScriptedProvider::default()),
-            SessionStore::in_memory().unwrap(),
+            Arc::new(SqliteSessionStore::in_memory().unwrap()),
             Arc::new(NoTools),
             None,
             RuntimeConfig {

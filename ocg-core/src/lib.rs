@@ -2,7 +2,7 @@
 //!
 //! OCG is three services and a process manager. This crate is what they agree
 //! on, and nothing heavier: the traits each concern is reached through
-//! ([`Agent`], [`Embedder`], [`VectorStore`], [`Channel`],
+//! ([`Agent`], [`Embedder`], [`VectorStore`], [`SessionStore`], [`Channel`],
 //! [`ProcessSupervisor`]), the wire
 //! types that cross process boundaries ([`ChatEvent`], [`Message`],
 //! [`HealthReport`], embedding and search shapes), config resolution
@@ -31,6 +31,7 @@ pub mod hybrid;
 mod mcp;
 mod memory;
 pub mod schedule;
+mod session_store;
 mod supervisor;
 mod vector_store;
 mod wire;
@@ -52,6 +53,7 @@ pub use error::{Error, Result, body};
 pub use health::{HealthCheck, HealthReport, HealthStatus};
 pub use mcp::{McpServerInfo, McpServerState};
 pub use memory::{InvalidMemory, Memory, MemoryPage, NewMemory, StoredMemory, ValidMemory};
+pub use session_store::{NewMessage, SessionContext, SessionLock, SessionStore, StoreStats};
 pub use supervisor::{
     ProcessSupervisor, Readiness, RunningService, ServiceSpec, ServiceState, StopOutcome,
 };

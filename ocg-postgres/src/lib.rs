@@ -12,22 +12,28 @@
 //!   safe when several processes start at once;
 //! - [`PgVectorStore`]: the agent's memories (any [`VectorStore`]
 //!   collections) on pgvector, with HNSW indexes, cosine scores, JSONB
-//!   filters and the same hybrid search as the embedding service.
+//!   filters and the same hybrid search as the embedding service;
+//! - [`PgSessionStore`]: sessions and their history ([`SessionStore`]),
+//!   with each session's turns serialized across every agent of the
+//!   database by an advisory lock.
 //!
-//! Sessions, channel state and scheduled jobs still live in each machine's
-//! SQLite (`docs/deploy.md` says what that means for several machines).
+//! Channel state and scheduled jobs still live in each machine's SQLite
+//! (`docs/deploy.md` says what that means for several machines).
 //!
 //! [`VectorStore`]: ocg_core::VectorStore
+//! [`SessionStore`]: ocg_core::SessionStore
 #![warn(missing_docs)]
 
 mod error;
 pub mod migrate;
 mod pool;
+mod sessions;
 mod vectors;
 
 pub use deadpool_postgres::Pool;
 pub use error::PgError;
 pub use pool::{CONNECT_TIMEOUT, POOL_SIZE, STATEMENT_TIMEOUT, connect};
+pub use sessions::PgSessionStore;
 pub use vectors::{EF_SEARCH, HYBRID_POOL, POSTINGS_BUDGET, PgVectorStore, valid_collection_name};
 
 /// Connect to `url` and bring its schema up to date: what a service does
@@ -36,4 +42,11 @@ pub async fn open(url: &str) -> Result<Pool, PgError> {
     let pool = connect(url)?;
     migrate::migrate(&pool).await?;
     Ok(pool)
+}
+
+/// Unix time in milliseconds, as every table stores it.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }

@@ -21,7 +21,7 @@ use pgvector::Vector;
 use serde_json::{Map, Value};
 use tokio_postgres::Row;
 
-use crate::PgError;
+use crate::{PgError, now_ms};
 
 /// A hybrid search considers at least this many candidates by vector and
 /// as many by keyword (as the embedding service does).
@@ -65,12 +65,6 @@ fn key(name: &str) -> i64 {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     });
     i64::from_ne_bytes(hash.to_ne_bytes())
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// Memories (any collections) in PostgreSQL with pgvector.

@@ -10,13 +10,13 @@ use ocg_agent_lib::mcp::{Launcher, McpConfig, McpServers};
 use ocg_agent_lib::memory::MemoryBank;
 use ocg_agent_lib::schedule::{ScheduleStore, Scheduler, SystemClock, spawn_heartbeat};
 use ocg_agent_lib::server::{self, AgentSocket};
-use ocg_agent_lib::sessions::SessionStore;
+use ocg_agent_lib::sessions::{SessionStore, SqliteSessionStore};
 use ocg_agent_lib::settings::AgentSettings;
 use ocg_agent_lib::tools::{self, ExecSandbox, ToolGroup, ToolRegistry, Workspace};
 use ocg_core::config::{Config, Sources};
 use ocg_core::{Agent, HealthCheck};
 use ocg_embed::{AddressFile, EmbeddingClient, EmbeddingEndpoint};
-use ocg_postgres::PgVectorStore;
+use ocg_postgres::{PgSessionStore, PgVectorStore};
 use tracing_subscriber::EnvFilter;
 
 /// OCG agent service, reachable on a Unix socket (mode 0600).
@@ -62,8 +62,8 @@ async fn agent_main() -> ExitCode {
 }
 
 /// The pool of `OCG_DATABASE_URL`, its schema brought up to date in the
-/// background: a database that is down at start is retried (memory reports
-/// unavailable meanwhile) instead of keeping the agent from starting.
+/// background: a database that is down at start is retried (turns and
+/// memory fail as unavailable meanwhile) instead of keeping the agent from starting.
 fn shared_store(url: &str) -> anyhow::Result<ocg_postgres::Pool> {
     let pool = ocg_postgres::connect(url)?;
     let migrating = pool.clone();
@@ -104,7 +104,6 @@ async fn run(args: Args) -> anyhow::Result<()> {
     // instance must fail before it starts a model.
     let _owner = ocg_process::ownership::lock_service(&config.data_dir, "agent")?;
     let socket = AgentSocket::bind(&config.agent_socket).await?;
-    let store = SessionStore::open(&settings.database)?;
     let provider = settings.build_provider()?;
     tracing::info!(
         provider = provider.name(),
@@ -113,16 +112,24 @@ async fn run(args: Args) -> anyhow::Result<()> {
     );
     let (embedding_token, _) = ocg_process::secrets::ensure_token(&config, ocg_embed::TOKEN_KEY)?;
     let embeddings = Arc::new(EmbeddingClient::new(endpoint, &embedding_token));
-    let memory = match config.raw().parse("OCG_DATABASE_URL", |v| {
-        Ok::<_, String>(ocg_core::config::Secret::new(v.trim()))
-    })? {
-        // Memories in PostgreSQL (pgvector), embedded by the embedding service.
-        Some(url) => MemoryBank::new(Arc::new(PgVectorStore::new(
-            shared_store(url.expose())?,
-            embeddings,
-        ))),
-        None => MemoryBank::new(embeddings),
-    };
+    let (store, memory): (Arc<dyn SessionStore>, MemoryBank) =
+        match config.raw().parse("OCG_DATABASE_URL", |v| {
+            Ok::<_, String>(ocg_core::config::Secret::new(v.trim()))
+        })? {
+            // Sessions and memories in PostgreSQL (memories on pgvector, embedded
+            // by the embedding service), shared with the other agents of it.
+            Some(url) => {
+                let pool = shared_store(url.expose())?;
+                (
+                    Arc::new(PgSessionStore::new(pool.clone())),
+                    MemoryBank::new(Arc::new(PgVectorStore::new(pool, embeddings))),
+                )
+            }
+            None => (
+                Arc::new(SqliteSessionStore::open(&settings.database)?),
+                MemoryBank::new(embeddings),
+            ),
+        };
     let workspace = Arc::new(Workspace::new(&settings.workspace, &settings.protected)?);
     let schedules = ScheduleStore::open(&settings.database, Arc::new(SystemClock))?;
     let builtin = tools::builtin(

@@ -22,7 +22,7 @@ use ocg_agent_lib::memory::{MemoryBank, RecallConfig};
 use ocg_agent_lib::providers::{
     CompletionRequest, FinishReason, LlmProvider, ProviderError, ProviderEvent, ProviderStream,
 };
-use ocg_agent_lib::sessions::SessionStore;
+use ocg_agent_lib::sessions::SqliteSessionStore;
 use ocg_agent_lib::tools::{Tool, ToolContext, ToolGroup, ToolPolicy, ToolRegistry};
 use ocg_agent_lib::{AgentError, AgentRuntime, RuntimeConfig};
 use ocg_core::{Agent, ChatRequest, Embedder, Role, ToolCall, Usage, VectorItem};
@@ -112,7 +112,7 @@ async fn tool_loop() {
     let registry = ToolRegistry::new(vec![Arc::new(Noop)], ToolPolicy::default()).unwrap();
     let runtime = AgentRuntime::new(
         Arc::new(InstantModel),
-        SessionStore::open(&dir.path().join("ocg.db")).unwrap(),
+        Arc::new(SqliteSessionStore::open(&dir.path().join("ocg.db")).unwrap()),
         Arc::new(registry),
         None,
         RuntimeConfig {

@@ -14,7 +14,7 @@
 
 use std::time::Instant;
 
-use ocg_agent_lib::sessions::{NewMessage, SessionStore};
+use ocg_agent_lib::sessions::{NewMessage, SessionStore, SqliteSessionStore};
 use ocg_core::Message;
 use ocg_tests::bench::percentile;
 
@@ -37,7 +37,7 @@ fn turn(i: usize) -> Vec<NewMessage> {
 }
 
 /// Time one turn's store work on `key`, `SAMPLES` times; (p50, p99) in ms.
-async fn per_turn(store: &SessionStore, key: &str, from: usize) -> anyhow::Result<(f64, f64)> {
+async fn per_turn(store: &dyn SessionStore, key: &str, from: usize) -> anyhow::Result<(f64, f64)> {
     let mut samples = Vec::with_capacity(SAMPLES);
     for i in 0..SAMPLES {
         let started = Instant::now();
@@ -68,7 +68,7 @@ async fn main() -> anyhow::Result<()> {
     println!("|---:|---:|---:|---:|---:|");
     for &length in &lengths {
         let dir = tempfile::tempdir()?;
-        let store = SessionStore::open(&dir.path().join("ocg.db"))?;
+        let store = SqliteSessionStore::open(&dir.path().join("ocg.db"))?;
         let filled = Instant::now();
         for i in 0..length {
             store.append_turn("long", turn(i)).await?;

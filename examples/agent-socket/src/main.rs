@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ocg_agent_lib::server::{self, AgentSocket};
-use ocg_agent_lib::sessions::SessionStore;
+use ocg_agent_lib::sessions::SqliteSessionStore;
 use ocg_agent_lib::settings::AgentSettings;
 use ocg_agent_lib::{AgentClient, AgentRuntime, NoTools};
 use ocg_core::config::{Config, Sources};
@@ -26,7 +26,7 @@ async fn main() -> anyhow::Result<()> {
     let provider = settings.build_provider()?;
     let runtime = AgentRuntime::new(
         provider.clone(),
-        SessionStore::in_memory()?,
+        Arc::new(SqliteSessionStore::in_memory()?),
         Arc::new(NoTools),
         None,
         settings.runtime,

@@ -9,7 +9,7 @@ use tower::ServiceExt;
 use super::*;
 use crate::context::ContextBudget;
 use crate::providers::ProviderError;
-use crate::sessions::SessionStore;
+use crate::sessions::SqliteSessionStore;
 use crate::testing::{ScriptedProvider, ScriptedReply as Reply};
 use crate::{NoTools, RuntimeConfig};
 
@@ -30,7 +30,7 @@ fn config() -> RuntimeConfig {
 fn runtime(provider: ScriptedProvider) -> AgentRuntime {
     AgentRuntime::new(
         Arc::new(provider),
-        SessionStore::in_memory().unwrap(),
+        Arc::new(SqliteSessionStore::in_memory().unwrap()),
         Arc::new(NoTools),
         None,
         config(),
@@ -251,7 +251,7 @@ async fn memory_over_the_socket_with_agent_client() {
     let store = InMemoryVectorStore::default();
     let runtime = AgentRuntime::new(
         Arc::new(ScriptedProvider::default()),
-        SessionStore::in_memory().unwrap(),
+        Arc::new(SqliteSessionStore::in_memory().unwrap()),
         Arc::new(NoTools),
         Some(MemoryBank::new(Arc::new(store.clone()))),
         config(),

@@ -120,7 +120,7 @@ pub fn builtin(
     workspace: std::sync::Arc<Workspace>,
     policy: &ToolPolicy,
     memory: Option<crate::memory::MemoryBank>,
-    sessions: crate::sessions::SessionStore,
+    sessions: std::sync::Arc<dyn crate::sessions::SessionStore>,
     schedules: Option<crate::schedule::ScheduleStore>,
 ) -> BuiltinTools {
     use std::sync::Arc;

@@ -1,6 +1,8 @@
 //! Session tools: `sessions_list` and `session_history`, so the agent can
 //! look back at its other conversations.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::json;
@@ -14,7 +16,7 @@ pub const MAX_MESSAGE_CHARS: usize = 2000;
 
 /// `sessions_list`: sessions, most recent first.
 #[derive(Debug, Clone)]
-pub struct SessionsListTool(pub SessionStore);
+pub struct SessionsListTool(pub Arc<dyn SessionStore>);
 
 #[derive(Deserialize)]
 struct ListArgs {
@@ -44,7 +46,7 @@ impl Tool for SessionsListTool {
     }
     async fn call(&self, _: &ToolContext, args: serde_json::Value) -> Result<String, AgentError> {
         let args: ListArgs = arguments(self.name(), args)?;
-        let sessions = self.0.list().await?;
+        let sessions = self.0.list().await.map_err(AgentError::Sessions)?;
         let shown: Vec<_> = sessions
             .iter()
             .take(args.limit.unwrap_or(20).clamp(1, 200))
@@ -63,7 +65,7 @@ impl Tool for SessionsListTool {
 
 /// `session_history`: a page of one session's messages.
 #[derive(Debug, Clone)]
-pub struct SessionHistoryTool(pub SessionStore);
+pub struct SessionHistoryTool(pub Arc<dyn SessionStore>);
 
 #[derive(Deserialize)]
 struct HistoryArgs {
@@ -112,10 +114,11 @@ impl Tool for SessionHistoryTool {
             )
             .await
             .map_err(|error| match error {
-                AgentError::SessionNotFound(key) => {
-                    AgentError::tool("session_not_found", format!("there is no session {key:?}"))
-                }
-                other => other,
+                ocg_core::Error::NotFound(_) => AgentError::tool(
+                    "session_not_found",
+                    format!("there is no session {:?}", args.key),
+                ),
+                other => AgentError::Sessions(other),
             })?;
         let shown: Vec<_> = entries
             .iter()

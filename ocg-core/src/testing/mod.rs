@@ -9,10 +9,14 @@
 //! - [`RecordingChannel`]: records what is sent, delivers injected messages.
 //! - [`FakeSupervisor`]: a process table in memory.
 //! - [`InMemoryVectorStore`]: collections searched by exact cosine.
+//!
+//! And the contract every [`SessionStore`](crate::SessionStore) keeps, as
+//! one check: [`check_session_store`].
 
 mod agent;
 mod channel;
 mod embedder;
+mod session_store;
 mod stream;
 mod supervisor;
 mod vector_store;
@@ -20,6 +24,7 @@ mod vector_store;
 pub use agent::ScriptedAgent;
 pub use channel::RecordingChannel;
 pub use embedder::DeterministicEmbedder;
+pub use session_store::check_session_store;
 pub use stream::iter_stream;
 pub use supervisor::FakeSupervisor;
 pub use vector_store::InMemoryVectorStore;

@@ -1,0 +1,443 @@
+//! [`PgSessionStore`]: the [`SessionStore`] contract in PostgreSQL, shared
+//! by every agent of the database.
+//!
+//! The tables mirror the agent's SQLite ones (`ocg_sessions`,
+//! `ocg_messages`, `ocg_summaries`), with each session's counters kept in
+//! its row so a turn costs the same at turn 100,000 as at turn 1. A turn is
+//! one statement (the session's row and its messages, through data-modifying
+//! CTEs), so it is atomic and costs one round trip.
+//!
+//! [`lock_session`](SessionStore::lock_session) takes a session-level
+//! advisory lock keyed by the session (`pg_try_advisory_lock(class,
+//! hashtext(key))`) on one connection this store keeps for its locks.
+//! PostgreSQL frees an advisory lock when its connection ends, so the
+//! sessions of an agent that was killed mid-turn are free again as soon as
+//! the server notices the dead connection; two keys with the same hash
+//! merely queue behind each other. On its one connection the lock is
+//! reentrant, so it excludes other processes only: the runtime queues a
+//! process's own turns of a session before taking it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use deadpool_postgres::{Object, Pool};
+use ocg_core::{
+    HistoryEntry, Message, NewMessage, Role, SessionContext, SessionInfo, SessionLock,
+    SessionStore, StoreStats, ToolCall,
+};
+use tokio_postgres::Row;
+
+use crate::{PgError, now_ms};
+
+/// The first key of the sessions' advisory locks ("oc"), so they never
+/// meet another application's two-key locks by chance.
+const LOCK_CLASS: i32 = 0x6f63;
+/// How long a waiting lock sleeps between tries, at most.
+const LOCK_POLL_MAX: Duration = Duration::from_millis(50);
+
+/// Sessions and their history in PostgreSQL.
+#[derive(Clone)]
+pub struct PgSessionStore {
+    pool: Pool,
+    /// The connection holding this store's session locks, once one was taken.
+    locks: Arc<tokio::sync::Mutex<Option<Arc<Object>>>>,
+}
+
+impl std::fmt::Debug for PgSessionStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgSessionStore").finish_non_exhaustive()
+    }
+}
+
+fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::System => "system",
+        Role::User => "user",
+        Role::Assistant => "assistant",
+        Role::Tool => "tool",
+    }
+}
+
+fn parse_role(name: &str) -> Role {
+    match name {
+        "system" => Role::System,
+        "assistant" => Role::Assistant,
+        "tool" => Role::Tool,
+        _ => Role::User,
+    }
+}
+
+const MESSAGE_COLUMNS: &str =
+    "id, turn, role, content, tool_calls, tool_call_id, tokens, created_at_ms, archived";
+
+fn read_message(row: &Row) -> HistoryEntry {
+    let tool_calls: Option<String> = row.get("tool_calls");
+    let tool_calls: Vec<ToolCall> = tool_calls
+        .and_then(|json| serde_json::from_str(&json).ok())
+        .unwrap_or_default();
+    HistoryEntry {
+        id: row.get("id"),
+        turn: row.get("turn"),
+        message: Message {
+            role: parse_role(row.get("role")),
+            content: row.get("content"),
+            tool_calls,
+            tool_call_id: row.get("tool_call_id"),
+        },
+        tokens: u32::try_from(row.get::<_, i32>("tokens")).unwrap_or(0),
+        created_at_ms: row.get("created_at_ms"),
+        archived: row.get("archived"),
+    }
+}
+
+fn not_found(key: &str) -> ocg_core::Error {
+    ocg_core::Error::NotFound(format!("session {key}"))
+}
+
+fn count(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+impl PgSessionStore {
+    /// Sessions in the database of `pool` (migrated by [`open`](crate::open)).
+    pub fn new(pool: Pool) -> Self {
+        PgSessionStore {
+            pool,
+            locks: Arc::default(),
+        }
+    }
+
+    async fn client(&self) -> Result<Object, PgError> {
+        Ok(self.pool.get().await?)
+    }
+
+    /// The connection the locks live on: the one held, or a new one when
+    /// it ended (its locks ended with it).
+    async fn lock_connection(&self) -> Result<Arc<Object>, PgError> {
+        let mut held = self.locks.lock().await;
+        if let Some(conn) = held.as_ref().filter(|c| !c.is_closed()) {
+            return Ok(conn.clone());
+        }
+        let conn = Arc::new(self.client().await?);
+        *held = Some(conn.clone());
+        Ok(conn)
+    }
+
+    async fn session_exists(client: &Object, key: &str) -> Result<bool, PgError> {
+        let statement = client
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM ocg_sessions WHERE key = $1)")
+            .await?;
+        Ok(client.query_one(&statement, &[&key]).await?.get(0))
+    }
+}
+
+/// A held session lock: unlocked on its connection when dropped.
+struct HeldLock {
+    conn: Arc<Object>,
+    key: String,
+}
+
+impl Drop for HeldLock {
+    fn drop(&mut self) {
+        let (conn, key) = (self.conn.clone(), std::mem::take(&mut self.key));
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            // No runtime to unlock on: the lock ends with the connection.
+            return;
+        };
+        runtime.spawn(async move {
+            let unlocked = conn
+                .query_one(
+                    "SELECT pg_advisory_unlock($1, hashtext($2))",
+                    &[&LOCK_CLASS, &key],
+                )
+                .await;
+            if let Err(error) = unlocked {
+                tracing::warn!(%error, "unlocking a session failed; it ends with the connection");
+            }
+        });
+    }
+}
+
+#[async_trait]
+impl SessionStore for PgSessionStore {
+    async fn append_turn(&self, key: &str, messages: Vec<NewMessage>) -> ocg_core::Result<i64> {
+        let count = i64::try_from(messages.len()).unwrap_or(i64::MAX);
+        let mut roles = Vec::with_capacity(messages.len());
+        let mut contents = Vec::with_capacity(messages.len());
+        let mut calls = Vec::with_capacity(messages.len());
+        let mut call_ids = Vec::with_capacity(messages.len());
+        let mut tokens = Vec::with_capacity(messages.len());
+        for new in &messages {
+            let m = &new.message;
+            roles.push(role_name(m.role));
+            contents.push(m.content.as_str());
+            calls.push(
+                (!m.tool_calls.is_empty())
+                    .then(|| serde_json::to_string(&m.tool_calls))
+                    .transpose()
+                    .map_err(|e| PgError::Invalid(e.to_string()))?,
+            );
+            call_ids.push(m.tool_call_id.as_deref());
+            tokens.push(i32::try_from(new.tokens).unwrap_or(i32::MAX));
+        }
+        let client = self.client().await?;
+        // One statement: the session's row, then its messages in order.
+        let statement = client
+            .prepare_cached(
+                "WITH session AS (
+                    INSERT INTO ocg_sessions (key, created_at_ms, updated_at_ms, last_turn, live_messages)
+                    VALUES ($1, $2, $2, 1, $3)
+                    ON CONFLICT (key) DO UPDATE SET updated_at_ms = excluded.updated_at_ms,
+                        last_turn = ocg_sessions.last_turn + 1,
+                        live_messages = ocg_sessions.live_messages + excluded.live_messages
+                    RETURNING last_turn
+                ), stored AS (
+                    INSERT INTO ocg_messages
+                        (session_key, turn, role, content, tool_calls, tool_call_id, tokens, created_at_ms)
+                    SELECT $1, session.last_turn, m.role, m.content, m.tool_calls, m.tool_call_id, m.tokens, $2
+                    FROM session, unnest($4::text[], $5::text[], $6::text[], $7::text[], $8::int4[])
+                        WITH ORDINALITY AS m (role, content, tool_calls, tool_call_id, tokens, n)
+                    ORDER BY m.n
+                )
+                SELECT last_turn FROM session",
+            )
+            .await
+            .map_err(PgError::from)?;
+        let row = client
+            .query_one(
+                &statement,
+                &[
+                    &key,
+                    &now_ms(),
+                    &count,
+                    &roles,
+                    &contents,
+                    &calls,
+                    &call_ids,
+                    &tokens,
+                ],
+            )
+            .await
+            .map_err(PgError::from)?;
+        Ok(row.get(0))
+    }
+
+    async fn context(&self, key: &str) -> ocg_core::Result<SessionContext> {
+        let client = self.client().await?;
+        let summary = client
+            .prepare_cached(
+                "SELECT content FROM ocg_summaries WHERE session_key = $1 ORDER BY id DESC LIMIT 1",
+            )
+            .await
+            .map_err(PgError::from)?;
+        let messages = client
+            .prepare_cached(&format!(
+                "SELECT {MESSAGE_COLUMNS} FROM ocg_messages
+                 WHERE session_key = $1 AND NOT archived ORDER BY id"
+            ))
+            .await
+            .map_err(PgError::from)?;
+        // Both on the wire at once: one round trip.
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&key];
+        let (summary, messages) = tokio::join!(
+            client.query_opt(&summary, &params),
+            client.query(&messages, &params)
+        );
+        Ok(SessionContext {
+            summary: summary.map_err(PgError::from)?.map(|row| row.get(0)),
+            messages: messages
+                .map_err(PgError::from)?
+                .iter()
+                .map(read_message)
+                .collect(),
+        })
+    }
+
+    async fn history(
+        &self,
+        key: &str,
+        offset: u64,
+        limit: u64,
+        include_archived: bool,
+    ) -> ocg_core::Result<Vec<HistoryEntry>> {
+        let client = self.client().await?;
+        let page = client
+            .prepare_cached(&format!(
+                "SELECT {MESSAGE_COLUMNS} FROM ocg_messages
+                 WHERE session_key = $1 AND ($2 OR NOT archived)
+                 ORDER BY id LIMIT $3 OFFSET $4"
+            ))
+            .await
+            .map_err(PgError::from)?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let offset = i64::try_from(offset).unwrap_or(i64::MAX);
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
+            [&key, &include_archived, &limit, &offset];
+        let (exists, rows) = tokio::join!(
+            Self::session_exists(&client, key),
+            client.query(&page, &params)
+        );
+        if !exists? {
+            return Err(not_found(key));
+        }
+        Ok(rows
+            .map_err(PgError::from)?
+            .iter()
+            .map(read_message)
+            .collect())
+    }
+
+    async fn list(&self) -> ocg_core::Result<Vec<SessionInfo>> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT key, title, created_at_ms, updated_at_ms, live_messages, archived_messages
+                 FROM ocg_sessions ORDER BY updated_at_ms DESC, key",
+                &[],
+            )
+            .await
+            .map_err(PgError::from)?;
+        Ok(rows
+            .iter()
+            .map(|row| SessionInfo {
+                key: row.get(0),
+                title: row.get(1),
+                created_at_ms: row.get(2),
+                updated_at_ms: row.get(3),
+                messages: count(row.get(4)),
+                archived: count(row.get(5)),
+            })
+            .collect())
+    }
+
+    async fn reset(&self, key: &str) -> ocg_core::Result<()> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(PgError::from)?;
+        let updated = tx
+            .execute(
+                "UPDATE ocg_sessions SET last_turn = 0, live_messages = 0, archived_messages = 0
+                 WHERE key = $1",
+                &[&key],
+            )
+            .await
+            .map_err(PgError::from)?;
+        if updated == 0 {
+            return Err(not_found(key));
+        }
+        tx.execute("DELETE FROM ocg_messages WHERE session_key = $1", &[&key])
+            .await
+            .map_err(PgError::from)?;
+        tx.execute("DELETE FROM ocg_summaries WHERE session_key = $1", &[&key])
+            .await
+            .map_err(PgError::from)?;
+        tx.commit().await.map_err(PgError::from)?;
+        Ok(())
+    }
+
+    async fn delete(&self, key: &str) -> ocg_core::Result<()> {
+        let client = self.client().await?;
+        let deleted = client
+            .execute("DELETE FROM ocg_sessions WHERE key = $1", &[&key])
+            .await
+            .map_err(PgError::from)?;
+        if deleted == 0 {
+            return Err(not_found(key));
+        }
+        Ok(())
+    }
+
+    async fn rename(&self, key: &str, title: &str) -> ocg_core::Result<()> {
+        let client = self.client().await?;
+        let updated = client
+            .execute(
+                "UPDATE ocg_sessions SET title = $2 WHERE key = $1",
+                &[&key, &title],
+            )
+            .await
+            .map_err(PgError::from)?;
+        if updated == 0 {
+            return Err(not_found(key));
+        }
+        Ok(())
+    }
+
+    async fn compact(&self, key: &str, up_to: i64, summary: String) -> ocg_core::Result<u64> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(PgError::from)?;
+        let archived = tx
+            .execute(
+                "UPDATE ocg_messages SET archived = true
+                 WHERE session_key = $1 AND NOT archived AND id <= $2",
+                &[&key, &up_to],
+            )
+            .await
+            .map_err(PgError::from)?;
+        let moved = i64::try_from(archived).unwrap_or(i64::MAX);
+        tx.execute(
+            "UPDATE ocg_sessions SET live_messages = live_messages - $2,
+                 archived_messages = archived_messages + $2
+             WHERE key = $1",
+            &[&key, &moved],
+        )
+        .await
+        .map_err(PgError::from)?;
+        tx.execute(
+            "INSERT INTO ocg_summaries (session_key, content, covers_up_to, created_at_ms)
+             VALUES ($1, $2, $3, $4)",
+            &[&key, &summary, &up_to, &now_ms()],
+        )
+        .await
+        .map_err(PgError::from)?;
+        tx.commit().await.map_err(PgError::from)?;
+        Ok(archived)
+    }
+
+    async fn stats(&self) -> ocg_core::Result<StoreStats> {
+        let client = self.client().await?;
+        let row = client
+            .query_one(
+                "SELECT (SELECT count(*) FROM ocg_sessions), (SELECT count(*) FROM ocg_messages)",
+                &[],
+            )
+            .await
+            .map_err(PgError::from)?;
+        Ok(StoreStats {
+            sessions: count(row.get(0)),
+            messages: count(row.get(1)),
+        })
+    }
+
+    async fn lock_session(&self, key: &str) -> ocg_core::Result<SessionLock> {
+        let mut pause = Duration::from_millis(2);
+        loop {
+            let conn = self.lock_connection().await?;
+            let taken: bool = conn
+                .query_one(
+                    "SELECT pg_try_advisory_lock($1, hashtext($2))",
+                    &[&LOCK_CLASS, &key],
+                )
+                .await
+                .map_err(PgError::from)?
+                .get(0);
+            if taken {
+                return Ok(SessionLock::held_by(HeldLock {
+                    conn,
+                    key: key.to_owned(),
+                }));
+            }
+            // Another agent runs this session's turn: try again shortly.
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(LOCK_POLL_MAX);
+        }
+    }
+
+    async fn check(&self) -> ocg_core::Result<()> {
+        let client = self.client().await?;
+        client
+            .execute("SELECT 1 FROM ocg_sessions LIMIT 0", &[])
+            .await
+            .map_err(PgError::from)?;
+        Ok(())
+    }
+}
