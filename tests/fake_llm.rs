@@ -50,6 +50,11 @@ impl FakeLlm {
         self.shared.scripts.lock().unwrap().push_back(script);
     }
 
+    /// Drop the scripts not used yet (it echoes again).
+    pub fn clear_scripts(&self) {
+        self.shared.scripts.lock().unwrap().clear();
+    }
+
     /// The JSON bodies received so far.
     pub fn requests(&self) -> Vec<serde_json::Value> {
         self.shared.requests.lock().unwrap().clone()

@@ -12,6 +12,7 @@ mod mcp;
 mod postgres;
 mod process;
 mod schedule;
+mod shared_store;
 mod slack;
 mod stack;
 mod telegram;

@@ -15,7 +15,8 @@ use crate::AgentError;
 use crate::event_stream::spawn_event_stream;
 use crate::sse::SseDecoder;
 
-/// [`Agent`] implemented over the agent's Unix socket.
+/// [`Agent`] implemented over the agent's Unix socket, or over its TCP
+/// listener with its token.
 ///
 /// Every call opens its connection through the socket path, so an agent that
 /// restarted is reached again without any reconnect logic; while it is down
@@ -23,6 +24,9 @@ use crate::sse::SseDecoder;
 #[derive(Debug, Clone)]
 pub struct AgentClient {
     socket: PathBuf,
+    /// Where requests go: `http://agent` on the socket, the listener's
+    /// origin on TCP.
+    base: String,
     http: reqwest::Client,
 }
 
@@ -35,12 +39,52 @@ impl AgentClient {
             .connect_timeout(Duration::from_secs(2))
             .build()
             .map_err(|e| AgentError::Client(e.to_string()))?;
-        Ok(AgentClient { socket, http })
+        Ok(AgentClient {
+            socket,
+            base: "http://agent".into(),
+            http,
+        })
     }
 
-    /// The socket path.
+    /// A client of the agent's TCP listener at `addr` (`host:port`, as the
+    /// agent's `OCG_AGENT_ADDR`), sending `token` (its `OCG_AGENT_TOKEN`)
+    /// with every request; the token never appears in errors or logs.
+    pub fn tcp(addr: &str, token: &str) -> Result<Self, AgentError> {
+        let origin = format!("http://{addr}");
+        let parsed = reqwest::Url::parse(&origin)
+            .ok()
+            .filter(|url| url.host_str().is_some() && url.port().is_some() && url.path() == "/");
+        if parsed.is_none() {
+            return Err(AgentError::InvalidInput(format!(
+                "{addr:?} is not an agent's host:port"
+            )));
+        }
+        let mut bearer = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|_| {
+                AgentError::InvalidInput("the agent token is not a header value".into())
+            })?;
+        bearer.set_sensitive(true);
+        let headers =
+            reqwest::header::HeaderMap::from_iter([(reqwest::header::AUTHORIZATION, bearer)]);
+        let http = reqwest::Client::builder()
+            .default_headers(headers)
+            .connect_timeout(Duration::from_secs(2))
+            .build()
+            .map_err(|e| AgentError::Client(e.to_string()))?;
+        Ok(AgentClient {
+            socket: PathBuf::from(addr),
+            base: origin,
+            http,
+        })
+    }
+
+    /// The socket path (the `host:port` of a TCP client).
     pub fn socket(&self) -> &Path {
         &self.socket
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
     }
 
     fn unavailable(&self, error: &reqwest::Error) -> Error {
@@ -57,7 +101,7 @@ impl AgentClient {
     async fn fetch_health(&self) -> Result<HealthReport> {
         let response = self
             .http
-            .get("http://agent/health")
+            .get(self.url("/health"))
             .timeout(Duration::from_secs(3))
             .send()
             .await
@@ -82,7 +126,7 @@ impl AgentClient {
         path: &str,
         body: Option<serde_json::Value>,
     ) -> Result<serde_json::Value> {
-        let mut request = self.http.request(method, format!("http://agent{path}"));
+        let mut request = self.http.request(method, self.url(path));
         if let Some(body) = body {
             request = request.json(&body);
         }
@@ -151,7 +195,7 @@ impl Agent for AgentClient {
     async fn chat_stream(&self, request: ChatRequest) -> Result<ChatStream> {
         let response = self
             .http
-            .post("http://agent/v1/chat/stream")
+            .post(self.url("/v1/chat/stream"))
             .json(&request)
             .send()
             .await

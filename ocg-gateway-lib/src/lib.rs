@@ -20,6 +20,7 @@
 #![warn(missing_docs)]
 
 pub mod access;
+pub mod agents;
 pub mod auth;
 pub mod channels;
 mod cron;

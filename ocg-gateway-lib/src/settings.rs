@@ -22,6 +22,16 @@ pub struct HooksSettings {
     pub session_prefixes: Vec<String>,
 }
 
+/// The agents a gateway uses over TCP instead of its socket.
+#[derive(Debug, Clone)]
+pub struct AgentsSettings {
+    /// `OCG_AGENTS`: the agents' `OCG_AGENT_ADDR`s (`host:port`,
+    /// comma-separated).
+    pub addrs: Vec<String>,
+    /// `OCG_AGENT_TOKEN`: the token their TCP listeners require.
+    pub token: Secret,
+}
+
 /// Everything the gateway reads from the config besides its token.
 #[derive(Debug, Clone)]
 pub struct GatewaySettings {
@@ -48,6 +58,9 @@ pub struct GatewaySettings {
     pub slack: Option<SlackConfig>,
     /// `OCG_PAIRING`: strangers get pairing codes (default) or nothing.
     pub pairing: bool,
+    /// Several agents over TCP, when `OCG_AGENTS` is set; else the agent
+    /// on `OCG_AGENT_SOCKET`.
+    pub agents: Option<AgentsSettings>,
     /// Channels whose keys are set but wrong, with the reason (naming the
     /// key, never a secret): shown as failing, while the rest runs.
     pub channel_errors: Vec<(String, String)>,
@@ -109,6 +122,32 @@ impl GatewaySettings {
                 token,
                 session_prefixes,
             });
+        let agents = raw
+            .parse("OCG_AGENTS", |value| {
+                let addrs: Vec<String> = list(value).map(str::to_owned).collect();
+                match addrs.iter().find(|a| !is_host_port(a)) {
+                    Some(bad) => Err(format!("{bad:?} is not host:port")),
+                    None if addrs.is_empty() => Err("no agent address".to_owned()),
+                    None => Ok(addrs),
+                }
+            })?
+            .map(|addrs| {
+                let token = raw
+                    .get("OCG_AGENT_TOKEN")
+                    .map(|setting| setting.value.trim())
+                    .filter(|t| t.len() >= 16)
+                    .ok_or_else(|| {
+                        missing_key(
+                            "OCG_AGENT_TOKEN",
+                            "OCG_AGENTS needs the agents' token (at least 16 characters)",
+                        )
+                    })?;
+                Ok::<_, GatewayError>(AgentsSettings {
+                    addrs,
+                    token: Secret::new(token),
+                })
+            })
+            .transpose()?;
         Ok(GatewaySettings {
             addr: SocketAddr::new(config.host, config.port),
             allow_public_bind: config.allow_public_bind,
@@ -124,8 +163,16 @@ impl GatewaySettings {
             discord,
             slack,
             channel_errors,
+            agents,
         })
     }
+}
+
+/// `host:port` with a port number.
+fn is_host_port(addr: &str) -> bool {
+    addr.rsplit_once(':').is_some_and(|(host, port)| {
+        !host.is_empty() && !host.contains('/') && port.parse::<u16>().is_ok_and(|p| p > 0)
+    })
 }
 
 /// The config of `pairs` as the environment, with `OCG_DATA_DIR=/srv/ocg`

@@ -10,6 +10,7 @@ use ocg_agent_lib::mcp::McpServer;
 use ocg_core::Channel;
 use ocg_core::config::{Config, Sources};
 use ocg_gateway_lib::access::Pairing;
+use ocg_gateway_lib::agents::AgentPool;
 use ocg_gateway_lib::channels::{ChannelBridge, MisconfiguredChannel};
 use ocg_gateway_lib::deliveries::DeliveryPump;
 use ocg_gateway_lib::discord::DiscordChannel;
@@ -119,7 +120,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
                         .to_string())
             );
             println!("listen: {}", config.gateway_url());
-            println!("agent socket: {}", config.agent_socket.display());
+            match &settings.agents {
+                Some(agents) => println!("agents: {} over TCP", agents.addrs.join(", ")),
+                None => println!("agent socket: {}", config.agent_socket.display()),
+            }
             match &settings.telegram {
                 Some(telegram) => println!(
                     "telegram: {:?}, {} allowed chat(s)",
@@ -208,7 +212,24 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if let TokenSource::Generated(path) = &source {
         tracing::info!(file = %path.display(), "generated a UI token (OCG_UI_TOKEN); `ocg-gateway token show` prints it");
     }
-    let agent: Arc<dyn ocg_core::Agent> = Arc::new(AgentClient::new(&config.agent_socket)?);
+    let agent: Arc<dyn ocg_core::Agent> = match &settings.agents {
+        // Several agents over one shared store: round robin, failing over.
+        Some(agents) => {
+            let members = agents
+                .addrs
+                .iter()
+                .map(|addr| {
+                    let client = AgentClient::tcp(addr, agents.token.expose())?;
+                    Ok((addr.clone(), Arc::new(client) as Arc<dyn ocg_core::Agent>))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            tracing::info!(agents = ?agents.addrs, "using several agents over TCP");
+            let pool = Arc::new(AgentPool::new(members)?);
+            drop(pool.probe_every(std::time::Duration::from_secs(2)));
+            pool
+        }
+        None => Arc::new(AgentClient::new(&config.agent_socket)?),
+    };
     let mcp_hosts = mcp_allowed_hosts(settings.addr, !settings.trusted_proxies.is_empty());
     let mut state = GatewayState::new(agent.clone(), token.clone())
         .with_trusted_proxies(token, settings.trusted_proxies)

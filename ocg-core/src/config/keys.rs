@@ -135,6 +135,11 @@ pub const KEYS: &[KeySpec] = &[
         "let web_fetch reach loopback and private addresses",
     ),
     key("OCG_AGENT_ADDR", None, "optional TCP address of the agent"),
+    key(
+        "OCG_AGENTS",
+        None,
+        "agents a gateway uses over TCP (host:port, comma-separated)",
+    ),
     key("OCG_AUTO_RECALL", None, "recall memories before each turn"),
     key("OCG_RECALL_LIMIT", None, "memories recalled per turn"),
     key("OCG_RECALL_MINSCORE", None, "minimum recall score"),
@@ -204,7 +209,7 @@ pub const KEYS: &[KeySpec] = &[
     key(
         "OCG_AGENT_TOKEN",
         None,
-        "token of the optional TCP listener",
+        "token of the agent's TCP listener (and of OCG_AGENTS)",
     ),
     key(
         "LLAMA_SERVER_BIN",

@@ -1,0 +1,511 @@
+//! [`AgentPool`]: one [`Agent`] over several agents that share a store
+//! (PostgreSQL, `OCG_DATABASE_URL`), for a gateway in front of several
+//! machines.
+//!
+//! - Turns go round robin over the agents that are up. An agent that
+//!   cannot be reached, or whose stream breaks before the turn ended, is
+//!   set aside for [`DOWN_FOR`] and the turn is started again on the next
+//!   one: a turn is stored only when it completes, so the other agent
+//!   answers it from the same history (what was already streamed of the
+//!   lost attempt is streamed again).
+//! - Every other call (sessions, memories, jobs, deliveries) goes to the
+//!   first agent of the list that is up, so scheduled jobs, which each
+//!   agent keeps in its own database, are all on one agent while it lives.
+//! - [`AgentPool::probe_every`] asks each agent's `/health` in the
+//!   background and sets aside the unhealthy ones before a turn finds out.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use ocg_core::schedule::{Delivery, DeliveryOutcome, Job, JobPatch, JobRun, NewJob};
+use ocg_core::{
+    Agent, ChatEvent, ChatRequest, ChatStream, Error, HealthCheck, HealthReport, HealthStatus,
+    HistoryEntry, McpServerInfo, Memory, MemoryPage, NewMemory, Result, SessionInfo, StoredMemory,
+};
+
+/// How long an agent that failed is passed over.
+pub const DOWN_FOR: Duration = Duration::from_secs(5);
+
+/// One agent of the pool.
+struct Member {
+    name: String,
+    agent: Arc<dyn Agent>,
+    down_until: std::sync::Mutex<Option<Instant>>,
+}
+
+impl Member {
+    fn is_up(&self) -> bool {
+        let down = self.down_until.lock().unwrap_or_else(|p| p.into_inner());
+        down.is_none_or(|until| Instant::now() >= until)
+    }
+
+    fn set_down(&self, why: &str) {
+        tracing::warn!(agent = %self.name, "agent set aside for {}s: {why}", DOWN_FOR.as_secs());
+        *self.down_until.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some(Instant::now() + DOWN_FOR);
+    }
+
+    fn set_up(&self) {
+        *self.down_until.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+}
+
+/// Whether `error` says the agent could not be reached (so another may).
+fn unreachable(error: &Error) -> bool {
+    matches!(error, Error::Unavailable { service, .. } if service == "agent")
+}
+
+/// Whether a stream's terminal event says the agent was lost mid-turn (the
+/// client's own event when the stream broke), not that the turn failed.
+fn lost(event: &ChatEvent) -> bool {
+    matches!(event, ChatEvent::Error { code, .. } if code == "unavailable")
+}
+
+/// Several agents as one [`Agent`] (see the module docs).
+pub struct AgentPool {
+    members: Vec<Arc<Member>>,
+    next: AtomicUsize,
+}
+
+impl std::fmt::Debug for AgentPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.members.iter().map(|m| m.name.as_str()).collect();
+        f.debug_struct("AgentPool").field("agents", &names).finish()
+    }
+}
+
+impl AgentPool {
+    /// A pool of `agents`, each with the name it is logged and reported
+    /// under (its address). At least one.
+    pub fn new(agents: Vec<(String, Arc<dyn Agent>)>) -> Result<Self> {
+        if agents.is_empty() {
+            return Err(Error::InvalidInput("an agent pool needs an agent".into()));
+        }
+        Ok(AgentPool {
+            members: agents
+                .into_iter()
+                .map(|(name, agent)| {
+                    Arc::new(Member {
+                        name,
+                        agent,
+                        down_until: std::sync::Mutex::new(None),
+                    })
+                })
+                .collect(),
+            next: AtomicUsize::new(0),
+        })
+    }
+
+    /// The members to try, in order: those up first (from the next in the
+    /// rotation when `rotate`, else in list order), then those set aside,
+    /// which may have come back.
+    fn order(&self, rotate: bool) -> VecDeque<Arc<Member>> {
+        let start = if rotate {
+            self.next.fetch_add(1, Ordering::Relaxed) % self.members.len()
+        } else {
+            0
+        };
+        let rotated = self.members[start..]
+            .iter()
+            .chain(&self.members[..start])
+            .cloned();
+        let (up, down): (Vec<_>, Vec<_>) = rotated.partition(|m| m.is_up());
+        up.into_iter().chain(down).collect()
+    }
+
+    /// Run `call` on the first member that is up and reachable.
+    async fn first<'call, T>(
+        &self,
+        call: impl Fn(Arc<dyn Agent>) -> futures_util::future::BoxFuture<'call, Result<T>>,
+    ) -> Result<T> {
+        let mut last = None;
+        for member in self.order(false) {
+            match call(member.agent.clone()).await {
+                Err(error) if unreachable(&error) => {
+                    member.set_down(&error.to_string());
+                    last = Some(error);
+                }
+                other => {
+                    member.set_up();
+                    return other;
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| Error::unavailable("agent", "no agent")))
+    }
+
+    /// Ask every agent's health every `every`, setting aside those that are
+    /// not healthy; ends when the pool is dropped.
+    pub fn probe_every(self: &Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
+        let pool = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(pool) = pool.upgrade() else { return };
+                for member in &pool.members {
+                    let report = member.agent.health().await;
+                    if report.status == HealthStatus::Unhealthy {
+                        member.set_down("its health check failed");
+                    } else {
+                        member.set_up();
+                    }
+                }
+            }
+        })
+    }
+}
+
+/// A turn on its current agent, and the agents left to restart it on.
+struct Attempt {
+    stream: ChatStream,
+    member: Arc<Member>,
+    rest: VecDeque<Arc<Member>>,
+    request: ChatRequest,
+    ended: bool,
+}
+
+/// Start `request` on the first of `members` that takes it.
+async fn start(
+    members: &mut VecDeque<Arc<Member>>,
+    request: &ChatRequest,
+) -> Result<(Arc<Member>, ChatStream)> {
+    let mut last = None;
+    while let Some(member) = members.pop_front() {
+        match member.agent.chat_stream(request.clone()).await {
+            Ok(stream) => return Ok((member, stream)),
+            Err(error) if unreachable(&error) => {
+                member.set_down(&error.to_string());
+                last = Some(error);
+            }
+            Err(error) => return Err(error),
+        }
+    }
+    Err(last.unwrap_or_else(|| Error::unavailable("agent", "no agent")))
+}
+
+impl Attempt {
+    /// The next event of the turn, restarting it on the next agent when
+    /// this one is lost.
+    async fn next(mut self) -> Option<(ChatEvent, Self)> {
+        if self.ended {
+            return None;
+        }
+        loop {
+            let event = self.stream.next().await;
+            let broken = match &event {
+                None => true,
+                Some(event) => lost(event),
+            };
+            if !broken {
+                let event = event?;
+                self.ended = event.is_terminal();
+                return Some((event, self));
+            }
+            self.member
+                .set_down("the stream broke before the turn ended");
+            match start(&mut self.rest, &self.request).await {
+                Ok((member, stream)) => {
+                    tracing::info!(agent = %member.name, "turn restarted on another agent");
+                    (self.member, self.stream) = (member, stream);
+                }
+                Err(error) => {
+                    self.ended = true;
+                    let event = event.unwrap_or(ChatEvent::Error {
+                        code: error.code().to_owned(),
+                        message: error.to_string(),
+                    });
+                    return Some((event, self));
+                }
+            }
+        }
+    }
+}
+
+macro_rules! first {
+    ($self:ident, |$agent:ident| $call:expr) => {
+        $self
+            .first(|$agent| Box::pin(async move { $call.await }))
+            .await
+    };
+}
+
+#[async_trait]
+impl Agent for AgentPool {
+    async fn chat_stream(&self, request: ChatRequest) -> Result<ChatStream> {
+        let mut members = self.order(true);
+        let (member, stream) = start(&mut members, &request).await?;
+        let attempt = Attempt {
+            stream,
+            member,
+            rest: members,
+            request,
+            ended: false,
+        };
+        Ok(Box::pin(futures_util::stream::unfold(
+            attempt,
+            Attempt::next,
+        )))
+    }
+
+    /// Healthy when every agent is; degraded while at least one answers.
+    async fn health(&self) -> HealthReport {
+        let mut checks = Vec::with_capacity(self.members.len());
+        let mut reports = Vec::with_capacity(self.members.len());
+        for member in &self.members {
+            let report = member.agent.health().await;
+            checks.push(HealthCheck {
+                name: format!("agent {}", member.name),
+                status: report.status,
+                detail: report
+                    .checks
+                    .iter()
+                    .find(|c| c.status != HealthStatus::Ok)
+                    .and_then(|c| c.detail.clone()),
+            });
+            reports.push(report);
+        }
+        let healthy = reports
+            .iter()
+            .filter(|r| r.status != HealthStatus::Unhealthy)
+            .count();
+        let mut report = reports
+            .iter()
+            .find(|r| r.status != HealthStatus::Unhealthy)
+            .cloned()
+            .unwrap_or_else(|| reports[0].clone());
+        report.status = if healthy == 0 {
+            HealthStatus::Unhealthy
+        } else if healthy < reports.len() || reports.iter().any(|r| r.status != HealthStatus::Ok) {
+            HealthStatus::Degraded
+        } else {
+            HealthStatus::Ok
+        };
+        report.checks = checks;
+        report
+    }
+
+    async fn sessions(&self) -> Result<Vec<SessionInfo>> {
+        first!(self, |agent| agent.sessions())
+    }
+
+    async fn history(
+        &self,
+        key: &str,
+        offset: u64,
+        limit: u64,
+        include_archived: bool,
+    ) -> Result<Vec<HistoryEntry>> {
+        first!(self, |agent| agent.history(
+            key,
+            offset,
+            limit,
+            include_archived
+        ))
+    }
+
+    async fn rename_session(&self, key: &str, title: &str) -> Result<()> {
+        first!(self, |agent| agent.rename_session(key, title))
+    }
+
+    async fn reset_session(&self, key: &str) -> Result<()> {
+        first!(self, |agent| agent.reset_session(key))
+    }
+
+    async fn delete_session(&self, key: &str) -> Result<()> {
+        first!(self, |agent| agent.delete_session(key))
+    }
+
+    async fn models(&self) -> Result<Vec<String>> {
+        first!(self, |agent| agent.models())
+    }
+
+    async fn memory_search(&self, query: &str, limit: usize) -> Result<Vec<Memory>> {
+        first!(self, |agent| agent.memory_search(query, limit))
+    }
+
+    async fn memory_list(&self, offset: u64, limit: u64) -> Result<MemoryPage> {
+        first!(self, |agent| agent.memory_list(offset, limit))
+    }
+
+    async fn memory_get(&self, id: &str) -> Result<Memory> {
+        first!(self, |agent| agent.memory_get(id))
+    }
+
+    async fn memory_store(&self, memory: NewMemory) -> Result<StoredMemory> {
+        let memory = &memory;
+        first!(self, |agent| agent.memory_store(memory.clone()))
+    }
+
+    async fn memory_delete(&self, id: &str) -> Result<()> {
+        first!(self, |agent| agent.memory_delete(id))
+    }
+
+    async fn job_create(&self, job: NewJob) -> Result<Job> {
+        let job = &job;
+        first!(self, |agent| agent.job_create(job.clone()))
+    }
+
+    async fn job_list(&self) -> Result<Vec<Job>> {
+        first!(self, |agent| agent.job_list())
+    }
+
+    async fn job_get(&self, id: &str) -> Result<Job> {
+        first!(self, |agent| agent.job_get(id))
+    }
+
+    async fn job_update(&self, id: &str, patch: JobPatch) -> Result<Job> {
+        let patch = &patch;
+        first!(self, |agent| agent.job_update(id, patch.clone()))
+    }
+
+    async fn job_delete(&self, id: &str) -> Result<()> {
+        first!(self, |agent| agent.job_delete(id))
+    }
+
+    async fn job_runs(&self, id: &str, limit: u64) -> Result<Vec<JobRun>> {
+        first!(self, |agent| agent.job_runs(id, limit))
+    }
+
+    async fn job_run_now(&self, id: &str) -> Result<i64> {
+        first!(self, |agent| agent.job_run_now(id))
+    }
+
+    async fn deliveries_pending(&self, channels: &[String], wait_ms: u64) -> Result<Vec<Delivery>> {
+        first!(self, |agent| agent.deliveries_pending(channels, wait_ms))
+    }
+
+    async fn delivery_report(&self, key: &str, outcome: DeliveryOutcome) -> Result<()> {
+        let outcome = &outcome;
+        first!(self, |agent| agent.delivery_report(key, outcome.clone()))
+    }
+
+    async fn mcp_servers(&self) -> Result<Vec<McpServerInfo>> {
+        first!(self, |agent| agent.mcp_servers())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ocg_core::testing::ScriptedAgent;
+
+    /// An agent that is never reachable, or whose streams break after a delta.
+    struct Broken {
+        mid_turn: bool,
+        calls: AtomicUsize,
+    }
+
+    #[async_trait]
+    impl Agent for Broken {
+        async fn chat_stream(&self, _: ChatRequest) -> Result<ChatStream> {
+            self.calls.fetch_add(1, Ordering::Relaxed);
+            if !self.mid_turn {
+                return Err(Error::unavailable("agent", "connection refused"));
+            }
+            Ok(Box::pin(ocg_core::testing::iter_stream(vec![
+                ChatEvent::Delta {
+                    text: "half".into(),
+                },
+                ChatEvent::Error {
+                    code: "unavailable".into(),
+                    message: "the agent closed the stream before the turn ended".into(),
+                },
+            ])))
+        }
+        async fn health(&self) -> HealthReport {
+            HealthReport::from_checks(
+                "agent",
+                "0",
+                0,
+                vec![HealthCheck::failing("socket", "down")],
+            )
+        }
+        async fn sessions(&self) -> Result<Vec<SessionInfo>> {
+            Err(Error::unavailable("agent", "connection refused"))
+        }
+    }
+
+    fn broken(mid_turn: bool) -> Arc<Broken> {
+        Arc::new(Broken {
+            mid_turn,
+            calls: AtomicUsize::new(0),
+        })
+    }
+
+    #[tokio::test]
+    async fn turns_rotate_and_skip_an_agent_that_is_down() {
+        let (a, b) = (
+            Arc::new(ScriptedAgent::new()),
+            Arc::new(ScriptedAgent::new()),
+        );
+        let dead = broken(false);
+        let pool = AgentPool::new(vec![
+            ("a".into(), a.clone() as Arc<dyn Agent>),
+            ("dead".into(), dead.clone()),
+            ("b".into(), b.clone()),
+        ])
+        .unwrap();
+        for i in 0..6 {
+            let reply = pool
+                .chat(ChatRequest::user("web:1", &format!("m{i}")))
+                .await;
+            assert!(reply.is_ok(), "{reply:?}");
+        }
+        assert_eq!(
+            a.requests().len() + b.requests().len(),
+            6,
+            "every turn answered"
+        );
+        assert!(
+            a.requests().len() >= 2 && b.requests().len() >= 2,
+            "spread over both"
+        );
+        assert_eq!(
+            dead.calls.load(Ordering::Relaxed),
+            1,
+            "tried once, then passed over"
+        );
+        // Other calls fall over to the next agent too (whose answer is that
+        // a scripted agent keeps no sessions).
+        let pool = AgentPool::new(vec![
+            ("dead".into(), dead.clone() as Arc<dyn Agent>),
+            ("a".into(), a.clone()),
+        ])
+        .unwrap();
+        let answer = pool.sessions().await.unwrap_err();
+        assert_eq!(answer.code(), "unsupported", "{answer}");
+        assert_eq!(pool.health().await.status, HealthStatus::Degraded);
+    }
+
+    #[tokio::test]
+    async fn a_turn_whose_agent_is_lost_mid_stream_restarts_on_another() {
+        let survivor = Arc::new(ScriptedAgent::new());
+        let lost = broken(true);
+        let pool = AgentPool::new(vec![
+            ("lost".into(), lost.clone() as Arc<dyn Agent>),
+            ("survivor".into(), survivor.clone()),
+        ])
+        .unwrap();
+        let reply = pool
+            .chat(ChatRequest::user("web:1", "hello"))
+            .await
+            .unwrap();
+        assert_eq!(lost.calls.load(Ordering::Relaxed), 1);
+        assert_eq!(survivor.requests().len(), 1, "the turn ran again there");
+        assert!(reply.message.content.contains("hello"), "{reply:?}");
+
+        // With nobody left, the loss is what the caller sees.
+        let alone = AgentPool::new(vec![("lost".into(), broken(true) as Arc<dyn Agent>)]).unwrap();
+        let error = alone
+            .chat(ChatRequest::user("web:1", "hi"))
+            .await
+            .unwrap_err();
+        assert_eq!(error.code(), "unavailable", "{error}");
+    }
+}

@@ -1,0 +1,208 @@
+//! Several agents over one PostgreSQL, behind one gateway (`OCG_AGENTS`):
+//! turns of one session from many clients at once are serialized across
+//! the agents and none is lost, and an agent killed mid-turn costs the
+//! user nothing: the gateway runs the turn again on the other agent.
+
+use std::time::Duration;
+
+use ocg_tests::fake_llm::{FakeLlm, Script};
+use ocg_tests::postgres_server::Postgres;
+use ocg_tests::{Install, KillOnDrop, free_port, http_get, http_send_with, wait_until};
+use serde_json::{Value, json};
+
+const AGENT_TOKEN: &str = "shared-store-agent-token-0123";
+const UI_TOKEN: &str = "shared-store-ui-token-0123456789";
+
+/// An agent process of the cluster, answering with its own fake vendor.
+struct ClusterAgent {
+    process: KillOnDrop,
+    vendor: FakeLlm,
+    addr: String,
+    _install: Install,
+}
+
+fn start_agent(database: &str) -> ClusterAgent {
+    let vendor = ocg_tests::fake_llm::start_openai();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let install = Install::new()
+        .with("OPENAI_BASE_URL", &vendor.base_url)
+        .with("OCG_DATABASE_URL", database)
+        .with("OCG_AGENT_ADDR", &addr)
+        .with("OCG_AGENT_TOKEN", AGENT_TOKEN)
+        .with("OCG_AUTO_RECALL", "false");
+    let process = KillOnDrop(
+        install
+            .command("ocg-agent")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let health = format!("http://{addr}/health");
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            http_send_with(
+                "GET",
+                &health,
+                &[("Authorization", &format!("Bearer {AGENT_TOKEN}"))],
+                b"",
+            )
+            .is_some_and(|(status, _)| status == 200)
+        }),
+        "the agent listens on {addr}"
+    );
+    ClusterAgent {
+        process,
+        vendor,
+        addr,
+        _install: install,
+    }
+}
+
+fn start_gateway(agents: &[&ClusterAgent]) -> (Install, KillOnDrop) {
+    let addrs: Vec<&str> = agents.iter().map(|a| a.addr.as_str()).collect();
+    let install = Install::new()
+        .with("OCG_AGENTS", &addrs.join(","))
+        .with("OCG_AGENT_TOKEN", AGENT_TOKEN)
+        .with("OCG_UI_TOKEN", UI_TOKEN);
+    let process = KillOnDrop(
+        install
+            .command("ocg-gateway")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let health = format!("{}/health", install.gateway_url());
+    assert!(
+        wait_until(Duration::from_secs(30), || http_get(&health).is_some_and(
+            |(status, body)| status == 200 && body.contains("\"ok\"")
+        )),
+        "the gateway reaches both agents: {:?}",
+        http_get(&health)
+    );
+    (install, process)
+}
+
+/// One turn of session `session` through the gateway's OpenAI API: the
+/// status and the reply's text.
+fn ask(gateway: &str, session: &str, text: &str) -> (u16, String) {
+    let body = json!({"messages": [{"role": "user", "content": text}]}).to_string();
+    let (status, answer) = http_send_with(
+        "POST",
+        &format!("{gateway}/v1/chat/completions"),
+        &[
+            ("Authorization", &format!("Bearer {UI_TOKEN}")),
+            ("Content-Type", "application/json"),
+            ("X-OCG-Session", session),
+        ],
+        body.as_bytes(),
+    )
+    .unwrap();
+    let reply = serde_json::from_str::<Value>(&answer)
+        .ok()
+        .and_then(|v| {
+            v["choices"][0]["message"]["content"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .unwrap_or(answer);
+    (status, reply)
+}
+
+/// The user messages a vendor request carried.
+fn user_messages(request: &Value) -> usize {
+    request["messages"]
+        .as_array()
+        .map_or(0, |m| m.iter().filter(|m| m["role"] == "user").count())
+}
+
+#[test]
+fn two_agents_behind_one_gateway_serialize_a_session_and_survive_a_kill_mid_turn() {
+    let pg = Postgres::start();
+    let url = pg.create_database("cluster");
+    let mut a = start_agent(&url);
+    let mut b = start_agent(&url);
+    let (gateway, _gateway_process) = start_gateway(&[&a, &b]);
+    let base = gateway.gateway_url();
+
+    // Eight clients write to one session at once.
+    let clients: Vec<_> = (0..8)
+        .map(|i| {
+            let base = base.clone();
+            std::thread::spawn(move || ask(&base, "team", &format!("note {i}")))
+        })
+        .collect();
+    for client in clients {
+        let (status, reply) = client.join().unwrap();
+        assert_eq!(status, 200, "{reply}");
+        assert!(reply.starts_with("echo: note "), "{reply}");
+    }
+    let (from_a, from_b) = (a.vendor.requests(), b.vendor.requests());
+    assert!(
+        !from_a.is_empty() && !from_b.is_empty(),
+        "both agents answered: {} and {}",
+        from_a.len(),
+        from_b.len()
+    );
+    // Serialized: each turn saw every turn before it, whichever agent ran it.
+    let mut seen: Vec<usize> = from_a.iter().chain(&from_b).map(user_messages).collect();
+    seen.sort_unstable();
+    assert_eq!(seen, (1..=8).collect::<Vec<_>>());
+    assert_eq!(
+        pg.psql(
+            "cluster",
+            "SELECT count(*) || ' ' || count(DISTINCT turn) || ' ' || max(turn)
+             FROM ocg_messages WHERE session_key = 'api:team'"
+        )
+        .unwrap(),
+        "16 8 8",
+        "every turn stored once, numbered 1 to 8"
+    );
+
+    // An agent is killed while its model is still answering.
+    for agent in [&a, &b] {
+        agent.vendor.push(Script::Slow {
+            first: "Thinking".into(),
+            hold: Duration::from_secs(60),
+            rest: " about it.".into(),
+        });
+    }
+    let asking = {
+        let base = base.clone();
+        std::thread::spawn(move || ask(&base, "kill", "the important question"))
+    };
+    let asked = |vendor: &FakeLlm| {
+        vendor
+            .requests()
+            .iter()
+            .any(|r| r.to_string().contains("the important question"))
+    };
+    assert!(wait_until(Duration::from_secs(20), || asked(&a.vendor)
+        || asked(&b.vendor)));
+    let (victim, survivor) = if asked(&a.vendor) {
+        (&mut a, &b)
+    } else {
+        (&mut b, &a)
+    };
+    survivor.vendor.clear_scripts();
+    victim.process.kill().unwrap();
+    let (status, reply) = asking.join().unwrap();
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply, "echo: the important question");
+    assert!(asked(&survivor.vendor), "the other agent ran the turn");
+    assert_eq!(
+        pg.psql(
+            "cluster",
+            "SELECT count(*) FROM ocg_messages WHERE session_key = 'api:kill'"
+        )
+        .unwrap(),
+        "2",
+        "the turn is stored once, nothing of the lost attempt"
+    );
+    // The gateway goes on with the agent that is left.
+    let (status, reply) = ask(&base, "kill", "and now?");
+    assert_eq!((status, reply.as_str()), (200, "echo: and now?"));
+    let last = survivor.vendor.requests().last().cloned().unwrap();
+    assert_eq!(user_messages(&last), 2, "it sees the turn before");
+}
