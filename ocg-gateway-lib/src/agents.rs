@@ -452,9 +452,7 @@ mod tests {
         ])
         .unwrap();
         for i in 0..6 {
-            let reply = pool
-                .chat(ChatRequest::user("web:1", &format!("m{i}")))
-                .await;
+            let reply = pool.chat(ChatRequest::user("web:1", format!("m{i}"))).await;
             assert!(reply.is_ok(), "{reply:?}");
         }
         assert_eq!(
