@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ocg_core::testing::DeterministicEmbedder;
-use ocg_core::{Message, NewMessage, Role, SessionStore};
+use ocg_core::{ChannelStateStore, Fence, Message, NewMessage, Role, SessionStore};
 use ocg_core::{SearchQuery, SearchRequest, VectorItem, VectorStore};
-use ocg_postgres::{PgSessionStore, PgVectorStore};
+use ocg_postgres::{PgChannelState, PgSessionStore, PgVectorStore};
 use ocg_tests::bench::vectors::{Noise, exact_top, recall};
 use ocg_tests::postgres_server::Postgres;
 use ocg_tests::{Install, http_send_with, wait_until};
@@ -318,6 +318,89 @@ fn a_session_lock_excludes_the_other_agents_and_ends_with_a_dead_holder() {
         let expected: Vec<i64> = (1..=8).flat_map(|n| [n, n, n]).collect();
         assert_eq!(numbers, expected);
         assert_eq!(a.stats().await.unwrap().messages, 24);
+    });
+}
+
+#[test]
+fn a_lease_has_one_holder_and_fences_the_journal_writes() {
+    let pg = Postgres::start();
+    let url = pg.create_database("leases");
+    runtime().block_on(async {
+        let store = PgChannelState::new(ocg_postgres::open(&url).await.unwrap());
+        let ttl = Duration::from_millis(600);
+        let (a, b) = (
+            Fence {
+                lease: "channels".into(),
+                holder: "a".into(),
+            },
+            Fence {
+                lease: "channels".into(),
+                holder: "b".into(),
+            },
+        );
+        assert!(store.take_lease("channels", "a", ttl).await.unwrap());
+        assert!(
+            !store.take_lease("channels", "b", ttl).await.unwrap(),
+            "held by a"
+        );
+        assert!(
+            store.take_lease("channels", "a", ttl).await.unwrap(),
+            "a renews"
+        );
+        assert!(store.read_journal("x.inbound").await.unwrap().is_empty());
+        let records = [
+            json!({"recv": "1", "msg": {"text": "hi"}}),
+            json!({"cursor": "2"}),
+        ];
+        store
+            .append_journal("x.inbound", &a, &records)
+            .await
+            .unwrap();
+        let refused = store
+            .append_journal("x.inbound", &b, &[json!({"done": "1"})])
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), "unavailable", "{refused}");
+        assert_eq!(store.read_journal("x.inbound").await.unwrap(), records);
+
+        // Once a's lease expires, b takes it and a can write no more.
+        tokio::time::sleep(ttl + Duration::from_millis(100)).await;
+        assert!(store.take_lease("channels", "b", ttl).await.unwrap());
+        assert!(
+            store
+                .append_journal("x.inbound", &a, &[json!({"done": "1"})])
+                .await
+                .is_err()
+        );
+        assert!(store.replace_journal("x.inbound", &a, &[]).await.is_err());
+        store
+            .replace_journal("x.inbound", &b, &[json!({"cursor": "3"})])
+            .await
+            .unwrap();
+        store
+            .append_journal(
+                "x.inbound",
+                &b,
+                &[json!({"recv": "4"}), json!({"done": "4"})],
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            store.read_journal("x.inbound").await.unwrap(),
+            [
+                json!({"cursor": "3"}),
+                json!({"recv": "4"}),
+                json!({"done": "4"})
+            ]
+        );
+        // Released, it is free at once.
+        store.release_lease("channels", "a").await.unwrap();
+        assert!(
+            !store.take_lease("channels", "a", ttl).await.unwrap(),
+            "a cannot release b's"
+        );
+        store.release_lease("channels", "b").await.unwrap();
+        assert!(store.take_lease("channels", "a", ttl).await.unwrap());
     });
 }
 

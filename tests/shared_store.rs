@@ -1,11 +1,15 @@
-//! Several agents over one PostgreSQL, behind one gateway (`OCG_AGENTS`):
-//! turns of one session from many clients at once are serialized across
-//! the agents and none is lost, and an agent killed mid-turn costs the
-//! user nothing: the gateway runs the turn again on the other agent.
+//! Several agents and gateways over one PostgreSQL. Behind one gateway
+//! (`OCG_AGENTS`), turns of one session from many clients at once are
+//! serialized across the agents and none is lost, and an agent killed
+//! mid-turn costs the user nothing: the gateway runs the turn again on the
+//! other agent. Of two gateways, the one holding the channels' lease polls
+//! Telegram; killed mid-answer, the other takes the lease over and answers
+//! what was left, exactly once.
 
 use std::time::Duration;
 
 use ocg_tests::fake_llm::{FakeLlm, Script};
+use ocg_tests::fake_telegram;
 use ocg_tests::postgres_server::Postgres;
 use ocg_tests::{Install, KillOnDrop, free_port, http_get, http_send_with, wait_until};
 use serde_json::{Value, json};
@@ -205,4 +209,125 @@ fn two_agents_behind_one_gateway_serialize_a_session_and_survive_a_kill_mid_turn
     assert_eq!((status, reply.as_str()), (200, "echo: and now?"));
     let last = survivor.vendor.requests().last().cloned().unwrap();
     assert_eq!(user_messages(&last), 2, "it sees the turn before");
+}
+
+const BOT_TOKEN: &str = "123456:SHARED-bot_token-SECRET";
+
+/// A gateway of the shared store with the Telegram channel (chat 7
+/// allowed), using `agent`.
+fn telegram_gateway(database: &str, agent: &ClusterAgent, telegram: &str) -> (Install, KillOnDrop) {
+    let install = Install::new()
+        .with("OCG_AGENTS", &agent.addr)
+        .with("OCG_AGENT_TOKEN", AGENT_TOKEN)
+        .with("OCG_UI_TOKEN", UI_TOKEN)
+        .with("OCG_DATABASE_URL", database)
+        .with("OCG_CHANNEL_LEASE_SECS", "3")
+        .with("TELEGRAM_BOT_TOKEN", BOT_TOKEN)
+        .with("TELEGRAM_API_URL", telegram)
+        .with("TELEGRAM_ALLOWED_CHATS", "7")
+        .with("RUST_LOG", "info");
+    std::fs::create_dir_all(install.path("logs")).unwrap();
+    let log = std::fs::File::create(install.path("logs/gateway.log")).unwrap();
+    let process = KillOnDrop(
+        install
+            .command("ocg-gateway")
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let health = format!("{}/health", install.gateway_url());
+    assert!(
+        wait_until(Duration::from_secs(30), || http_get(&health).is_some()),
+        "the gateway answers"
+    );
+    (install, process)
+}
+
+/// The state of `gateway`'s Telegram channel (`connected`, `standby`, …).
+fn telegram_state(gateway: &Install) -> String {
+    let (status, body) = http_send_with(
+        "GET",
+        &format!("{}/api/channels", gateway.gateway_url()),
+        &[("Authorization", &format!("Bearer {UI_TOKEN}"))],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let channels: Value = serde_json::from_str(&body).unwrap();
+    channels
+        .as_array()
+        .or_else(|| channels["channels"].as_array())
+        .and_then(|all| all.iter().find(|c| c["name"] == "telegram"))
+        .map(|c| c["state"].as_str().unwrap_or_default().to_owned())
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_telegram_update_is_answered_once_while_another_gateway_takes_the_lease_over() {
+    let pg = Postgres::start();
+    let url = pg.create_database("gateways");
+    let agent = start_agent(&url);
+    let telegram = fake_telegram::start(BOT_TOKEN);
+    let (first, mut first_process) = telegram_gateway(&url, &agent, &telegram.url);
+    let limit = Duration::from_secs(20);
+    assert!(
+        wait_until(limit, || telegram_state(&first) != "standby"),
+        "the first gateway takes the lease: {}\n{}",
+        telegram_state(&first),
+        std::fs::read_to_string(first.path("logs/gateway.log")).unwrap_or_default()
+    );
+    let (second, _second_process) = telegram_gateway(&url, &agent, &telegram.url);
+    telegram.push_text(7, "before");
+    assert!(telegram.wait(limit, |t| t.texts_to(7).len() == 1));
+    assert_eq!(telegram_state(&first), "connected");
+    assert_eq!(telegram_state(&second), "standby", "one gateway polls");
+
+    // The first gateway has recorded the next update and waits for the
+    // agent's answer when it is killed.
+    agent.vendor.push(Script::Slow {
+        first: "partial ".into(),
+        hold: Duration::from_secs(60),
+        rest: "answer".into(),
+    });
+    telegram.push_text(7, "during");
+    assert!(
+        wait_until(limit, || agent
+            .vendor
+            .requests()
+            .iter()
+            .any(|r| r.to_string().contains("during"))),
+        "the model is working on the second message"
+    );
+    first_process.kill().unwrap();
+    assert_eq!(telegram.texts_to(7), ["echo: before"], "no reply yet");
+
+    // The second gateway takes the lease once it expires, replays the
+    // journal from PostgreSQL and answers the update left pending.
+    assert!(
+        telegram.wait(Duration::from_secs(30), |t| t.texts_to(7).len() == 2),
+        "{:?}\n{}",
+        telegram.texts_to(7),
+        std::fs::read_to_string(second.path("logs/gateway.log")).unwrap_or_default()
+    );
+    telegram.push_text(7, "after");
+    assert!(telegram.wait(limit, |t| t.texts_to(7).len() >= 3));
+    assert_eq!(telegram_state(&second), "connected");
+    // Give a repeated reply every chance to show up.
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        telegram.texts_to(7),
+        ["echo: before", "echo: during", "echo: after"],
+        "each update answered once, in order"
+    );
+    assert_eq!(
+        pg.psql(
+            "gateways",
+            "SELECT string_agg(DISTINCT name, ',') || ' ' || (SELECT count(*) FROM ocg_leases)
+             FROM ocg_journal"
+        )
+        .unwrap(),
+        "123456.inbound 1",
+        "the journals and the lease are in PostgreSQL"
+    );
 }

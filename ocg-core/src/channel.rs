@@ -193,6 +193,9 @@ pub enum ChannelState {
     Connected,
     /// Failing; retrying with backoff.
     Failing,
+    /// Run by another gateway of a shared store (`OCG_DATABASE_URL`);
+    /// this one takes it over when that one stops.
+    Standby,
 }
 
 /// A snapshot of a channel for status pages (`GET /api/channels`).

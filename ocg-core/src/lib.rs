@@ -22,6 +22,7 @@
 
 mod agent;
 mod channel;
+mod channel_state;
 pub mod config;
 mod embedder;
 mod embedding;
@@ -46,6 +47,7 @@ pub use channel::{
     ChatTarget, InboundHandler, IncomingMessage, OutgoingMessage, Sender, SentMessage, TextFormat,
     WebhookRequest, WebhookResponse,
 };
+pub use channel_state::{ChannelStateStore, Fence};
 pub use config::{Config, ConfigError};
 pub use embedder::{Embedder, EmbedderInfo};
 pub use embedding::{SearchHit, SearchQuery, SearchRequest, VectorItem};

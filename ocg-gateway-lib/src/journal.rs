@@ -12,15 +12,21 @@
 //! rename, fsync of the directory), which also removes a torn tail before
 //! anything is appended to it; it is compacted again every few thousand
 //! lines.
+//!
+//! When the gateways share a store ([`share_journals`]), every journal is
+//! kept there as well: replayed from the store at open, so whichever
+//! gateway runs the channels resumes where the last one stopped, and each
+//! write is made there (under the channels' lease) before it returns.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use ocg_core::config::env_file::write_private_atomic;
+use ocg_core::{ChannelStateStore, Fence};
 use serde_json::{Value, json};
 
 use crate::lock;
@@ -29,6 +35,57 @@ use crate::lock;
 const RECENT: usize = 10_000;
 /// Lines appended before a file is compacted.
 const COMPACT_AFTER: usize = 5_000;
+
+/// The store every journal of this process is kept in too, when shared.
+struct Shared {
+    store: Arc<dyn ChannelStateStore>,
+    fence: Fence,
+    runtime: tokio::runtime::Handle,
+}
+
+static SHARED: OnceLock<Shared> = OnceLock::new();
+
+/// Keep every journal opened from now on in `store` as well: replayed
+/// from it, and written to it under `fence` (the channels' lease; a write
+/// fails once the lease is lost). The journals' calls block on `runtime`
+/// (a multi-threaded one), as they block on their files. Once per process;
+/// false when it was already set.
+pub fn share_journals(
+    store: Arc<dyn ChannelStateStore>,
+    fence: Fence,
+    runtime: tokio::runtime::Handle,
+) -> bool {
+    SHARED
+        .set(Shared {
+            store,
+            fence,
+            runtime,
+        })
+        .is_ok()
+}
+
+impl Shared {
+    /// Run `work` to its end from synchronous code: on a runtime worker
+    /// the thread is handed over to blocking first.
+    fn block<T>(
+        &self,
+        work: impl std::future::Future<Output = ocg_core::Result<T>>,
+    ) -> std::io::Result<T> {
+        let run = || self.runtime.block_on(work);
+        let result = if tokio::runtime::Handle::try_current().is_ok() {
+            tokio::task::block_in_place(run)
+        } else {
+            run()
+        };
+        result.map_err(|e| std::io::Error::other(e.to_string()))
+    }
+}
+
+/// The name of the journal at `path` in the shared store.
+fn shared_name(path: &Path) -> String {
+    path.file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+}
 
 /// One JSON-lines file: replayed at open, appended to, replaced whole.
 #[derive(Debug)]
@@ -48,6 +105,14 @@ impl Log {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
             std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+        }
+        if let Some(shared) = SHARED.get() {
+            let name = shared_name(path);
+            shared
+                .block(shared.store.read_journal(&name))?
+                .into_iter()
+                .for_each(replay);
+            return Ok(());
         }
         let file = match File::open(path) {
             Ok(file) => file,
@@ -84,6 +149,10 @@ impl Log {
     }
 
     fn replace_file(path: &Path, records: &[Value]) -> std::io::Result<File> {
+        if let Some(shared) = SHARED.get() {
+            let name = shared_name(path);
+            shared.block(shared.store.replace_journal(&name, &shared.fence, records))?;
+        }
         let mut out = String::new();
         for record in records {
             out.push_str(&record.to_string());
@@ -101,6 +170,10 @@ impl Log {
         for record in records {
             lines.push_str(&record.to_string());
             lines.push('\n');
+        }
+        if let Some(shared) = SHARED.get() {
+            let name = shared_name(&self.path);
+            shared.block(shared.store.append_journal(&name, &shared.fence, records))?;
         }
         self.file.write_all(lines.as_bytes())?;
         self.appended += records.len();

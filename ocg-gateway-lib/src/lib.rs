@@ -35,6 +35,7 @@ pub mod fuzzing;
 mod hooks;
 pub mod irc;
 pub mod journal;
+pub mod lease;
 mod markup;
 pub mod matrix;
 mod memory;

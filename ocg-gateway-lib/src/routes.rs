@@ -231,6 +231,9 @@ fn channel_check(status: &ChannelStatus) -> HealthCheck {
         (ChannelState::Connected, _) => HealthCheck::ok(name, None),
         (ChannelState::Connecting, _) => HealthCheck::ok(name, Some("connecting".into())),
         (ChannelState::Stopped, None) => HealthCheck::ok(name, Some("not started yet".into())),
+        (ChannelState::Standby, _) => {
+            HealthCheck::ok(name, Some("standby: another gateway runs it".into()))
+        }
         (ChannelState::Failing, error) => {
             HealthCheck::failing(name, error.clone().unwrap_or_else(|| "failing".into()))
         }

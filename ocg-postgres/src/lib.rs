@@ -15,21 +15,26 @@
 //!   filters and the same hybrid search as the embedding service;
 //! - [`PgSessionStore`]: sessions and their history ([`SessionStore`]),
 //!   with each session's turns serialized across every agent of the
-//!   database by an advisory lock.
+//!   database by an advisory lock;
+//! - [`PgChannelState`]: the gateways' channel journals and the lease that
+//!   lets one gateway at a time run the channels ([`ChannelStateStore`]).
 //!
-//! Channel state and scheduled jobs still live in each machine's SQLite
-//! (`docs/deploy.md` says what that means for several machines).
+//! Scheduled jobs still live in each agent's SQLite (`docs/deploy.md` says
+//! what that means for several machines).
 //!
 //! [`VectorStore`]: ocg_core::VectorStore
 //! [`SessionStore`]: ocg_core::SessionStore
+//! [`ChannelStateStore`]: ocg_core::ChannelStateStore
 #![warn(missing_docs)]
 
+mod channel_state;
 mod error;
 pub mod migrate;
 mod pool;
 mod sessions;
 mod vectors;
 
+pub use channel_state::PgChannelState;
 pub use deadpool_postgres::Pool;
 pub use error::PgError;
 pub use pool::{CONNECT_TIMEOUT, POOL_SIZE, STATEMENT_TIMEOUT, connect};
@@ -41,6 +46,32 @@ pub use vectors::{EF_SEARCH, HYBRID_POOL, POSTINGS_BUDGET, PgVectorStore, valid_
 pub async fn open(url: &str) -> Result<Pool, PgError> {
     let pool = connect(url)?;
     migrate::migrate(&pool).await?;
+    Ok(pool)
+}
+
+/// Connect to `url` now and bring its schema up to date in the background,
+/// retrying with backoff (up to 30 s apart) while the database is down: what
+/// a service does that must start, and answer "unavailable", before its
+/// database is back.
+pub fn open_in_background(url: &str) -> Result<Pool, PgError> {
+    let pool = connect(url)?;
+    let migrating = pool.clone();
+    tokio::spawn(async move {
+        let mut wait = std::time::Duration::from_millis(500);
+        loop {
+            match migrate::migrate(&migrating).await {
+                Ok(_) => {
+                    tracing::info!("PostgreSQL store ready (OCG_DATABASE_URL)");
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!("PostgreSQL store not ready, retrying: {e}");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(std::time::Duration::from_secs(30));
+                }
+            }
+        }
+    });
     Ok(pool)
 }
 

@@ -87,6 +87,23 @@ CREATE TABLE ocg_summaries (
 CREATE INDEX ocg_summaries_by_session ON ocg_summaries (session_key, id);
 ",
     },
+    Migration {
+        version: 3,
+        name: "the gateways' channel leases and journals",
+        sql: "
+CREATE TABLE ocg_leases (
+    name TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    expires_at TIMESTAMPTZ NOT NULL
+);
+CREATE TABLE ocg_journal (
+    name TEXT NOT NULL,
+    seq BIGINT GENERATED ALWAYS AS IDENTITY,
+    record JSONB NOT NULL,
+    PRIMARY KEY (name, seq)
+);
+",
+    },
 ];
 
 /// Bring the database up to [`MIGRATIONS`]; the versions applied now.

@@ -61,31 +61,6 @@ async fn agent_main() -> ExitCode {
     }
 }
 
-/// The pool of `OCG_DATABASE_URL`, its schema brought up to date in the
-/// background: a database that is down at start is retried (turns and
-/// memory fail as unavailable meanwhile) instead of keeping the agent from starting.
-fn shared_store(url: &str) -> anyhow::Result<ocg_postgres::Pool> {
-    let pool = ocg_postgres::connect(url)?;
-    let migrating = pool.clone();
-    tokio::spawn(async move {
-        let mut wait = std::time::Duration::from_millis(500);
-        loop {
-            match ocg_postgres::migrate::migrate(&migrating).await {
-                Ok(_) => {
-                    tracing::info!("PostgreSQL store ready (OCG_DATABASE_URL)");
-                    return;
-                }
-                Err(e) => {
-                    tracing::warn!("PostgreSQL store not ready, retrying: {e}");
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(std::time::Duration::from_secs(30));
-                }
-            }
-        }
-    });
-    Ok(pool)
-}
-
 async fn run(args: Args) -> anyhow::Result<()> {
     // First, so that a SIGTERM at any later moment is a graceful shutdown.
     let shutdown = ocg_process::shutdown_signal();
@@ -119,7 +94,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             // Sessions and memories in PostgreSQL (memories on pgvector, embedded
             // by the embedding service), shared with the other agents of it.
             Some(url) => {
-                let pool = shared_store(url.expose())?;
+                let pool = ocg_postgres::open_in_background(url.expose())?;
                 (
                     Arc::new(PgSessionStore::new(pool.clone())),
                     MemoryBank::new(Arc::new(PgVectorStore::new(pool, embeddings))),

@@ -1,14 +1,14 @@
 //! `ocg-gateway`: the gateway service, and a small CLI of its own.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use ocg_agent_lib::AgentClient;
 use ocg_agent_lib::mcp::McpServer;
-use ocg_core::Channel;
 use ocg_core::config::{Config, Sources};
+use ocg_core::{Channel, ChannelStateStore, Fence};
 use ocg_gateway_lib::access::Pairing;
 use ocg_gateway_lib::agents::AgentPool;
 use ocg_gateway_lib::channels::{ChannelBridge, MisconfiguredChannel};
@@ -16,10 +16,13 @@ use ocg_gateway_lib::deliveries::DeliveryPump;
 use ocg_gateway_lib::discord::DiscordChannel;
 use ocg_gateway_lib::email::EmailChannel;
 use ocg_gateway_lib::irc::IrcChannel;
+use ocg_gateway_lib::journal;
+use ocg_gateway_lib::lease::{CHANNELS_LEASE, Lease, LeasedChannel};
 use ocg_gateway_lib::matrix::MatrixChannel;
 use ocg_gateway_lib::slack::SlackChannel;
 use ocg_gateway_lib::telegram::TelegramChannel;
 use ocg_gateway_lib::{GatewaySettings, GatewayState, ROUTES};
+use ocg_postgres::PgChannelState;
 use ocg_process::secrets::{self, TokenSource};
 use tracing_subscriber::EnvFilter;
 
@@ -232,9 +235,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
     let mcp_hosts = mcp_allowed_hosts(settings.addr, !settings.trusted_proxies.is_empty());
     let mut state = GatewayState::new(agent.clone(), token.clone())
-        .with_trusted_proxies(token, settings.trusted_proxies)
+        .with_trusted_proxies(token, settings.trusted_proxies.clone())
         .with_mcp(McpServer::new(agent.clone()).http_service(mcp_hosts));
-    if let Some(hooks) = settings.hooks {
+    if let Some(hooks) = settings.hooks.clone() {
         state = state.with_hooks_in(hooks.token.expose().to_owned(), hooks.session_prefixes);
     }
     // Strangers who write to a channel get a code; approvals go to env.config.
@@ -249,61 +252,74 @@ async fn run(args: Args) -> anyhow::Result<()> {
         None
     };
     let mut channels = tokio::task::JoinSet::new();
-    let mut running: Vec<Arc<dyn Channel>> = Vec::new();
-    let mut failed: Vec<Arc<dyn Channel>> = Vec::new();
-    let mut launch = |name: &str, channel: Result<Arc<dyn Channel>, String>| match channel {
-        Ok(channel) => {
-            running.push(channel.clone());
-            let bridge = Arc::new(ChannelBridge::new(agent.clone(), channel));
-            let name = name.to_owned();
+    let deliveries = config.data_dir.join("channels").join("deliveries.journal");
+    let database = config.raw().parse("OCG_DATABASE_URL", |v| {
+        Ok::<_, String>(ocg_core::config::Secret::new(v.trim()))
+    })?;
+    let mut lease = None;
+    match database {
+        // Several gateways share the store: the lease holder runs the channels.
+        Some(url) => {
+            let store: Arc<dyn ChannelStateStore> = Arc::new(PgChannelState::new(
+                ocg_postgres::open_in_background(url.expose())?,
+            ));
+            let fence = Fence {
+                lease: CHANNELS_LEASE.into(),
+                holder: holder_id(),
+            };
+            let ttl = config
+                .raw()
+                .parse("OCG_CHANNEL_LEASE_SECS", |v| {
+                    v.parse::<u64>()
+                        .ok()
+                        .filter(|s| (3..=3600).contains(s))
+                        .ok_or_else(|| "seconds from 3 to 3600".to_owned())
+                })?
+                .unwrap_or(15);
+            journal::share_journals(
+                store.clone(),
+                fence.clone(),
+                tokio::runtime::Handle::current(),
+            );
+            let standby: Vec<Arc<LeasedChannel>> = channel_names(&settings)
+                .into_iter()
+                .map(|name| Arc::new(LeasedChannel::new(name)))
+                .collect();
+            for channel in &standby {
+                state = state.with_channel(channel.clone());
+            }
+            let held = Arc::new(Lease::new(
+                store,
+                fence,
+                std::time::Duration::from_secs(ttl),
+            ));
+            lease = Some(held.clone());
+            let (agent, settings) = (agent.clone(), settings.clone());
             channels.spawn(async move {
-                if let Err(error) = bridge.run().await {
-                    tracing::error!(channel = %name, "channel stopped: {error}");
-                }
+                held.run_while_held(|| {
+                    let built = build_channels(&settings, &pairing);
+                    for slot in &standby {
+                        slot.set(built.get(slot.name()));
+                    }
+                    let standby = StandbyWhenDropped(standby.clone());
+                    let (agent, deliveries) = (agent.clone(), deliveries.clone());
+                    async move {
+                        let _standby = standby;
+                        run_channels(agent, built, &deliveries).await;
+                    }
+                })
+                .await;
             });
         }
-        Err(error) => {
-            tracing::error!(channel = name, "channel not started: {error}");
-            failed.push(Arc::new(MisconfiguredChannel::new(name, error)));
+        None => {
+            let built = build_channels(&settings, &pairing);
+            for channel in built.all() {
+                state = state.with_channel(channel);
+            }
+            let agent = agent.clone();
+            channels.spawn(async move { run_channels(agent, built, &deliveries).await });
         }
-    };
-    for (name, error) in settings.channel_errors {
-        launch(&name, Err(error));
     }
-    if let Some(telegram) = settings.telegram {
-        let channel = TelegramChannel::new(telegram).map(|c| c.with_pairing(pairing.clone()));
-        launch("telegram", shared(channel));
-    }
-    if let Some(irc) = settings.irc {
-        let channel = IrcChannel::new(irc).map(|c| c.with_pairing(pairing.clone()));
-        launch("irc", shared(channel));
-    }
-    if let Some(matrix) = settings.matrix {
-        let channel = MatrixChannel::new(matrix).map(|c| c.with_pairing(pairing.clone()));
-        launch("matrix", shared(channel));
-    }
-    if let Some(email) = settings.email {
-        let channel = EmailChannel::new(email).map(|c| c.with_pairing(pairing.clone()));
-        launch("email", shared(channel));
-    }
-    if let Some(discord) = settings.discord {
-        let channel = DiscordChannel::new(discord).map(|c| c.with_pairing(pairing.clone()));
-        launch("discord", shared(channel));
-    }
-    if let Some(slack) = settings.slack {
-        let channel = SlackChannel::new(slack).map(|c| c.with_pairing(pairing.clone()));
-        launch("slack", shared(channel));
-    }
-    for channel in running.iter().chain(&failed) {
-        state = state.with_channel(channel.clone());
-    }
-    // What the agent's scheduler sends to chats goes out through them.
-    let pump = DeliveryPump::new(
-        agent,
-        running,
-        &config.data_dir.join("channels").join("deliveries.journal"),
-    )?;
-    channels.spawn(pump.run());
     let router = ocg_gateway_lib::router(state);
     // Channels stop as soon as the shutdown signal arrives (an update being
     // answered is answered again after the restart); HTTP requests drain.
@@ -315,6 +331,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let channels = async move {
         let _ = stopped.await;
         channels.shutdown().await;
+        // Another gateway takes the channels over at once.
+        if let Some(lease) = lease {
+            lease.release().await;
+        }
     };
     let (served, ()) = tokio::join!(
         ocg_gateway_lib::serve(settings.addr, settings.allow_public_bind, router, shutdown),
@@ -322,6 +342,152 @@ async fn run(args: Args) -> anyhow::Result<()> {
     );
     served?;
     Ok(())
+}
+
+/// The channels the settings name, each set up (its journal opened) or
+/// why it could not be.
+struct BuiltChannels {
+    running: Vec<(String, Arc<dyn Channel>)>,
+    failed: Vec<Arc<dyn Channel>>,
+}
+
+impl BuiltChannels {
+    fn all(&self) -> Vec<Arc<dyn Channel>> {
+        self.running
+            .iter()
+            .map(|(_, c)| c.clone())
+            .chain(self.failed.iter().cloned())
+            .collect()
+    }
+
+    fn get(&self, name: &str) -> Option<Arc<dyn Channel>> {
+        self.all().into_iter().find(|c| c.name() == name)
+    }
+}
+
+/// The names of the channels `settings` configure (misconfigured included).
+fn channel_names(settings: &GatewaySettings) -> Vec<String> {
+    let configured = [
+        ("telegram", settings.telegram.is_some()),
+        ("irc", settings.irc.is_some()),
+        ("matrix", settings.matrix.is_some()),
+        ("email", settings.email.is_some()),
+        ("discord", settings.discord.is_some()),
+        ("slack", settings.slack.is_some()),
+    ];
+    settings
+        .channel_errors
+        .iter()
+        .map(|(name, _)| name.clone())
+        .chain(
+            configured
+                .into_iter()
+                .filter(|(_, on)| *on)
+                .map(|(name, _)| name.to_owned()),
+        )
+        .collect()
+}
+
+/// Set up every channel of `settings`.
+fn build_channels(settings: &GatewaySettings, pairing: &Option<Arc<Pairing>>) -> BuiltChannels {
+    let mut built = BuiltChannels {
+        running: Vec::new(),
+        failed: Vec::new(),
+    };
+    let mut add = |name: &str, channel: Result<Arc<dyn Channel>, String>| match channel {
+        Ok(channel) => built.running.push((name.to_owned(), channel)),
+        Err(error) => {
+            tracing::error!(channel = name, "channel not started: {error}");
+            built
+                .failed
+                .push(Arc::new(MisconfiguredChannel::new(name, error)));
+        }
+    };
+    for (name, error) in &settings.channel_errors {
+        add(name, Err(error.clone()));
+    }
+    let pairing = || pairing.clone();
+    if let Some(c) = &settings.telegram {
+        add(
+            "telegram",
+            shared(TelegramChannel::new(c.clone()).map(|c| c.with_pairing(pairing()))),
+        );
+    }
+    if let Some(c) = &settings.irc {
+        add(
+            "irc",
+            shared(IrcChannel::new(c.clone()).map(|c| c.with_pairing(pairing()))),
+        );
+    }
+    if let Some(c) = &settings.matrix {
+        add(
+            "matrix",
+            shared(MatrixChannel::new(c.clone()).map(|c| c.with_pairing(pairing()))),
+        );
+    }
+    if let Some(c) = &settings.email {
+        add(
+            "email",
+            shared(EmailChannel::new(c.clone()).map(|c| c.with_pairing(pairing()))),
+        );
+    }
+    if let Some(c) = &settings.discord {
+        add(
+            "discord",
+            shared(DiscordChannel::new(c.clone()).map(|c| c.with_pairing(pairing()))),
+        );
+    }
+    if let Some(c) = &settings.slack {
+        add(
+            "slack",
+            shared(SlackChannel::new(c.clone()).map(|c| c.with_pairing(pairing()))),
+        );
+    }
+    built
+}
+
+/// Bridge each running channel to `agent`, and send the scheduler's
+/// answers through them (journaled at `deliveries`), until all end.
+async fn run_channels(agent: Arc<dyn ocg_core::Agent>, built: BuiltChannels, deliveries: &Path) {
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut running = Vec::new();
+    for (name, channel) in built.running {
+        running.push(channel.clone());
+        let bridge = Arc::new(ChannelBridge::new(agent.clone(), channel));
+        tasks.spawn(async move {
+            if let Err(error) = bridge.run().await {
+                tracing::error!(channel = %name, "channel stopped: {error}");
+            }
+        });
+    }
+    match DeliveryPump::new(agent, running, deliveries) {
+        Ok(pump) => drop(tasks.spawn(pump.run())),
+        Err(error) => tracing::error!("scheduled answers are not delivered: {error}"),
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+/// Sets the leased channels back to standby when the channels stop.
+struct StandbyWhenDropped(Vec<Arc<LeasedChannel>>);
+
+impl Drop for StandbyWhenDropped {
+    fn drop(&mut self) {
+        for channel in &self.0 {
+            channel.set(None);
+        }
+    }
+}
+
+/// This process among the gateways of a shared store: host, pid and a
+/// random part (a restarted gateway is a new holder).
+fn holder_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "gateway".into());
+    let nonce = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!("{host}:{}:{nonce:08x}", std::process::id())
 }
 
 /// The `Host` names `/mcp` answers to, against DNS rebinding: loopback and

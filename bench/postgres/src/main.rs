@@ -7,17 +7,25 @@
 //! then 200 queries, one at a time, through each store's client: recall@10
 //! against the exact answer, and latency. pgvector is measured at several
 //! `ef_search` values, so its latency can be read at the recall FAISS has.
+//!
+//! Then whole agent turns (the release `ocg-agent` against a fake model
+//! that answers at once) with sessions in SQLite (the baseline) and in
+//! PostgreSQL (`OCG_DATABASE_URL`): the latency one at a time and the turns
+//! per second 16 sessions at once. `BENCH_POSTGRES_ONLY=turns` runs only
+//! that table.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_util::StreamExt;
 use ocg_core::testing::DeterministicEmbedder;
 use ocg_core::{SearchQuery, SearchRequest, VectorItem, VectorStore};
 use ocg_postgres::PgVectorStore;
-use ocg_tests::bench::percentile;
 use ocg_tests::bench::vectors::{Noise, exact_top, normalized, recall};
+use ocg_tests::bench::{self, percentile};
+use ocg_tests::fast_model::FastModel;
 use ocg_tests::postgres_server::Postgres;
 use serde_json::{Value, json};
 
@@ -88,6 +96,10 @@ async fn main() -> anyhow::Result<()> {
             .unwrap_or_else(|| "target/release".into()),
     )
     .canonicalize()?;
+    if std::env::var("BENCH_POSTGRES_ONLY").as_deref() == Ok("turns") {
+        let pg = Postgres::start();
+        return turns(&bin, &pg.create_database("turns")).await;
+    }
     let mut noise = Noise(0x9E37_79B9_7F4A_7C15);
     let centers: Vec<Vec<f32>> = (0..CLUSTERS).map(|_| noise.unit(DIMENSION)).collect();
     let data: Vec<Vec<f32>> = (0..N).map(|_| near(&mut noise, &centers)).collect();
@@ -233,6 +245,109 @@ async fn main() -> anyhow::Result<()> {
         None => println!(
             "\npgvector did not reach FAISS's recall ({baseline_recall:.3}) at these ef_search values."
         ),
+    }
+    turns(&bin, &pg.create_database("turns")).await
+}
+
+/// Turns timed one at a time, over this many sessions.
+const SEQUENTIAL_TURNS: usize = 400;
+const SEQUENTIAL_SESSIONS: usize = 20;
+/// Sessions at once, and turns each, for the rate.
+const PARALLEL_SESSIONS: usize = 16;
+const PARALLEL_TURNS: usize = 50;
+
+/// One streamed turn through the agent's socket; its latency in ms.
+async fn turn(client: &reqwest::Client, session: &str) -> f64 {
+    let start = Instant::now();
+    let body = json!({"session_key": session, "messages": [{"role": "user", "content": "hi"}]});
+    let response = client
+        .post("http://agent/v1/chat/stream")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success());
+    let mut stream = response.bytes_stream();
+    let mut text = String::new();
+    while let Some(chunk) = stream.next().await {
+        text.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+    }
+    assert!(text.contains("\"type\":\"done\""), "turn failed: {text}");
+    start.elapsed().as_secs_f64() * 1000.0
+}
+
+/// Agent turns with sessions in SQLite, then in PostgreSQL at `url`.
+async fn turns(bin: &Path, url: &str) -> anyhow::Result<()> {
+    let model = FastModel::start();
+    let mut rows = Vec::new();
+    for (store, database) in [("SQLite (default)", None), ("PostgreSQL", Some(url))] {
+        let mut env = vec![("OCG_AUTO_RECALL", "false")];
+        env.extend(database.map(|url| ("OCG_DATABASE_URL", url)));
+        let agent = bench::start_agent(&bin.join("ocg-agent"), &model.base_url, &env);
+        let client = reqwest::Client::builder()
+            .unix_socket(agent.socket.as_path())
+            .build()?;
+        // Until the store answers (PostgreSQL's schema is applied at start).
+        let ready = Instant::now();
+        loop {
+            let answer = client
+                .post("http://agent/v1/chat/stream")
+                .json(&json!({"session_key": "warm:0", "messages": [{"role": "user", "content": "hi"}]}))
+                .send()
+                .await?
+                .text()
+                .await?;
+            if answer.contains("\"type\":\"done\"") {
+                break;
+            }
+            assert!(ready.elapsed() < Duration::from_secs(30), "{answer}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        for i in 0..50 {
+            turn(&client, &format!("warm:{i}")).await;
+        }
+        let mut latency = Vec::with_capacity(SEQUENTIAL_TURNS);
+        for i in 0..SEQUENTIAL_TURNS {
+            latency.push(turn(&client, &format!("one:{}", i % SEQUENTIAL_SESSIONS)).await);
+        }
+        let started = Instant::now();
+        let tasks: Vec<_> = (0..PARALLEL_SESSIONS)
+            .map(|s| {
+                let client = client.clone();
+                tokio::spawn(async move {
+                    for _ in 0..PARALLEL_TURNS {
+                        turn(&client, &format!("many:{s}")).await;
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await?;
+        }
+        let rate = (PARALLEL_SESSIONS * PARALLEL_TURNS) as f64 / started.elapsed().as_secs_f64();
+        rows.push((
+            store,
+            percentile(&mut latency, 0.5),
+            percentile(&mut latency, 0.99),
+            rate,
+        ));
+    }
+    let (_, base_p50, _, base_rate) = rows[0];
+    println!(
+        "\nAgent turns (release ocg-agent, a fake model answering at once, memory recall off): \
+         {SEQUENTIAL_TURNS} turns one at a time over {SEQUENTIAL_SESSIONS} sessions, then \
+         {PARALLEL_SESSIONS} sessions at once, {PARALLEL_TURNS} turns each; PostgreSQL on this machine, over TCP.\n"
+    );
+    println!(
+        "| sessions in | p50 ms | p99 ms | added p50 ms | turns/s ({PARALLEL_SESSIONS} at once) | turns/s / SQLite |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for (store, p50, p99, rate) in rows {
+        println!(
+            "| {store} | {p50:.2} | {p99:.2} | {:+.2} | {rate:.0} | {:.2}x |",
+            p50 - base_p50,
+            rate / base_rate
+        );
     }
     Ok(())
 }

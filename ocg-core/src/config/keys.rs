@@ -136,6 +136,11 @@ pub const KEYS: &[KeySpec] = &[
     ),
     key("OCG_AGENT_ADDR", None, "optional TCP address of the agent"),
     key(
+        "OCG_CHANNEL_LEASE_SECS",
+        Some("15"),
+        "how long a gateway's hold on the channels lasts unrenewed (shared store)",
+    ),
+    key(
         "OCG_AGENTS",
         None,
         "agents a gateway uses over TCP (host:port, comma-separated)",
