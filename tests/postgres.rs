@@ -571,3 +571,119 @@ fn the_agent_keeps_its_memories_in_postgres_with_ocg_database_url() {
         "2"
     );
 }
+
+/// A session's history through the agent's socket: what a user sees of
+/// each message (ids differ between stores).
+fn history_of(install: &Install, key: &str) -> Vec<(String, String, i64, bool, i64)> {
+    let (status, body) = ocg_tests::unix_http_get(
+        &install.socket(),
+        &format!("/v1/sessions/{key}/history?offset=0&limit=100&archived=true"),
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let entries: Vec<Value> = serde_json::from_str(&body).unwrap();
+    entries
+        .iter()
+        .map(|e| {
+            (
+                e["role"].as_str().unwrap().to_owned(),
+                e["content"].as_str().unwrap().to_owned(),
+                e["turn"].as_i64().unwrap(),
+                e["archived"].as_bool().unwrap(),
+                e["created_at_ms"].as_i64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn ocg_migrate_copies_sessions_and_memories_into_postgres() {
+    ocg_tests::embedding_model();
+    let pg = Postgres::start();
+    let url = pg.create_database("migrate");
+    let vendor = ocg_tests::fake_llm::start_openai();
+    let install = Install::new().with("OPENAI_BASE_URL", &vendor.base_url);
+    install.ocg(&["start"]).ok();
+    let (status, body) = ocg_tests::unix_http_post(
+        &install.socket(),
+        "/v1/memory",
+        r#"{"text":"The user's sister Maria lives in Lisbon."}"#,
+    )
+    .unwrap();
+    assert_eq!(status, 201, "{body}");
+    for i in 0..4 {
+        crate::tools::turn(&install, "web:a", &format!("question {i}"));
+    }
+    crate::tools::turn(&install, "web:b", "another chat");
+    let compacted = ocg_tests::unix_http_post(&install.socket(), "/v1/sessions/web:a/compact", "");
+    assert_eq!(
+        compacted.as_ref().map(|c| c.0),
+        Some(200),
+        "{compacted:?} {}",
+        std::fs::read_to_string(install.path("logs/ocg-agent.log")).unwrap_or_default()
+    );
+    let before = history_of(&install, "web:a");
+    assert!(before.iter().any(|e| e.3), "some messages are archived");
+
+    // Not while the agent runs: it owns its database.
+    let refused = install.ocg(&["migrate", "--to", &url]);
+    assert_ne!(refused.code(), 0);
+    assert!(
+        refused.stderr().contains("stopped first"),
+        "{}",
+        refused.stderr()
+    );
+
+    install.ocg(&["stop"]).ok();
+    let run = install.ocg(&["migrate", "--to", &url]).ok();
+    assert!(
+        run.stdout()
+            .contains("sessions: 2 copied (10 messages), 0 already"),
+        "{}",
+        run.stdout()
+    );
+    assert!(
+        run.stdout().contains("memories: 1 copied"),
+        "{}",
+        run.stdout()
+    );
+    let again = install.ocg(&["migrate", "--to", &url]).ok();
+    assert!(
+        again
+            .stdout()
+            .contains("sessions: 0 copied (0 messages), 2 already"),
+        "{}",
+        again.stdout()
+    );
+    assert_eq!(
+        pg.psql(
+            "migrate",
+            "SELECT count(*) || ' ' || min(dimension) FROM ocg_items JOIN ocg_collections ON name = collection"
+        )
+        .unwrap(),
+        "1 384",
+        "the memory with its vector"
+    );
+
+    // An agent on PostgreSQL sees the same history and summary, and goes on.
+    let shared = Install::new()
+        .with("OPENAI_BASE_URL", &vendor.base_url)
+        .with("OCG_DATABASE_URL", &url);
+    shared.ocg(&["start"]).ok();
+    assert_eq!(history_of(&shared, "web:a"), before);
+    let requests = vendor.requests().len();
+    crate::tools::turn(&shared, "web:a", "Where does my sibling live these days?");
+    let request = vendor.requests()[requests].to_string();
+    assert!(
+        request.contains("question 3"),
+        "the live history: {request}"
+    );
+    let prompt = crate::tools::prompt_of(&vendor.requests()[requests]);
+    let after = history_of(&shared, "web:a");
+    assert_eq!(after.len(), before.len() + 2);
+    assert_eq!(after.last().unwrap().2, 5, "the turns go on from 4");
+    assert!(
+        prompt.contains("Maria lives in Lisbon"),
+        "recalled from pgvector: {prompt}"
+    );
+}

@@ -214,10 +214,15 @@ fn two_agents_behind_one_gateway_serialize_a_session_and_survive_a_kill_mid_turn
 const BOT_TOKEN: &str = "123456:SHARED-bot_token-SECRET";
 
 /// A gateway of the shared store with the Telegram channel (chat 7
-/// allowed), using `agent`.
-fn telegram_gateway(database: &str, agent: &ClusterAgent, telegram: &str) -> (Install, KillOnDrop) {
+/// allowed), using `agents`.
+fn telegram_gateway(
+    database: &str,
+    agents: &[&ClusterAgent],
+    telegram: &str,
+) -> (Install, KillOnDrop) {
+    let addrs: Vec<&str> = agents.iter().map(|a| a.addr.as_str()).collect();
     let install = Install::new()
-        .with("OCG_AGENTS", &agent.addr)
+        .with("OCG_AGENTS", &addrs.join(","))
         .with("OCG_AGENT_TOKEN", AGENT_TOKEN)
         .with("OCG_UI_TOKEN", UI_TOKEN)
         .with("OCG_DATABASE_URL", database)
@@ -267,9 +272,9 @@ fn telegram_state(gateway: &Install) -> String {
 fn a_telegram_update_is_answered_once_while_another_gateway_takes_the_lease_over() {
     let pg = Postgres::start();
     let url = pg.create_database("gateways");
-    let agent = start_agent(&url);
+    let (a, b) = (start_agent(&url), start_agent(&url));
     let telegram = fake_telegram::start(BOT_TOKEN);
-    let (first, mut first_process) = telegram_gateway(&url, &agent, &telegram.url);
+    let (first, mut first_process) = telegram_gateway(&url, &[&a, &b], &telegram.url);
     let limit = Duration::from_secs(20);
     assert!(
         wait_until(limit, || telegram_state(&first) != "standby"),
@@ -277,7 +282,7 @@ fn a_telegram_update_is_answered_once_while_another_gateway_takes_the_lease_over
         telegram_state(&first),
         std::fs::read_to_string(first.path("logs/gateway.log")).unwrap_or_default()
     );
-    let (second, _second_process) = telegram_gateway(&url, &agent, &telegram.url);
+    let (second, _second_process) = telegram_gateway(&url, &[&a, &b], &telegram.url);
     telegram.push_text(7, "before");
     assert!(telegram.wait(limit, |t| t.texts_to(7).len() == 1));
     assert_eq!(telegram_state(&first), "connected");
@@ -285,20 +290,28 @@ fn a_telegram_update_is_answered_once_while_another_gateway_takes_the_lease_over
 
     // The first gateway has recorded the next update and waits for the
     // agent's answer when it is killed.
-    agent.vendor.push(Script::Slow {
-        first: "partial ".into(),
-        hold: Duration::from_secs(60),
-        rest: "answer".into(),
-    });
+    for agent in [&a, &b] {
+        agent.vendor.push(Script::Slow {
+            first: "partial ".into(),
+            hold: Duration::from_secs(60),
+            rest: "answer".into(),
+        });
+    }
     telegram.push_text(7, "during");
-    assert!(
-        wait_until(limit, || agent
+    let asked = |agent: &ClusterAgent| {
+        agent
             .vendor
             .requests()
             .iter()
-            .any(|r| r.to_string().contains("during"))),
-        "the model is working on the second message"
+            .any(|r| r.to_string().contains("during"))
+    };
+    assert!(
+        wait_until(limit, || asked(&a) || asked(&b)),
+        "a model is working on the second message"
     );
+    // The answer again (by either agent) comes at once.
+    a.vendor.clear_scripts();
+    b.vendor.clear_scripts();
     first_process.kill().unwrap();
     assert_eq!(telegram.texts_to(7), ["echo: before"], "no reply yet");
 

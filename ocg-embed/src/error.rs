@@ -87,7 +87,7 @@ pub enum EmbedError {
     #[error("embedder unavailable: {0}")]
     EmbedderUnavailable(String),
     /// The SQLite store failed.
-    #[cfg(feature = "server")]
+    #[cfg(feature = "export")]
     #[error("store: {0}")]
     Store(#[from] rusqlite::Error),
     /// The FAISS index failed.
@@ -139,7 +139,7 @@ impl EmbedError {
             EmbedError::DimensionMismatch { .. } => "dimension_mismatch",
             EmbedError::Conflict(_) => "conflict",
             EmbedError::EmbedderUnavailable(_) => "embedder_unavailable",
-            #[cfg(feature = "server")]
+            #[cfg(feature = "export")]
             EmbedError::Store(_) => "store",
             #[cfg(feature = "server")]
             EmbedError::Index(_) => "index",

@@ -27,6 +27,9 @@ mod client;
 #[cfg(feature = "client")]
 mod client_store;
 mod error;
+#[cfg(feature = "export")]
+#[cfg_attr(docsrs, doc(cfg(feature = "export")))]
+pub mod export;
 #[cfg(feature = "server")]
 #[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 pub use ocg_core::hybrid;

@@ -124,6 +124,106 @@ impl PgSessionStore {
         Ok(conn)
     }
 
+    /// Copy session `info` with all its `messages` (oldest first, archived
+    /// ones included) and its latest compaction `summary` from another
+    /// store, keeping turns, archive flags and times; messages get ids of
+    /// this database, in the same order. A session already here is left as
+    /// it is (false), so an import can be run again.
+    pub async fn import(
+        &self,
+        info: &SessionInfo,
+        messages: &[HistoryEntry],
+        summary: Option<&str>,
+    ) -> Result<bool, PgError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let last_turn = messages.iter().map(|m| m.turn).max().unwrap_or(0);
+        let archived = messages.iter().filter(|m| m.archived).count();
+        let live = i64::try_from(messages.len() - archived).unwrap_or(i64::MAX);
+        let archived = i64::try_from(archived).unwrap_or(i64::MAX);
+        let created = tx
+            .execute(
+                "INSERT INTO ocg_sessions
+                     (key, title, created_at_ms, updated_at_ms, last_turn, live_messages, archived_messages)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (key) DO NOTHING",
+                &[
+                    &info.key,
+                    &info.title,
+                    &info.created_at_ms,
+                    &info.updated_at_ms,
+                    &last_turn,
+                    &live,
+                    &archived,
+                ],
+            )
+            .await?;
+        if created == 0 {
+            return Ok(false);
+        }
+        let mut turns = Vec::with_capacity(messages.len());
+        let mut roles = Vec::with_capacity(messages.len());
+        let mut contents = Vec::with_capacity(messages.len());
+        let mut calls = Vec::with_capacity(messages.len());
+        let mut call_ids = Vec::with_capacity(messages.len());
+        let mut tokens = Vec::with_capacity(messages.len());
+        let mut times = Vec::with_capacity(messages.len());
+        let mut flags = Vec::with_capacity(messages.len());
+        for entry in messages {
+            let m = &entry.message;
+            turns.push(entry.turn);
+            roles.push(role_name(m.role));
+            contents.push(m.content.as_str());
+            calls.push(
+                (!m.tool_calls.is_empty())
+                    .then(|| serde_json::to_string(&m.tool_calls))
+                    .transpose()
+                    .map_err(|e| PgError::Invalid(e.to_string()))?,
+            );
+            call_ids.push(m.tool_call_id.as_deref());
+            tokens.push(i32::try_from(entry.tokens).unwrap_or(i32::MAX));
+            times.push(entry.created_at_ms);
+            flags.push(entry.archived);
+        }
+        // The new id of the last archived message: what the summary covers.
+        let covers: Option<i64> = tx
+            .query_one(
+                "WITH stored AS (
+                    INSERT INTO ocg_messages (session_key, turn, role, content, tool_calls,
+                        tool_call_id, tokens, created_at_ms, archived)
+                    SELECT $1, m.turn, m.role, m.content, m.tool_calls, m.tool_call_id, m.tokens,
+                        m.created_at_ms, m.archived
+                    FROM unnest($2::int8[], $3::text[], $4::text[], $5::text[], $6::text[],
+                        $7::int4[], $8::int8[], $9::bool[])
+                        WITH ORDINALITY AS m (turn, role, content, tool_calls, tool_call_id,
+                            tokens, created_at_ms, archived, n)
+                    ORDER BY m.n
+                    RETURNING id, archived
+                 )
+                 SELECT max(id) FILTER (WHERE archived) FROM stored",
+                &[
+                    &info.key, &turns, &roles, &contents, &calls, &call_ids, &tokens, &times,
+                    &flags,
+                ],
+            )
+            .await?
+            .get(0);
+        if let Some(summary) = summary {
+            tx.execute(
+                "INSERT INTO ocg_summaries (session_key, content, covers_up_to, created_at_ms)
+                 VALUES ($1, $2, $3, $4)",
+                &[
+                    &info.key,
+                    &summary,
+                    &covers.unwrap_or(0),
+                    &info.updated_at_ms,
+                ],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
     async fn session_exists(client: &Object, key: &str) -> Result<bool, PgError> {
         let statement = client
             .prepare_cached("SELECT EXISTS (SELECT 1 FROM ocg_sessions WHERE key = $1)")

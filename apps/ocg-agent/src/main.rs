@@ -19,6 +19,8 @@ use ocg_embed::{AddressFile, EmbeddingClient, EmbeddingEndpoint};
 use ocg_postgres::{PgSessionStore, PgVectorStore};
 use tracing_subscriber::EnvFilter;
 
+mod migrate;
+
 /// OCG agent service, reachable on a Unix socket (mode 0600).
 #[derive(Debug, Parser)]
 #[command(version)]
@@ -29,6 +31,19 @@ struct Args {
     /// Socket path (OCG_AGENT_SOCK).
     #[arg(long)]
     socket: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Copy this install's sessions and memories into PostgreSQL (the agent
+    /// stopped), for agents sharing it with OCG_DATABASE_URL.
+    Migrate {
+        /// The database (postgres://…); OCG_DATABASE_URL when absent.
+        #[arg(long)]
+        to: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -70,6 +85,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
     ))?;
     // Everything written from here on holds user data: owner only.
     ocg_process::private::make_private(&config)?;
+    if let Some(Command::Migrate { to }) = args.command {
+        let url = match to {
+            Some(url) => url,
+            None => config
+                .raw()
+                .get("OCG_DATABASE_URL")
+                .map(|s| s.value.trim().to_owned())
+                .ok_or_else(|| {
+                    anyhow::anyhow!("say where to: --to postgres://… or OCG_DATABASE_URL")
+                })?,
+        };
+        return migrate::run(&config, &url).await;
+    }
     let settings = AgentSettings::from_config(&config)?;
     let endpoint = match &config.embedding_url {
         Some(url) => EmbeddingEndpoint::Fixed(url.clone()),

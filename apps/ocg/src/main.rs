@@ -86,6 +86,13 @@ enum Command {
         #[command(subcommand)]
         command: cron::CronCommand,
     },
+    /// Copy this install's sessions and memories into PostgreSQL, for several
+    /// agents and gateways sharing it (stop the agent first).
+    Migrate {
+        /// The database (postgres://…); OCG_DATABASE_URL when absent.
+        #[arg(long)]
+        to: Option<String>,
+    },
     /// Pairing: approve or deny senders who were given a code (list, approve, deny).
     Pair {
         #[command(subcommand)]
@@ -164,6 +171,23 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Command::Pair { command } = cli.command {
         return pair::run(&config, command).await;
     }
+    if let Command::Migrate { to } = cli.command {
+        // The agent binary has both stores; it runs with this config.
+        let mut migrate = tokio::process::Command::new(bin_dir.join("ocg-agent"));
+        if let Some(file) = config.file() {
+            migrate.arg("--config").arg(file);
+        }
+        migrate.arg("migrate");
+        if let Some(url) = to {
+            migrate.arg("--to").arg(url);
+        }
+        let status = migrate.status().await.context("cannot run ocg-agent")?;
+        return Ok(if status.success() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
+    }
     let (pid_dir, log_dir) = (config.pid_dir.clone(), config.log_dir.clone());
     let stack = Stack::new(config, bin_dir);
 
@@ -233,7 +257,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Cron { command } => cron::run(&config_socket, command).await,
         Command::Mcp { command } => mcp::run(&config_socket, command).await,
         Command::Version => unreachable!("handled before config resolution"),
-        Command::Pair { .. } => unreachable!("handled before the stack is built"),
+        Command::Pair { .. } | Command::Migrate { .. } => {
+            unreachable!("handled before the stack is built")
+        }
     }
 }
 

@@ -144,11 +144,7 @@ fn to_blob(vector: &[f32]) -> Vec<u8> {
     vector.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
-fn from_blob(blob: &[u8]) -> Vec<f32> {
-    blob.chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect()
-}
+use crate::export::from_blob;
 
 /// Whether `name` can name a collection (and a file): 1–64 of `A-Za-z0-9_.-`,
 /// not starting with a dot.
