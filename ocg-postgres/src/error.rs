@@ -14,7 +14,7 @@ pub enum PgError {
     #[error("no PostgreSQL connection: {0}")]
     Pool(String),
     /// The database refused or failed a statement.
-    #[error("PostgreSQL: {0}")]
+    #[error("PostgreSQL: {}", describe(.0))]
     Db(#[from] tokio_postgres::Error),
     /// The request is unusable (a bad collection name, a vector of the
     /// wrong length).
@@ -23,6 +23,14 @@ pub enum PgError {
     /// The embedder could not embed the texts.
     #[error("embedding: {0}")]
     Embed(ocg_core::Error),
+}
+
+/// What the server said (its message and SQLSTATE), not only "db error".
+fn describe(error: &tokio_postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
+        None => error.to_string(),
+    }
 }
 
 impl From<deadpool_postgres::PoolError> for PgError {

@@ -52,11 +52,19 @@ pub fn connect(url: &str) -> Result<Pool, PgError> {
         config.connect_timeout(CONNECT_TIMEOUT);
     }
     if config.get_options().is_none() {
+        // The server probes an idle connection after 10 s and drops it after
+        // three unanswered probes 5 s apart: the session locks of an agent
+        // whose machine vanished are free within about 25 s, not the
+        // system's default two hours.
         config.options(format!(
-            "-c statement_timeout={}",
+            "-c statement_timeout={} -c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 -c tcp_keepalives_count=3",
             STATEMENT_TIMEOUT.as_millis()
         ));
     }
+    // The same from this side, for a database that vanishes.
+    config
+        .keepalives(true)
+        .keepalives_idle(Duration::from_secs(10));
     if config.get_application_name().is_none() {
         config.application_name("ocg");
     }
