@@ -266,6 +266,23 @@ fn a_session_lock_excludes_the_other_agents_and_ends_with_a_dead_holder() {
             .unwrap()
             .unwrap();
 
+        // A waiter that gives up (its turn cancelled) leaves nothing held.
+        let held = a.lock_session("telegram:9").await.unwrap();
+        let given_up = tokio::spawn({
+            let b = b.clone();
+            async move { b.lock_session("telegram:9").await.map(|_| ()) }
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        given_up.abort();
+        drop(held);
+        let c = PgSessionStore::new(ocg_postgres::open(&url).await.unwrap());
+        drop(
+            tokio::time::timeout(Duration::from_secs(5), c.lock_session("telegram:9"))
+                .await
+                .expect("the lock is free once its holder and its waiter are gone")
+                .unwrap(),
+        );
+
         // The holder dies (its connection ends, as with kill -9): the lock is free.
         let _held = a.lock_session("telegram:3").await.unwrap();
         let waiting = tokio::spawn({

@@ -20,7 +20,9 @@ use crate::sse::SseDecoder;
 ///
 /// Every call opens its connection through the socket path, so an agent that
 /// restarted is reached again without any reconnect logic; while it is down
-/// calls fail at once with [`Error::Unavailable`] instead of hanging.
+/// calls fail at once with [`Error::Unavailable`] instead of hanging, whose
+/// message starts with `connection refused` when the call never reached
+/// the agent.
 #[derive(Debug, Clone)]
 pub struct AgentClient {
     socket: PathBuf,

@@ -297,7 +297,11 @@ async fn compact_session(
     State(runtime): State<AgentRuntime>,
     Path(key): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    runtime.store().history(&key, 0, 1, false).await?;
+    runtime
+        .store()
+        .history(&key, 0, 1, false)
+        .await
+        .map_err(AgentError::Sessions)?;
     let archived = runtime.compact(&key).await?;
     Ok(Json(serde_json::json!({ "archived": archived })))
 }

@@ -10,7 +10,9 @@
 //!   lost attempt is streamed again).
 //! - Every other call (sessions, memories, jobs, deliveries) goes to the
 //!   first agent of the list that is up, so scheduled jobs, which each
-//!   agent keeps in its own database, are all on one agent while it lives.
+//!   agent keeps in its own database, are all on one agent while it lives;
+//!   the next one is tried only when the connection was refused, so a call
+//!   that may have done its work is never made twice.
 //! - [`AgentPool::probe_every`] asks each agent's `/health` in the
 //!   background and sets aside the unhealthy ones before a turn finds out.
 
@@ -54,9 +56,13 @@ impl Member {
     }
 }
 
-/// Whether `error` says the agent could not be reached (so another may).
+/// Whether `error` says the agent could not be reached at all, so the
+/// call surely did nothing there and another agent may take it. (The
+/// agent client says so first; a timeout or a broken answer may come
+/// after the call did its work, and is not tried again.)
 fn unreachable(error: &Error) -> bool {
-    matches!(error, Error::Unavailable { service, .. } if service == "agent")
+    matches!(error, Error::Unavailable { service, message }
+        if service == "agent" && message.starts_with("connection refused"))
 }
 
 /// Whether a stream's terminal event says the agent was lost mid-turn (the

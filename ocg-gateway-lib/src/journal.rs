@@ -36,48 +36,65 @@ const RECENT: usize = 10_000;
 /// Lines appended before a file is compacted.
 const COMPACT_AFTER: usize = 5_000;
 
-/// The store every journal of this process is kept in too, when shared.
+/// The store every journal of this process is kept in too, when shared,
+/// and the runtime its calls run on.
 struct Shared {
     store: Arc<dyn ChannelStateStore>,
     fence: Fence,
-    runtime: tokio::runtime::Handle,
+    runtime: tokio::runtime::Runtime,
 }
 
 static SHARED: OnceLock<Shared> = OnceLock::new();
 
+/// How long one call of the shared store may take before the journal
+/// write fails (and, with it, the message's handling).
+const STORE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Keep every journal opened from now on in `store` as well: replayed
 /// from it, and written to it under `fence` (the channels' lease; a write
-/// fails once the lease is lost). The journals' calls block on `runtime`
-/// (a multi-threaded one), as they block on their files. Once per process;
-/// false when it was already set.
-pub fn share_journals(
-    store: Arc<dyn ChannelStateStore>,
-    fence: Fence,
-    runtime: tokio::runtime::Handle,
-) -> bool {
-    SHARED
+/// fails once the lease is lost). Once per process; false when it was
+/// already set.
+///
+/// The journals are synchronous (their callers hold a lock while a record
+/// is written), so the store's calls run on a runtime of their own, with
+/// one thread: give `store` a connection pool of its own too, so that a
+/// journal write never waits on the threads of the runtime that waits for
+/// it.
+pub fn share_journals(store: Arc<dyn ChannelStateStore>, fence: Fence) -> std::io::Result<bool> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("ocg-journals")
+        .enable_all()
+        .build()?;
+    Ok(SHARED
         .set(Shared {
             store,
             fence,
             runtime,
         })
-        .is_ok()
+        .is_ok())
 }
 
 impl Shared {
-    /// Run `work` to its end from synchronous code: on a runtime worker
-    /// the thread is handed over to blocking first.
-    fn block<T>(
+    /// Run `work` to its end on the store's runtime, from a thread of its
+    /// own (so it may be called from anywhere, async code included), for
+    /// at most [`STORE_TIMEOUT`].
+    fn block<T: Send>(
         &self,
-        work: impl std::future::Future<Output = ocg_core::Result<T>>,
+        work: impl std::future::Future<Output = ocg_core::Result<T>> + Send,
     ) -> std::io::Result<T> {
-        let run = || self.runtime.block_on(work);
-        let result = if tokio::runtime::Handle::try_current().is_ok() {
-            tokio::task::block_in_place(run)
-        } else {
-            run()
-        };
-        result.map_err(|e| std::io::Error::other(e.to_string()))
+        let runtime = self.runtime.handle();
+        let bounded = async { tokio::time::timeout(STORE_TIMEOUT, work).await };
+        let outcome = std::thread::scope(|scope| scope.spawn(|| runtime.block_on(bounded)).join());
+        match outcome {
+            Ok(Ok(Ok(value))) => Ok(value),
+            Ok(Ok(Err(error))) => Err(std::io::Error::other(error.to_string())),
+            Ok(Err(_)) => Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the shared journal store did not answer in time",
+            )),
+            Err(_) => Err(std::io::Error::other("the shared journal store failed")),
+        }
     }
 }
 

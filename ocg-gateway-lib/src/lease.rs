@@ -76,23 +76,39 @@ impl Lease {
         }
     }
 
-    /// Keep the lease; returns once it is lost (see the module docs).
+    /// Keep the lease; returns once it is lost (see the module docs): when
+    /// a renewal is refused, or when none succeeded for two thirds of the
+    /// time to live, counted from the moment the last good renewal was
+    /// sent (the store counts from no earlier), however long a renewal
+    /// hangs.
     pub async fn hold(&self) {
         let mut renewed = Instant::now();
+        let mut pause = self.every();
         loop {
-            tokio::time::sleep(self.every()).await;
-            match self.take().await {
-                Ok(true) => renewed = Instant::now(),
-                Ok(false) => {
+            tokio::time::sleep(pause).await;
+            // After a failure, retried sooner while there is time.
+            pause = self.every() / 4;
+            let deadline = renewed + self.ttl * 2 / 3;
+            let sent = Instant::now();
+            match tokio::time::timeout_at(deadline.into(), self.take()).await {
+                Ok(Ok(true)) => {
+                    renewed = sent;
+                    pause = self.every();
+                }
+                Ok(Ok(false)) => {
                     tracing::warn!("another gateway took the channels' lease");
                     return;
                 }
-                Err(error) if renewed.elapsed() >= self.ttl * 2 / 3 => {
+                Ok(Err(error)) if Instant::now() < deadline => {
+                    tracing::warn!(%error, "renewing the channels' lease failed; retrying");
+                }
+                Ok(Err(error)) => {
                     tracing::warn!(%error, "the channels' lease could not be renewed in time");
                     return;
                 }
-                Err(error) => {
-                    tracing::warn!(%error, "renewing the channels' lease failed; retrying")
+                Err(_) => {
+                    tracing::warn!("renewing the channels' lease hung past its deadline");
+                    return;
                 }
             }
         }

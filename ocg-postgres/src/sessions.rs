@@ -41,7 +41,7 @@ const LOCK_POLL_MAX: Duration = Duration::from_millis(50);
 pub struct PgSessionStore {
     pool: Pool,
     /// The connection holding this store's session locks, once one was taken.
-    locks: Arc<tokio::sync::Mutex<Option<Arc<Object>>>>,
+    locks: LockSlot,
 }
 
 impl std::fmt::Debug for PgSessionStore {
@@ -114,12 +114,12 @@ impl PgSessionStore {
 
     /// The connection the locks live on: the one held, or a new one when
     /// it ended (its locks ended with it).
-    async fn lock_connection(&self) -> Result<Arc<Object>, PgError> {
+    async fn lock_connection(&self) -> Result<Arc<LockConnection>, PgError> {
         let mut held = self.locks.lock().await;
-        if let Some(conn) = held.as_ref().filter(|c| !c.is_closed()) {
+        if let Some(conn) = held.as_ref().filter(|c| !c.client().is_closed()) {
             return Ok(conn.clone());
         }
-        let conn = Arc::new(self.client().await?);
+        let conn = Arc::new(LockConnection(Some(self.client().await?)));
         *held = Some(conn.clone());
         Ok(conn)
     }
@@ -232,30 +232,72 @@ impl PgSessionStore {
     }
 }
 
-/// A held session lock: unlocked on its connection when dropped.
+/// Where a store keeps the connection of its session locks.
+type LockSlot = Arc<tokio::sync::Mutex<Option<Arc<LockConnection>>>>;
+
+/// The connection session locks are taken on. It never goes back to the
+/// pool (a lock left on it would go along): dropped, it is closed, and
+/// every lock still on it ends.
+struct LockConnection(Option<Object>);
+
+impl LockConnection {
+    fn client(&self) -> &Object {
+        // Some until dropped.
+        self.0
+            .as_ref()
+            .unwrap_or_else(|| unreachable!("taken only on drop"))
+    }
+}
+
+impl Drop for LockConnection {
+    fn drop(&mut self) {
+        if let Some(object) = self.0.take() {
+            drop(Object::take(object));
+        }
+    }
+}
+
+/// A held session lock: unlocked on its connection when dropped. Should
+/// the unlock fail, the connection is given up (closed once no other lock
+/// holds it), which ends the lock for sure.
 struct HeldLock {
-    conn: Arc<Object>,
+    conn: Arc<LockConnection>,
+    slot: LockSlot,
     key: String,
 }
 
 impl Drop for HeldLock {
     fn drop(&mut self) {
-        let (conn, key) = (self.conn.clone(), std::mem::take(&mut self.key));
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            // No runtime to unlock on: the lock ends with the connection.
-            return;
-        };
-        runtime.spawn(async move {
+        let (conn, slot, key) = (
+            self.conn.clone(),
+            self.slot.clone(),
+            std::mem::take(&mut self.key),
+        );
+        let unlock = async move {
             let unlocked = conn
+                .client()
                 .query_one(
                     "SELECT pg_advisory_unlock($1, hashtext($2))",
                     &[&LOCK_CLASS, &key],
                 )
                 .await;
             if let Err(error) = unlocked {
-                tracing::warn!(%error, "unlocking a session failed; it ends with the connection");
+                tracing::warn!(%error, "unlocking a session failed; closing its connection");
+                let mut held = slot.lock().await;
+                if held.as_ref().is_some_and(|c| Arc::ptr_eq(c, &conn)) {
+                    *held = None;
+                }
             }
-        });
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn(unlock)),
+            // No runtime to unlock on: give the connection up instead.
+            Err(_) => {
+                if let Ok(mut held) = self.slot.try_lock() {
+                    *held = None;
+                }
+            }
+        }
     }
 }
 
@@ -509,27 +551,44 @@ impl SessionStore for PgSessionStore {
     }
 
     async fn lock_session(&self, key: &str) -> ocg_core::Result<SessionLock> {
-        let mut pause = Duration::from_millis(2);
-        loop {
-            let conn = self.lock_connection().await?;
-            let taken: bool = conn
-                .query_one(
-                    "SELECT pg_try_advisory_lock($1, hashtext($2))",
-                    &[&LOCK_CLASS, &key],
-                )
-                .await
-                .map_err(PgError::from)?
-                .get(0);
-            if taken {
-                return Ok(SessionLock::held_by(HeldLock {
-                    conn,
-                    key: key.to_owned(),
-                }));
+        // Taken by a task of its own: should the caller go away while the
+        // server grants the lock, the task still gets the answer, and the
+        // lock it holds is given back with it.
+        let wanted = Arc::new(());
+        let store = self.clone();
+        let (key, caller) = (key.to_owned(), Arc::downgrade(&wanted));
+        let taking = tokio::spawn(async move {
+            let mut pause = Duration::from_millis(2);
+            loop {
+                let conn = store.lock_connection().await?;
+                let taken: bool = conn
+                    .client()
+                    .query_one(
+                        "SELECT pg_try_advisory_lock($1, hashtext($2))",
+                        &[&LOCK_CLASS, &key],
+                    )
+                    .await?
+                    .get(0);
+                if taken {
+                    return Ok(HeldLock {
+                        conn,
+                        slot: store.locks.clone(),
+                        key,
+                    });
+                }
+                if caller.strong_count() == 0 {
+                    return Err(PgError::Pool("the caller went away".into()));
+                }
+                // Another agent runs this session's turn: try again shortly.
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(LOCK_POLL_MAX);
             }
-            // Another agent runs this session's turn: try again shortly.
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(LOCK_POLL_MAX);
-        }
+        });
+        let held = taking
+            .await
+            .map_err(|e| PgError::Pool(format!("taking a session lock failed: {e}")))??;
+        drop(wanted);
+        Ok(SessionLock::held_by(held))
     }
 
     async fn check(&self) -> ocg_core::Result<()> {

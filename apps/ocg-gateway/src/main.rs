@@ -1,6 +1,6 @@
 //! `ocg-gateway`: the gateway service, and a small CLI of its own.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -276,11 +276,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
                         .ok_or_else(|| "seconds from 3 to 3600".to_owned())
                 })?
                 .unwrap_or(15);
-            journal::share_journals(
-                store.clone(),
-                fence.clone(),
-                tokio::runtime::Handle::current(),
-            );
+            // The journals' calls get a pool of their own (see share_journals).
+            let journals = Arc::new(PgChannelState::new(ocg_postgres::connect(url.expose())?));
+            journal::share_journals(journals, fence.clone())?;
             let standby: Vec<Arc<LeasedChannel>> = channel_names(&settings)
                 .into_iter()
                 .map(|name| Arc::new(LeasedChannel::new(name)))
@@ -302,10 +300,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
                         slot.set(built.get(slot.name()));
                     }
                     let standby = StandbyWhenDropped(standby.clone());
-                    let (agent, deliveries) = (agent.clone(), deliveries.clone());
+                    let pump = DeliveryPump::new(agent.clone(), built.running(), &deliveries)
+                        .map_err(|error| {
+                            tracing::error!("scheduled answers are not delivered: {error}");
+                        })
+                        .ok();
+                    let agent = agent.clone();
                     async move {
                         let _standby = standby;
-                        run_channels(agent, built, &deliveries).await;
+                        run_channels(agent, built, pump).await;
                     }
                 })
                 .await;
@@ -316,8 +319,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
             for channel in built.all() {
                 state = state.with_channel(channel);
             }
+            // What the agent's scheduler sends to chats goes out through them.
+            let pump = DeliveryPump::new(agent.clone(), built.running(), &deliveries)?;
             let agent = agent.clone();
-            channels.spawn(async move { run_channels(agent, built, &deliveries).await });
+            channels.spawn(async move { run_channels(agent, built, Some(pump)).await });
         }
     }
     let router = ocg_gateway_lib::router(state);
@@ -358,6 +363,10 @@ impl BuiltChannels {
             .map(|(_, c)| c.clone())
             .chain(self.failed.iter().cloned())
             .collect()
+    }
+
+    fn running(&self) -> Vec<Arc<dyn Channel>> {
+        self.running.iter().map(|(_, c)| c.clone()).collect()
     }
 
     fn get(&self, name: &str) -> Option<Arc<dyn Channel>> {
@@ -446,13 +455,15 @@ fn build_channels(settings: &GatewaySettings, pairing: &Option<Arc<Pairing>>) ->
     built
 }
 
-/// Bridge each running channel to `agent`, and send the scheduler's
-/// answers through them (journaled at `deliveries`), until all end.
-async fn run_channels(agent: Arc<dyn ocg_core::Agent>, built: BuiltChannels, deliveries: &Path) {
+/// Bridge each running channel to `agent`, and run `pump` (the
+/// scheduler's answers sent through them), until all end.
+async fn run_channels(
+    agent: Arc<dyn ocg_core::Agent>,
+    built: BuiltChannels,
+    pump: Option<DeliveryPump>,
+) {
     let mut tasks = tokio::task::JoinSet::new();
-    let mut running = Vec::new();
     for (name, channel) in built.running {
-        running.push(channel.clone());
         let bridge = Arc::new(ChannelBridge::new(agent.clone(), channel));
         tasks.spawn(async move {
             if let Err(error) = bridge.run().await {
@@ -460,9 +471,8 @@ async fn run_channels(agent: Arc<dyn ocg_core::Agent>, built: BuiltChannels, del
             }
         });
     }
-    match DeliveryPump::new(agent, running, deliveries) {
-        Ok(pump) => drop(tasks.spawn(pump.run())),
-        Err(error) => tracing::error!("scheduled answers are not delivered: {error}"),
+    if let Some(pump) = pump {
+        tasks.spawn(pump.run());
     }
     while tasks.join_next().await.is_some() {}
 }

@@ -89,7 +89,8 @@ enum Command {
     /// Copy this install's sessions and memories into PostgreSQL, for several
     /// agents and gateways sharing it (stop the agent first).
     Migrate {
-        /// The database (postgres://…); OCG_DATABASE_URL when absent.
+        /// The database (postgres://…); OCG_DATABASE_URL of env.config when
+        /// absent, which keeps the password out of the process list.
         #[arg(long)]
         to: Option<String>,
     },
@@ -178,8 +179,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             migrate.arg("--config").arg(file);
         }
         migrate.arg("migrate");
+        // In the child's environment, not its arguments, which any local
+        // user can read.
         if let Some(url) = to {
-            migrate.arg("--to").arg(url);
+            migrate.env("OCG_DATABASE_URL", url);
         }
         let status = migrate.status().await.context("cannot run ocg-agent")?;
         return Ok(if status.success() {
