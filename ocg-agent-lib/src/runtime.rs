@@ -115,7 +115,7 @@ impl std::fmt::Debug for AgentRuntime {
 /// Held while a session's turn (or reset, delete, compaction) runs; the
 /// store's lock is given back before this process's.
 struct TurnGuard {
-    _shared: SessionLock,
+    shared: SessionLock,
     _local: tokio::sync::OwnedMutexGuard<()>,
 }
 
@@ -516,7 +516,7 @@ impl Inner {
             .await
             .map_err(AgentError::Sessions)?;
         Ok(TurnGuard {
-            _shared: shared,
+            shared,
             _local: local,
         })
     }
@@ -552,7 +552,7 @@ impl Inner {
         events: &mpsc::Sender<ChatEvent>,
     ) -> Result<ChatEvent, TurnError> {
         let session_key = request.session_key.clone();
-        let _turn = match session_key.as_deref() {
+        let turn_lock = match session_key.as_deref() {
             Some(key) => Some(self.lock_turns(key).await?),
             None => None,
         };
@@ -632,6 +632,19 @@ impl Inner {
             ))
         });
         if let Some(key) = session_key.as_deref() {
+            // A store that lost the session's lock mid-turn (its connection
+            // ended) may have let another agent run the session meanwhile:
+            // this turn is not stored over it.
+            if turn_lock
+                .as_ref()
+                .is_some_and(|lock| !lock.shared.still_held())
+            {
+                return Err(TurnError {
+                    code: "session_lock_lost",
+                    message: "the session's lock was lost during the turn; it was not stored"
+                        .into(),
+                });
+            }
             self.store_turn(key, session, produced, &budget).await?;
         }
         Ok(ChatEvent::Done {

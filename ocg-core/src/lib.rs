@@ -55,7 +55,9 @@ pub use error::{Error, Result, body};
 pub use health::{HealthCheck, HealthReport, HealthStatus};
 pub use mcp::{McpServerInfo, McpServerState};
 pub use memory::{InvalidMemory, Memory, MemoryPage, NewMemory, StoredMemory, ValidMemory};
-pub use session_store::{NewMessage, SessionContext, SessionLock, SessionStore, StoreStats};
+pub use session_store::{
+    LockHeld, NewMessage, SessionContext, SessionLock, SessionStore, StoreStats,
+};
 pub use supervisor::{
     ProcessSupervisor, Readiness, RunningService, ServiceSpec, ServiceState, StopOutcome,
 };

@@ -43,27 +43,39 @@ pub struct StoreStats {
 /// caller's own lock.
 #[must_use = "the session is locked only while this is held"]
 pub struct SessionLock {
-    _held: Option<Box<dyn Send + Sync>>,
+    held: Option<Box<dyn LockHeld>>,
+}
+
+/// What a store's lock guard tells about itself.
+pub trait LockHeld: Send + Sync {
+    /// Whether the lock still holds: false once the store lost it (its
+    /// connection ended), so the holder must not store the turn.
+    fn still_held(&self) -> bool;
 }
 
 impl SessionLock {
     /// No lock beyond the caller's own (a store only one process uses).
     pub fn local() -> Self {
-        SessionLock { _held: None }
+        SessionLock { held: None }
     }
 
     /// A lock released when `guard` is dropped.
-    pub fn held_by(guard: impl Send + Sync + 'static) -> Self {
+    pub fn held_by(guard: impl LockHeld + 'static) -> Self {
         SessionLock {
-            _held: Some(Box::new(guard)),
+            held: Some(Box::new(guard)),
         }
+    }
+
+    /// Whether the lock still holds (always, for a local one).
+    pub fn still_held(&self) -> bool {
+        self.held.as_ref().is_none_or(|held| held.still_held())
     }
 }
 
 impl std::fmt::Debug for SessionLock {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SessionLock")
-            .field("shared", &self._held.is_some())
+            .field("shared", &self.held.is_some())
             .finish()
     }
 }

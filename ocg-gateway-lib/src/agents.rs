@@ -8,7 +8,10 @@
 //!   one: a turn is stored only when it completes, so the other agent
 //!   answers it from the same history (what was already streamed of the
 //!   lost attempt is streamed again).
-//! - Every other call (sessions, memories, jobs, deliveries) goes to the
+//! - Deliveries of scheduled answers are fetched from every agent that is
+//!   up (each keeps its own jobs), and each is reported to the agent it
+//!   came from.
+//! - Every other call (sessions, memories, jobs) goes to the
 //!   first agent of the list that is up, so scheduled jobs, which each
 //!   agent keeps in its own database, are all on one agent while it lives;
 //!   the next one is tried only when the connection was refused, so a call
@@ -22,7 +25,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use ocg_core::schedule::{Delivery, DeliveryOutcome, Job, JobPatch, JobRun, NewJob};
 use ocg_core::{
     Agent, ChatEvent, ChatRequest, ChatStream, Error, HealthCheck, HealthReport, HealthStatus,
@@ -71,10 +74,15 @@ fn lost(event: &ChatEvent) -> bool {
     matches!(event, ChatEvent::Error { code, .. } if code == "unavailable")
 }
 
+/// Deliveries handed out and not reported yet, remembered at most.
+const DELIVERIES_REMEMBERED: usize = 10_000;
+
 /// Several agents as one [`Agent`] (see the module docs).
 pub struct AgentPool {
     members: Vec<Arc<Member>>,
     next: AtomicUsize,
+    /// Which member handed out each delivery not reported yet.
+    delivered_by: std::sync::Mutex<std::collections::HashMap<String, Arc<Member>>>,
 }
 
 impl std::fmt::Debug for AgentPool {
@@ -103,6 +111,7 @@ impl AgentPool {
                 })
                 .collect(),
             next: AtomicUsize::new(0),
+            delivered_by: std::sync::Mutex::default(),
         })
     }
 
@@ -382,13 +391,76 @@ impl Agent for AgentPool {
         first!(self, |agent| agent.job_run_now(id))
     }
 
+    /// Every agent that is up, asked at once (each waits up to `wait_ms`);
+    /// the first that has deliveries answers (the others' waits are
+    /// dropped: asking hands nothing out, reporting does).
     async fn deliveries_pending(&self, channels: &[String], wait_ms: u64) -> Result<Vec<Delivery>> {
-        first!(self, |agent| agent.deliveries_pending(channels, wait_ms))
+        let up: Vec<Arc<Member>> = self.members.iter().filter(|m| m.is_up()).cloned().collect();
+        let asked = if up.is_empty() {
+            self.members.clone()
+        } else {
+            up
+        };
+        let mut answers: futures_util::stream::FuturesUnordered<_> = asked
+            .into_iter()
+            .map(|member| async move {
+                let answer = member.agent.deliveries_pending(channels, wait_ms).await;
+                (member, answer)
+            })
+            .collect();
+        let (mut found, mut last_error, mut answered) = (Vec::new(), None, false);
+        // Whether the answer brought deliveries.
+        let mut record = |member: Arc<Member>, answer: Result<Vec<Delivery>>| match answer {
+            Ok(deliveries) => {
+                answered = true;
+                let some = !deliveries.is_empty();
+                let mut by = self.delivered_by.lock().unwrap_or_else(|p| p.into_inner());
+                if by.len() > DELIVERIES_REMEMBERED {
+                    by.clear();
+                }
+                for delivery in &deliveries {
+                    by.insert(delivery.key.clone(), member.clone());
+                }
+                found.extend(deliveries);
+                some
+            }
+            Err(error) => {
+                if unreachable(&error) {
+                    member.set_down(&error.to_string());
+                }
+                last_error = Some(error);
+                false
+            }
+        };
+        while let Some((member, answer)) = answers.next().await {
+            if record(member, answer) {
+                // With whatever the others have ready too.
+                while let Some(Some((member, answer))) = answers.next().now_or_never() {
+                    let _ = record(member, answer);
+                }
+                break;
+            }
+        }
+        match last_error {
+            Some(error) if !answered => Err(error),
+            _ => Ok(found),
+        }
     }
 
+    /// To the agent that handed `key` out.
     async fn delivery_report(&self, key: &str, outcome: DeliveryOutcome) -> Result<()> {
-        let outcome = &outcome;
-        first!(self, |agent| agent.delivery_report(key, outcome.clone()))
+        let from = self
+            .delivered_by
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
+        match from {
+            Some(member) => member.agent.delivery_report(key, outcome).await,
+            None => {
+                let outcome = &outcome;
+                first!(self, |agent| agent.delivery_report(key, outcome.clone()))
+            }
+        }
     }
 
     async fn mcp_servers(&self) -> Result<Vec<McpServerInfo>> {
@@ -511,5 +583,71 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(error.code(), "unavailable", "{error}");
+    }
+
+    /// An agent with one delivery of its own, recording the reports.
+    struct Scheduling {
+        key: String,
+        reports: std::sync::Mutex<Vec<String>>,
+    }
+
+    #[async_trait]
+    impl Agent for Scheduling {
+        async fn chat_stream(&self, _: ChatRequest) -> Result<ChatStream> {
+            Err(Error::Unsupported("no chat".into()))
+        }
+        async fn health(&self) -> HealthReport {
+            HealthReport::from_checks("agent", "0", 0, vec![])
+        }
+        async fn deliveries_pending(&self, _: &[String], _: u64) -> Result<Vec<Delivery>> {
+            Ok(vec![Delivery {
+                key: self.key.clone(),
+                channel: "telegram".into(),
+                target: ocg_core::ChatTarget::chat("7"),
+                text: "reminder".into(),
+                created_at_ms: 0,
+            }])
+        }
+        async fn delivery_report(&self, key: &str, _: DeliveryOutcome) -> Result<()> {
+            self.reports.lock().unwrap().push(key.to_owned());
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn deliveries_come_from_every_agent_and_are_reported_to_their_own() {
+        let agent = |key: &str| {
+            Arc::new(Scheduling {
+                key: key.into(),
+                reports: std::sync::Mutex::default(),
+            })
+        };
+        let (one, two) = (agent("job:a"), agent("job:b"));
+        let pool = AgentPool::new(vec![
+            ("one".into(), one.clone() as Arc<dyn Agent>),
+            ("two".into(), two.clone()),
+        ])
+        .unwrap();
+        // Each call answers with the first agent's that has some; both
+        // agents' deliveries come through.
+        let mut keys = std::collections::BTreeSet::new();
+        for _ in 0..20 {
+            for delivery in pool
+                .deliveries_pending(&["telegram".into()], 0)
+                .await
+                .unwrap()
+            {
+                keys.insert(delivery.key);
+            }
+        }
+        assert_eq!(keys.into_iter().collect::<Vec<_>>(), ["job:a", "job:b"]);
+        pool.delivery_report("job:b", DeliveryOutcome::Sent)
+            .await
+            .unwrap();
+        pool.delivery_report("job:a", DeliveryOutcome::Sent)
+            .await
+            .unwrap();
+        assert_eq!(*one.reports.lock().unwrap(), ["job:a"]);
+        assert_eq!(*two.reports.lock().unwrap(), ["job:b"]);
     }
 }

@@ -266,6 +266,12 @@ struct HeldLock {
     key: String,
 }
 
+impl ocg_core::LockHeld for HeldLock {
+    fn still_held(&self) -> bool {
+        !self.conn.client().is_closed()
+    }
+}
+
 impl Drop for HeldLock {
     fn drop(&mut self) {
         let (conn, slot, key) = (
