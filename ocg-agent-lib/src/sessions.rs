@@ -121,24 +121,6 @@ fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-fn role_name(role: Role) -> &'static str {
-    match role {
-        Role::System => "system",
-        Role::User => "user",
-        Role::Assistant => "assistant",
-        Role::Tool => "tool",
-    }
-}
-
-fn parse_role(name: &str) -> Role {
-    match name {
-        "system" => Role::System,
-        "assistant" => Role::Assistant,
-        "tool" => Role::Tool,
-        _ => Role::User,
-    }
-}
-
 fn read_message(row: &rusqlite::Row<'_>) -> rusqlite::Result<HistoryEntry> {
     let tool_calls: Option<String> = row.get("tool_calls")?;
     let tool_calls: Vec<ToolCall> = tool_calls
@@ -148,7 +130,7 @@ fn read_message(row: &rusqlite::Row<'_>) -> rusqlite::Result<HistoryEntry> {
         id: row.get("id")?,
         turn: row.get("turn")?,
         message: Message {
-            role: parse_role(&row.get::<_, String>("role")?),
+            role: Role::parse(&row.get::<_, String>("role")?).unwrap_or(Role::User),
             content: row.get("content")?,
             tool_calls,
             tool_call_id: row.get("tool_call_id")?,
@@ -542,7 +524,7 @@ fn insert_turn(conn: &Connection, key: &str, messages: &[NewMessage]) -> Result<
         insert.execute(params![
             key,
             turn,
-            role_name(m.role),
+            m.role.as_str(),
             m.content,
             tool_calls,
             m.tool_call_id,

@@ -50,24 +50,6 @@ impl std::fmt::Debug for PgSessionStore {
     }
 }
 
-fn role_name(role: Role) -> &'static str {
-    match role {
-        Role::System => "system",
-        Role::User => "user",
-        Role::Assistant => "assistant",
-        Role::Tool => "tool",
-    }
-}
-
-fn parse_role(name: &str) -> Role {
-    match name {
-        "system" => Role::System,
-        "assistant" => Role::Assistant,
-        "tool" => Role::Tool,
-        _ => Role::User,
-    }
-}
-
 const MESSAGE_COLUMNS: &str =
     "id, turn, role, content, tool_calls, tool_call_id, tokens, created_at_ms, archived";
 
@@ -80,7 +62,7 @@ fn read_message(row: &Row) -> HistoryEntry {
         id: row.get("id"),
         turn: row.get("turn"),
         message: Message {
-            role: parse_role(row.get("role")),
+            role: Role::parse(row.get("role")).unwrap_or(Role::User),
             content: row.get("content"),
             tool_calls,
             tool_call_id: row.get("tool_call_id"),
@@ -88,6 +70,43 @@ fn read_message(row: &Row) -> HistoryEntry {
         tokens: u32::try_from(row.get::<_, i32>("tokens")).unwrap_or(0),
         created_at_ms: row.get("created_at_ms"),
         archived: row.get("archived"),
+    }
+}
+
+/// Messages as the arrays of one `INSERT … SELECT … FROM unnest(…)`.
+struct Columns<'a> {
+    roles: Vec<&'static str>,
+    contents: Vec<&'a str>,
+    calls: Vec<Option<String>>,
+    call_ids: Vec<Option<&'a str>>,
+    tokens: Vec<i32>,
+}
+
+impl<'a> Columns<'a> {
+    /// The columns of `messages` (each with its token count).
+    fn of(messages: impl ExactSizeIterator<Item = (&'a Message, u32)>) -> Result<Self, PgError> {
+        let mut columns = Columns {
+            roles: Vec::with_capacity(messages.len()),
+            contents: Vec::with_capacity(messages.len()),
+            calls: Vec::with_capacity(messages.len()),
+            call_ids: Vec::with_capacity(messages.len()),
+            tokens: Vec::with_capacity(messages.len()),
+        };
+        for (m, tokens) in messages {
+            columns.roles.push(m.role.as_str());
+            columns.contents.push(m.content.as_str());
+            columns.calls.push(
+                (!m.tool_calls.is_empty())
+                    .then(|| serde_json::to_string(&m.tool_calls))
+                    .transpose()
+                    .map_err(|e| PgError::Invalid(e.to_string()))?,
+            );
+            columns.call_ids.push(m.tool_call_id.as_deref());
+            columns
+                .tokens
+                .push(i32::try_from(tokens).unwrap_or(i32::MAX));
+        }
+        Ok(columns)
     }
 }
 
@@ -160,30 +179,10 @@ impl PgSessionStore {
         if created == 0 {
             return Ok(false);
         }
-        let mut turns = Vec::with_capacity(messages.len());
-        let mut roles = Vec::with_capacity(messages.len());
-        let mut contents = Vec::with_capacity(messages.len());
-        let mut calls = Vec::with_capacity(messages.len());
-        let mut call_ids = Vec::with_capacity(messages.len());
-        let mut tokens = Vec::with_capacity(messages.len());
-        let mut times = Vec::with_capacity(messages.len());
-        let mut flags = Vec::with_capacity(messages.len());
-        for entry in messages {
-            let m = &entry.message;
-            turns.push(entry.turn);
-            roles.push(role_name(m.role));
-            contents.push(m.content.as_str());
-            calls.push(
-                (!m.tool_calls.is_empty())
-                    .then(|| serde_json::to_string(&m.tool_calls))
-                    .transpose()
-                    .map_err(|e| PgError::Invalid(e.to_string()))?,
-            );
-            call_ids.push(m.tool_call_id.as_deref());
-            tokens.push(i32::try_from(entry.tokens).unwrap_or(i32::MAX));
-            times.push(entry.created_at_ms);
-            flags.push(entry.archived);
-        }
+        let columns = Columns::of(messages.iter().map(|e| (&e.message, e.tokens)))?;
+        let turns: Vec<i64> = messages.iter().map(|e| e.turn).collect();
+        let times: Vec<i64> = messages.iter().map(|e| e.created_at_ms).collect();
+        let flags: Vec<bool> = messages.iter().map(|e| e.archived).collect();
         // The new id of the last archived message: what the summary covers.
         let covers: Option<i64> = tx
             .query_one(
@@ -201,7 +200,14 @@ impl PgSessionStore {
                  )
                  SELECT max(id) FILTER (WHERE archived) FROM stored",
                 &[
-                    &info.key, &turns, &roles, &contents, &calls, &call_ids, &tokens, &times,
+                    &info.key,
+                    &turns,
+                    &columns.roles,
+                    &columns.contents,
+                    &columns.calls,
+                    &columns.call_ids,
+                    &columns.tokens,
+                    &times,
                     &flags,
                 ],
             )
@@ -311,24 +317,7 @@ impl Drop for HeldLock {
 impl SessionStore for PgSessionStore {
     async fn append_turn(&self, key: &str, messages: Vec<NewMessage>) -> ocg_core::Result<i64> {
         let count = i64::try_from(messages.len()).unwrap_or(i64::MAX);
-        let mut roles = Vec::with_capacity(messages.len());
-        let mut contents = Vec::with_capacity(messages.len());
-        let mut calls = Vec::with_capacity(messages.len());
-        let mut call_ids = Vec::with_capacity(messages.len());
-        let mut tokens = Vec::with_capacity(messages.len());
-        for new in &messages {
-            let m = &new.message;
-            roles.push(role_name(m.role));
-            contents.push(m.content.as_str());
-            calls.push(
-                (!m.tool_calls.is_empty())
-                    .then(|| serde_json::to_string(&m.tool_calls))
-                    .transpose()
-                    .map_err(|e| PgError::Invalid(e.to_string()))?,
-            );
-            call_ids.push(m.tool_call_id.as_deref());
-            tokens.push(i32::try_from(new.tokens).unwrap_or(i32::MAX));
-        }
+        let columns = Columns::of(messages.iter().map(|m| (&m.message, m.tokens)))?;
         let client = self.client().await?;
         // One statement: the session's row, then its messages in order.
         let statement = client
@@ -359,11 +348,11 @@ impl SessionStore for PgSessionStore {
                     &key,
                     &now_ms(),
                     &count,
-                    &roles,
-                    &contents,
-                    &calls,
-                    &call_ids,
-                    &tokens,
+                    &columns.roles,
+                    &columns.contents,
+                    &columns.calls,
+                    &columns.call_ids,
+                    &columns.tokens,
                 ],
             )
             .await
