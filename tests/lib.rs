@@ -558,6 +558,33 @@ pub mod bench {
         }
     }
 
+    /// One turn of `session` through the agent's socket (`client` made
+    /// with `unix_socket`), streamed and checked to end in `done`: (total,
+    /// first delta) in ms.
+    pub async fn socket_turn(client: &reqwest::Client, session: &str) -> (f64, f64) {
+        use futures_util::StreamExt;
+        let start = Instant::now();
+        let body = serde_json::json!({"session_key": session, "messages": [{"role": "user", "content": "hi"}]});
+        let response = client
+            .post("http://agent/v1/chat/stream")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success());
+        let mut stream = response.bytes_stream();
+        let mut first = None;
+        let mut text = String::new();
+        while let Some(chunk) = stream.next().await {
+            text.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+            if first.is_none() && text.contains("\"delta\"") {
+                first = Some(start.elapsed().as_secs_f64() * 1000.0);
+            }
+        }
+        assert!(text.contains("\"type\":\"done\""), "turn failed: {text}");
+        (start.elapsed().as_secs_f64() * 1000.0, first.unwrap_or(0.0))
+    }
+
     /// One chat turn through the gateway's OpenAI-compatible API at `url`
     /// in session `session`, checked to be the fake model's echo of `text`;
     /// its latency in ms.

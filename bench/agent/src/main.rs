@@ -56,30 +56,6 @@ async fn direct(client: &reqwest::Client, url: &str) -> (f64, f64) {
     (start.elapsed().as_secs_f64() * 1000.0, first.unwrap_or(0.0))
 }
 
-/// One turn through the agent's socket, streamed: (total, first delta).
-async fn through_agent(client: &reqwest::Client, session: &str) -> (f64, f64) {
-    let start = Instant::now();
-    let body = serde_json::json!({"session_key": session, "messages": [{"role": "user", "content": "hi"}]});
-    let response = client
-        .post("http://agent/v1/chat/stream")
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert!(response.status().is_success());
-    let mut stream = response.bytes_stream();
-    let mut first = None;
-    let mut text = String::new();
-    while let Some(chunk) = stream.next().await {
-        text.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
-        if first.is_none() && text.contains("\"delta\"") {
-            first = Some(start.elapsed().as_secs_f64() * 1000.0);
-        }
-    }
-    assert!(text.contains("\"type\":\"done\""), "turn failed: {text}");
-    (start.elapsed().as_secs_f64() * 1000.0, first.unwrap_or(0.0))
-}
-
 async fn run<F, Fut>(n: usize, concurrency: usize, f: F) -> (Vec<f64>, Vec<f64>, f64)
 where
     F: Fn(usize) -> Fut + Clone + Send + 'static,
@@ -132,7 +108,7 @@ async fn main() -> anyhow::Result<()> {
     // Warm up both paths.
     for i in 0..50 {
         direct(&http, &fake.base_url).await;
-        through_agent(&unix, &format!("warm:{i}")).await;
+        bench::socket_turn(&unix, &format!("warm:{i}")).await;
     }
 
     let mut rows = Vec::new();
@@ -146,15 +122,14 @@ async fn main() -> anyhow::Result<()> {
         })
         .await;
         let client = unix.clone();
-        let (mut agent_t, mut agent_first, agent_rate) =
-            run(TURNS, concurrency, move |i| {
-                let client = client.clone();
-                // 100 sessions per worker, so histories stay realistic in length.
-                async move {
-                    through_agent(&client, &format!("bench:{}:{}", i / 1_000_000, i % 100)).await
-                }
-            })
-            .await;
+        let (mut agent_t, mut agent_first, agent_rate) = run(TURNS, concurrency, move |i| {
+            let client = client.clone();
+            // 100 sessions per worker, so histories stay realistic in length.
+            async move {
+                bench::socket_turn(&client, &format!("bench:{}:{}", i / 1_000_000, i % 100)).await
+            }
+        })
+        .await;
         rows.push((
             concurrency,
             percentile(&mut base, 0.5),
@@ -172,7 +147,7 @@ async fn main() -> anyhow::Result<()> {
     let done_before = rows.len() * TURNS + 50;
     run(RSS_TURNS.saturating_sub(done_before), 8, move |i| {
         let client = client.clone();
-        async move { through_agent(&client, &format!("rss:{}", i % 500)).await }
+        async move { bench::socket_turn(&client, &format!("rss:{}", i % 500)).await }
     })
     .await;
     let rss_end = rss_mb(agent.child.id());
@@ -217,17 +192,21 @@ async fn main() -> anyhow::Result<()> {
     let mut turns = 0;
     for mark in LONG_MARKS {
         while turns + 1 < mark {
-            through_agent(&unix, "long").await;
+            bench::socket_turn(&unix, "long").await;
             turns += 1;
         }
         let mut long = Vec::with_capacity(LONG_WINDOW);
         for _ in 0..LONG_WINDOW {
-            long.push(through_agent(&unix, "long").await.0);
+            long.push(bench::socket_turn(&unix, "long").await.0);
             turns += 1;
         }
         let mut fresh = Vec::with_capacity(LONG_WINDOW);
         for i in 0..LONG_WINDOW {
-            fresh.push(through_agent(&unix, &format!("fresh:{mark}:{i}")).await.0);
+            fresh.push(
+                bench::socket_turn(&unix, &format!("fresh:{mark}:{i}"))
+                    .await
+                    .0,
+            );
         }
         let (l50, l99, f50, f99) = (
             percentile(&mut long, 0.5),
@@ -254,7 +233,7 @@ async fn parallel_sessions(unix: &reqwest::Client, agent: &BenchAgent) {
         PARALLEL_SESSIONS,
         move |i| {
             let client = client.clone();
-            async move { through_agent(&client, &format!("parallel:{}", i / 1_000_000)).await }
+            async move { bench::socket_turn(&client, &format!("parallel:{}", i / 1_000_000)).await }
         },
     )
     .await;

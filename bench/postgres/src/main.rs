@@ -19,7 +19,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
 use ocg_core::testing::DeterministicEmbedder;
 use ocg_core::{SearchQuery, SearchRequest, VectorItem, VectorStore};
 use ocg_postgres::PgVectorStore;
@@ -256,26 +255,6 @@ const SEQUENTIAL_SESSIONS: usize = 20;
 const PARALLEL_SESSIONS: usize = 16;
 const PARALLEL_TURNS: usize = 50;
 
-/// One streamed turn through the agent's socket; its latency in ms.
-async fn turn(client: &reqwest::Client, session: &str) -> f64 {
-    let start = Instant::now();
-    let body = json!({"session_key": session, "messages": [{"role": "user", "content": "hi"}]});
-    let response = client
-        .post("http://agent/v1/chat/stream")
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert!(response.status().is_success());
-    let mut stream = response.bytes_stream();
-    let mut text = String::new();
-    while let Some(chunk) = stream.next().await {
-        text.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
-    }
-    assert!(text.contains("\"type\":\"done\""), "turn failed: {text}");
-    start.elapsed().as_secs_f64() * 1000.0
-}
-
 /// Agent turns with sessions in SQLite, then in PostgreSQL at `url`.
 async fn turns(bin: &Path, url: &str) -> anyhow::Result<()> {
     let model = FastModel::start();
@@ -304,11 +283,15 @@ async fn turns(bin: &Path, url: &str) -> anyhow::Result<()> {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         for i in 0..50 {
-            turn(&client, &format!("warm:{i}")).await;
+            bench::socket_turn(&client, &format!("warm:{i}")).await;
         }
         let mut latency = Vec::with_capacity(SEQUENTIAL_TURNS);
         for i in 0..SEQUENTIAL_TURNS {
-            latency.push(turn(&client, &format!("one:{}", i % SEQUENTIAL_SESSIONS)).await);
+            latency.push(
+                bench::socket_turn(&client, &format!("one:{}", i % SEQUENTIAL_SESSIONS))
+                    .await
+                    .0,
+            );
         }
         let started = Instant::now();
         let tasks: Vec<_> = (0..PARALLEL_SESSIONS)
@@ -316,7 +299,7 @@ async fn turns(bin: &Path, url: &str) -> anyhow::Result<()> {
                 let client = client.clone();
                 tokio::spawn(async move {
                     for _ in 0..PARALLEL_TURNS {
-                        turn(&client, &format!("many:{s}")).await;
+                        bench::socket_turn(&client, &format!("many:{s}")).await;
                     }
                 })
             })
