@@ -127,8 +127,9 @@ impl Lease {
 
     /// Run `channels` whenever this gateway holds the lease: take it
     /// (waiting while another gateway has it), run them until the lease is
-    /// lost (then stop them and wait for it again) or until they end (then
-    /// give the lease up and return).
+    /// lost (then stop them) or until they end (then give the lease up, so
+    /// another gateway may try), and wait for it again. Ends only when
+    /// dropped (the gateway stopping).
     pub async fn run_while_held<F, Fut>(&self, mut channels: F)
     where
         F: FnMut() -> Fut,
@@ -140,7 +141,9 @@ impl Lease {
             tokio::select! {
                 () = channels() => {
                     self.release().await;
-                    return;
+                    tracing::warn!("the channels ended; standing by");
+                    // Another gateway's turn first, if there is one.
+                    tokio::time::sleep(self.ttl).await;
                 }
                 () = self.hold() => tracing::warn!("channels stopped; standing by"),
             }
@@ -266,5 +269,86 @@ mod tests {
         assert_ne!(leased.status().state, ChannelState::Standby);
         leased.set(None);
         assert_eq!(leased.status().state, ChannelState::Standby);
+    }
+
+    /// Leases in memory, judged by this process's clock.
+    #[derive(Default)]
+    struct MemoryLeases {
+        held: Mutex<Option<(String, Instant)>>,
+        taken: std::sync::atomic::AtomicUsize,
+    }
+
+    #[async_trait]
+    impl ChannelStateStore for MemoryLeases {
+        async fn take_lease(&self, _: &str, holder: &str, ttl: Duration) -> Result<bool> {
+            let mut held = self.held.lock().unwrap();
+            let free = held
+                .as_ref()
+                .is_none_or(|(who, until)| who == holder || *until < Instant::now());
+            if free {
+                *held = Some((holder.to_owned(), Instant::now() + ttl));
+                self.taken
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            Ok(free)
+        }
+        async fn release_lease(&self, _: &str, holder: &str) -> Result<()> {
+            let mut held = self.held.lock().unwrap();
+            if held.as_ref().is_some_and(|(who, _)| who == holder) {
+                *held = None;
+            }
+            Ok(())
+        }
+        async fn read_journal(&self, _: &str) -> Result<Vec<serde_json::Value>> {
+            Ok(Vec::new())
+        }
+        async fn append_journal(&self, _: &str, _: &Fence, _: &[serde_json::Value]) -> Result<()> {
+            Ok(())
+        }
+        async fn replace_journal(&self, _: &str, _: &Fence, _: &[serde_json::Value]) -> Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn channels_that_end_give_the_lease_up_and_are_run_again() {
+        let store = Arc::new(MemoryLeases::default());
+        let lease = Arc::new(Lease::new(
+            store.clone(),
+            Fence {
+                lease: CHANNELS_LEASE.into(),
+                holder: "a".into(),
+            },
+            Duration::from_millis(60),
+        ));
+        let runs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let running = tokio::spawn({
+            let (lease, runs) = (lease.clone(), runs.clone());
+            async move {
+                lease
+                    .run_while_held(|| {
+                        let runs = runs.clone();
+                        async move {
+                            // The first time a journal could not be read.
+                            if runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed) > 0 {
+                                std::future::pending::<()>().await;
+                            }
+                        }
+                    })
+                    .await;
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(
+            runs.load(std::sync::atomic::Ordering::Relaxed),
+            2,
+            "run again after giving the lease up"
+        );
+        assert!(
+            store.taken.load(std::sync::atomic::Ordering::Relaxed) >= 3,
+            "renewed while running"
+        );
+        assert!(!running.is_finished());
+        running.abort();
     }
 }

@@ -21,7 +21,7 @@ use ocg_gateway_lib::lease::{CHANNELS_LEASE, Lease, LeasedChannel};
 use ocg_gateway_lib::matrix::MatrixChannel;
 use ocg_gateway_lib::slack::SlackChannel;
 use ocg_gateway_lib::telegram::TelegramChannel;
-use ocg_gateway_lib::{GatewaySettings, GatewayState, ROUTES};
+use ocg_gateway_lib::{GatewayError, GatewaySettings, GatewayState, ROUTES};
 use ocg_postgres::PgChannelState;
 use ocg_process::secrets::{self, TokenSource};
 use tracing_subscriber::EnvFilter;
@@ -88,10 +88,8 @@ async fn main() -> ExitCode {
 /// A channel as the gateway runs it, or why it could not be set up.
 fn shared<C: Channel + 'static>(
     channel: Result<C, ocg_gateway_lib::GatewayError>,
-) -> Result<Arc<dyn Channel>, String> {
-    channel
-        .map(|c| Arc::new(c) as Arc<dyn Channel>)
-        .map_err(|e| e.to_string())
+) -> Result<Arc<dyn Channel>, ocg_gateway_lib::GatewayError> {
+    channel.map(|c| Arc::new(c) as Arc<dyn Channel>)
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
@@ -296,19 +294,25 @@ async fn run(args: Args) -> anyhow::Result<()> {
             channels.spawn(async move {
                 held.run_while_held(|| {
                     let built = build_channels(&settings, &pairing);
+                    let pump = DeliveryPump::new(agent.clone(), built.running(), &deliveries);
+                    // A journal the store could not give: let the lease go
+                    // and try again, rather than hold it with channels down.
+                    let retry = built.journal_failed || pump.is_err();
+                    if let Err(error) = &pump {
+                        tracing::error!("scheduled answers are not delivered: {error}");
+                    }
                     for slot in &standby {
-                        slot.set(built.get(slot.name()));
+                        slot.set(built.get(slot.name()).filter(|_| !retry));
                     }
                     let standby = StandbyWhenDropped(standby.clone());
-                    let pump = DeliveryPump::new(agent.clone(), built.running(), &deliveries)
-                        .map_err(|error| {
-                            tracing::error!("scheduled answers are not delivered: {error}");
-                        })
-                        .ok();
                     let agent = agent.clone();
                     async move {
                         let _standby = standby;
-                        run_channels(agent, built, pump).await;
+                        if retry {
+                            tracing::warn!("a channel journal could not be read; giving the lease up to try again");
+                            return;
+                        }
+                        run_channels(agent, built, pump.ok()).await;
                     }
                 })
                 .await;
@@ -354,6 +358,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
 struct BuiltChannels {
     running: Vec<(String, Arc<dyn Channel>)>,
     failed: Vec<Arc<dyn Channel>>,
+    /// Whether a channel's journal could not be opened (with a shared
+    /// store, a database that failed: worth another try, not a tenure).
+    journal_failed: bool,
 }
 
 impl BuiltChannels {
@@ -402,19 +409,24 @@ fn build_channels(settings: &GatewaySettings, pairing: &Option<Arc<Pairing>>) ->
     let mut built = BuiltChannels {
         running: Vec::new(),
         failed: Vec::new(),
+        journal_failed: false,
     };
-    let mut add = |name: &str, channel: Result<Arc<dyn Channel>, String>| match channel {
-        Ok(channel) => built.running.push((name.to_owned(), channel)),
-        Err(error) => {
-            tracing::error!(channel = name, "channel not started: {error}");
-            built
-                .failed
-                .push(Arc::new(MisconfiguredChannel::new(name, error)));
-        }
+    let fail = |built: &mut BuiltChannels, name: &str, error: String| {
+        tracing::error!(channel = name, "channel not started: {error}");
+        built
+            .failed
+            .push(Arc::new(MisconfiguredChannel::new(name, error)));
     };
     for (name, error) in &settings.channel_errors {
-        add(name, Err(error.clone()));
+        fail(&mut built, name, error.clone());
     }
+    let mut add = |name: &str, channel: Result<Arc<dyn Channel>, GatewayError>| match channel {
+        Ok(channel) => built.running.push((name.to_owned(), channel)),
+        Err(error) => {
+            built.journal_failed |= matches!(error, GatewayError::Journal { .. });
+            fail(&mut built, name, error.to_string());
+        }
+    };
     let pairing = || pairing.clone();
     if let Some(c) = &settings.telegram {
         add(
