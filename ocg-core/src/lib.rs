@@ -61,7 +61,7 @@ pub use session_store::{
 pub use supervisor::{
     ProcessSupervisor, Readiness, RunningService, ServiceSpec, ServiceState, StopOutcome,
 };
-pub use vector_store::VectorStore;
+pub use vector_store::{VectorStore, valid_collection_name};
 pub use wire::{ChatEvent, ChatReply, ChatRequest, Message, Role, ToolCall, Usage};
 
 /// The version of the OCG contracts, reported by every service's `/health`.

@@ -7,6 +7,16 @@ use async_trait::async_trait;
 
 use crate::{Result, SearchHit, SearchRequest, VectorItem};
 
+/// Whether `name` can name a collection in every store (and a file of the
+/// embedding service's): 1–64 of `A-Za-z0-9_.-`, not starting with a dot.
+pub fn valid_collection_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+}
+
 /// Collections of embedded items: what the agent's memory is kept in.
 ///
 /// Contract:

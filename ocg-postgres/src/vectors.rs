@@ -38,16 +38,9 @@ const HNSW_EF_CONSTRUCTION: u32 = 64;
 /// Candidates a search keeps (`hnsw.ef_search`), at least.
 pub const EF_SEARCH: usize = 64;
 
-/// A collection name: 1-64 of `A-Z a-z 0-9 _ - .`, not starting with `.`
-/// (the embedding service's rule). Only such names are ever written into
-/// a statement.
-pub fn valid_collection_name(name: &str) -> bool {
-    (1..=64).contains(&name.len())
-        && !name.starts_with('.')
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
-}
+/// A collection name ([`valid_collection_name`], the embedding service's
+/// rule): only such names are ever written into a statement.
+pub use ocg_core::valid_collection_name;
 
 fn checked(name: &str) -> Result<&str, PgError> {
     if valid_collection_name(name) {

@@ -146,15 +146,7 @@ fn to_blob(vector: &[f32]) -> Vec<u8> {
 
 use crate::export::from_blob;
 
-/// Whether `name` can name a collection (and a file): 1–64 of `A-Za-z0-9_.-`,
-/// not starting with a dot.
-pub fn valid_collection_name(name: &str) -> bool {
-    (1..=64).contains(&name.len())
-        && !name.starts_with('.')
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
-}
+pub use ocg_core::valid_collection_name;
 
 mod schema;
 mod search;
