@@ -77,3 +77,24 @@ pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'stat
         }
     }
 }
+
+/// This process's name among the processes that share a store (the
+/// schedulers of one database, the gateways of one lease): `host:pid:`
+/// and 16 random hex digits, so a restarted process is a new one even
+/// under the same pid.
+pub fn instance_id() -> String {
+    use std::io::Read;
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_default();
+    let mut bytes = [0u8; 8];
+    let random = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes));
+    if random.is_err() {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        bytes = (now as u64).to_le_bytes();
+    }
+    let nonce: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{host}:{}:{nonce}", std::process::id())
+}

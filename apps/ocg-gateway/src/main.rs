@@ -263,7 +263,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             ));
             let fence = Fence {
                 lease: CHANNELS_LEASE.into(),
-                holder: holder_id(),
+                holder: ocg_process::instance_id(),
             };
             let ttl = config
                 .raw()
@@ -498,18 +498,6 @@ impl Drop for StandbyWhenDropped {
             channel.set(None);
         }
     }
-}
-
-/// This process among the gateways of a shared store: host, pid and a
-/// random part (a restarted gateway is a new holder).
-fn holder_id() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .unwrap_or_else(|_| "gateway".into());
-    let nonce = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    format!("{host}:{}:{nonce:08x}", std::process::id())
 }
 
 /// The `Host` names `/mcp` answers to, against DNS rebinding: loopback and

@@ -99,19 +99,11 @@ pub fn run_prompt(job: &Job, occurrence_ms: i64) -> String {
 impl Scheduler {
     /// A scheduler of `store`'s jobs whose runs are turns of `agent`.
     pub fn new(store: ScheduleStore, agent: Arc<dyn Agent>, config: SchedulerConfig) -> Self {
-        let owner = format!(
-            "{}:{}:{}",
-            std::fs::read_to_string("/proc/sys/kernel/hostname")
-                .map(|h| h.trim().to_owned())
-                .unwrap_or_default(),
-            std::process::id(),
-            crate::memory::new_id()
-        );
         Scheduler {
             store,
             agent,
             config,
-            owner: owner.into(),
+            owner: ocg_process::instance_id().into(),
             running: Arc::default(),
         }
     }
