@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use ocg_tests::fake_llm;
-use ocg_tests::{Install, KillOnDrop, http_get, wait_until};
+use ocg_tests::{Install, http_get, wait_until};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
@@ -220,14 +220,7 @@ fn an_absent_agent_is_a_503_at_once_and_the_gateway_reconnects() {
     // The agent comes back (a new `ocg start` restarts all three); a fresh
     // gateway is not needed for that, but start replaces everything anyway.
     let socket = install.socket();
-    let mut agent = KillOnDrop(
-        install
-            .command("ocg-agent")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let mut agent = install.spawn_quiet("ocg-agent");
     let health = || {
         http_get(&format!("{}/health", install.gateway_url()))
             .unwrap()

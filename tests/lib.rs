@@ -147,6 +147,18 @@ impl Install {
         command
     }
 
+    /// Start binary `name` of this installation with its output discarded,
+    /// killed when the handle is dropped.
+    pub fn spawn_quiet(&self, name: &str) -> KillOnDrop {
+        KillOnDrop(
+            self.command(name)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    }
+
     /// Run `ocg <args>` to completion.
     pub fn ocg(&self, args: &[&str]) -> Run {
         Run(self.command("ocg").args(args).output().unwrap())

@@ -476,14 +476,7 @@ fn pgvector_recall_at_10_keeps_up_with_faiss_on_the_same_20000_vectors() {
     // FAISS, through the real embedding service (no model needed for vectors).
     let install = Install::new().with("EMBEDDING_MODEL_PATH", "/nonexistent/model.gguf");
     let addr = install.pid_dir().join("ocg-embedding.addr");
-    let _service = ocg_tests::KillOnDrop(
-        install
-            .command("ocg-embedding")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let _service = install.spawn_quiet("ocg-embedding");
     assert!(wait_until(Duration::from_secs(60), || addr.is_file()));
     let base = std::fs::read_to_string(&addr).unwrap().trim().to_owned();
     let token = install.file_setting("OCG_EMBEDDING_TOKEN").unwrap();

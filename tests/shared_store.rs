@@ -34,14 +34,7 @@ fn start_agent(database: &str) -> ClusterAgent {
         .with("OCG_AGENT_ADDR", &addr)
         .with("OCG_AGENT_TOKEN", AGENT_TOKEN)
         .with("OCG_AUTO_RECALL", "false");
-    let process = KillOnDrop(
-        install
-            .command("ocg-agent")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let process = install.spawn_quiet("ocg-agent");
     let health = format!("http://{addr}/health");
     assert!(
         wait_until(Duration::from_secs(30), || {
@@ -69,14 +62,7 @@ fn start_gateway(agents: &[&ClusterAgent]) -> (Install, KillOnDrop) {
         .with("OCG_AGENTS", &addrs.join(","))
         .with("OCG_AGENT_TOKEN", AGENT_TOKEN)
         .with("OCG_UI_TOKEN", UI_TOKEN);
-    let process = KillOnDrop(
-        install
-            .command("ocg-gateway")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let process = install.spawn_quiet("ocg-gateway");
     let health = format!("{}/health", install.gateway_url());
     assert!(
         wait_until(Duration::from_secs(30), || http_get(&health).is_some_and(
