@@ -381,26 +381,73 @@ impl BuiltChannels {
     }
 }
 
+/// How one channel of the settings is set up (its journal opened).
+type Setup<'a> = Box<dyn Fn() -> Result<Arc<dyn Channel>, GatewayError> + 'a>;
+
+/// The channels `settings` configure, by name, each with its setup.
+fn configured<'a>(
+    settings: &'a GatewaySettings,
+    pairing: &'a Option<Arc<Pairing>>,
+) -> Vec<(&'static str, Setup<'a>)> {
+    let pairing = move || pairing.clone();
+    let mut setups: Vec<(&'static str, Setup<'a>)> = Vec::new();
+    if let Some(c) = &settings.telegram {
+        setups.push((
+            "telegram",
+            Box::new(move || {
+                shared(TelegramChannel::new(c.clone()).map(|c| c.with_pairing(pairing())))
+            }),
+        ));
+    }
+    if let Some(c) = &settings.irc {
+        setups.push((
+            "irc",
+            Box::new(move || shared(IrcChannel::new(c.clone()).map(|c| c.with_pairing(pairing())))),
+        ));
+    }
+    if let Some(c) = &settings.matrix {
+        setups.push((
+            "matrix",
+            Box::new(move || {
+                shared(MatrixChannel::new(c.clone()).map(|c| c.with_pairing(pairing())))
+            }),
+        ));
+    }
+    if let Some(c) = &settings.email {
+        setups.push((
+            "email",
+            Box::new(move || {
+                shared(EmailChannel::new(c.clone()).map(|c| c.with_pairing(pairing())))
+            }),
+        ));
+    }
+    if let Some(c) = &settings.discord {
+        setups.push((
+            "discord",
+            Box::new(move || {
+                shared(DiscordChannel::new(c.clone()).map(|c| c.with_pairing(pairing())))
+            }),
+        ));
+    }
+    if let Some(c) = &settings.slack {
+        setups.push((
+            "slack",
+            Box::new(move || {
+                shared(SlackChannel::new(c.clone()).map(|c| c.with_pairing(pairing())))
+            }),
+        ));
+    }
+    setups
+}
+
 /// The names of the channels `settings` configure (misconfigured included).
 fn channel_names(settings: &GatewaySettings) -> Vec<String> {
-    let configured = [
-        ("telegram", settings.telegram.is_some()),
-        ("irc", settings.irc.is_some()),
-        ("matrix", settings.matrix.is_some()),
-        ("email", settings.email.is_some()),
-        ("discord", settings.discord.is_some()),
-        ("slack", settings.slack.is_some()),
-    ];
+    let configured = configured(settings, &None);
     settings
         .channel_errors
         .iter()
         .map(|(name, _)| name.clone())
-        .chain(
-            configured
-                .into_iter()
-                .filter(|(_, on)| *on)
-                .map(|(name, _)| name.to_owned()),
-        )
+        .chain(configured.into_iter().map(|(name, _)| name.to_owned()))
         .collect()
 }
 
@@ -420,49 +467,14 @@ fn build_channels(settings: &GatewaySettings, pairing: &Option<Arc<Pairing>>) ->
     for (name, error) in &settings.channel_errors {
         fail(&mut built, name, error.clone());
     }
-    let mut add = |name: &str, channel: Result<Arc<dyn Channel>, GatewayError>| match channel {
-        Ok(channel) => built.running.push((name.to_owned(), channel)),
-        Err(error) => {
-            built.journal_failed |= matches!(error, GatewayError::Journal { .. });
-            fail(&mut built, name, error.to_string());
+    for (name, setup) in configured(settings, pairing) {
+        match setup() {
+            Ok(channel) => built.running.push((name.to_owned(), channel)),
+            Err(error) => {
+                built.journal_failed |= matches!(error, GatewayError::Journal { .. });
+                fail(&mut built, name, error.to_string());
+            }
         }
-    };
-    let pairing = || pairing.clone();
-    if let Some(c) = &settings.telegram {
-        add(
-            "telegram",
-            shared(TelegramChannel::new(c.clone()).map(|c| c.with_pairing(pairing()))),
-        );
-    }
-    if let Some(c) = &settings.irc {
-        add(
-            "irc",
-            shared(IrcChannel::new(c.clone()).map(|c| c.with_pairing(pairing()))),
-        );
-    }
-    if let Some(c) = &settings.matrix {
-        add(
-            "matrix",
-            shared(MatrixChannel::new(c.clone()).map(|c| c.with_pairing(pairing()))),
-        );
-    }
-    if let Some(c) = &settings.email {
-        add(
-            "email",
-            shared(EmailChannel::new(c.clone()).map(|c| c.with_pairing(pairing()))),
-        );
-    }
-    if let Some(c) = &settings.discord {
-        add(
-            "discord",
-            shared(DiscordChannel::new(c.clone()).map(|c| c.with_pairing(pairing()))),
-        );
-    }
-    if let Some(c) = &settings.slack {
-        add(
-            "slack",
-            shared(SlackChannel::new(c.clone()).map(|c| c.with_pairing(pairing()))),
-        );
     }
     built
 }
