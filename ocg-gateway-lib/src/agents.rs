@@ -153,6 +153,11 @@ impl AgentPool {
         Err(last.unwrap_or_else(|| Error::unavailable("agent", "no agent")))
     }
 
+    /// Every member's health, asked of all at once, in member order.
+    async fn reports(&self) -> Vec<HealthReport> {
+        futures_util::future::join_all(self.members.iter().map(|m| m.agent.health())).await
+    }
+
     /// Ask every agent's health every `every`, setting aside those that are
     /// not healthy; ends when the pool is dropped.
     pub fn probe_every(self: &Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
@@ -163,8 +168,7 @@ impl AgentPool {
             loop {
                 tick.tick().await;
                 let Some(pool) = pool.upgrade() else { return };
-                for member in &pool.members {
-                    let report = member.agent.health().await;
+                for (member, report) in pool.members.iter().zip(pool.reports().await) {
                     if report.status == HealthStatus::Unhealthy {
                         member.set_down("its health check failed");
                     } else {
@@ -270,11 +274,12 @@ impl Agent for AgentPool {
 
     /// Healthy when every agent is; degraded while at least one answers.
     async fn health(&self) -> HealthReport {
-        let mut checks = Vec::with_capacity(self.members.len());
-        let mut reports = Vec::with_capacity(self.members.len());
-        for member in &self.members {
-            let report = member.agent.health().await;
-            checks.push(HealthCheck {
+        let reports = self.reports().await;
+        let checks: Vec<HealthCheck> = self
+            .members
+            .iter()
+            .zip(&reports)
+            .map(|(member, report)| HealthCheck {
                 name: format!("agent {}", member.name),
                 status: report.status,
                 detail: report
@@ -282,9 +287,8 @@ impl Agent for AgentPool {
                     .iter()
                     .find(|c| c.status != HealthStatus::Ok)
                     .and_then(|c| c.detail.clone()),
-            });
-            reports.push(report);
-        }
+            })
+            .collect();
         let healthy = reports
             .iter()
             .filter(|r| r.status != HealthStatus::Unhealthy)
