@@ -81,6 +81,8 @@ export OCG_TEST_PGSERVER="$PG_DIR"
 OCG_TEST_RUN="$(od -An -N8 -tx8 /dev/urandom | tr -d ' ')"
 export OCG_TEST_RUN
 
+# One build from scratch: incremental caches would only take disk.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 cargo build --workspace --bins --locked
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
