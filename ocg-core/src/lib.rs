@@ -29,6 +29,7 @@ mod embedding;
 mod error;
 mod health;
 pub mod hybrid;
+mod job_store;
 mod mcp;
 mod memory;
 pub mod schedule;
@@ -53,6 +54,7 @@ pub use embedder::{Embedder, EmbedderInfo};
 pub use embedding::{SearchHit, SearchQuery, SearchRequest, VectorItem};
 pub use error::{Error, Result, body};
 pub use health::{HealthCheck, HealthReport, HealthStatus};
+pub use job_store::JobStore;
 pub use mcp::{McpServerInfo, McpServerState};
 pub use memory::{InvalidMemory, Memory, MemoryPage, NewMemory, StoredMemory, ValidMemory};
 pub use session_store::{

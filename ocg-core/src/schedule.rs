@@ -1,11 +1,16 @@
 //! Scheduled work on the wire: jobs, their runs, and the deliveries a
 //! gateway sends to chats. The same JSON on the agent socket, under the
 //! gateway's `/api/cron` and in SDKs; the scheduler itself lives in
-//! `ocg-agent-lib`.
+//! `ocg-agent-lib`, over a [`JobStore`].
 
 use serde::{Deserialize, Serialize};
 
 use crate::ChatTarget;
+pub use crate::job_store::{
+    Claim, ClaimedRun, Finished, JobEdit, JobStore, NOTICE_AFTER_FAILURES, NewDelivery,
+    NextOccurrence, RunEffects, RunOutcome, StoredJob, WebhookDelivery, after_run, run_session,
+    target_key,
+};
 
 /// When a job runs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
