@@ -74,6 +74,9 @@ pub enum AgentError {
     /// No scheduled job with that id.
     #[error("no job {0:?}")]
     JobNotFound(String),
+    /// The job store failed ([`JobStore`](ocg_core::JobStore)).
+    #[error("{0}")]
+    Jobs(ocg_core::Error),
     /// `mcp.json` cannot be used.
     #[error("{}: {message}", path.display())]
     McpConfig {
@@ -110,7 +113,12 @@ impl AgentError {
             AgentError::LocalModel(_) => "llm_unavailable",
             AgentError::MemoryUnavailable(_) => "memory_unavailable",
             AgentError::MemoryNotFound(_) => "memory_not_found",
-            AgentError::JobNotFound(_) => "job_not_found",
+            AgentError::JobNotFound(_) | AgentError::Jobs(ocg_core::Error::NotFound(_)) => {
+                "job_not_found"
+            }
+            AgentError::Jobs(ocg_core::Error::InvalidInput(_)) => "invalid_input",
+            AgentError::Jobs(ocg_core::Error::Unavailable { .. }) => "store_unavailable",
+            AgentError::Jobs(_) => "store_error",
             AgentError::McpConfig { .. } => "mcp_config_invalid",
             AgentError::Llm { code, .. } | AgentError::Tool { code, .. } => code,
             _ => "internal_error",
@@ -122,7 +130,7 @@ impl From<AgentError> for ocg_core::Error {
     fn from(error: AgentError) -> Self {
         match error {
             AgentError::SessionNotFound(key) => ocg_core::Error::NotFound(format!("session {key}")),
-            AgentError::Sessions(error) => error,
+            AgentError::Sessions(error) | AgentError::Jobs(error) => error,
             AgentError::InvalidInput(message) => ocg_core::Error::InvalidInput(message),
             AgentError::MemoryNotFound(id) => ocg_core::Error::NotFound(format!("memory {id}")),
             AgentError::JobNotFound(id) => ocg_core::Error::NotFound(format!("job {id}")),

@@ -1,5 +1,7 @@
-//! A scripted [`LlmProvider`] (feature `testing`): test an agent built on
-//! [`AgentRuntime`](crate::AgentRuntime) without a model or a vendor.
+//! For tests (feature `testing`): a scripted [`LlmProvider`], to test an
+//! agent built on [`AgentRuntime`](crate::AgentRuntime) without a model or a
+//! vendor, and [`check_job_store`], the contract of a
+//! [`JobStore`](ocg_core::JobStore).
 //!
 //! ```
 //! use ocg_agent_lib::testing::{ScriptedProvider, ScriptedReply};
@@ -16,6 +18,7 @@ use ocg_core::{ToolCall, Usage};
 use crate::providers::{
     CompletionRequest, FinishReason, LlmProvider, ProviderError, ProviderEvent, ProviderStream,
 };
+pub use crate::schedule::contract::check_job_store;
 
 /// One scripted answer.
 #[derive(Debug, Clone)]

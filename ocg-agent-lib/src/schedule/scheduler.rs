@@ -11,9 +11,10 @@ use ocg_core::{Agent, ChatRequest};
 use tokio::task::JoinSet;
 
 use super::clock::{millis, time_until};
-use super::store::{ClaimedRun, RunOutcome, ScheduleStore, WebhookDelivery};
+use super::store::ScheduleStore;
 use crate::AgentError;
 use crate::tools::WebFetchTool;
+use ocg_core::schedule::{ClaimedRun, RunOutcome, WebhookDelivery};
 
 /// How the scheduler behaves.
 #[derive(Debug, Clone, PartialEq)]

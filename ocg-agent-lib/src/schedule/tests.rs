@@ -2,10 +2,7 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
-use ocg_core::schedule::{
-    DeliveryOutcome, DeliveryTarget, JobPatch, JobSession, MissedPolicy, NewJob, RunStatus,
-    Schedule,
-};
+use ocg_core::schedule::{DeliveryTarget, JobSession, MissedPolicy, NewJob, Schedule};
 use ocg_core::testing::ScriptedAgent;
 use ocg_core::{ChatEvent, ChatTarget};
 
@@ -232,305 +229,24 @@ fn heartbeat_ok_replies_are_not_delivered() {
 
 // The store and the scheduler, with a clock that moves when told.
 
-const T0: i64 = 1_800_000_000_000;
+use super::contract::{T0, every, telegram};
 
 fn store_at(clock: &Arc<ManualClock>) -> ScheduleStore {
     ScheduleStore::in_memory(clock.clone()).unwrap()
 }
 
-fn telegram(chat: &str) -> DeliveryTarget {
-    DeliveryTarget::Chat {
-        channel: "telegram".into(),
-        target: ChatTarget::chat(chat),
-    }
-}
-
-fn every(period: &str, missed: MissedPolicy) -> NewJob {
-    NewJob {
-        name: Some("tick".into()),
-        schedule: Schedule::Every {
-            every: period.into(),
-        },
-        message: "Say tick.".into(),
-        session: JobSession::Named {
-            key: "telegram:7".into(),
-        },
-        deliver: Some(telegram("7")),
-        enabled: true,
-        missed,
-        disable_after_failures: 5,
-        origin: None,
-    }
-}
-
-fn scheduler(store: &ScheduleStore, agent: Arc<ScriptedAgent>) -> Scheduler {
-    let config = SchedulerConfig {
-        lease: std::time::Duration::from_secs(10),
-        late_after: std::time::Duration::from_secs(60),
-        ..SchedulerConfig::default()
-    };
-    Scheduler::new(store.clone(), agent, config)
-}
-
 #[tokio::test]
-async fn each_occurrence_runs_once_and_delivers_once() {
-    let clock = Arc::new(ManualClock::at(T0));
-    let store = store_at(&clock);
-    let agent = Arc::new(ScriptedAgent::new());
-    let scheduler = scheduler(&store, agent.clone());
-    let job = store
-        .create(every("10s", MissedPolicy::RunOnce))
-        .await
-        .unwrap();
-    assert_eq!(job.next_run_ms, Some(T0 + 10_000));
-
-    assert_eq!(scheduler.run_due().await.unwrap(), 0, "nothing due yet");
-    for period in 1..=3 {
-        clock.set(T0 + period * 10_000 + 5);
-        assert_eq!(scheduler.run_due().await.unwrap(), 1);
-        assert_eq!(scheduler.run_due().await.unwrap(), 0, "claimed once");
-    }
-    let runs = store.runs(&job.id, 10).await.unwrap();
-    assert_eq!(runs.len(), 3);
-    assert!(runs.iter().all(|r| r.status == RunStatus::Ok));
-    assert!(runs[0].reply.as_deref().unwrap().contains("Say tick."));
-    let requests = agent.requests();
-    assert_eq!(requests[0].session_key.as_deref(), Some("telegram:7"));
-
-    let channels = vec!["telegram".to_owned()];
-    let pending = store.pending(&channels, 10).await.unwrap();
-    assert_eq!(pending.len(), 3);
-    assert_eq!(
-        pending[0].key,
-        format!("job:{}:{}:telegram:7", job.id, T0 + 10_000)
-    );
-    for delivery in &pending {
-        store
-            .report(&delivery.key, DeliveryOutcome::Sent)
-            .await
-            .unwrap();
-    }
-    assert!(store.pending(&channels, 10).await.unwrap().is_empty());
-    let runs = store.runs(&job.id, 10).await.unwrap();
-    assert_eq!(runs[0].delivery.as_deref(), Some("sent"));
-}
-
-#[tokio::test]
-async fn missed_occurrences_run_once_or_are_skipped_by_policy() {
-    let clock = Arc::new(ManualClock::at(T0));
-    let store = store_at(&clock);
-    let scheduler = scheduler(&store, Arc::new(ScriptedAgent::new()));
-    let run_once = store
-        .create(every("1m", MissedPolicy::RunOnce))
-        .await
-        .unwrap();
-    let skip = store.create(every("1m", MissedPolicy::Skip)).await.unwrap();
-
-    // An hour of downtime: sixty occurrences of each passed.
-    clock.set(T0 + 3_600_000 + 30_000);
-    assert_eq!(
-        scheduler.run_due().await.unwrap(),
-        1,
-        "one run for sixty missed"
-    );
-    let runs = store.runs(&run_once.id, 10).await.unwrap();
-    assert_eq!(runs.len(), 1);
-    assert_eq!(runs[0].status, RunStatus::Ok);
-    assert_eq!(runs[0].occurrence_ms, T0 + 60_000);
-    let runs = store.runs(&skip.id, 10).await.unwrap();
-    assert_eq!(runs.len(), 1);
-    assert_eq!(runs[0].status, RunStatus::Skipped);
-    // Both go on from now, not from the missed ones.
-    for id in [&run_once.id, &skip.id] {
-        let job = store.get(id).await.unwrap();
-        assert_eq!(job.next_run_ms, Some(T0 + 3_660_000));
-    }
-    assert_eq!(scheduler.run_due().await.unwrap(), 0);
-}
-
-#[tokio::test]
-async fn a_one_shot_runs_once_and_its_past_time_is_refused() {
-    let clock = Arc::new(ManualClock::at(T0));
-    let store = store_at(&clock);
-    let scheduler = scheduler(&store, Arc::new(ScriptedAgent::new()));
-    let mut new = every("1m", MissedPolicy::RunOnce);
-    new.schedule = Schedule::At {
-        at: "in 10m".into(),
-    };
-    let job = store.create(new.clone()).await.unwrap();
-    assert_eq!(job.next_run_ms, Some(T0 + 600_000));
-    assert!(matches!(&job.schedule, Schedule::At { at } if at.ends_with('Z')));
-    clock.set(T0 + 600_001);
-    assert_eq!(scheduler.run_due().await.unwrap(), 1);
-    clock.set(T0 + 6_000_000);
-    assert_eq!(scheduler.run_due().await.unwrap(), 0);
-    assert_eq!(store.get(&job.id).await.unwrap().next_run_ms, None);
-
-    // A new time makes the one-shot run again; a past one is refused.
-    let patch = |at: &str| JobPatch {
-        schedule: Some(Schedule::At { at: at.into() }),
-        ..JobPatch::default()
-    };
-    let moved = store.update(&job.id, patch("in 1m")).await.unwrap();
-    assert_eq!(moved.next_run_ms, Some(T0 + 6_060_000));
-    let error = store
-        .update(&job.id, patch("2020-01-01T00:00:00Z"))
-        .await
-        .unwrap_err();
-    assert!(error.to_string().contains("in the past"), "{error}");
-
-    new.schedule = Schedule::At {
-        at: "2020-01-01T00:00:00Z".into(),
-    };
-    let error = store.create(new).await.unwrap_err().to_string();
-    assert!(error.contains("in the past"), "{error}");
-}
-
-#[tokio::test]
-async fn two_schedulers_on_one_database_claim_each_occurrence_once() {
+async fn the_sqlite_store_keeps_the_job_store_contract() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("ocg.db");
-    let clock = Arc::new(ManualClock::at(T0));
-    let a = ScheduleStore::open(&path, clock.clone()).unwrap();
-    let b = ScheduleStore::open(&path, clock.clone()).unwrap();
-    let mut ids = Vec::new();
-    for _ in 0..20 {
-        ids.push(
-            a.create(every("1s", MissedPolicy::RunOnce))
-                .await
-                .unwrap()
-                .id,
-        );
-    }
-    let (sa, sb) = (
-        scheduler(&a, Arc::new(ScriptedAgent::new())),
-        scheduler(&b, Arc::new(ScriptedAgent::new())),
-    );
-    for second in 1..=5 {
-        clock.set(T0 + second * 1_000);
-        let (ra, rb) = tokio::join!(sa.run_due(), sb.run_due());
-        assert_eq!(ra.unwrap() + rb.unwrap(), 20, "second {second}");
-    }
-    for id in &ids {
-        let runs = a.runs(id, 100).await.unwrap();
-        let mut occurrences: Vec<i64> = runs.iter().map(|r| r.occurrence_ms).collect();
-        occurrences.sort_unstable();
-        assert_eq!(
-            occurrences,
-            (1..=5).map(|s| T0 + s * 1_000).collect::<Vec<_>>()
-        );
-    }
-}
-
-#[tokio::test]
-async fn an_interrupted_run_is_seen_and_retried_once_under_run_once_only() {
-    let clock = Arc::new(ManualClock::at(T0));
-    let store = store_at(&clock);
-    let retried = store
-        .create(every("1h", MissedPolicy::RunOnce))
-        .await
-        .unwrap();
-    let not_retried = store.create(every("1h", MissedPolicy::Skip)).await.unwrap();
-    clock.set(T0 + 3_600_000);
-    // A scheduler claims both and dies without finishing them.
-    let dead = store.claim_due("dead", 10_000, 60_000, 10).await.unwrap();
-    assert_eq!(dead.len(), 2);
-    // Its lease runs out; another scheduler takes over.
-    clock.advance(10_001);
-    let scheduler = scheduler(&store, Arc::new(ScriptedAgent::new()));
-    assert_eq!(scheduler.run_due().await.unwrap(), 1);
-    let runs = store.runs(&retried.id, 10).await.unwrap();
-    let statuses: Vec<_> = runs
-        .iter()
-        .map(|r| (r.attempt, r.status, r.trigger.as_str()))
-        .collect();
-    assert_eq!(
-        statuses,
-        [
-            (2, RunStatus::Ok, "retry"),
-            (1, RunStatus::Interrupted, "schedule")
-        ]
-    );
-    let runs = store.runs(&not_retried.id, 10).await.unwrap();
-    assert_eq!(runs.len(), 1);
-    assert_eq!(runs[0].status, RunStatus::Interrupted);
-    // The dead scheduler's late result is not recorded, nor delivered twice.
-    let finished = store
-        .finish(dead[0].run_id, "dead", RunOutcome::Failed("late".into()))
-        .await
-        .unwrap();
-    assert!(!finished);
-    let pending = store.pending(&["telegram".to_owned()], 10).await.unwrap();
-    assert_eq!(pending.len(), 1, "{pending:?}");
-}
-
-#[tokio::test]
-async fn repeated_failures_notify_once_and_disable_the_job() {
-    let clock = Arc::new(ManualClock::at(T0));
-    let store = store_at(&clock);
-    let agent = Arc::new(ScriptedAgent::new());
-    for _ in 0..5 {
-        agent.push_script(vec![ChatEvent::Error {
-            code: "llm_unavailable".into(),
-            message: "the model is down".into(),
-        }]);
-    }
-    let scheduler = scheduler(&store, agent);
-    let job = store
-        .create(every("1m", MissedPolicy::RunOnce))
-        .await
-        .unwrap();
-    for minute in 1..=5 {
-        clock.set(T0 + minute * 60_000);
-        assert_eq!(scheduler.run_due().await.unwrap(), 1);
-    }
-    let job = store.get(&job.id).await.unwrap();
-    assert!(!job.enabled);
-    assert_eq!(job.consecutive_failures, 5);
-    assert_eq!(job.next_run_ms, None);
-    let pending = store.pending(&["telegram".to_owned()], 10).await.unwrap();
-    let texts: Vec<&str> = pending.iter().map(|d| d.text.as_str()).collect();
-    assert_eq!(texts.len(), 2, "{texts:?}");
-    assert!(texts[0].contains("failed 3 times in a row"), "{texts:?}");
-    assert!(texts[1].contains("now disabled"), "{texts:?}");
-    // Resuming starts counting again.
-    let job = store
-        .update(
-            &job.id,
-            JobPatch {
-                enabled: Some(true),
-                ..JobPatch::default()
-            },
-        )
-        .await
-        .unwrap();
-    assert_eq!(job.consecutive_failures, 0);
-    assert_eq!(job.next_run_ms, Some(T0 + 360_000));
-}
-
-#[tokio::test]
-async fn run_now_is_claimed_like_an_occurrence() {
-    let clock = Arc::new(ManualClock::at(T0));
-    let store = store_at(&clock);
-    let scheduler = scheduler(&store, Arc::new(ScriptedAgent::new()));
-    let job = store
-        .create(every("1d", MissedPolicy::RunOnce))
-        .await
-        .unwrap();
-    let first = store.request_run(&job.id).await.unwrap();
-    assert_eq!(
-        store.request_run(&job.id).await.unwrap(),
-        first,
-        "one request"
-    );
-    assert_eq!(scheduler.run_due().await.unwrap(), 1);
-    assert_eq!(scheduler.run_due().await.unwrap(), 0);
-    let runs = store.runs(&job.id, 10).await.unwrap();
-    assert_eq!(runs[0].trigger, "manual");
-    assert!(matches!(
-        store.request_run("nope").await,
-        Err(crate::AgentError::JobNotFound(_))
-    ));
+    let databases = std::sync::atomic::AtomicUsize::new(0);
+    super::contract::check_job_store(|| async {
+        let n = databases.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let path = dir.path().join(format!("jobs-{n}.db"));
+        let open =
+            || -> Arc<dyn ocg_core::JobStore> { Arc::new(SqliteJobStore::open(&path).unwrap()) };
+        [open(), open()]
+    })
+    .await;
 }
 
 #[tokio::test]
