@@ -19,16 +19,19 @@
 //! - [`PgChannelState`]: the gateways' channel journals and the lease that
 //!   lets one gateway at a time run the channels ([`ChannelStateStore`]).
 //!
-//! Scheduled jobs still live in each agent's SQLite (`docs/deploy.md` says
-//! what that means for several machines).
+//! - [`PgJobStore`]: scheduled jobs, their runs and deliveries
+//!   ([`JobStore`]), each occurrence claimed once by any agent of the
+//!   database.
 //!
 //! [`VectorStore`]: ocg_core::VectorStore
 //! [`SessionStore`]: ocg_core::SessionStore
 //! [`ChannelStateStore`]: ocg_core::ChannelStateStore
+//! [`JobStore`]: ocg_core::JobStore
 #![warn(missing_docs)]
 
 mod channel_state;
 mod error;
+mod jobs;
 pub mod migrate;
 mod pool;
 mod sessions;
@@ -37,6 +40,7 @@ mod vectors;
 pub use channel_state::PgChannelState;
 pub use deadpool_postgres::Pool;
 pub use error::PgError;
+pub use jobs::PgJobStore;
 pub use pool::{CONNECT_TIMEOUT, POOL_SIZE, STATEMENT_TIMEOUT, connect};
 pub use sessions::PgSessionStore;
 pub use vectors::{EF_SEARCH, HYBRID_POOL, POSTINGS_BUDGET, PgVectorStore, valid_collection_name};

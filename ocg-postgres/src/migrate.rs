@@ -104,6 +104,81 @@ CREATE TABLE ocg_journal (
 );
 ",
     },
+    Migration {
+        version: 4,
+        name: "scheduled jobs, their runs and deliveries",
+        sql: "
+CREATE TABLE ocg_jobs (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    schedule TEXT NOT NULL,
+    anchor_ms BIGINT NOT NULL,
+    message TEXT NOT NULL,
+    session TEXT NOT NULL,
+    deliver TEXT,
+    origin TEXT,
+    enabled BOOLEAN NOT NULL,
+    missed TEXT NOT NULL,
+    disable_after BIGINT NOT NULL,
+    failures BIGINT NOT NULL DEFAULT 0,
+    next_run_ms BIGINT,
+    run_requested_ms BIGINT,
+    last_status TEXT,
+    last_run_ms BIGINT,
+    created_at_ms BIGINT NOT NULL,
+    updated_at_ms BIGINT NOT NULL
+);
+CREATE INDEX ocg_jobs_due ON ocg_jobs (next_run_ms) WHERE enabled;
+CREATE INDEX ocg_jobs_requested ON ocg_jobs (run_requested_ms)
+    WHERE run_requested_ms IS NOT NULL;
+CREATE INDEX ocg_jobs_by_origin ON ocg_jobs (origin);
+CREATE TABLE ocg_job_runs (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    job_id TEXT NOT NULL REFERENCES ocg_jobs (id) ON DELETE CASCADE,
+    occurrence_ms BIGINT NOT NULL,
+    attempt BIGINT NOT NULL,
+    trigger TEXT NOT NULL,
+    status TEXT NOT NULL,
+    session_key TEXT,
+    owner TEXT,
+    lease_until_ms BIGINT,
+    retried BOOLEAN NOT NULL DEFAULT false,
+    started_at_ms BIGINT NOT NULL,
+    ended_at_ms BIGINT,
+    reply TEXT,
+    error TEXT,
+    prompt_tokens BIGINT NOT NULL DEFAULT 0,
+    completion_tokens BIGINT NOT NULL DEFAULT 0,
+    UNIQUE (job_id, occurrence_ms, attempt)
+);
+CREATE INDEX ocg_job_runs_open ON ocg_job_runs (status)
+    WHERE status IN ('running', 'interrupted');
+CREATE INDEX ocg_job_runs_by_job ON ocg_job_runs (job_id, id);
+CREATE TABLE ocg_job_deliveries (
+    key TEXT PRIMARY KEY,
+    job_id TEXT,
+    run_id BIGINT,
+    channel TEXT NOT NULL,
+    target TEXT NOT NULL,
+    text TEXT NOT NULL,
+    state TEXT NOT NULL,
+    attempts BIGINT NOT NULL DEFAULT 0,
+    not_before_ms BIGINT NOT NULL DEFAULT 0,
+    error TEXT,
+    created_at_ms BIGINT NOT NULL,
+    updated_at_ms BIGINT NOT NULL
+);
+CREATE INDEX ocg_job_deliveries_pending ON ocg_job_deliveries (channel, created_at_ms)
+    WHERE state = 'pending';
+CREATE INDEX ocg_job_deliveries_by_run ON ocg_job_deliveries (run_id);
+CREATE INDEX ocg_job_deliveries_by_job ON ocg_job_deliveries (job_id);
+CREATE TABLE ocg_job_heartbeats (
+    occurrence_ms BIGINT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    claimed_at_ms BIGINT NOT NULL
+);
+",
+    },
 ];
 
 /// Bring the database up to [`MIGRATIONS`]; the versions applied now.
