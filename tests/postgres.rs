@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ocg_core::testing::DeterministicEmbedder;
-use ocg_core::{ChannelStateStore, Fence, Message, NewMessage, Role, SessionStore};
+use ocg_core::{ChannelStateStore, Fence, JobStore, Message, NewMessage, Role, SessionStore};
 use ocg_core::{SearchQuery, SearchRequest, VectorItem, VectorStore};
-use ocg_postgres::{PgChannelState, PgSessionStore, PgVectorStore};
+use ocg_postgres::{PgChannelState, PgJobStore, PgSessionStore, PgVectorStore};
 use ocg_tests::bench::vectors::{Noise, exact_top, recall};
 use ocg_tests::postgres_server::Postgres;
 use ocg_tests::{Install, http_send_with, wait_until};
@@ -229,6 +229,23 @@ fn the_session_store_contract_holds_on_postgres() {
         let store = PgSessionStore::new(ocg_postgres::open(&url).await.unwrap());
         ocg_core::testing::check_session_store(&store).await;
     });
+}
+
+#[test]
+fn the_job_store_contract_holds_on_postgres() {
+    let pg = Postgres::start();
+    let databases = std::sync::atomic::AtomicUsize::new(0);
+    runtime().block_on(ocg_agent_lib::testing::check_job_store(|| async {
+        let n = databases.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let url = pg.create_database(&format!("jobs{n}"));
+        // Two pools: two agents' processes as far as PostgreSQL can tell.
+        let a = ocg_postgres::open(&url).await.unwrap();
+        let b = ocg_postgres::open(&url).await.unwrap();
+        [
+            Arc::new(PgJobStore::new(a)) as Arc<dyn JobStore>,
+            Arc::new(PgJobStore::new(b)),
+        ]
+    }));
 }
 
 fn user(text: &str) -> Vec<NewMessage> {
@@ -607,7 +624,7 @@ fn history_of(install: &Install, key: &str) -> Vec<(String, String, i64, bool, i
 }
 
 #[test]
-fn ocg_migrate_copies_sessions_and_memories_into_postgres() {
+fn ocg_migrate_copies_sessions_jobs_and_memories_into_postgres() {
     ocg_tests::embedding_model();
     let pg = Postgres::start();
     let url = pg.create_database("migrate");
@@ -634,6 +651,14 @@ fn ocg_migrate_copies_sessions_and_memories_into_postgres() {
     );
     let before = history_of(&install, "web:a");
     assert!(before.iter().any(|e| e.3), "some messages are archived");
+    let (status, job) = ocg_tests::unix_http_post(
+        &install.socket(),
+        "/v1/jobs",
+        r#"{"name":"standup","schedule":{"kind":"every","every":"1d"},"message":"Say hi."}"#,
+    )
+    .unwrap();
+    assert_eq!(status, 201, "{job}");
+    let job: serde_json::Value = serde_json::from_str(&job).unwrap();
 
     // Not while the agent runs: it owns its database.
     let refused = install.ocg(&["migrate", "--to", &url]);
@@ -657,11 +682,21 @@ fn ocg_migrate_copies_sessions_and_memories_into_postgres() {
         "{}",
         run.stdout()
     );
+    assert!(
+        run.stdout().contains("jobs: 1 copied, 0 already"),
+        "{}",
+        run.stdout()
+    );
     let again = install.ocg(&["migrate", "--to", &url]).ok();
     assert!(
         again
             .stdout()
             .contains("sessions: 0 copied (0 messages), 2 already"),
+        "{}",
+        again.stdout()
+    );
+    assert!(
+        again.stdout().contains("jobs: 0 copied, 1 already"),
         "{}",
         again.stdout()
     );
@@ -681,6 +716,15 @@ fn ocg_migrate_copies_sessions_and_memories_into_postgres() {
         .with("OCG_DATABASE_URL", &url);
     shared.ocg(&["start"]).ok();
     assert_eq!(history_of(&shared, "web:a"), before);
+    let (status, jobs) = ocg_tests::unix_http_get(&shared.socket(), "/v1/jobs").unwrap();
+    assert_eq!(status, 200, "{jobs}");
+    let jobs: serde_json::Value = serde_json::from_str(&jobs).unwrap();
+    let copied = &jobs.as_array().unwrap()[0];
+    assert_eq!(copied["id"], job["id"], "the same job, from PostgreSQL");
+    assert_eq!(
+        copied["next_run_ms"], job["next_run_ms"],
+        "the same next run"
+    );
     let requests = vendor.requests().len();
     crate::tools::turn(&shared, "web:a", "Where does my sibling live these days?");
     let request = vendor.requests()[requests].to_string();

@@ -8,15 +8,17 @@ use clap::Parser;
 use ocg_agent_lib::AgentRuntime;
 use ocg_agent_lib::mcp::{Launcher, McpConfig, McpServers};
 use ocg_agent_lib::memory::MemoryBank;
-use ocg_agent_lib::schedule::{ScheduleStore, Scheduler, SystemClock, spawn_heartbeat};
+use ocg_agent_lib::schedule::{
+    ScheduleStore, Scheduler, SqliteJobStore, SystemClock, spawn_heartbeat,
+};
 use ocg_agent_lib::server::{self, AgentSocket};
 use ocg_agent_lib::sessions::{SessionStore, SqliteSessionStore};
 use ocg_agent_lib::settings::AgentSettings;
 use ocg_agent_lib::tools::{self, ExecSandbox, ToolGroup, ToolRegistry, Workspace};
 use ocg_core::config::{Config, Sources};
-use ocg_core::{Agent, HealthCheck};
+use ocg_core::{Agent, HealthCheck, JobStore};
 use ocg_embed::{AddressFile, EmbeddingClient, EmbeddingEndpoint};
-use ocg_postgres::{PgSessionStore, PgVectorStore};
+use ocg_postgres::{PgJobStore, PgSessionStore, PgVectorStore};
 use tracing_subscriber::EnvFilter;
 
 mod migrate;
@@ -115,26 +117,29 @@ async fn run(args: Args) -> anyhow::Result<()> {
     );
     let (embedding_token, _) = ocg_process::secrets::ensure_token(&config, ocg_embed::TOKEN_KEY)?;
     let embeddings = Arc::new(EmbeddingClient::new(endpoint, &embedding_token));
-    let (store, memory): (Arc<dyn SessionStore>, MemoryBank) =
+    let (store, memory, jobs): (Arc<dyn SessionStore>, MemoryBank, Arc<dyn JobStore>) =
         match config.raw().parse("OCG_DATABASE_URL", |v| {
             Ok::<_, String>(ocg_core::config::Secret::new(v.trim()))
         })? {
-            // Sessions and memories in PostgreSQL (memories on pgvector, embedded
-            // by the embedding service), shared with the other agents of it.
+            // Sessions, memories and jobs in PostgreSQL (memories on pgvector,
+            // embedded by the embedding service), shared with the other agents
+            // of it.
             Some(url) => {
                 let pool = ocg_postgres::open_in_background(url.expose())?;
                 (
                     Arc::new(PgSessionStore::new(pool.clone())),
-                    MemoryBank::new(Arc::new(PgVectorStore::new(pool, embeddings))),
+                    MemoryBank::new(Arc::new(PgVectorStore::new(pool.clone(), embeddings))),
+                    Arc::new(PgJobStore::new(pool)),
                 )
             }
             None => (
                 Arc::new(SqliteSessionStore::open(&settings.database)?),
                 MemoryBank::new(embeddings),
+                Arc::new(SqliteJobStore::open(&settings.database)?),
             ),
         };
     let workspace = Arc::new(Workspace::new(&settings.workspace, &settings.protected)?);
-    let schedules = ScheduleStore::open(&settings.database, Arc::new(SystemClock))?;
+    let schedules = ScheduleStore::new(jobs, Arc::new(SystemClock));
     let builtin = tools::builtin(
         workspace,
         &settings.tools,
