@@ -413,6 +413,8 @@ impl Agent for AgentPool {
             })
             .collect();
         let (mut found, mut last_error, mut answered) = (Vec::new(), None, false);
+        // Agents over one shared store hand out the same deliveries: each once.
+        let mut keys = std::collections::HashSet::new();
         // Whether the answer brought deliveries.
         let mut record = |member: Arc<Member>, answer: Result<Vec<Delivery>>| match answer {
             Ok(deliveries) => {
@@ -422,10 +424,12 @@ impl Agent for AgentPool {
                 if by.len() > DELIVERIES_REMEMBERED {
                     by.clear();
                 }
-                for delivery in &deliveries {
-                    by.insert(delivery.key.clone(), member.clone());
+                for delivery in deliveries {
+                    if keys.insert(delivery.key.clone()) {
+                        by.insert(delivery.key.clone(), member.clone());
+                        found.push(delivery);
+                    }
                 }
-                found.extend(deliveries);
                 some
             }
             Err(error) => {
@@ -653,5 +657,20 @@ mod tests {
             .unwrap();
         assert_eq!(*one.reports.lock().unwrap(), ["job:a"]);
         assert_eq!(*two.reports.lock().unwrap(), ["job:b"]);
+    }
+
+    #[tokio::test]
+    async fn agents_over_one_store_hand_out_a_delivery_once() {
+        let agent = || {
+            Arc::new(Scheduling {
+                key: "job:shared".into(),
+                reports: std::sync::Mutex::default(),
+            }) as Arc<dyn Agent>
+        };
+        let pool = AgentPool::new(vec![("one".into(), agent()), ("two".into(), agent())]).unwrap();
+        for _ in 0..20 {
+            let found = pool.deliveries_pending(&[], 0).await.unwrap();
+            assert_eq!(found.len(), 1, "{found:?}");
+        }
     }
 }
