@@ -245,11 +245,13 @@ fn a_reminder_asked_for_in_a_telegram_chat_arrives_there_once_across_a_restart()
 }
 
 /// An agent on `socket` with the database at `database`.
-fn agent_on(install: &Install, database: &std::path::Path, vendor: &str) -> KillOnDrop {
+/// An agent of `install` on the store `store` names (`OCG_DATABASE` or
+/// `OCG_DATABASE_URL`).
+fn agent_on(install: &Install, store: (&str, &str), vendor: &str) -> KillOnDrop {
     std::fs::create_dir_all(install.path("logs")).unwrap();
     let child = install
         .command("ocg-agent")
-        .env("OCG_DATABASE", database)
+        .env(store.0, store.1)
         .env("OPENAI_BASE_URL", vendor)
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
@@ -258,20 +260,43 @@ fn agent_on(install: &Install, database: &std::path::Path, vendor: &str) -> Kill
         .unwrap();
     let socket = install.socket();
     assert!(
-        wait_until(LIMIT, || unix_http_get(&socket, "/health").is_some()),
-        "the agent answers"
+        wait_until(LIMIT, || unix_http_get(&socket, "/v1/jobs")
+            .is_some_and(|(status, _)| status == 200)),
+        "the agent answers with its jobs (PostgreSQL's are migrated in the background)"
     );
     KillOnDrop(child)
 }
 
 #[test]
 fn two_agents_on_one_database_claim_each_occurrence_once_and_the_cli_manages_jobs() {
-    let vendor = fake_llm::start_openai();
     let shared = tempfile::tempdir().unwrap();
     let database = shared.path().join("ocg.db");
+    two_agents_claim_each_occurrence_once(("OCG_DATABASE", database.to_str().unwrap()));
+}
+
+#[test]
+fn two_agents_on_one_postgres_claim_each_occurrence_once() {
+    let pg = ocg_tests::postgres_server::Postgres::start();
+    let url = pg.create_database("schedule");
+    two_agents_claim_each_occurrence_once(("OCG_DATABASE_URL", &url));
+    let runs = pg
+        .psql(
+            "schedule",
+            "SELECT count(*) FROM ocg_job_runs WHERE status = 'ok'",
+        )
+        .unwrap();
+    assert!(
+        runs.parse::<u32>().unwrap() >= 12,
+        "the runs are PostgreSQL's: {runs}"
+    );
+}
+
+/// Four jobs every second for six seconds, on two agents over `store`.
+fn two_agents_claim_each_occurrence_once(store: (&str, &str)) {
+    let vendor = fake_llm::start_openai();
     let (a, b) = (Install::new(), Install::new());
-    let _agent_a = agent_on(&a, &database, &vendor.base_url);
-    let _agent_b = agent_on(&b, &database, &vendor.base_url);
+    let _agent_a = agent_on(&a, store, &vendor.base_url);
+    let _agent_b = agent_on(&b, store, &vendor.base_url);
 
     let mut ids = Vec::new();
     for n in 0..4 {
