@@ -15,7 +15,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::Result;
-use crate::schedule::{Delivery, DeliveryOutcome, DeliveryTarget, Job, JobRun, RunStatus};
+use crate::schedule::{
+    Delivery, DeliveryOutcome, DeliveryTarget, Job, JobRun, MissedPolicy, RunStatus,
+};
 
 /// Failed runs in a row after which the job's target hears of it once.
 pub const NOTICE_AFTER_FAILURES: u32 = 3;
@@ -87,6 +89,54 @@ pub struct Claim {
     pub late_after_ms: i64,
     /// The most runs to claim.
     pub limit: usize,
+}
+
+/// What a claim does with a job it found due ([`Claim::decide`]).
+#[derive(Debug)]
+pub enum Due {
+    /// Claim `occurrence_ms`: move the job's next run to `next_ms` (if it
+    /// still is `occurrence_ms`) and record a run with `status`.
+    Claim {
+        /// The occurrence.
+        occurrence_ms: i64,
+        /// The job's next occurrence after it.
+        next_ms: Option<i64>,
+        /// [`RunStatus::Running`], or [`RunStatus::Skipped`] for an
+        /// occurrence missed under `skip`.
+        status: RunStatus,
+    },
+    /// The job's schedule cannot be read: disable it.
+    Disable(crate::Error),
+    /// Nothing (the job has no next run).
+    Nothing,
+}
+
+impl Claim {
+    /// What this claim does with `stored`, found due: its occurrence is
+    /// claimed, with the next one computed by `next` from now (or from the
+    /// occurrence, were it later); one due longer ago than `late_after_ms`
+    /// was missed, and under `skip` is recorded as skipped.
+    pub fn decide(&self, stored: &StoredJob, next: &NextOccurrence) -> Due {
+        let Some(occurrence_ms) = stored.job.next_run_ms else {
+            return Due::Nothing;
+        };
+        match next(stored, self.now_ms.max(occurrence_ms)) {
+            Ok(next_ms) => {
+                let missed = self.now_ms - occurrence_ms > self.late_after_ms;
+                let skip = missed && stored.job.missed == MissedPolicy::Skip;
+                Due::Claim {
+                    occurrence_ms,
+                    next_ms,
+                    status: if skip {
+                        RunStatus::Skipped
+                    } else {
+                        RunStatus::Running
+                    },
+                }
+            }
+            Err(error) => Due::Disable(error),
+        }
+    }
 }
 
 /// A job's next occurrence after a time (`Ok(None)`: none), or why its
@@ -309,5 +359,102 @@ pub trait JobStore: Send + Sync {
 impl std::fmt::Debug for dyn JobStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("dyn JobStore")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schedule::{JobSession, Schedule};
+
+    fn job(missed: MissedPolicy, failures: u32) -> Job {
+        Job {
+            id: "j".into(),
+            name: "tick".into(),
+            schedule: Schedule::Every { every: "1m".into() },
+            message: "Say tick.".into(),
+            session: JobSession::Isolated,
+            deliver: Some(DeliveryTarget::Webhook {
+                url: "https://hooks.example/".into(),
+            }),
+            enabled: true,
+            missed,
+            disable_after_failures: 4,
+            origin: None,
+            consecutive_failures: failures,
+            next_run_ms: Some(60_000),
+            last_status: None,
+            last_run_ms: None,
+            created_at_ms: 0,
+            updated_at_ms: 0,
+        }
+    }
+
+    #[test]
+    fn a_claim_skips_only_what_was_missed_under_skip() {
+        let next: NextOccurrence = Arc::new(|_, after| Ok(Some(after + 60_000)));
+        let claim = |now_ms| Claim {
+            owner: "me".into(),
+            now_ms,
+            lease_ms: 10_000,
+            late_after_ms: 60_000,
+            limit: 10,
+        };
+        let status = |missed, now| match claim(now).decide(
+            &StoredJob {
+                job: job(missed, 0),
+                anchor_ms: 0,
+            },
+            &next,
+        ) {
+            Due::Claim {
+                status, next_ms, ..
+            } => (status, next_ms),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            status(MissedPolicy::Skip, 61_000),
+            (RunStatus::Running, Some(121_000))
+        );
+        assert_eq!(
+            status(MissedPolicy::Skip, 200_000),
+            (RunStatus::Skipped, Some(260_000))
+        );
+        assert_eq!(status(MissedPolicy::RunOnce, 200_000).0, RunStatus::Running);
+        let broken: NextOccurrence = Arc::new(|_, _| Err(crate::Error::InvalidInput("x".into())));
+        let stored = StoredJob {
+            job: job(MissedPolicy::RunOnce, 0),
+            anchor_ms: 0,
+        };
+        assert!(matches!(
+            claim(61_000).decide(&stored, &broken),
+            Due::Disable(_)
+        ));
+    }
+
+    #[test]
+    fn failures_notify_at_the_third_and_when_disabled() {
+        let failed = RunOutcome::Failed("down".into());
+        let notices: Vec<bool> = (0..4)
+            .map(|before| {
+                after_run(&job(MissedPolicy::RunOnce, before), 9, 60_000, &failed)
+                    .delivery
+                    .is_some()
+            })
+            .collect();
+        assert_eq!(notices, [false, false, true, true]);
+        let last = after_run(&job(MissedPolicy::RunOnce, 3), 9, 60_000, &failed);
+        assert!(last.disable);
+        assert!(last.delivery.unwrap().text.ends_with("It is now disabled."));
+        let ok = RunOutcome::Ok {
+            reply: "tick".into(),
+            prompt_tokens: 1,
+            completion_tokens: 1,
+        };
+        let sent = after_run(&job(MissedPolicy::RunOnce, 3), 9, 60_000, &ok);
+        assert_eq!((sent.failures, sent.disable), (0, false));
+        let delivery = sent.delivery.unwrap();
+        assert_eq!(delivery.key, "job:j:60000:webhook:https://hooks.example/");
+        assert_eq!(delivery.run_id, Some(9));
     }
 }

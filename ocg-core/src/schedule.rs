@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ChatTarget;
 pub use crate::job_store::{
-    Claim, ClaimedRun, Finished, JobEdit, JobStore, NOTICE_AFTER_FAILURES, NewDelivery,
+    Claim, ClaimedRun, Due, Finished, JobEdit, JobStore, NOTICE_AFTER_FAILURES, NewDelivery,
     NextOccurrence, RunEffects, RunOutcome, StoredJob, WebhookDelivery, after_run, run_session,
     target_key,
 };
@@ -89,6 +89,25 @@ pub enum MissedPolicy {
     Skip,
 }
 
+impl MissedPolicy {
+    /// Its name on the wire and in stores (`run_once`, `skip`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MissedPolicy::RunOnce => "run_once",
+            MissedPolicy::Skip => "skip",
+        }
+    }
+
+    /// The policy named `name`; `run_once`, the default, for any other.
+    pub fn parse(name: &str) -> Self {
+        if name == "skip" {
+            MissedPolicy::Skip
+        } else {
+            MissedPolicy::RunOnce
+        }
+    }
+}
+
 /// A job to create.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewJob {
@@ -162,6 +181,31 @@ pub enum RunStatus {
     Interrupted,
     /// Missed during downtime and not run (policy `skip`).
     Skipped,
+}
+
+impl RunStatus {
+    /// Its name on the wire and in stores (`running`, `ok`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Ok => "ok",
+            RunStatus::Error => "error",
+            RunStatus::Interrupted => "interrupted",
+            RunStatus::Skipped => "skipped",
+        }
+    }
+
+    /// The status named `name`; `interrupted` for any other (a run whose
+    /// end is not known).
+    pub fn parse(name: &str) -> Self {
+        match name {
+            "running" => RunStatus::Running,
+            "ok" => RunStatus::Ok,
+            "error" => RunStatus::Error,
+            "skipped" => RunStatus::Skipped,
+            _ => RunStatus::Interrupted,
+        }
+    }
 }
 
 /// A stored job.

@@ -23,8 +23,8 @@ use async_trait::async_trait;
 use deadpool_postgres::GenericClient;
 use deadpool_postgres::Pool;
 use ocg_core::schedule::{
-    Claim, ClaimedRun, Delivery, DeliveryOutcome, DeliveryTarget, Finished, Job, JobEdit, JobRun,
-    JobStore, MissedPolicy, NewDelivery, NextOccurrence, RunOutcome, RunStatus, StoredJob,
+    Claim, ClaimedRun, Delivery, DeliveryOutcome, DeliveryTarget, Due, Finished, Job, JobEdit,
+    JobRun, JobStore, MissedPolicy, NewDelivery, NextOccurrence, RunOutcome, RunStatus, StoredJob,
     WebhookDelivery, after_run, run_session,
 };
 use tokio_postgres::Row;
@@ -68,33 +68,6 @@ fn not_found(id: &str) -> ocg_core::Error {
     ocg_core::Error::NotFound(format!("job {id}"))
 }
 
-fn status_name(status: RunStatus) -> &'static str {
-    match status {
-        RunStatus::Running => "running",
-        RunStatus::Ok => "ok",
-        RunStatus::Error => "error",
-        RunStatus::Interrupted => "interrupted",
-        RunStatus::Skipped => "skipped",
-    }
-}
-
-fn parse_status(name: &str) -> RunStatus {
-    match name {
-        "running" => RunStatus::Running,
-        "ok" => RunStatus::Ok,
-        "error" => RunStatus::Error,
-        "skipped" => RunStatus::Skipped,
-        _ => RunStatus::Interrupted,
-    }
-}
-
-fn missed_name(policy: MissedPolicy) -> &'static str {
-    match policy {
-        MissedPolicy::RunOnce => "run_once",
-        MissedPolicy::Skip => "skip",
-    }
-}
-
 fn small(n: i64) -> u32 {
     u32::try_from(n).unwrap_or(0)
 }
@@ -119,15 +92,11 @@ fn read_job(row: &Row) -> ocg_core::Result<StoredJob> {
         deliver: deliver.as_deref().map(from_json).transpose()?,
         origin: row.get("origin"),
         enabled: row.get("enabled"),
-        missed: if row.get::<_, &str>("missed") == "skip" {
-            MissedPolicy::Skip
-        } else {
-            MissedPolicy::RunOnce
-        },
+        missed: MissedPolicy::parse(row.get("missed")),
         disable_after_failures: small(row.get("disable_after")),
         consecutive_failures: small(row.get("failures")),
         next_run_ms: row.get("next_run_ms"),
-        last_status: last_status.as_deref().map(parse_status),
+        last_status: last_status.as_deref().map(RunStatus::parse),
         last_run_ms: row.get("last_run_ms"),
         created_at_ms: row.get("created_at_ms"),
         updated_at_ms: row.get("updated_at_ms"),
@@ -147,7 +116,7 @@ fn read_run(row: &Row) -> JobRun {
         occurrence_ms: row.get("occurrence_ms"),
         attempt: small(row.get("attempt")),
         trigger: row.get("trigger"),
-        status: parse_status(row.get("status")),
+        status: RunStatus::parse(row.get("status")),
         session_key: row.get("session_key"),
         started_at_ms: row.get("started_at_ms"),
         ended_at_ms: row.get("ended_at_ms"),
@@ -243,7 +212,7 @@ async fn insert_run(
                 &occurrence,
                 &attempt,
                 &trigger,
-                &status_name(status),
+                &status.as_str(),
                 &claim.owner,
                 &(now + claim.lease_ms),
                 &now,
@@ -256,6 +225,9 @@ async fn insert_run(
         tracing::warn!(job = %job.id, occurrence, attempt, "occurrence already claimed");
         return Ok(None);
     };
+    if status == RunStatus::Skipped {
+        tracing::info!(job = %job.id, occurrence, "occurrence missed during downtime; skipped");
+    }
     let run_id: i64 = row.get(0);
     let session_key = run_session(job, run_id);
     client
@@ -268,7 +240,7 @@ async fn insert_run(
     client
         .execute(
             "UPDATE ocg_jobs SET last_status = $2, last_run_ms = $3 WHERE id = $1",
-            &[&job.id, &status_name(status), &now],
+            &[&job.id, &status.as_str(), &now],
         )
         .await
         .db()?;
@@ -293,6 +265,33 @@ impl PgJobStore {
     }
 }
 
+/// Start a running run of each `(job id, occurrence)` row of `starts`
+/// (retries, runs asked for); a job deleted meanwhile starts none.
+async fn start_runs(
+    tx: &deadpool_postgres::Transaction<'_>,
+    claim: &Claim,
+    starts: Vec<Row>,
+    attempt: i64,
+    trigger: &str,
+) -> ocg_core::Result<Vec<ClaimedRun>> {
+    let mut started = Vec::new();
+    for row in starts {
+        let job_id: String = row.get(0);
+        let Some(stored) = load(tx, &job_id, "").await? else {
+            continue;
+        };
+        let run = NewRun {
+            job: &stored.job,
+            occurrence: row.get(1),
+            attempt,
+            trigger,
+            status: RunStatus::Running,
+        };
+        started.extend(insert_run(tx, run, claim).await?);
+    }
+    Ok(started)
+}
+
 /// The claim of [`JobStore::claim_due`], in `tx`.
 async fn claim(
     tx: &deadpool_postgres::Transaction<'_>,
@@ -301,7 +300,6 @@ async fn claim(
 ) -> ocg_core::Result<Vec<ClaimedRun>> {
     let now = claim.now_ms;
     let limit = i64::try_from(claim.limit).unwrap_or(i64::MAX);
-    let mut claimed = Vec::new();
 
     // Runs whose scheduler stopped renewing them.
     let expired = tx
@@ -328,20 +326,7 @@ async fn claim(
         )
         .await
         .db()?;
-    for row in interrupted {
-        let job_id: String = row.get(0);
-        let Some(stored) = load(tx, &job_id, "").await? else {
-            continue;
-        };
-        let run = NewRun {
-            job: &stored.job,
-            occurrence: row.get(1),
-            attempt: 2,
-            trigger: "retry",
-            status: RunStatus::Running,
-        };
-        claimed.extend(insert_run(tx, run, claim).await?);
-    }
+    let mut claimed = start_runs(tx, claim, interrupted, 2, "retry").await?;
     // Runs asked for.
     let requested = tx
         .query(
@@ -356,20 +341,7 @@ async fn claim(
         )
         .await
         .db()?;
-    for row in requested {
-        let job_id: String = row.get(0);
-        let Some(stored) = load(tx, &job_id, "").await? else {
-            continue;
-        };
-        let run = NewRun {
-            job: &stored.job,
-            occurrence: row.get(1),
-            attempt: 1,
-            trigger: "manual",
-            status: RunStatus::Running,
-        };
-        claimed.extend(insert_run(tx, run, claim).await?);
-    }
+    claimed.extend(start_runs(tx, claim, requested, 1, "manual").await?);
     // Occurrences due.
     let left = i64::try_from(claim.limit.saturating_sub(claimed.len())).unwrap_or(0);
     let due = tx
@@ -384,27 +356,28 @@ async fn claim(
         .await
         .db()?;
     for row in due {
-        let stored = match read_job(&row) {
-            Ok(stored) => stored,
-            Err(error) => {
+        let decided = read_job(&row).map(|stored| {
+            let due = claim.decide(&stored, next_of);
+            (stored, due)
+        });
+        let (stored, occurrence, next, status) = match decided {
+            Ok((
+                stored,
+                Due::Claim {
+                    occurrence_ms,
+                    next_ms,
+                    status,
+                },
+            )) => (stored, occurrence_ms, next_ms, status),
+            Ok((_, Due::Disable(error))) | Err(error) => {
                 let id: String = row.get("id");
                 tracing::error!(job = %id, %error, "stored job unreadable; disabled");
                 disable(tx, &id).await?;
                 continue;
             }
+            Ok((_, Due::Nothing)) => continue,
         };
         let job = &stored.job;
-        let Some(occurrence) = job.next_run_ms else {
-            continue;
-        };
-        let next = match next_of(&stored, now.max(occurrence)) {
-            Ok(next) => next,
-            Err(error) => {
-                tracing::error!(job = %job.id, %error, "stored schedule unreadable; job disabled");
-                disable(tx, &job.id).await?;
-                continue;
-            }
-        };
         let changed = tx
             .execute(
                 "UPDATE ocg_jobs SET next_run_ms = $3 WHERE id = $1 AND next_run_ms = $2",
@@ -415,13 +388,6 @@ async fn claim(
         if changed == 0 {
             continue;
         }
-        let missed = now - occurrence > claim.late_after_ms;
-        let status = if missed && job.missed == MissedPolicy::Skip {
-            tracing::info!(job = %job.id, occurrence, "occurrence missed during downtime; skipped");
-            RunStatus::Skipped
-        } else {
-            RunStatus::Running
-        };
         let run = NewRun {
             job,
             occurrence,
@@ -469,7 +435,7 @@ impl JobStore for PgJobStore {
                     &job.deliver.as_ref().map(to_json),
                     &job.origin,
                     &job.enabled,
-                    &missed_name(job.missed),
+                    &job.missed.as_str(),
                     &i64::from(job.disable_after_failures),
                     &job.next_run_ms,
                     &job.created_at_ms,
@@ -540,7 +506,7 @@ impl JobStore for PgJobStore {
                 &stored.anchor_ms,
                 &job.message,
                 &job.enabled,
-                &missed_name(job.missed),
+                &job.missed.as_str(),
                 &i64::from(job.consecutive_failures),
                 &job.next_run_ms,
                 &job.updated_at_ms,
@@ -702,7 +668,7 @@ impl JobStore for PgJobStore {
                 &[
                     &run_id,
                     &owner,
-                    &status_name(status),
+                    &status.as_str(),
                     &now_ms,
                     &reply,
                     &error,
@@ -726,7 +692,7 @@ impl JobStore for PgJobStore {
                 &[
                     &job.id,
                     &i64::from(effects.failures),
-                    &status_name(effects.status),
+                    &effects.status.as_str(),
                     &now_ms,
                     &effects.disable,
                 ],

@@ -15,8 +15,8 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use ocg_core::schedule::{
-    Claim, ClaimedRun, Delivery, DeliveryOutcome, DeliveryTarget, Finished, Job, JobEdit, JobRun,
-    JobStore, MissedPolicy, NewDelivery, NextOccurrence, RunOutcome, RunStatus, StoredJob,
+    Claim, ClaimedRun, Delivery, DeliveryOutcome, DeliveryTarget, Due, Finished, Job, JobEdit,
+    JobRun, JobStore, MissedPolicy, NewDelivery, NextOccurrence, RunOutcome, RunStatus, StoredJob,
     WebhookDelivery, after_run, run_session,
 };
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
@@ -109,35 +109,6 @@ fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> rusqlite::Result<T> 
     })
 }
 
-/// A run status as stored.
-pub(crate) fn status_name(status: RunStatus) -> &'static str {
-    match status {
-        RunStatus::Running => "running",
-        RunStatus::Ok => "ok",
-        RunStatus::Error => "error",
-        RunStatus::Interrupted => "interrupted",
-        RunStatus::Skipped => "skipped",
-    }
-}
-
-/// A stored run status.
-pub(crate) fn parse_status(name: &str) -> RunStatus {
-    match name {
-        "running" => RunStatus::Running,
-        "ok" => RunStatus::Ok,
-        "error" => RunStatus::Error,
-        "skipped" => RunStatus::Skipped,
-        _ => RunStatus::Interrupted,
-    }
-}
-
-fn missed_name(policy: MissedPolicy) -> &'static str {
-    match policy {
-        MissedPolicy::RunOnce => "run_once",
-        MissedPolicy::Skip => "skip",
-    }
-}
-
 const JOB_COLUMNS: &str = "id, name, schedule, anchor_ms, message, session, deliver, origin, \
     enabled, missed, disable_after, failures, next_run_ms, last_status, last_run_ms, created_at, \
     updated_at";
@@ -154,15 +125,11 @@ fn read_job(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredJob> {
         deliver: deliver.as_deref().map(from_json).transpose()?,
         origin: row.get("origin")?,
         enabled: row.get::<_, i64>("enabled")? != 0,
-        missed: if row.get::<_, String>("missed")? == "skip" {
-            MissedPolicy::Skip
-        } else {
-            MissedPolicy::RunOnce
-        },
+        missed: MissedPolicy::parse(&row.get::<_, String>("missed")?),
         disable_after_failures: row.get("disable_after")?,
         consecutive_failures: row.get("failures")?,
         next_run_ms: row.get("next_run_ms")?,
-        last_status: last_status.as_deref().map(parse_status),
+        last_status: last_status.as_deref().map(RunStatus::parse),
         last_run_ms: row.get("last_run_ms")?,
         created_at_ms: row.get("created_at")?,
         updated_at_ms: row.get("updated_at")?,
@@ -182,7 +149,7 @@ fn read_run(row: &rusqlite::Row<'_>) -> rusqlite::Result<JobRun> {
         occurrence_ms: row.get("occurrence_ms")?,
         attempt: row.get("attempt")?,
         trigger: row.get("trigger")?,
-        status: parse_status(&row.get::<_, String>("status")?),
+        status: RunStatus::parse(&row.get::<_, String>("status")?),
         session_key: row.get("session_key")?,
         started_at_ms: row.get("started_at")?,
         ended_at_ms: row.get("ended_at")?,
@@ -303,7 +270,7 @@ fn insert_run(
             occurrence,
             attempt,
             trigger,
-            status_name(status),
+            status.as_str(),
             claim.owner,
             now + claim.lease_ms,
             now,
@@ -314,6 +281,9 @@ fn insert_run(
         tracing::warn!(job = %job.id, occurrence, attempt, "occurrence already claimed");
         return Ok(None);
     }
+    if status == RunStatus::Skipped {
+        tracing::info!(job = %job.id, occurrence, "occurrence missed during downtime; skipped");
+    }
     let run_id = tx.last_insert_rowid();
     let session_key = run_session(job, run_id);
     tx.execute(
@@ -322,7 +292,7 @@ fn insert_run(
     )?;
     tx.execute(
         "UPDATE schedule_jobs SET last_status = ?2, last_run_ms = ?3 WHERE id = ?1",
-        params![job.id, status_name(status), now],
+        params![job.id, status.as_str(), now],
     )?;
     Ok((status == RunStatus::Running).then(|| ClaimedRun {
         run_id,
@@ -333,13 +303,40 @@ fn insert_run(
     }))
 }
 
+/// Start a running run of each `(job, occurrence)` of `starts` (retries,
+/// runs asked for); a job deleted meanwhile starts none.
+fn start_runs(
+    tx: &rusqlite::Transaction<'_>,
+    claim: &Claim,
+    starts: Vec<(String, i64)>,
+    attempt: u32,
+    trigger: &str,
+) -> Result<Vec<ClaimedRun>, AgentError> {
+    let mut started = Vec::new();
+    for (job_id, occurrence) in starts {
+        let job = match load(tx, &job_id) {
+            Ok(stored) => stored.job,
+            Err(AgentError::JobNotFound(_)) => continue,
+            Err(other) => return Err(other),
+        };
+        let run = NewRun {
+            job: &job,
+            occurrence,
+            attempt,
+            trigger,
+            status: RunStatus::Running,
+        };
+        started.extend(insert_run(tx, run, claim)?);
+    }
+    Ok(started)
+}
+
 fn claim(
     tx: &rusqlite::Transaction<'_>,
     claim: &Claim,
     next_of: &NextOccurrence,
 ) -> Result<Vec<ClaimedRun>, AgentError> {
     let now = claim.now_ms;
-    let mut claimed = Vec::new();
 
     // Runs whose scheduler stopped renewing them.
     let expired = tx.execute(
@@ -352,32 +349,20 @@ fn claim(
         tracing::warn!(runs = expired, "runs interrupted by a stopped scheduler");
     }
     // One retry of each interrupted first attempt under `run_once`.
-    let interrupted: Vec<(i64, String, i64)> = {
+    let interrupted: Vec<(String, i64)> = {
         let mut statement = tx.prepare(
-            "SELECT r.id, r.job_id, r.occurrence_ms FROM schedule_runs r
-             JOIN schedule_jobs j ON j.id = r.job_id
-             WHERE r.status = 'interrupted' AND r.retried = 0 AND r.attempt = 1
-               AND j.missed = 'run_once' AND j.enabled = 1",
+            "UPDATE schedule_runs SET retried = 1
+             WHERE id IN (
+                 SELECT r.id FROM schedule_runs r JOIN schedule_jobs j ON j.id = r.job_id
+                 WHERE r.status = 'interrupted' AND r.retried = 0 AND r.attempt = 1
+                   AND j.missed = 'run_once' AND j.enabled = 1)
+             RETURNING job_id, occurrence_ms",
         )?;
         statement
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<rusqlite::Result<_>>()?
     };
-    for (run_id, job_id, occurrence) in interrupted {
-        tx.execute(
-            "UPDATE schedule_runs SET retried = 1 WHERE id = ?1",
-            [run_id],
-        )?;
-        let job = load(tx, &job_id)?.job;
-        let run = NewRun {
-            job: &job,
-            occurrence,
-            attempt: 2,
-            trigger: "retry",
-            status: RunStatus::Running,
-        };
-        claimed.extend(insert_run(tx, run, claim)?);
-    }
+    let mut claimed = start_runs(tx, claim, interrupted, 2, "retry")?;
     // Runs asked for.
     let requested: Vec<(String, i64)> = {
         let mut statement = tx.prepare(
@@ -390,21 +375,13 @@ fn claim(
             })?
             .collect::<rusqlite::Result<_>>()?
     };
-    for (job_id, at) in requested {
+    for (job_id, _) in &requested {
         tx.execute(
             "UPDATE schedule_jobs SET run_requested_ms = NULL WHERE id = ?1",
-            [&job_id],
+            [job_id],
         )?;
-        let job = load(tx, &job_id)?.job;
-        let run = NewRun {
-            job: &job,
-            occurrence: at,
-            attempt: 1,
-            trigger: "manual",
-            status: RunStatus::Running,
-        };
-        claimed.extend(insert_run(tx, run, claim)?);
     }
+    claimed.extend(start_runs(tx, claim, requested, 1, "manual")?);
     // Occurrences due.
     let due: Vec<StoredJob> = {
         let mut statement = tx.prepare(&format!(
@@ -420,12 +397,13 @@ fn claim(
     };
     for stored in due {
         let job = &stored.job;
-        let Some(occurrence) = job.next_run_ms else {
-            continue;
-        };
-        let next = match next_of(&stored, now.max(occurrence)) {
-            Ok(next) => next,
-            Err(error) => {
+        let (occurrence, next, status) = match claim.decide(&stored, next_of) {
+            Due::Claim {
+                occurrence_ms,
+                next_ms,
+                status,
+            } => (occurrence_ms, next_ms, status),
+            Due::Disable(error) => {
                 tracing::error!(job = %job.id, %error, "stored schedule unreadable; job disabled");
                 tx.execute(
                     "UPDATE schedule_jobs SET enabled = 0, next_run_ms = NULL WHERE id = ?1",
@@ -433,6 +411,7 @@ fn claim(
                 )?;
                 continue;
             }
+            Due::Nothing => continue,
         };
         let changed = tx.execute(
             "UPDATE schedule_jobs SET next_run_ms = ?3 WHERE id = ?1 AND next_run_ms = ?2",
@@ -441,13 +420,6 @@ fn claim(
         if changed == 0 {
             continue;
         }
-        let missed = now - occurrence > claim.late_after_ms;
-        let status = if missed && job.missed == MissedPolicy::Skip {
-            tracing::info!(job = %job.id, occurrence, "occurrence missed during downtime; skipped");
-            RunStatus::Skipped
-        } else {
-            RunStatus::Running
-        };
         let run = NewRun {
             job,
             occurrence,
@@ -488,7 +460,7 @@ fn finish(
         params![
             run_id,
             owner,
-            status_name(status),
+            status.as_str(),
             now,
             reply,
             error,
@@ -522,7 +494,7 @@ fn finish(
         params![
             job.id,
             effects.failures,
-            status_name(effects.status),
+            effects.status.as_str(),
             now,
             effects.disable
         ],
@@ -547,7 +519,7 @@ fn write_job(tx: &rusqlite::Transaction<'_>, stored: &StoredJob) -> rusqlite::Re
             stored.anchor_ms,
             job.message,
             job.enabled,
-            missed_name(job.missed),
+            job.missed.as_str(),
             job.consecutive_failures,
             job.next_run_ms,
             job.updated_at_ms,
@@ -584,7 +556,7 @@ impl JobStore for SqliteJobStore {
                     job.deliver.as_ref().map(to_json),
                     job.origin,
                     job.enabled,
-                    missed_name(job.missed),
+                    job.missed.as_str(),
                     job.disable_after_failures,
                     job.next_run_ms,
                     job.created_at_ms,
