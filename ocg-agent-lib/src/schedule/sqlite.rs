@@ -213,6 +213,21 @@ impl SqliteJobStore {
         })
     }
 
+    /// Run `work` in a write transaction that takes SQLite's write lock
+    /// first (`BEGIN IMMEDIATE`), committed when `work` succeeds.
+    async fn write<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, AgentError> + Send + 'static,
+    ) -> ocg_core::Result<T> {
+        self.run(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let done = work(&tx)?;
+            tx.commit()?;
+            Ok(done)
+        })
+        .await
+    }
+
     async fn run<T: Send + 'static>(
         &self,
         work: impl FnOnce(&mut Connection) -> Result<T, AgentError> + Send + 'static,
@@ -532,8 +547,7 @@ fn write_job(tx: &rusqlite::Transaction<'_>, stored: &StoredJob) -> rusqlite::Re
 impl JobStore for SqliteJobStore {
     async fn insert_job(&self, stored: &StoredJob, max_jobs: u64) -> ocg_core::Result<()> {
         let stored = stored.clone();
-        self.run(move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        self.write(move |tx| {
             let count: i64 =
                 tx.query_row("SELECT COUNT(*) FROM schedule_jobs", [], |r| r.get(0))?;
             if u64::try_from(count).unwrap_or(0) >= max_jobs {
@@ -563,7 +577,6 @@ impl JobStore for SqliteJobStore {
                     job.updated_at_ms,
                 ],
             )?;
-            tx.commit()?;
             Ok(())
         })
         .await
@@ -603,11 +616,9 @@ impl JobStore for SqliteJobStore {
 
     async fn edit_job(&self, id: &str, edit: JobEdit) -> ocg_core::Result<Job> {
         let id = id.to_owned();
-        self.run(move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let stored = edit(load(&tx, &id)?).map_err(AgentError::Jobs)?;
-            write_job(&tx, &stored)?;
-            tx.commit()?;
+        self.write(move |tx| {
+            let stored = edit(load(tx, &id)?).map_err(AgentError::Jobs)?;
+            write_job(tx, &stored)?;
             Ok(stored.job)
         })
         .await
@@ -651,9 +662,8 @@ impl JobStore for SqliteJobStore {
 
     async fn request_run(&self, id: &str, now_ms: i64) -> ocg_core::Result<i64> {
         let id = id.to_owned();
-        self.run(move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            load(&tx, &id)?;
+        self.write(move |tx| {
+            load(tx, &id)?;
             tx.execute(
                 "UPDATE schedule_jobs SET run_requested_ms = COALESCE(run_requested_ms, ?2)
                  WHERE id = ?1",
@@ -664,7 +674,6 @@ impl JobStore for SqliteJobStore {
                 [&id],
                 |r| r.get(0),
             )?;
-            tx.commit()?;
             Ok(at)
         })
         .await
@@ -698,13 +707,7 @@ impl JobStore for SqliteJobStore {
         next: &NextOccurrence,
     ) -> ocg_core::Result<Vec<ClaimedRun>> {
         let (request, next) = (request.clone(), next.clone());
-        self.run(move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let claimed = claim(&tx, &request, &next)?;
-            tx.commit()?;
-            Ok(claimed)
-        })
-        .await
+        self.write(move |tx| claim(tx, &request, &next)).await
     }
 
     async fn renew(&self, owner: &str, until_ms: i64) -> ocg_core::Result<u64> {
@@ -740,13 +743,8 @@ impl JobStore for SqliteJobStore {
         now_ms: i64,
     ) -> ocg_core::Result<Finished> {
         let (owner, outcome) = (owner.to_owned(), outcome.clone());
-        self.run(move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let finished = finish(&tx, run_id, &owner, &outcome, now_ms)?;
-            tx.commit()?;
-            Ok(finished)
-        })
-        .await
+        self.write(move |tx| finish(tx, run_id, &owner, &outcome, now_ms))
+            .await
     }
 
     async fn enqueue(&self, delivery: &NewDelivery, now_ms: i64) -> ocg_core::Result<bool> {
@@ -834,8 +832,7 @@ impl JobStore for SqliteJobStore {
         limit: usize,
         now_ms: i64,
     ) -> ocg_core::Result<Vec<WebhookDelivery>> {
-        self.run(move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        self.write(move |tx| {
             let rows = {
                 let mut statement = tx.prepare(
                     "SELECT key, target, text, job_id FROM schedule_deliveries
@@ -860,7 +857,6 @@ impl JobStore for SqliteJobStore {
                     params![row.key, now_ms],
                 )?;
             }
-            tx.commit()?;
             Ok(rows)
         })
         .await
