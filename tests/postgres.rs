@@ -15,6 +15,9 @@ use ocg_tests::postgres_server::Postgres;
 use ocg_tests::{Install, http_send_with, wait_until};
 use serde_json::{Map, Value, json};
 
+/// The Telegram bot of the tests that run one.
+const BOT_TOKEN: &str = "424242:MIGRATE-bot_token-SECRET";
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -629,8 +632,21 @@ fn ocg_migrate_copies_sessions_jobs_and_memories_into_postgres() {
     let pg = Postgres::start();
     let url = pg.create_database("migrate");
     let vendor = ocg_tests::fake_llm::start_openai();
-    let install = Install::new().with("OPENAI_BASE_URL", &vendor.base_url);
+    let telegram = ocg_tests::fake_telegram::start(BOT_TOKEN);
+    let with_telegram = |install: Install| {
+        install
+            .with("OPENAI_BASE_URL", &vendor.base_url)
+            .with("TELEGRAM_BOT_TOKEN", BOT_TOKEN)
+            .with("TELEGRAM_API_URL", &telegram.url)
+            .with("TELEGRAM_ALLOWED_CHATS", "7")
+    };
+    let install = with_telegram(Install::new());
     install.ocg(&["start"]).ok();
+    let update = telegram.push_text(7, "hello from Telegram");
+    assert!(
+        telegram.wait(Duration::from_secs(30), |t| t.texts_to(7).len() == 1),
+        "the single-machine gateway answers"
+    );
     let (status, body) = ocg_tests::unix_http_post(
         &install.socket(),
         "/v1/memory",
@@ -673,7 +689,7 @@ fn ocg_migrate_copies_sessions_jobs_and_memories_into_postgres() {
     let run = install.ocg(&["migrate", "--to", &url]).ok();
     assert!(
         run.stdout()
-            .contains("sessions: 2 copied (10 messages), 0 already"),
+            .contains("sessions: 3 copied (12 messages), 0 already"),
         "{}",
         run.stdout()
     );
@@ -687,16 +703,29 @@ fn ocg_migrate_copies_sessions_jobs_and_memories_into_postgres() {
         "{}",
         run.stdout()
     );
+    assert!(
+        run.stdout()
+            .contains("channel journals: 1 copied, 0 already"),
+        "Telegram's (the deliveries' is empty): {}",
+        run.stdout()
+    );
     let again = install.ocg(&["migrate", "--to", &url]).ok();
     assert!(
         again
             .stdout()
-            .contains("sessions: 0 copied (0 messages), 2 already"),
+            .contains("sessions: 0 copied (0 messages), 3 already"),
         "{}",
         again.stdout()
     );
     assert!(
         again.stdout().contains("jobs: 0 copied, 1 already"),
+        "{}",
+        again.stdout()
+    );
+    assert!(
+        again
+            .stdout()
+            .contains("channel journals: 0 copied, 1 already"),
         "{}",
         again.stdout()
     );
@@ -711,10 +740,19 @@ fn ocg_migrate_copies_sessions_jobs_and_memories_into_postgres() {
     );
 
     // An agent on PostgreSQL sees the same history and summary, and goes on.
-    let shared = Install::new()
-        .with("OPENAI_BASE_URL", &vendor.base_url)
-        .with("OCG_DATABASE_URL", &url);
+    let polled = telegram.calls("getUpdates").len();
+    let shared = with_telegram(Install::new()).with("OCG_DATABASE_URL", &url);
     shared.ocg(&["start"]).ok();
+    // Its Telegram channel goes on from the copied offset, past the update
+    // already answered.
+    assert!(
+        telegram.wait(Duration::from_secs(30), |t| t.calls("getUpdates").len()
+            > polled),
+        "the shared gateway polls"
+    );
+    let resumed = &telegram.calls("getUpdates")[polled];
+    assert_eq!(resumed["offset"], json!(update + 1), "{resumed}");
+    assert_eq!(telegram.texts_to(7).len(), 1, "answered once");
     assert_eq!(history_of(&shared, "web:a"), before);
     let (status, jobs) = ocg_tests::unix_http_get(&shared.socket(), "/v1/jobs").unwrap();
     assert_eq!(status, 200, "{jobs}");

@@ -98,6 +98,67 @@ impl Shared {
     }
 }
 
+/// Read every record of the journal file at `path` (none when it is
+/// missing) into `replay`; a line torn by a crash is skipped.
+fn read_file(path: &Path, mut replay: impl FnMut(Value)) -> std::io::Result<()> {
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for (number, line) in BufReader::new(file).lines().enumerate() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<Value>(&line) {
+            Ok(record) => replay(record),
+            // A write cut short by a crash; everything before it counts.
+            Err(_) => tracing::warn!(
+                path = %path.display(),
+                line = number + 1,
+                "ignoring an unreadable journal line"
+            ),
+        }
+    }
+    Ok(())
+}
+
+/// The file name of the scheduler's delivery journal in a gateway's
+/// `channels` directory; each channel's inbound journal is `<name>.inbound`.
+pub const DELIVERIES_FILE: &str = "deliveries.journal";
+
+/// The directories of a gateway's data dir that hold journals: Telegram's
+/// own (`telegram/<bot id>.inbound`), and every other channel's and the
+/// deliveries' (`channels/`).
+pub const JOURNAL_DIRS: [&str; 2] = ["channels", "telegram"];
+
+/// Every journal file under `data_dir` (see [`JOURNAL_DIRS`]) by its name
+/// in a shared store, with its records: what `ocg migrate` copies into
+/// PostgreSQL. Sorted by name.
+pub fn read_local(data_dir: &Path) -> std::io::Result<Vec<(String, Vec<Value>)>> {
+    let mut journals = Vec::new();
+    for dir in JOURNAL_DIRS {
+        let entries = match std::fs::read_dir(data_dir.join(dir)) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        for entry in entries {
+            let path = entry?.path();
+            let is_journal = path.extension().is_some_and(|e| e == "inbound")
+                || path.file_name().is_some_and(|n| n == DELIVERIES_FILE);
+            if is_journal && path.is_file() {
+                let mut records = Vec::new();
+                read_file(&path, |record| records.push(record))?;
+                journals.push((shared_name(&path), records));
+            }
+        }
+    }
+    journals.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(journals)
+}
+
 /// The name of the journal at `path` in the shared store.
 fn shared_name(path: &Path) -> String {
     path.file_name()
@@ -118,7 +179,7 @@ struct Log {
 impl Log {
     /// Read every record of the file at `path` (none when it is missing)
     /// into `replay`.
-    fn replay(path: &Path, mut replay: impl FnMut(Value)) -> std::io::Result<()> {
+    fn replay(path: &Path, replay: impl FnMut(Value)) -> std::io::Result<()> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
             std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
@@ -131,27 +192,7 @@ impl Log {
                 .for_each(replay);
             return Ok(());
         }
-        let file = match File::open(path) {
-            Ok(file) => file,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(e),
-        };
-        for (number, line) in BufReader::new(file).lines().enumerate() {
-            let line = line?;
-            if line.trim().is_empty() {
-                continue;
-            }
-            match serde_json::from_str::<Value>(&line) {
-                Ok(record) => replay(record),
-                // A write cut short by a crash; everything before it counts.
-                Err(_) => tracing::warn!(
-                    path = %path.display(),
-                    line = number + 1,
-                    "ignoring an unreadable journal line"
-                ),
-            }
-        }
-        Ok(())
+        read_file(path, replay)
     }
 
     /// Start the file at `path` afresh with `records` (what a replay
@@ -576,6 +617,31 @@ mod tests {
 
     fn mode(path: &Path) -> u32 {
         std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn a_data_dirs_journals_are_read_for_migration_by_their_shared_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let irc = InboundJournal::open(&dir.path().join("channels/irc.inbound")).unwrap();
+        irc.record(batch(&[(1, true)]), Some("2".into())).unwrap();
+        let telegram = InboundJournal::open(&dir.path().join("telegram/42.inbound")).unwrap();
+        telegram
+            .record(batch(&[(7, false)]), Some("8".into()))
+            .unwrap();
+        let deliveries = DeliveryJournal::open(&dir.path().join("channels").join(DELIVERIES_FILE));
+        deliveries.unwrap().begin("job:a").unwrap();
+        std::fs::write(dir.path().join("channels/pairing.json"), "{}").unwrap();
+
+        let journals = read_local(dir.path()).unwrap();
+        let names: Vec<&str> = journals.iter().map(|(name, _)| name.as_str()).collect();
+        assert_eq!(names, ["42.inbound", "deliveries.journal", "irc.inbound"]);
+        let (_, records) = &journals[2];
+        assert!(
+            records.contains(&json!({"recv": "1", "msg": message(1)})),
+            "{records:?}"
+        );
+        assert!(records.iter().any(|r| r["cursor"] == "2"), "{records:?}");
+        assert!(read_local(&dir.path().join("none")).unwrap().is_empty());
     }
 
     #[test]

@@ -79,6 +79,21 @@ pub fn open_in_background(url: &str) -> Result<Pool, PgError> {
     Ok(pool)
 }
 
+/// The database a migration copies into: `to` (a `--to` flag), or else
+/// `OCG_DATABASE_URL` of `config`.
+pub fn migration_target(
+    to: Option<String>,
+    config: &ocg_core::config::Config,
+) -> Result<String, PgError> {
+    to.or_else(|| {
+        config
+            .raw()
+            .get("OCG_DATABASE_URL")
+            .map(|s| s.value.trim().to_owned())
+    })
+    .ok_or_else(|| PgError::Config("say where to: --to postgres://… or OCG_DATABASE_URL".into()))
+}
+
 /// Unix time in milliseconds, as every table stores it.
 pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()

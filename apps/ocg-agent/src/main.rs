@@ -88,16 +88,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     // Everything written from here on holds user data: owner only.
     ocg_process::private::make_private(&config)?;
     if let Some(Command::Migrate { to }) = args.command {
-        let url = match to {
-            Some(url) => url,
-            None => config
-                .raw()
-                .get("OCG_DATABASE_URL")
-                .map(|s| s.value.trim().to_owned())
-                .ok_or_else(|| {
-                    anyhow::anyhow!("say where to: --to postgres://… or OCG_DATABASE_URL")
-                })?,
-        };
+        let url = ocg_postgres::migration_target(to, &config)?;
         return migrate::run(&config, &url).await;
     }
     let settings = AgentSettings::from_config(&config)?;

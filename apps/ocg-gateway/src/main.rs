@@ -26,6 +26,8 @@ use ocg_postgres::PgChannelState;
 use ocg_process::secrets::{self, TokenSource};
 use tracing_subscriber::EnvFilter;
 
+mod migrate;
+
 /// jemalloc instead of glibc's allocator: the memory of a spike (10,000
 /// WebSockets that closed) goes back to the system (see docs/gateway.md).
 #[global_allocator]
@@ -59,6 +61,12 @@ enum Command {
     Check,
     /// List the routes and who may call them.
     Routes,
+    /// Copy the channel journals into PostgreSQL (the gateway stopped).
+    Migrate {
+        /// The database (postgres://…); OCG_DATABASE_URL when absent.
+        #[arg(long)]
+        to: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -105,6 +113,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     ocg_process::private::make_private(&config)?;
     let settings = GatewaySettings::from_config(&config)?;
     match args.command {
+        Some(Command::Migrate { to }) => {
+            let url = ocg_postgres::migration_target(to, &config)?;
+            return migrate::run(&config, &url).await;
+        }
         Some(Command::Routes) => {
             for (method, path, access) in ROUTES {
                 println!("{method:<7} {path:<32} {access}");
@@ -250,7 +262,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
         None
     };
     let mut channels = tokio::task::JoinSet::new();
-    let deliveries = config.data_dir.join("channels").join("deliveries.journal");
+    let deliveries = config
+        .data_dir
+        .join("channels")
+        .join(journal::DELIVERIES_FILE);
     let database = config.raw().parse("OCG_DATABASE_URL", |v| {
         Ok::<_, String>(ocg_core::config::Secret::new(v.trim()))
     })?;

@@ -86,8 +86,8 @@ enum Command {
         #[command(subcommand)]
         command: cron::CronCommand,
     },
-    /// Copy this install's sessions and memories into PostgreSQL, for several
-    /// agents and gateways sharing it (stop the agent first).
+    /// Copy this install's sessions, jobs, memories and channel journals into
+    /// PostgreSQL, for several agents and gateways sharing it (`ocg stop` first).
     Migrate {
         /// The database (postgres://…); OCG_DATABASE_URL of env.config when
         /// absent, which keeps the password out of the process list.
@@ -173,23 +173,28 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         return pair::run(&config, command).await;
     }
     if let Command::Migrate { to } = cli.command {
-        // The agent binary has both stores; it runs with this config.
-        let mut migrate = tokio::process::Command::new(bin_dir.join("ocg-agent"));
-        if let Some(file) = config.file() {
-            migrate.arg("--config").arg(file);
+        // The agent's stores (sessions, jobs, memories), then the gateway's
+        // (the channel journals), each by its own binary with this config.
+        for service in ["ocg-agent", "ocg-gateway"] {
+            let mut migrate = tokio::process::Command::new(bin_dir.join(service));
+            if let Some(file) = config.file() {
+                migrate.arg("--config").arg(file);
+            }
+            migrate.arg("migrate");
+            // In the child's environment, not its arguments, which any local
+            // user can read.
+            if let Some(url) = &to {
+                migrate.env("OCG_DATABASE_URL", url);
+            }
+            let status = migrate
+                .status()
+                .await
+                .with_context(|| format!("cannot run {service}"))?;
+            if !status.success() {
+                return Ok(ExitCode::FAILURE);
+            }
         }
-        migrate.arg("migrate");
-        // In the child's environment, not its arguments, which any local
-        // user can read.
-        if let Some(url) = to {
-            migrate.env("OCG_DATABASE_URL", url);
-        }
-        let status = migrate.status().await.context("cannot run ocg-agent")?;
-        return Ok(if status.success() {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::FAILURE
-        });
+        return Ok(ExitCode::SUCCESS);
     }
     let (pid_dir, log_dir) = (config.pid_dir.clone(), config.log_dir.clone());
     let stack = Stack::new(config, bin_dir);
