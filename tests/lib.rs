@@ -597,6 +597,57 @@ pub mod bench {
         (start.elapsed().as_secs_f64() * 1000.0, first.unwrap_or(0.0))
     }
 
+    /// `count` one-shot jobs due at the same whole second, made through the
+    /// agent's socket (`client` made with `unix_socket`); per job, the delay
+    /// (ms) from its due time to its run's start and to its end.
+    pub async fn job_burst(client: &reqwest::Client, count: usize) -> (Vec<f64>, Vec<f64>) {
+        let now = jiff::Timestamp::now().as_millisecond();
+        let due_ms = (now / 1000 + 3) * 1000;
+        let due = jiff::Timestamp::from_millisecond(due_ms)
+            .unwrap()
+            .to_string();
+        let mut ids = Vec::new();
+        for n in 0..count {
+            let job = serde_json::json!({
+                "schedule": {"kind": "at", "at": due},
+                "message": format!("burst {n}"),
+            });
+            let response = client
+                .post("http://agent/v1/jobs")
+                .json(&job)
+                .send()
+                .await
+                .unwrap();
+            assert!(response.status().is_success(), "{}", response.status());
+            let created: serde_json::Value = response.json().await.unwrap();
+            ids.push(created["id"].as_str().unwrap().to_owned());
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let (mut starts, mut ends) = (Vec::new(), Vec::new());
+        for id in &ids {
+            loop {
+                let runs: serde_json::Value = client
+                    .get(format!("http://agent/v1/jobs/{id}/runs"))
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                if let Some(run) = runs.as_array().and_then(|r| r.first()) {
+                    if run["status"] == "ok" {
+                        starts.push((run["started_at_ms"].as_i64().unwrap() - due_ms) as f64);
+                        ends.push((run["ended_at_ms"].as_i64().unwrap() - due_ms) as f64);
+                        break;
+                    }
+                }
+                assert!(Instant::now() < deadline, "job {id} did not run");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        (starts, ends)
+    }
+
     /// One chat turn through the gateway's OpenAI-compatible API at `url`
     /// in session `session`, checked to be the fake model's echo of `text`;
     /// its latency in ms.

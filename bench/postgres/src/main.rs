@@ -11,8 +11,9 @@
 //! Then whole agent turns (the release `ocg-agent` against a fake model
 //! that answers at once) with sessions in SQLite (the baseline) and in
 //! PostgreSQL (`OCG_DATABASE_URL`): the latency one at a time and the turns
-//! per second 16 sessions at once. `BENCH_POSTGRES_ONLY=turns` runs only
-//! that table.
+//! per second 16 sessions at once, and the delay of 100 scheduled jobs due
+//! in the same second in either store. `BENCH_POSTGRES_ONLY=turns` runs only
+//! those two tables.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
@@ -254,11 +255,13 @@ const SEQUENTIAL_SESSIONS: usize = 20;
 /// Sessions at once, and turns each, for the rate.
 const PARALLEL_SESSIONS: usize = 16;
 const PARALLEL_TURNS: usize = 50;
+/// Jobs due in one second, per store.
+const JOB_BURST: usize = 100;
 
 /// Agent turns with sessions in SQLite, then in PostgreSQL at `url`.
 async fn turns(bin: &Path, url: &str) -> anyhow::Result<()> {
     let model = FastModel::start();
-    let mut rows = Vec::new();
+    let (mut rows, mut bursts) = (Vec::new(), Vec::new());
     for (store, database) in [("SQLite (default)", None), ("PostgreSQL", Some(url))] {
         let mut env = vec![("OCG_AUTO_RECALL", "false")];
         env.extend(database.map(|url| ("OCG_DATABASE_URL", url)));
@@ -314,6 +317,15 @@ async fn turns(bin: &Path, url: &str) -> anyhow::Result<()> {
             percentile(&mut latency, 0.99),
             rate,
         ));
+        // Scheduled jobs in the same store: a burst due in one second.
+        bench::job_burst(&client, 1).await;
+        let (mut starts, mut ends) = bench::job_burst(&client, JOB_BURST).await;
+        bursts.push((
+            store,
+            percentile(&mut starts, 0.5),
+            percentile(&mut starts, 0.99),
+            percentile(&mut ends, 0.99),
+        ));
     }
     let (_, base_p50, _, base_rate) = rows[0];
     println!(
@@ -330,6 +342,21 @@ async fn turns(bin: &Path, url: &str) -> anyhow::Result<()> {
             "| {store} | {p50:.2} | {p99:.2} | {:+.2} | {rate:.0} | {:.2}x |",
             p50 - base_p50,
             rate / base_rate
+        );
+    }
+    let (_, _, base_start99, _) = bursts[0];
+    println!(
+        "\nScheduled jobs in the same agents: {JOB_BURST} one-shot jobs due in the same second, \
+         from their due time (the scheduler wakes at it) to their turns' start and end.\n"
+    );
+    println!(
+        "| jobs in | to start p50 ms | to start p99 ms | to end p99 ms | start p99 / SQLite |"
+    );
+    println!("|---|---|---|---|---|");
+    for (store, start50, start99, end99) in bursts {
+        println!(
+            "| {store} | {start50:.0} | {start99:.0} | {end99:.0} | {:.2}x |",
+            start99 / base_start99.max(1.0)
         );
     }
     Ok(())

@@ -49,17 +49,6 @@ impl Agent {
         response.json().await.unwrap()
     }
 
-    async fn get(&self, path: &str) -> Value {
-        self.client
-            .get(format!("http://agent{path}"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    }
-
     /// CPU seconds used so far (user + system, from /proc, in USER_HZ).
     fn cpu_secs(&self) -> f64 {
         let stat =
@@ -110,44 +99,9 @@ impl Agent {
         )
     }
 
-    /// `count` one-shot jobs due at the same whole second; per job, the
-    /// delay (ms) from due time to its run's start and to its end.
+    /// `count` one-shot jobs due in the same second (see [`bench::job_burst`]).
     async fn burst(&self, count: usize) -> (Vec<f64>, Vec<f64>) {
-        let now = jiff::Timestamp::now().as_millisecond();
-        let due_ms = (now / 1000 + 3) * 1000;
-        let due = jiff::Timestamp::from_millisecond(due_ms)
-            .unwrap()
-            .to_string();
-        let mut ids = Vec::new();
-        for n in 0..count {
-            let job = json!({
-                "schedule": {"kind": "at", "at": due},
-                "message": format!("burst {n}"),
-            });
-            ids.push(
-                self.post("/v1/jobs", job).await["id"]
-                    .as_str()
-                    .unwrap()
-                    .to_owned(),
-            );
-        }
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let (mut starts, mut ends) = (Vec::new(), Vec::new());
-        for id in &ids {
-            loop {
-                let runs = self.get(&format!("/v1/jobs/{id}/runs")).await;
-                if let Some(run) = runs.as_array().and_then(|r| r.first()) {
-                    if run["status"] == "ok" {
-                        starts.push((run["started_at_ms"].as_i64().unwrap() - due_ms) as f64);
-                        ends.push((run["ended_at_ms"].as_i64().unwrap() - due_ms) as f64);
-                        break;
-                    }
-                }
-                assert!(Instant::now() < deadline, "job {id} did not run");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-        (starts, ends)
+        bench::job_burst(&self.client, count).await
     }
 }
 
