@@ -79,19 +79,31 @@ pub fn open_in_background(url: &str) -> Result<Pool, PgError> {
     Ok(pool)
 }
 
+/// `OCG_DATABASE_URL` of `config`, trimmed: the shared store every agent
+/// and gateway of it uses (`None`: each keeps its own SQLite and files).
+pub fn database_url(
+    config: &ocg_core::config::Config,
+) -> Result<Option<ocg_core::config::Secret>, ocg_core::ConfigError> {
+    config.raw().parse("OCG_DATABASE_URL", |v| {
+        Ok(ocg_core::config::Secret::new(v.trim()))
+    })
+}
+
 /// The database a migration copies into: `to` (a `--to` flag), or else
-/// `OCG_DATABASE_URL` of `config`.
+/// [`database_url`].
 pub fn migration_target(
     to: Option<String>,
     config: &ocg_core::config::Config,
 ) -> Result<String, PgError> {
-    to.or_else(|| {
-        config
-            .raw()
-            .get("OCG_DATABASE_URL")
-            .map(|s| s.value.trim().to_owned())
-    })
-    .ok_or_else(|| PgError::Config("say where to: --to postgres://… or OCG_DATABASE_URL".into()))
+    match to {
+        Some(url) => Ok(url),
+        None => database_url(config)
+            .map_err(|e| PgError::Config(e.to_string()))?
+            .map(|url| url.expose().to_owned())
+            .ok_or_else(|| {
+                PgError::Config("say where to: --to postgres://… or OCG_DATABASE_URL".into())
+            }),
+    }
 }
 
 /// Unix time in milliseconds, as every table stores it.

@@ -109,9 +109,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let (embedding_token, _) = ocg_process::secrets::ensure_token(&config, ocg_embed::TOKEN_KEY)?;
     let embeddings = Arc::new(EmbeddingClient::new(endpoint, &embedding_token));
     let (store, memory, jobs): (Arc<dyn SessionStore>, MemoryBank, Arc<dyn JobStore>) =
-        match config.raw().parse("OCG_DATABASE_URL", |v| {
-            Ok::<_, String>(ocg_core::config::Secret::new(v.trim()))
-        })? {
+        match ocg_postgres::database_url(&config)? {
             // Sessions, memories and jobs in PostgreSQL (memories on pgvector,
             // embedded by the embedding service), shared with the other agents
             // of it.

@@ -266,9 +266,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .data_dir
         .join("channels")
         .join(journal::DELIVERIES_FILE);
-    let database = config.raw().parse("OCG_DATABASE_URL", |v| {
-        Ok::<_, String>(ocg_core::config::Secret::new(v.trim()))
-    })?;
+    let database = ocg_postgres::database_url(&config)?;
     let mut lease = None;
     match database {
         // Several gateways share the store: the lease holder runs the channels.
