@@ -404,52 +404,22 @@ fn configured<'a>(
 ) -> Vec<(&'static str, Setup<'a>)> {
     let pairing = move || pairing.clone();
     let mut setups: Vec<(&'static str, Setup<'a>)> = Vec::new();
-    if let Some(c) = &settings.telegram {
-        setups.push((
-            "telegram",
-            Box::new(move || {
-                shared(TelegramChannel::new(c.clone()).map(|c| c.with_pairing(pairing())))
-            }),
-        ));
+    // Each channel's setup: its type made from its settings, with pairing.
+    macro_rules! setup {
+        ($name:literal, $settings:expr, $channel:ty) => {
+            if let Some(c) = &$settings {
+                let make =
+                    move || shared(<$channel>::new(c.clone()).map(|c| c.with_pairing(pairing())));
+                setups.push(($name, Box::new(make)));
+            }
+        };
     }
-    if let Some(c) = &settings.irc {
-        setups.push((
-            "irc",
-            Box::new(move || shared(IrcChannel::new(c.clone()).map(|c| c.with_pairing(pairing())))),
-        ));
-    }
-    if let Some(c) = &settings.matrix {
-        setups.push((
-            "matrix",
-            Box::new(move || {
-                shared(MatrixChannel::new(c.clone()).map(|c| c.with_pairing(pairing())))
-            }),
-        ));
-    }
-    if let Some(c) = &settings.email {
-        setups.push((
-            "email",
-            Box::new(move || {
-                shared(EmailChannel::new(c.clone()).map(|c| c.with_pairing(pairing())))
-            }),
-        ));
-    }
-    if let Some(c) = &settings.discord {
-        setups.push((
-            "discord",
-            Box::new(move || {
-                shared(DiscordChannel::new(c.clone()).map(|c| c.with_pairing(pairing())))
-            }),
-        ));
-    }
-    if let Some(c) = &settings.slack {
-        setups.push((
-            "slack",
-            Box::new(move || {
-                shared(SlackChannel::new(c.clone()).map(|c| c.with_pairing(pairing())))
-            }),
-        ));
-    }
+    setup!("telegram", settings.telegram, TelegramChannel);
+    setup!("irc", settings.irc, IrcChannel);
+    setup!("matrix", settings.matrix, MatrixChannel);
+    setup!("email", settings.email, EmailChannel);
+    setup!("discord", settings.discord, DiscordChannel);
+    setup!("slack", settings.slack, SlackChannel);
     setups
 }
 
