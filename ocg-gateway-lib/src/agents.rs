@@ -9,13 +9,12 @@
 //!   answers it from the same history (what was already streamed of the
 //!   lost attempt is streamed again).
 //! - Deliveries of scheduled answers are fetched from every agent that is
-//!   up (each keeps its own jobs), and each is reported to the agent it
-//!   came from.
-//! - Every other call (sessions, memories, jobs) goes to the
-//!   first agent of the list that is up, so scheduled jobs, which each
-//!   agent keeps in its own database, are all on one agent while it lives;
-//!   the next one is tried only when the connection was refused, so a call
-//!   that may have done its work is never made twice.
+//!   up (agents over one store offer the same ones: each is handed out
+//!   once), and each is reported to the agent it came from.
+//! - Every other call (sessions, memories, jobs) goes to the first agent
+//!   of the list that is up; the next one is tried only when the
+//!   connection was refused, so a call that may have done its work is
+//!   never made twice.
 //! - [`AgentPool::probe_every`] asks each agent's `/health` in the
 //!   background and sets aside the unhealthy ones before a turn finds out.
 
@@ -25,6 +24,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use futures_util::future::BoxFuture;
 use futures_util::{FutureExt, StreamExt};
 use ocg_core::schedule::{Delivery, DeliveryOutcome, Job, JobPatch, JobRun, NewJob};
 use ocg_core::{
@@ -135,22 +135,11 @@ impl AgentPool {
     /// Run `call` on the first member that is up and reachable.
     async fn first<'call, T>(
         &self,
-        call: impl Fn(Arc<dyn Agent>) -> futures_util::future::BoxFuture<'call, Result<T>>,
+        call: impl Fn(Arc<dyn Agent>) -> BoxFuture<'call, Result<T>>,
     ) -> Result<T> {
-        let mut last = None;
-        for member in self.order(false) {
-            match call(member.agent.clone()).await {
-                Err(error) if unreachable(&error) => {
-                    member.set_down(&error.to_string());
-                    last = Some(error);
-                }
-                other => {
-                    member.set_up();
-                    return other;
-                }
-            }
-        }
-        Err(last.unwrap_or_else(|| Error::unavailable("agent", "no agent")))
+        let (member, answer) = reach(&mut self.order(false), call).await?;
+        member.set_up();
+        answer
     }
 
     /// Every member's health, asked of all at once, in member order.
@@ -189,23 +178,37 @@ struct Attempt {
     ended: bool,
 }
 
+/// Run `call` on `members` in turn, taking each off the front, until one
+/// is reached: that member and its answer. Those that could not be
+/// reached are set aside; the error of the last is returned when none was.
+async fn reach<'call, T>(
+    members: &mut VecDeque<Arc<Member>>,
+    call: impl Fn(Arc<dyn Agent>) -> BoxFuture<'call, Result<T>>,
+) -> Result<(Arc<Member>, Result<T>)> {
+    let mut last = None;
+    while let Some(member) = members.pop_front() {
+        match call(member.agent.clone()).await {
+            Err(error) if unreachable(&error) => {
+                member.set_down(&error.to_string());
+                last = Some(error);
+            }
+            answer => return Ok((member, answer)),
+        }
+    }
+    Err(last.unwrap_or_else(|| Error::unavailable("agent", "no agent")))
+}
+
 /// Start `request` on the first of `members` that takes it.
 async fn start(
     members: &mut VecDeque<Arc<Member>>,
     request: &ChatRequest,
 ) -> Result<(Arc<Member>, ChatStream)> {
-    let mut last = None;
-    while let Some(member) = members.pop_front() {
-        match member.agent.chat_stream(request.clone()).await {
-            Ok(stream) => return Ok((member, stream)),
-            Err(error) if unreachable(&error) => {
-                member.set_down(&error.to_string());
-                last = Some(error);
-            }
-            Err(error) => return Err(error),
-        }
-    }
-    Err(last.unwrap_or_else(|| Error::unavailable("agent", "no agent")))
+    let (member, stream) = reach(members, |agent| {
+        let request = request.clone();
+        Box::pin(async move { agent.chat_stream(request).await })
+    })
+    .await?;
+    Ok((member, stream?))
 }
 
 impl Attempt {
